@@ -1,0 +1,278 @@
+"""CA operations: create a CA, describe it, and issue leaf certificates from it.
+
+This is the layer every command builds on: it joins the pure certificate
+logic (:mod:`certkit.certs`) with the store (:mod:`certkit.store`).  Issuing
+always goes through :func:`issue` (or :func:`issue_many` for batches), which
+picks a serial unused by this CA, records the certificate in the inventory,
+and keeps a copy of the certificate and key in the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from . import certs, files
+from .certs import PrivateKey, SubjectNames
+from .errors import UsageError
+from .store import CAStore, Record, get_passphrase, list_ca_names
+
+
+@dataclass
+class CAInfo:
+    """What ``certkit ca show`` prints."""
+
+    name: str
+    subject: str
+    fingerprint: str
+    key_type: str
+    encrypted: bool
+    not_before: str
+    not_after: str
+    cert_path: str
+    bundle_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _stamp() -> str:
+    return _now().strftime("%Y%m%dT%H%M%SZ")
+
+
+def describe_ca(store: CAStore) -> CAInfo:
+    cert = store.load_cert()
+    return CAInfo(
+        name=store.name,
+        subject=cert.subject.rfc4514_string(),
+        fingerprint=certs.fingerprint(cert),
+        key_type=certs.key_type_of(cert.public_key()),
+        encrypted=store.key_encrypted(),
+        not_before=cert.not_valid_before_utc.isoformat(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        cert_path=str(store.cert_path),
+        bundle_path=str(store.bundle_path) if store.bundle_path.exists() else None,
+    )
+
+
+def init_ca(
+    name: str = "default",
+    common_name: str | None = None,
+    key_type: str = certs.DEFAULT_KEY_TYPE,
+    days: int = 3650,
+    *,
+    encrypt: bool = False,
+    passphrase: bytes | None = None,
+    force: bool = False,
+    root: Path | None = None,
+) -> CAInfo:
+    """Create the CA ``name`` in the store and return its description.
+
+    An existing CA is never replaced unless ``force``; then the old one is
+    renamed aside (``cas/<name>.replaced-<timestamp>``), not deleted.  With
+    ``encrypt`` the key is stored encrypted with ``passphrase`` (or the one
+    from ``$CERTKIT_CA_PASSPHRASE`` / the terminal).
+
+    >>> info = init_ca("prod", key_type="ec-p256")
+    >>> info.cert_path  # doctest: +SKIP
+    '/home/me/.local/share/certkit/cas/prod/ca.pem'
+    """
+    kt = certs.check_key_type(key_type)
+    certs.check_days(days)
+    store = CAStore(name, root)
+    if store.exists() and not force:
+        raise UsageError(
+            f"CA {name!r} already exists at {store.dir}; pass --force to replace it "
+            "(the old one is kept aside)."
+        )
+    if encrypt and passphrase is None:
+        passphrase = get_passphrase(confirm=True)
+    key = certs.generate_key(kt)
+    cert = certs.make_ca(key, common_name or f"certkit CA {name}", days)
+    store.ensure_dirs()
+    with store.lock():
+        if store.exists():
+            if not force:
+                raise UsageError(f"CA {name!r} already exists at {store.dir}; pass --force.")
+            aside = store.dir.with_name(f"{name}.replaced-{_stamp()}")
+            staging = store.dir.with_name(f".{name}.new-{os.getpid()}")
+            files.ensure_dir(staging)
+            _write_ca_files(staging, cert, key, passphrase if encrypt else None)
+            os.rename(store.dir, aside)
+            os.rename(staging, store.dir)
+        else:
+            _write_ca_files(store.dir, cert, key, passphrase if encrypt else None)
+    with store.transaction() as inv:
+        inv.add(_record(cert, "ca", name, kt, cert))
+    return describe_ca(store)
+
+
+def _write_ca_files(
+    directory: Path, cert: x509.Certificate, key: PrivateKey, passphrase: bytes | None
+) -> None:
+    files.atomic_write_many(
+        [
+            (directory / "ca-key.pem", certs.key_pem(key, passphrase), files.PRIVATE_FILE),
+            (directory / "ca.pem", certs.cert_pem(cert), files.PUBLIC_FILE),
+        ]
+    )
+
+
+def list_cas(root: Path | None = None) -> list[CAInfo]:
+    return [describe_ca(CAStore(n, root)) for n in list_ca_names(root)]
+
+
+# ---------------------------------------------------------------- issuing
+
+
+@dataclass
+class Issued:
+    """A freshly issued certificate: the objects, the PEMs and its inventory record."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    record: Record
+    ca_pem: bytes  # the trust bundle to hand out with it
+    cert_path: Path
+    key_path: Path
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return certs.cert_pem(self.cert)
+
+    @property
+    def key_pem(self) -> bytes:
+        return certs.key_pem(self.key)
+
+
+def _record(
+    cert: x509.Certificate,
+    kind: str,
+    name: str,
+    key_type: str,
+    issuer: x509.Certificate,
+    options: dict[str, Any] | None = None,
+) -> Record:
+    return Record(
+        serial=certs.serial_hex(cert),
+        kind=kind,
+        name=name,
+        subject=certs.common_name(cert),
+        sans=certs.san_names(cert),
+        not_before=cert.not_valid_before_utc.isoformat(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        fingerprint=certs.fingerprint(cert),
+        key_type=key_type,
+        issuer_fingerprint=certs.fingerprint(issuer),
+        created=_now().isoformat(),
+        options=options or {},
+    )
+
+
+@dataclass
+class LeafRequest:
+    """What to issue: used by :func:`issue_many` for batches."""
+
+    kind: certs.Kind
+    name: str
+    common_name: str
+    names: SubjectNames | None = None
+    days: int = 365
+    key_type: str = certs.DEFAULT_KEY_TYPE
+    key: PrivateKey | None = None  # reuse this key instead of making one
+    not_after: dt.datetime | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def issue_many(store: CAStore, requests: list[LeafRequest]) -> list[Issued]:
+    """Issue several certificates with one CA key load and one inventory update.
+
+    Keys are generated and certificates signed outside the lock; serials are
+    re-drawn under the lock in the (astronomically unlikely) case of a clash.
+    Each certificate and key is kept in ``issued/<serial>/`` in the store.
+    """
+    ca_cert = store.load_cert()
+    ca_key = store.load_key()
+    ca_pem = store.trust_bundle_pem()
+    for req in requests:
+        certs.check_days(req.days) if req.not_after is None else None
+    built: list[tuple[LeafRequest, PrivateKey, x509.Certificate]] = []
+    for req in requests:
+        key = req.key or certs.generate_key(certs.check_key_type(req.key_type))
+        cert = certs.make_leaf(
+            ca_cert,
+            ca_key,
+            key.public_key(),
+            req.kind,
+            req.common_name,
+            req.names,
+            req.days,
+            not_after=req.not_after,
+        )
+        built.append((req, key, cert))
+    results: list[Issued] = []
+    with store.transaction() as inv:
+        used = inv.serials()
+        writes: list[tuple[Path, bytes, int]] = []
+        for req, key, cert in built:
+            while certs.serial_hex(cert) in used:  # pragma: no cover - 2**-126 odds
+                cert = certs.make_leaf(
+                    ca_cert,
+                    ca_key,
+                    key.public_key(),
+                    req.kind,
+                    req.common_name,
+                    req.names,
+                    req.days,
+                    not_after=req.not_after,
+                )
+            record = _record(cert, req.kind, req.name, certs.key_type_of(key), ca_cert, req.options)
+            used.add(record.serial)
+            inv.add(record)
+            d = store.issued_dir(record.serial)
+            files.ensure_dir(d)
+            writes.append((d / "cert.pem", certs.cert_pem(cert), files.PUBLIC_FILE))
+            writes.append((d / "key.pem", certs.key_pem(key), files.PRIVATE_FILE))
+            results.append(Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem"))
+        files.atomic_write_many(writes)
+    return results
+
+
+def issue(
+    store: CAStore,
+    kind: certs.Kind,
+    name: str,
+    common_name: str,
+    names: SubjectNames | None = None,
+    days: int = 365,
+    key_type: str = certs.DEFAULT_KEY_TYPE,
+    *,
+    key: PrivateKey | None = None,
+    not_after: dt.datetime | None = None,
+    options: dict[str, Any] | None = None,
+) -> Issued:
+    """Issue one leaf certificate from ``store``'s CA and record it.
+
+    >>> store = CAStore("default")
+    >>> server = issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]))
+    """
+    req = LeafRequest(kind, name, common_name, names, days, key_type, key, not_after, options or {})
+    return issue_many(store, [req])[0]
+
+
+def mark_installed(store: CAStore, serial: str, paths: list[str]) -> None:
+    """Add ``paths`` to the record's ``installed`` list."""
+    with store.transaction() as inv:
+        rec = inv.get(serial)
+        if rec is not None:
+            rec.installed = sorted({*rec.installed, *paths})

@@ -1,0 +1,417 @@
+"""Pure certificate logic: keys, names, and the three certificate profiles.
+
+No I/O happens here.  Every certificate starts from :func:`_builder` (subject,
+validity, serial, public key, SKI) and each profile adds only its own
+extensions, following what strict X.509 verifiers require (Python 3.13's
+``VERIFY_X509_STRICT``, urllib3 2.4+, Go's crypto/x509, pkilint).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import UsageError
+
+KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+KEY_TYPES: tuple[str, ...] = get_args(KeyType)
+DEFAULT_KEY_TYPE: KeyType = "ec-p256"
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+Kind = Literal["ca", "server", "client", "ci"]
+
+# Absorb clock skew between the machine that issues and the ones that verify.
+BACKDATE = dt.timedelta(minutes=5)
+
+
+def check_key_type(value: str) -> KeyType:
+    """Return ``value`` as a :data:`KeyType` or raise a :class:`UsageError`."""
+    if value not in KEY_TYPES:
+        raise UsageError(f"Unknown key type {value!r}; choose one of {', '.join(KEY_TYPES)}.")
+    return value  # type: ignore[return-value]
+
+
+def check_days(days: int) -> int:
+    if days <= 0:
+        raise UsageError(f"--days must be a positive number of days, got {days}.")
+    if days > 100 * 365:
+        raise UsageError(f"--days {days} is more than 100 years; choose a shorter validity.")
+    return days
+
+
+def generate_key(key_type: KeyType = DEFAULT_KEY_TYPE) -> PrivateKey:
+    """A fresh private key of the given type."""
+    if key_type == "ec-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    bits = int(key_type.split("-")[1])
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
+    """The :data:`KeyType` name of a key (private or public)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return "ec-p384" if key.curve.name == "secp384r1" else "ec-p256"
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return check_key_type(f"rsa-{key.key_size}")
+    return "ed25519"
+
+
+def _hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | None:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None  # Ed25519 signs the message itself
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def random_serial() -> int:
+    """A positive serial with 127 bits of entropy (RFC 5280: at most 20 octets)."""
+    return secrets.randbits(127) | 1 << 126
+
+
+# ---------------------------------------------------------------- names
+
+
+@dataclass(frozen=True)
+class SubjectNames:
+    """The DNS names and IP addresses a server certificate is valid for."""
+
+    dns: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+
+    def all(self) -> list[str]:
+        return [*self.dns, *self.ips]
+
+    def general_names(self) -> list[x509.GeneralName]:
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in self.dns]
+        names += [x509.IPAddress(ipaddress.ip_address(i)) for i in self.ips]
+        return names
+
+
+def _to_a_label(label: str) -> str:
+    if label.isascii():
+        return label
+    import idna
+
+    try:
+        return idna.encode(label).decode()
+    except idna.IDNAError as e:
+        raise UsageError(f"{label!r} is not a valid internationalized name: {e}.") from None
+
+
+def normalize_dns_name(name: str) -> str:
+    """Validate a DNS name (IDN to A-labels, wildcard only as the whole leftmost label)."""
+    original = name
+    name = name.strip().rstrip(".").lower()
+    if not name or any(c.isspace() for c in original.strip()):
+        raise UsageError(f"{original!r} is not a valid host name (empty or contains spaces).")
+    labels = name.split(".")
+    out: list[str] = []
+    for i, label in enumerate(labels):
+        if label == "":
+            raise UsageError(f"{original!r} is not a valid host name: it has an empty label.")
+        if "*" in label:
+            if label != "*" or i != 0:
+                raise UsageError(
+                    f"{original!r} has '*' in the wrong place: a wildcard must be the whole "
+                    "leftmost label, as in *.example.com."
+                )
+            if len(labels) < 3:
+                raise UsageError(
+                    f"{original!r} is too broad: a wildcard needs at least two labels after it."
+                )
+            out.append(label)
+            continue
+        a_label = _to_a_label(label)
+        if len(a_label) > 63:
+            raise UsageError(f"{original!r} has a label longer than 63 characters.")
+        if not all(c.isalnum() or c in "-_" for c in a_label) or a_label.startswith("-"):
+            raise UsageError(
+                f"{original!r} is not a valid host name: use letters, digits and '-' only."
+            )
+        out.append(a_label)
+    result = ".".join(out)
+    if len(result) > 253:
+        raise UsageError(f"{original!r} is longer than 253 characters.")
+    return result
+
+
+def looks_like_ip(value: str) -> bool:
+    v = value.strip().strip("[]")
+    if ":" in v:
+        return True
+    return all(part.isdigit() for part in v.split(".")) and v.count(".") == 3
+
+
+def parse_names(values: list[str]) -> SubjectNames:
+    """Sort host names and IP addresses into :class:`SubjectNames`, validating each.
+
+    Duplicates are dropped, order is kept: the first name is the primary one.
+    """
+    dns: list[str] = []
+    ips: list[str] = []
+    for value in values:
+        if looks_like_ip(value):
+            try:
+                ip = str(ipaddress.ip_address(value.strip().strip("[]")))
+            except ValueError:
+                raise UsageError(f"{value!r} is not a valid IP address.") from None
+            if ip not in ips:
+                ips.append(ip)
+        else:
+            name = normalize_dns_name(value)
+            if name not in dns:
+                dns.append(name)
+    return SubjectNames(tuple(dns), tuple(ips))
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def _name(cn: str, org: str = "certkit") -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn[:64]),
+        ]
+    )
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    days: int,
+    now: dt.datetime | None,
+    not_after: dt.datetime | None,
+    serial: int | None,
+) -> x509.CertificateBuilder:
+    start = (now or dt.datetime.now(dt.timezone.utc)) - BACKDATE
+    end = not_after or (start + BACKDATE + dt.timedelta(days=days))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial or random_serial())
+        .not_valid_before(min(start, end - dt.timedelta(minutes=1)))
+        .not_valid_after(end)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def make_ca(
+    key: PrivateKey,
+    common_name: str = "certkit CA",
+    days: int = 3650,
+    *,
+    now: dt.datetime | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """A self-signed CA certificate that strict verifiers accept.
+
+    >>> key = generate_key()
+    >>> ca = make_ca(key, "prod CA")
+    """
+    name = _name(common_name)
+    builder = (
+        _builder(name, name, key.public_key(), days, now, None, serial)
+        # pathlen 0: this CA signs leaves only, never another CA.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,  # sign OCSP/CRL-like data; harmless and expected
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,  # sign certificates
+                crl_sign=True,  # sign revocation lists
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        # No EKU on the CA: Go's verifier would then demand it list clientAuth.
+    )
+    return builder.sign(key, _hash_for(key))
+
+
+def make_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    public_key: PublicKey,
+    kind: Kind,
+    common_name: str,
+    names: SubjectNames | None = None,
+    days: int = 365,
+    *,
+    now: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """A server (``kind="server"``) or client (``"client"``/``"ci"``) certificate.
+
+    Servers get EKU serverAuth and a SAN with every name; clients get EKU
+    clientAuth.  ``not_after`` overrides ``days`` (tests use it to make an
+    expired certificate).
+    """
+    if kind == "ca":
+        raise ValueError("use make_ca for CA certificates")
+    eku = ExtendedKeyUsageOID.SERVER_AUTH if kind == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    builder = (
+        _builder(_name(common_name), ca_cert.subject, public_key, days, now, not_after, serial)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,  # RSA key transport only; RFC 5480 forbids it for EC
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    )
+    if names is not None and names.all():
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(names.general_names()), critical=False
+        )
+    return builder.sign(ca_key, _hash_for(ca_key))
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM, encrypted when a passphrase is given (only ever for CA keys)."""
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+def load_cert(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise UsageError("The data is not a PEM certificate.") from None
+
+
+def load_certs(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle (at least one)."""
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise UsageError("The data is not a PEM certificate bundle.") from None
+    return certs
+
+
+def load_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+    """Load a PEM private key; raises :class:`UsageError` for a wrong passphrase."""
+    try:
+        key = serialization.load_pem_private_key(data, passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise UsageError(
+                "The CA key is encrypted: set CERTKIT_CA_PASSPHRASE or run on a terminal."
+            ) from None
+        raise UsageError("The key is not encrypted, but a passphrase was given.") from None
+    except ValueError:
+        if passphrase is not None:
+            raise UsageError("Wrong passphrase for the CA key.") from None
+        raise UsageError("The data is not a readable PEM private key.") from None
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise UsageError(f"Unsupported key algorithm {type(key).__name__}.")
+    return key
+
+
+def is_encrypted_pem(data: bytes) -> bool:
+    return b"ENCRYPTED" in data.split(b"\n", 1)[0]
+
+
+# ---------------------------------------------------------------- inspection
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint as colon-separated upper-case hex (as openssl prints it)."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
+
+
+def common_name(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+
+
+def san_names(cert: x509.Certificate) -> list[str]:
+    """DNS names then IP addresses from the SAN, as strings."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*san.get_values_for_type(x509.DNSName)] + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def public_key_bytes(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def key_matches_cert(key: PrivateKey, cert: x509.Certificate) -> bool:
+    return public_key_bytes(key.public_key()) == public_key_bytes(cert.public_key())  # type: ignore[arg-type]
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer`` issued ``cert`` (name match and valid signature)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def days_left(cert: x509.Certificate, now: dt.datetime | None = None) -> float:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (cert.not_valid_after_utc - now).total_seconds() / 86400

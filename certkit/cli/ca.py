@@ -1,0 +1,95 @@
+"""``certkit init-ca`` and ``certkit ca show|list``."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+from .output import CA_OPTION, JSON_OPTION, emit
+
+ca_app = typer.Typer(help="Inspect the CAs in the store.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+
+
+@app.command("init-ca")
+def init_ca(
+    ca: str = CA_OPTION,
+    cn: str = typer.Option(None, "--cn", help="Common name of the CA (default: certkit CA NAME)."),
+    key_type: str = typer.Option(
+        "ec-p256",
+        "--key-type",
+        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
+    ),
+    days: int = typer.Option(3650, "--days", help="Validity in days."),
+    encrypt: bool = typer.Option(
+        False,
+        "--encrypt",
+        help="Encrypt the CA key with a passphrase ($CERTKIT_CA_PASSPHRASE or asked twice).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing CA (the old one is kept aside, not deleted)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Create a CA in the private certkit store.
+
+    Example: certkit init-ca --ca prod --encrypt
+    """
+    from ..ca import init_ca as _init_ca
+
+    info = _init_ca(ca, cn, key_type, days, encrypt=encrypt, force=force)
+    flag = "" if ca == "default" else f" --ca {ca}"
+    encrypted = ", key encrypted" if info.encrypted else ""
+    emit(
+        json_out,
+        info.to_json(),
+        [
+            f"Created CA {info.name!r} ({info.key_type}{encrypted}),"
+            f" valid until {info.not_after[:10]}.",
+            f"CA certificate: {info.cert_path}",
+            f"Next: certkit issue-server HOST{flag} --install   (on the Docker host)",
+        ],
+    )
+
+
+@ca_app.command("show")
+def show(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
+    """Subject, fingerprint, key type, validity and path of a CA.
+
+    Example: certkit ca show --ca prod
+    """
+    from ..ca import describe_ca
+    from ..store import CAStore
+
+    info = describe_ca(CAStore(ca).require())
+    emit(
+        json_out,
+        info.to_json(),
+        [
+            f"CA:          {info.name}",
+            f"Subject:     {info.subject}",
+            f"Key:         {info.key_type}{' (encrypted)' if info.encrypted else ''}",
+            f"Valid:       {info.not_before[:19]} .. {info.not_after[:19]}",
+            f"SHA-256:     {info.fingerprint}",
+            f"Certificate: {info.cert_path}",
+        ]
+        + (
+            [f"Bundle:      {info.bundle_path} (CA rotation under way)"] if info.bundle_path else []
+        ),
+    )
+
+
+@ca_app.command("list")
+def list_(json_out: bool = JSON_OPTION) -> None:
+    """The CAs in the store.
+
+    Example: certkit ca list
+    """
+    from ..ca import list_cas
+    from ..paths import store_root
+
+    cas = list_cas()
+    lines = [f"{c.name:16} {c.key_type:9} until {c.not_after[:10]}  {c.subject}" for c in cas]
+    if not cas:
+        lines = [f"No CA in {store_root()}. Next: certkit init-ca"]
+    emit(json_out, [c.to_json() for c in cas], lines)

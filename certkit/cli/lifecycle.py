@@ -1,0 +1,3 @@
+"""Commands: filled in by their issue."""
+
+from __future__ import annotations

@@ -1,0 +1,118 @@
+"""The one place that knows where things live on disk.
+
+Three families of paths:
+
+* the certkit store (``CERTKIT_HOME`` or the platform's user data dir);
+* the Docker host's system files (``/etc/docker/daemon.json``, systemd units),
+  which can be re-rooted under a sandbox directory with ``--root`` so tests
+  and dry runs never touch the real system;
+* the docker CLI's config dir (``--docker-config``, ``DOCKER_CONFIG`` or
+  ``~/.docker``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+STORE_ENV = "CERTKIT_HOME"
+DEFAULT_CA = "default"
+
+
+def store_root() -> Path:
+    """Root of the certkit store: ``$CERTKIT_HOME`` or the user data dir."""
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env).expanduser().absolute()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("certkit", appauthor=False))
+
+
+def docker_config_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The docker CLI's config dir: explicit, else ``$DOCKER_CONFIG``, else ``~/.docker``."""
+    if override:
+        return Path(override).expanduser().absolute()
+    env = os.environ.get("DOCKER_CONFIG")
+    if env:
+        return Path(env).expanduser().absolute()
+    return Path.home() / ".docker"
+
+
+# System paths on a Docker host, as seen on the host itself.
+DAEMON_JSON = PurePosixPath("/etc/docker/daemon.json")
+CERT_DIR = PurePosixPath("/etc/docker/certkit")
+DEFAULT_DOCKER = PurePosixPath("/etc/default/docker")
+DROPIN_DIR = PurePosixPath("/etc/systemd/system/docker.service.d")
+DROPIN_NAME = "certkit.conf"
+# Where packaged docker units live; later entries override earlier ones.
+UNIT_FILES = (
+    PurePosixPath("/lib/systemd/system/docker.service"),
+    PurePosixPath("/usr/lib/systemd/system/docker.service"),
+    PurePosixPath("/etc/systemd/system/docker.service"),
+)
+
+
+_SLASH = PurePosixPath("/")
+
+
+@dataclass(frozen=True)
+class SystemPaths:
+    """System paths of a Docker host, optionally re-rooted under ``root``.
+
+    ``SystemPaths(Path("/tmp/sandbox")).daemon_json`` is
+    ``/tmp/sandbox/etc/docker/daemon.json``: every path read or written, and
+    every path written *into* a configuration, lives under the root.
+    """
+
+    root: PurePosixPath = _SLASH
+    cert_dir_override: PurePosixPath | None = None
+
+    def at(self, path: PurePosixPath | str) -> PurePosixPath:
+        """Re-root an absolute system path."""
+        rel = PurePosixPath(path).relative_to("/")
+        return self.root / rel
+
+    @property
+    def daemon_json(self) -> PurePosixPath:
+        return self.at(DAEMON_JSON)
+
+    @property
+    def cert_dir(self) -> PurePosixPath:
+        if self.cert_dir_override is not None:
+            return self.at(self.cert_dir_override)
+        return self.at(CERT_DIR)
+
+    @property
+    def default_docker(self) -> PurePosixPath:
+        return self.at(DEFAULT_DOCKER)
+
+    @property
+    def dropin_dir(self) -> PurePosixPath:
+        return self.at(DROPIN_DIR)
+
+    @property
+    def dropin(self) -> PurePosixPath:
+        return self.dropin_dir / DROPIN_NAME
+
+    @property
+    def unit_files(self) -> tuple[PurePosixPath, ...]:
+        return tuple(self.at(p) for p in UNIT_FILES)
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.root != PurePosixPath("/")
+
+
+def system_paths(
+    root: str | os.PathLike[str] | None = None, cert_dir: str | None = None
+) -> SystemPaths:
+    """Build :class:`SystemPaths`; ``root`` is made absolute, ``cert_dir`` must be absolute."""
+    base = PurePosixPath(os.path.abspath(root)) if root else PurePosixPath("/")
+    override = PurePosixPath(cert_dir) if cert_dir else None
+    if override is not None and not override.is_absolute():
+        from .errors import UsageError
+
+        raise UsageError(f"--cert-dir must be an absolute path, got {cert_dir!r}.")
+    return SystemPaths(base, override)

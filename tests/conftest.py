@@ -1,0 +1,95 @@
+"""Fixtures shared by every test: an isolated environment and a real dockerd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Dockerd, dockerd_available, short_tempdir, start_dockerd
+
+# Variables that would make a test talk to, or read from, the developer's setup.
+_SCRUB = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "CERTKIT_CA_PASSPHRASE",
+    "CERTKIT_BUNDLE",
+    "GITHUB_ENV",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Every test gets its own CERTKIT_HOME and DOCKER_CONFIG; nothing leaks in."""
+    home = tmp_path / "certkit-home"
+    docker_config = tmp_path / "docker-config"
+    monkeypatch.setenv("CERTKIT_HOME", str(home))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    for var in _SCRUB:
+        monkeypatch.delenv(var, raising=False)
+    return {"home": home, "docker_config": docker_config}
+
+
+@pytest.fixture
+def certkit_home(isolated_env: dict[str, Path]) -> Path:
+    return isolated_env["home"]
+
+
+@pytest.fixture
+def docker_config(isolated_env: dict[str, Path]) -> Path:
+    return isolated_env["docker_config"]
+
+
+def _require(tool: str, env_var: str) -> None:
+    if shutil.which(tool) is None:
+        if os.environ.get(env_var) == "1":
+            pytest.fail(f"{tool} is required ({env_var}=1) but not installed")
+        pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Path]:
+    """A short-path temp dir (unix socket paths must stay short), removed afterwards."""
+    base = short_tempdir()
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def dockerd(sandbox: Path) -> Iterator[Any]:
+    """Factory: ``dockerd(config_file=..., args=..., unix_socket=..., tcp=[...])``.
+
+    Starts real dockerd processes (own data-root, exec-root, pidfile) and stops
+    every one of them, with their containerd, at teardown.  Skipped when
+    dockerd is missing, unless CERTKIT_REQUIRE_DOCKERD=1.
+    """
+    _require("dockerd", "CERTKIT_REQUIRE_DOCKERD")
+    started: list[Dockerd] = []
+
+    def start(**kwargs: Any) -> Dockerd:
+        kwargs.setdefault("base", sandbox)
+        d = start_dockerd(**kwargs)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def require_dockerd() -> None:
+    _require("dockerd", "CERTKIT_REQUIRE_DOCKERD")
+    assert dockerd_available()
+
+
+@pytest.fixture
+def require_sshd() -> None:
+    _require("sshd", "CERTKIT_REQUIRE_SSHD")

@@ -1,0 +1,211 @@
+"""Test helpers: run the real CLI, start a real dockerd, talk strict TLS.
+
+Imported by the tests directly (``from support import ...``) and through the
+fixtures in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_certkit(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m certkit ARGS`` as a user would; never raises on failure."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "certkit", *args],
+        env=full_env,
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def short_tempdir(prefix: str = "ck") -> Path:
+    """A short /tmp dir: containerd's socket path must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def wait_port(host: str, port: int, timeout: float = 30, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {host}:{port} opened")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+def unix_ping(sock_path: str, timeout: float = 2) -> bool:
+    """True when a Docker API answers ``/_ping`` with OK on the unix socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(sock_path)
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            data = s.recv(4096)
+            return b" 200 " in data.split(b"\r\n", 1)[0]
+    except OSError:
+        return False
+
+
+def sandbox_daemon_settings(base: Path) -> dict[str, Any]:
+    """daemon.json keys a test dockerd needs to run beside anything else on the machine."""
+    return {
+        "data-root": str(base / "data"),
+        "exec-root": str(base / "exec"),
+        "pidfile": str(base / "docker.pid"),
+        "iptables": False,
+        "ip6tables": False,
+        "bridge": "none",
+        "storage-driver": "vfs",
+    }
+
+
+@dataclass
+class Dockerd:
+    """A running test dockerd (see :func:`start_dockerd`)."""
+
+    proc: subprocess.Popen[bytes]
+    base: Path
+    log_path: Path
+    unix_socket: str | None
+    tcp: list[tuple[str, int]] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # containerd is started by dockerd in the same process group: make sure it is gone.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def dockerd_available() -> bool:
+    return shutil.which("dockerd") is not None
+
+
+def start_dockerd(
+    base: Path,
+    config_file: Path | None = None,
+    args: list[str] | None = None,
+    unix_socket: str | None = None,
+    tcp: list[tuple[str, int]] | None = None,
+    timeout: float = 60,
+) -> Dockerd:
+    """Start ``dockerd [--config-file FILE] ARGS`` in its own process group and wait for it.
+
+    ``unix_socket`` (when the daemon serves one) is polled for ``/_ping``;
+    every ``tcp`` address is waited for.  The caller stops it (the fixture does).
+    """
+    cmd = ["dockerd"]
+    if config_file is not None:
+        cmd += ["--config-file", str(config_file)]
+    cmd += args or []
+    log_path = base / "dockerd.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    d = Dockerd(proc, base, log_path, unix_socket, list(tcp or []))
+    deadline = time.monotonic() + timeout
+    try:
+        if unix_socket:
+            while not unix_ping(unix_socket):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{d.log()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"dockerd did not answer on {unix_socket}:\n{d.log()[-3000:]}")
+                time.sleep(0.1)
+        for host, port in d.tcp:
+            wait_port(host, port, max(1.0, deadline - time.monotonic()), proc)
+    except BaseException:
+        d.stop()
+        raise
+    return d
+
+
+def strict_context(
+    ca: Path | str, cert: Path | str | None = None, key: Path | str | None = None
+) -> ssl.SSLContext:
+    """A client context as strict as Python 3.13's default: VERIFY_X509_STRICT, TLS 1.2+."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+    return ctx
+
+
+def tls_get(
+    host: str, port: int, path: str, ctx: ssl.SSLContext, server_hostname: str | None = None
+) -> tuple[int, bytes]:
+    """GET ``path`` over TLS; returns (status, body).  Raises ssl/OSError on refusal."""
+    with socket.create_connection((host, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_hostname or host) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body
+
+
+def refused(host: str, port: int, ctx: ssl.SSLContext, server_hostname: str | None = None) -> bool:
+    """True when the server refuses the connection (handshake or first request fails)."""
+    try:
+        status, _ = tls_get(host, port, "/_ping", ctx, server_hostname)
+    except (ssl.SSLError, OSError):
+        return True
+    return status != 200
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
