@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,21 @@ class LeafRequest:
     key: PrivateKey | None = None  # reuse this key instead of making one
     not_after: dt.datetime | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    installed: list[str] = field(default_factory=list)  # where its files will be written
 
 
-def issue_many(store: CAStore, requests: list[LeafRequest]) -> list[Issued]:
+def issue_many(
+    store: CAStore,
+    requests: list[LeafRequest],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Issued]:
     """Issue several certificates with one CA key load and one inventory update.
 
     Keys are generated and certificates signed outside the lock; serials are
     re-drawn under the lock in the (astronomically unlikely) case of a clash.
     Each certificate and key is kept in ``issued/<serial>/`` in the store.
+    ``progress(n)`` is called as certificates are made (``n`` more done).
     """
     ca_cert = store.load_cert()
     ca_key = store.load_key()
@@ -220,6 +228,8 @@ def issue_many(store: CAStore, requests: list[LeafRequest]) -> list[Issued]:
             not_after=req.not_after,
         )
         built.append((req, key, cert))
+        if progress is not None:
+            progress(1)
     results: list[Issued] = []
     with store.transaction() as inv:
         used = inv.serials()
@@ -237,8 +247,9 @@ def issue_many(store: CAStore, requests: list[LeafRequest]) -> list[Issued]:
                     not_after=req.not_after,
                 )
             record = _record(cert, req.kind, req.name, certs.key_type_of(key), ca_cert, req.options)
+            record.installed = sorted(req.installed)
             used.add(record.serial)
-            inv.add(record)
+            inv.records.append(record)  # not inv.add: its duplicate check is O(n) per call
             d = store.issued_dir(record.serial)
             files.ensure_dir(d)
             writes.append((d / "cert.pem", certs.cert_pem(cert), files.PUBLIC_FILE))

@@ -5,6 +5,10 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
     cas/<name>/ca.pem           CA certificate (0644)
     cas/<name>/ca-key.pem       CA private key, maybe encrypted (0600)
     cas/<name>/bundle.pem       trust bundle while a CA rotation is under way
+                                (new CA certificate first, then the previous one)
+    cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem) during a rotation
+    cas/<name>/retired/<UTC timestamp>-<fingerprint prefix>/
+                                each CA retired by ``rotate-ca finish`` (kept, never deleted)
     cas/<name>/inventory.json   everything this CA issued
     cas/<name>/issued/<serial>/ cert.pem + key.pem of each issued certificate
     cas/<name>/.lock            serialises writers (flock)
@@ -164,6 +168,16 @@ class CAStore:
     @property
     def bundle_path(self) -> Path:
         return self.dir / "bundle.pem"
+
+    @property
+    def previous_dir(self) -> Path:
+        """The CA being replaced, from ``rotate-ca start`` until ``rotate-ca finish``."""
+        return self.dir / "previous"
+
+    @property
+    def retired_dir(self) -> Path:
+        """Where ``rotate-ca finish`` archives replaced CAs, one timestamped dir each."""
+        return self.dir / "retired"
 
     @property
     def inventory_path(self) -> Path:

@@ -14,6 +14,9 @@ import typer
 
 from .. import __version__
 from ..errors import CertkitError
+from ._fastparams import install as _install_fast_params
+
+_install_fast_params()  # plain str/int options without importing pydantic (~80 ms)
 
 app = typer.Typer(
     name="certkit",
@@ -46,6 +49,7 @@ def _root(
 
 
 # Register the commands (each module only imports typer at import time).
+from . import bulk as _bulk  # noqa: E402,F401
 from . import ca as _ca  # noqa: E402,F401
 from . import ci as _ci  # noqa: E402,F401
 from . import client as _client  # noqa: E402,F401

@@ -1,3 +1,169 @@
-"""Commands: filled in by their issue."""
+"""``certkit list``, ``status``, ``verify`` and ``doctor``: know where you stand."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from . import app
+from .output import JSON_OPTION, emit
+
+if TYPE_CHECKING:
+    from ..inventory import Item
+
+
+def _names(item: Item) -> str:
+    """What the certificate is for: SANs of a server, the context of a client, else the CN."""
+    if item.kind == "server":
+        return "names:   " + (", ".join(item.sans) or item.subject)
+    if item.kind == "client":
+        return f"context: {item.name}"
+    return f"subject: {item.subject}"
+
+
+@app.command("list")
+def list_(
+    ca: str = typer.Option(None, "--ca", help="Only this CA (default: every CA in the store)."),
+    kind: str = typer.Option(None, "--kind", help="Only this kind: ca | server | client | ci."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Every certificate the store's CAs issued: names, expiry, where installed, status.
+
+    Status is valid, expiring (within 30 days), expired or superseded.
+
+    Example: certkit list --kind server
+    """
+    from ..inventory import list_items
+    from ..paths import store_root
+
+    items = list_items(ca, kind)
+    lines = [f"{'CA':10} {'KIND':6} {'NAME':22} {'NOT AFTER':10} {'DAYS':>5}  {'STATUS':10} SERIAL"]
+    for i in items:
+        lines.append(
+            f"{i.ca:10} {i.kind:6} {i.name:22} {i.expiry_date:10} {int(i.days_left):>5}  "
+            f"{i.status:10} {i.serial}"
+        )
+        lines.append(f"{'':18}{_names(i)}")
+        if i.installed:
+            lines.append(f"{'':18}at:      {', '.join(i.installed)}")
+    if not items:
+        lines = [f"Nothing issued yet in {store_root()}. Next: certkit init-ca"]
+    emit(json_out, [i.to_json() for i in items], lines)
+
+
+@app.command("status")
+def status(
+    warn_days: int = typer.Option(
+        30, "--warn-days", help="Report what expires within this many days."
+    ),
+    ca: str = typer.Option(None, "--ca", help="Only this CA (default: every CA in the store)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Exit 1 when a certificate is expired or expires within --warn-days, with its renew command.
+
+    Superseded certificates are ignored.  Made for cron and monitoring checks:
+    silent success is one line, exit 0.
+
+    Example: certkit status --warn-days 21 || mail -s "certkit" ops@example.com
+    """
+    from ..inventory import status as _status
+
+    report = _status(warn_days, ca)
+    window = f"{warn_days:g} days"
+    if report.ok:
+        nxt = report.next_expiry
+        lines = [
+            f"OK: {len(report.active)} certificates, none expires within {window}"
+            + (f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}." if nxt else ".")
+        ]
+    else:
+        n = len(report.attention)
+        lines = [f"{n} certificate{'s need' if n > 1 else ' needs'} attention (window {window}):"]
+        for i in report.attention:
+            label = "EXPIRED" if i.status == "expired" else "EXPIRING"
+            lines.append(f"  {label:8} {i.kind:6} {i.name} (CA {i.ca}): {i.describe_expiry()}")
+            lines.append(f"           renew: {i.renew}")
+    emit(json_out, report.to_json(), lines)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify(
+    endpoint: str = typer.Argument(
+        None, metavar="HOST[:PORT]", help="The Docker endpoint (port 2376 by default)."
+    ),
+    context: str = typer.Option(
+        None, "--context", help="Use this docker context's endpoint and TLS files."
+    ),
+    ca: str = typer.Option(None, "--ca", help="CA bundle file the server must chain to."),
+    cert: str = typer.Option(None, "--cert", help="Client certificate file."),
+    key: str = typer.Option(None, "--key", help="Client key file."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per network step."),
+    insecure_port: int = typer.Option(
+        2375, "--insecure-port", help="Port that must NOT serve plain HTTP (0 skips the check)."
+    ),
+    docker_config: str = typer.Option(
+        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Audit a live Docker endpoint: one PASS/WARN/FAIL line per check, exit 1 on any FAIL.
+
+    Checks the strict TLS chain, the names, that client certificates are
+    required and foreign ones refused, the API, expiry dates, and that the
+    plain-HTTP port is closed.  With only HOST[:PORT], the docker context
+    pointing there supplies the TLS files.
+
+    Example: certkit verify --context docker1
+    """
+    from ..verify import resolve
+    from ..verify import verify as _verify
+
+    host, port, creds = resolve(endpoint, context, ca, cert, key, docker_config)
+    report = _verify(host, port, creds, timeout, insecure_port or None)
+    lines = [f"Verifying tcp://{host}:{port} with {creds.source} ({creds.cert})"]
+    lines += [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
+    fails, warns = report.count("FAIL"), report.count("WARN")
+    if fails:
+        lines.append(f"{fails} check{'s' if fails > 1 else ''} FAILED, {warns} warning(s).")
+    else:
+        lines.append(
+            f"All {len(report.checks)} checks passed" + (f", {warns} warning(s)." if warns else ".")
+        )
+    emit(json_out, report.to_json(), lines)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("doctor")
+def doctor(
+    root: str = typer.Option(
+        None, "--root", help="Read system files under this directory instead of /."
+    ),
+    docker_config: str = typer.Option(
+        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Check this machine's Docker TLS setup without touching the network; exit 1 on any FAIL.
+
+    Host: daemon.json, its TLS files and modes, key/certificate/CA agreement,
+    hosts set both in the systemd unit and daemon.json, plain-TCP listeners.
+    Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
+
+    Example: sudo certkit doctor
+    """
+    from ..doctor import doctor as _doctor
+
+    report = _doctor(root, docker_config)
+    lines = [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
+    fails, warns = report.count("FAIL"), report.count("WARN")
+    if fails:
+        lines.append(f"{fails} check{'s' if fails > 1 else ''} FAILED, {warns} warning(s).")
+    else:
+        lines.append("No problem found" + (f", {warns} warning(s)." if warns else "."))
+    emit(json_out, report.to_json(), lines)
+    if not report.ok:
+        raise typer.Exit(1)

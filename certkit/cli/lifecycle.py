@@ -1,3 +1,371 @@
-"""Commands: filled in by their issue."""
+"""``certkit renew`` and ``certkit rotate-ca``: renewal and CA rotation."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from . import app
+from .output import CA_OPTION, JSON_OPTION, emit, warn
+
+if TYPE_CHECKING:
+    from ..lifecycle import Renewed, RotationReport
+
+renew_app = typer.Typer(
+    help=(
+        "Re-issue certificates the way they were issued and put them where the old ones were.\n\n"
+        "Example: certkit renew --expiring-within 30"
+    ),
+)
+app.add_typer(renew_app, name="renew")
+
+rotate_app = typer.Typer(
+    help="Replace a CA without locking anyone out: start, status, finish.",
+    no_args_is_help=True,
+)
+app.add_typer(rotate_app, name="rotate-ca")
+
+REUSE_KEY = typer.Option(
+    False, "--reuse-key", help="Keep the current private key (default: a new key)."
+)
+DAYS = typer.Option(None, "--days", help="Validity in days (default: as first issued).")
+BUNDLE_ONLY = typer.Option(
+    False,
+    "--bundle-only",
+    help="Issue nothing: re-install the current certificate with the current trust bundle "
+    "(the CA-rotation step for tlscacert and the context's ca.pem).",
+)
+
+
+# ---------------------------------------------------------------- renew
+
+
+@renew_app.callback(invoke_without_command=True)
+def renew_main(
+    ctx: typer.Context,
+    expiring_within: float = typer.Option(
+        None,
+        "--expiring-within",
+        metavar="DAYS",
+        help="Renew every certificate that is expired or expires within DAYS days.",
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="With --expiring-within: restart dockerd after re-installing."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With --expiring-within: list what is due, change nothing."
+    ),
+    ca: str = CA_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Renew one certificate (renew server|client|ci NAME) or everything due.
+
+    Example: certkit renew --expiring-within 30
+    """
+    from ..errors import UsageError
+
+    if ctx.invoked_subcommand is not None:
+        if expiring_within is not None or restart or dry_run:
+            raise UsageError(
+                f"Put the options after the subcommand: certkit renew {ctx.invoked_subcommand} "
+                "NAME [OPTIONS] (--expiring-within renews everything due)."
+            )
+        return
+    if expiring_within is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+    _renew_due(ca, expiring_within, restart, dry_run, json_out)
+
+
+def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: bool) -> None:
+    from ..lifecycle import renew_due
+    from ..store import CAStore
+
+    report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run)
+    lines: list[str] = []
+    if not report.due:
+        lines.append(f"Nothing expires within {within:g} days.")
+    elif dry_run:
+        lines.append(f"Due within {within:g} days (dry run, nothing changed):")
+        lines += [
+            f"  {d['kind']:6} {d['name']:24} {d['not_after'][:10]}  {d['command']}"
+            for d in report.due
+        ]
+    for r in report.renewed:
+        lines += _renewed_lines(r, ca)
+    for f in report.failed:
+        lines.append(f"FAILED {f['kind']} {f['name']}: {f['error']}")
+    for c in report.ca_due:
+        lines.append(
+            f"The CA itself expires on {c['not_after'][:10]}: rotate it with `{c['command']}`."
+        )
+    emit(json_out, report.to_json(), lines)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _renewed_lines(r: Renewed, ca: str) -> list[str]:
+    from ..lifecycle import RESTART_NOTE
+
+    if r.dry_run:
+        head = f"Dry run: {r.kind} {r.name}"
+    elif r.bundle_only:
+        head = f"Re-installed {r.kind} {r.name} (serial {r.serial}) with the current trust bundle"
+    else:
+        key = "same key" if r.reused_key else "new key"
+        head = (
+            f"Renewed {r.kind} {r.name}: serial {r.old_serial} -> {r.serial} ({key}), "
+            f"valid until {r.not_after[:10]}"
+        )
+    lines = [head + "."]
+    lines += [f"  wrote {p}" for p in r.installed]
+    lines += [f"  {n}" for n in r.notes]
+    if r.restarted:
+        lines.append("  dockerd restarted and answers on its TLS port.")
+    elif r.restart_needed:
+        lines.append(f"  Restart needed: {RESTART_NOTE}; re-run with --restart or restart docker.")
+    elif r.kind == "server" and not r.dry_run:
+        lines.append("  No restart needed: no dockerd file changed.")
+    return lines
+
+
+@renew_app.command("server")
+def renew_server(
+    host: str = typer.Argument(..., help="The server's name, as in `certkit list`."),
+    san: list[str] = typer.Option(
+        None, "--san", help="Add a DNS name or IP address (repeatable); existing ones are kept."
+    ),
+    reuse_key: bool = REUSE_KEY,
+    days: int = DAYS,
+    bundle_only: bool = BUNDLE_ONLY,
+    install: bool = typer.Option(
+        None,
+        "--install/--no-install",
+        help="Re-install into daemon.json's paths (default: when it was installed).",
+    ),
+    root: Path = typer.Option(
+        None, "--root", help="Sandbox root: /etc/docker/... means ROOT/etc/docker/..."
+    ),
+    cert_dir: str = typer.Option(
+        None, "--cert-dir", help="Certificate dir (default: as installed)."
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="Restart dockerd afterwards; roll back if it does not come back."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would change, change nothing."
+    ),
+    ca: str = CA_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Renew a server certificate and replace the installed files atomically.
+
+    Example: certkit renew server docker1.example.com --san 10.0.0.5 --restart
+    """
+    from ..lifecycle import ServerInstall, renew
+    from ..store import CAStore
+
+    srv = ServerInstall(
+        install=install,
+        root=str(root) if root else None,
+        cert_dir=cert_dir,
+        restart=restart,
+        dry_run=dry_run,
+    )
+    result = renew(
+        CAStore(ca),
+        "server",
+        host,
+        add_names=list(san or []),
+        reuse_key=reuse_key,
+        days=days,
+        bundle_only=bundle_only,
+        server=srv,
+    )
+    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result, ca))
+
+
+@renew_app.command("client")
+def renew_client(
+    name: str = typer.Argument(..., help="The context name, as in `certkit list`."),
+    reuse_key: bool = REUSE_KEY,
+    days: int = DAYS,
+    bundle_only: bool = BUNDLE_ONLY,
+    ca: str = CA_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Renew a client certificate and rewrite its docker context in place.
+
+    Example: certkit renew client laptop
+    """
+    from ..lifecycle import renew
+    from ..store import CAStore
+
+    result = renew(
+        CAStore(ca), "client", name, reuse_key=reuse_key, days=days, bundle_only=bundle_only
+    )
+    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result, ca))
+
+
+@renew_app.command("ci")
+def renew_ci(
+    name: str = typer.Argument(..., help="The CI name, as in `certkit list`."),
+    reuse_key: bool = REUSE_KEY,
+    days: int = DAYS,
+    bundle_only: bool = typer.Option(
+        False,
+        "--bundle-only",
+        help="Issue nothing: render the current CI certificate with the current trust bundle.",
+    ),
+    fmt: str = typer.Option(
+        None,
+        "--format",
+        help="Print the new secret: bundle | env | json (default: print no secret).",
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Write the new secret to this file (created 0600)."
+    ),
+    ca: str = CA_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Renew a CI certificate; the new secret is printed only with --format or --out.
+
+    Example: certkit renew ci deploy --format bundle | gh secret set CERTKIT_BUNDLE
+    """
+    from ..ci import check_format, write_out
+    from ..errors import UsageError
+    from ..lifecycle import renew, renew_command
+    from ..store import CAStore
+
+    if fmt is not None and check_format(fmt) in ("github", "gitlab"):
+        raise UsageError("renew ci prints a secret: use --format bundle, env or json.")
+    show = fmt is not None or out is not None
+    store = CAStore(ca)
+    result = renew(
+        store,
+        "ci",
+        name,
+        reuse_key=reuse_key,
+        days=days,
+        bundle_only=bundle_only,
+        ci_format=fmt or "bundle",
+    )
+    secret, result.secret = result.secret or "", None
+    data = {"ok": True, **result.to_json()}
+    lines = _renewed_lines(result, ca)
+    if out is not None:
+        data["out"] = str(write_out(out, secret))
+        lines.append(f"  Secret written to {data['out']} (mode 0600).")
+    elif not show:
+        again = renew_command(store, "ci", name, " --bundle-only --format bundle")
+        lines.append(f"  The secret was not printed. Next: {again} | gh secret set CERTKIT_BUNDLE")
+    if show and out is None:
+        if json_out:
+            data["secret"] = secret
+        else:
+            sys.stdout.write(secret if secret.endswith("\n") else secret + "\n")
+            for line in lines:  # stdout carries the secret: messages go to stderr
+                typer.echo(line, err=True)
+            return
+    emit(json_out, data, lines)
+
+
+# ---------------------------------------------------------------- rotate-ca
+
+
+def _rotation_lines(r: RotationReport) -> list[str]:
+    lines: list[str] = []
+    if r.state == "started":
+        assert r.previous is not None
+        lines.append(f"New CA {r.current.subject!r} signs from now on ({r.current.key_type}).")
+        lines.append(f"Old CA {r.previous.subject!r} kept at {r.previous.path}.")
+        lines.append(f"Trust bundle (new + old CA): {r.bundle_path}")
+    elif r.state == "rotating":
+        assert r.previous is not None
+        lines.append(f"Rotation of CA {r.ca!r} under way.")
+        lines.append(f"  new: {r.current.subject}  {r.current.fingerprint[:23]}...")
+        lines.append(f"  old: {r.previous.subject}  {r.previous.fingerprint[:23]}...")
+    elif r.state == "finished":
+        assert r.previous is not None
+        lines.append(f"Old CA {r.previous.subject!r} dropped from the trust bundle.")
+        lines.append(f"Archived (not deleted) at {r.archived}.")
+        if r.dependents:
+            lines.append(f"Cut off by --force ({len(r.dependents)}; renew them now):")
+            lines += [f"  {d.line()}" for d in r.dependents]
+    else:
+        lines.append(f"No rotation of CA {r.ca!r} under way ({r.current.subject}).")
+    if r.state in ("started", "rotating"):
+        if r.dependents:
+            lines.append(f"Still signed by the old CA ({len(r.dependents)}):")
+            lines += [f"  {d.kind:6} {d.name:24} {d.why}" for d in r.dependents]
+        else:
+            lines.append("Nothing in use is signed by the old CA any more.")
+    if r.steps:
+        lines.append("Next steps:" if r.state != "none" else "Still trusting the old CA:")
+        lines += [f"  {s}" for s in r.steps]
+    if r.restart_needed:
+        lines.append(
+            "dockerd needs a restart after each server step (it never reloads TLS files); "
+            "certkit restarts it only with --restart."
+        )
+    elif r.state == "started":
+        lines.append("No dockerd needs a restart yet.")
+    return lines
+
+
+@rotate_app.command("start")
+def rotate_start(
+    ca: str = CA_OPTION,
+    key_type: str = typer.Option(
+        None, "--key-type", help="Key type of the new CA (default: the old CA's)."
+    ),
+    cn: str = typer.Option(None, "--cn", help="Common name of the new CA (default: old + date)."),
+    days: int = typer.Option(3650, "--days", help="Validity of the new CA in days."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Make the next CA; servers and clients trust both CAs until `rotate-ca finish`.
+
+    Example: certkit rotate-ca start --ca prod
+    """
+    from ..lifecycle import start_rotation
+    from ..store import CAStore
+
+    report = start_rotation(CAStore(ca), key_type=key_type, common_name=cn, days=days)
+    emit(json_out, {"ok": True, **report.to_json()}, _rotation_lines(report))
+
+
+@rotate_app.command("status")
+def rotate_status(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
+    """What is still signed by the old CA, with the command that renews each.
+
+    Example: certkit rotate-ca status
+    """
+    from ..lifecycle import rotation_status
+    from ..store import CAStore
+
+    report = rotation_status(CAStore(ca))
+    emit(json_out, {"ok": True, **report.to_json()}, _rotation_lines(report))
+
+
+@rotate_app.command("finish")
+def rotate_finish(
+    ca: str = CA_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Finish even though certificates still depend on the old CA."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Drop the old CA from the trust bundle and archive it (refused while it is still used).
+
+    Example: certkit rotate-ca finish
+    """
+    from ..lifecycle import finish_rotation
+    from ..store import CAStore
+
+    report = finish_rotation(CAStore(ca), force=force)
+    if report.dependents:
+        warn(f"{len(report.dependents)} certificate(s) signed by the old CA no longer get in.")
+    emit(json_out, {"ok": True, **report.to_json()}, _rotation_lines(report))

@@ -1,0 +1,391 @@
+"""Bulk issuance: many server or client certificates in one process.
+
+A fleet of Docker hosts, or a hundred CI runners, should not mean a hundred
+``certkit`` runs.  Everything here goes through :func:`certkit.ca.issue_many`
+(one CA key load, one inventory update for the whole batch) and writes the
+output files with :func:`certkit.files.atomic_write_many` (every file atomic
+and durable, without one fsync per file).
+
+Input is validated completely before anything is written: a bad line in a
+hosts file, a duplicate name or an existing output file stops the run with
+the line number and nothing changed on disk.
+
+>>> result = issue_clients(numbered_names("runner", 100), out="clients")  # doctest: +SKIP
+>>> result.items[0].dir  # doctest: +SKIP
+'/home/me/clients/runner-1'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import files
+from .certs import (
+    DEFAULT_KEY_TYPE,
+    Kind,
+    SubjectNames,
+    check_days,
+    check_key_type,
+    looks_like_ip,
+    parse_names,
+)
+from .errors import OperationError, UsageError
+from .paths import DEFAULT_CA
+
+StrPath = files.StrPath
+Progress = Callable[[int], None]
+"""Called with how many more certificates are done (for a progress bar)."""
+
+CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")
+"""What a client directory holds: the names ``DOCKER_CERT_PATH`` expects."""
+SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")
+"""What a server directory holds: the names ``issue-server --out`` uses."""
+
+MAX_BATCH = 100_000
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+
+
+# ---------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One line of a hosts file: the host and every name its certificate covers."""
+
+    host: str
+    names: SubjectNames
+    line: int
+
+
+def check_client_name(name: str) -> str:
+    """Return ``name`` if it can name a client certificate and its directory."""
+    if not _CLIENT_NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid client name: use up to 64 letters, digits and "
+            "'_.@+-', starting with a letter or digit."
+        )
+    return name
+
+
+def numbered_names(prefix: str, count: int) -> list[str]:
+    """``PREFIX-1`` ... ``PREFIX-COUNT``, validated."""
+    if not 1 <= count <= MAX_BATCH:
+        raise UsageError(f"--count must be between 1 and {MAX_BATCH}, got {count}.")
+    check_client_name(f"{prefix}-{count}")
+    return [f"{prefix}-{i}" for i in range(1, count + 1)]
+
+
+def _lines(text: str) -> list[tuple[int, list[str]]]:
+    """Non-empty lines as (line number, words); ``#`` starts a comment, commas separate too."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split("#", 1)[0].replace(",", " ").split()
+        if words:
+            out.append((number, words))
+    return out
+
+
+def _read(path: StrPath) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a UTF-8 text file.") from None
+    except OSError as e:
+        raise UsageError(f"Cannot read {path}: {e.strerror}.") from None
+
+
+def _check_size(entries: Sequence[object], source: str) -> None:
+    if not entries:
+        raise UsageError(f"{source} lists no names; put one per line.")
+    if len(entries) > MAX_BATCH:
+        raise UsageError(f"{source} lists {len(entries)} names; split it (at most {MAX_BATCH}).")
+
+
+def parse_hosts(text: str, source: str = "hosts file") -> list[HostEntry]:
+    """Parse a hosts file: one host per line, then optional extra SANs.
+
+    Blank lines and ``#`` comments are skipped; names are separated by spaces
+    or commas.  Every name is validated like ``issue-server`` does, and a host
+    listed twice is refused, with the line numbers in the message::
+
+        docker1.example.com  10.0.0.11        # the first name is the host
+        docker2.example.com, docker2, 10.0.0.12
+    """
+    entries: list[HostEntry] = []
+    seen: dict[str, int] = {}
+    for number, words in _lines(text):
+        try:
+            names = parse_names(words)
+        except UsageError as e:
+            raise UsageError(f"{source}, line {number}: {e.message}") from None
+        host = names.ips[0] if looks_like_ip(words[0]) else names.dns[0]
+        if host in seen:
+            raise UsageError(
+                f"{source}, line {number}: {host} is already on line {seen[host]}; "
+                "list each host once."
+            )
+        seen[host] = number
+        entries.append(HostEntry(host, names, number))
+    _check_size(entries, source)
+    return entries
+
+
+def parse_client_names(text: str, source: str = "names file") -> list[str]:
+    """Parse a names file: one client name per line, ``#`` comments, blank lines skipped."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for number, words in _lines(text):
+        if len(words) > 1:
+            raise UsageError(
+                f"{source}, line {number}: one client name per line, got {len(words)} words."
+            )
+        try:
+            name = check_client_name(words[0])
+        except UsageError as e:
+            raise UsageError(f"{source}, line {number}: {e.message}") from None
+        if name in seen:
+            raise UsageError(
+                f"{source}, line {number}: {name} is already on line {seen[name]}; "
+                "list each name once."
+            )
+        seen[name] = number
+        names.append(name)
+    _check_size(names, source)
+    return names
+
+
+def read_hosts(path: StrPath) -> list[HostEntry]:
+    """:func:`parse_hosts` on a file (errors name the file)."""
+    return parse_hosts(_read(path), str(path))
+
+
+def read_client_names(path: StrPath) -> list[str]:
+    """:func:`parse_client_names` on a file (errors name the file)."""
+    return parse_client_names(_read(path), str(path))
+
+
+# ---------------------------------------------------------------- output
+
+
+@dataclass
+class BulkItem:
+    """One certificate of a batch and where its files went (no key material)."""
+
+    name: str
+    serial: str
+    sans: list[str]
+    not_after: str
+    fingerprint: str
+    dir: str | None = None
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BulkResult:
+    """What a bulk run issued: ``to_json()`` is the ``--json`` document."""
+
+    ca: str
+    kind: str
+    key_type: str
+    out: str | None
+    items: list[BulkItem]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "ca": self.ca,
+            "kind": self.kind,
+            "key_type": self.key_type,
+            "count": len(self.items),
+            "out": self.out,
+            "items": [item.__dict__ for item in self.items],
+        }
+
+
+def host_dir_name(host: str) -> str:
+    """A directory name for a host (``*.a.com`` -> ``_wildcard.a.com``, ``::1`` -> ``--1``)."""
+    return host.replace("*", "_wildcard").replace(":", "-")
+
+
+@dataclass
+class _Plan:
+    """A validated batch: what to issue and where each item's files go."""
+
+    kind: Kind
+    names: list[str]
+    subject_names: list[SubjectNames | None]
+    dirs: list[Path | None]
+    file_names: tuple[str, str, str]
+
+
+def _check_out(out: StrPath) -> Path:
+    base = Path(out).expanduser().absolute()
+    if base.exists() and not base.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory; choose a directory.")
+    return base
+
+
+def _check_targets(plan: _Plan, force: bool) -> None:
+    """Refuse to overwrite existing files (nothing is written yet) unless ``force``."""
+    if force:
+        return
+    clashes = [
+        d / f for d in plan.dirs if d is not None and d.exists() for f in plan.file_names
+    ]
+    clashes = [p for p in clashes if p.exists() or p.is_symlink()]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise UsageError(
+            f"{clashes[0]} already exists{more}; pass --force to replace, or choose another --out."
+        )
+
+
+def _run(
+    plan: _Plan,
+    *,
+    ca: str,
+    days: int,
+    key_type: str,
+    force: bool,
+    root: Path | None,
+    progress: Progress | None,
+) -> BulkResult:
+    from .ca import LeafRequest, issue_many
+    from .store import CAStore
+
+    kt = check_key_type(key_type)
+    check_days(days)
+    _check_targets(plan, force)
+    store = CAStore(ca, root).require()
+    requests = [
+        LeafRequest(
+            plan.kind,
+            name,
+            name,
+            names,
+            days,
+            kt,
+            options={"out_dir": str(d)} if d else {},
+            installed=[str(d / f) for f in plan.file_names] if d else [],
+        )
+        for name, names, d in zip(plan.names, plan.subject_names, plan.dirs, strict=True)
+    ]
+    issued = issue_many(store, requests, progress=progress)
+    writes: list[tuple[StrPath, bytes | str, int]] = []
+    items: list[BulkItem] = []
+    ca_name, cert_name, key_name = plan.file_names
+    for one, d in zip(issued, plan.dirs, strict=True):
+        rec = one.record
+        item = BulkItem(rec.name, rec.serial, rec.sans, rec.not_after, rec.fingerprint)
+        if d is not None:
+            item.dir = str(d)
+            item.files = [str(d / f) for f in plan.file_names]
+            writes += [
+                (d / ca_name, one.ca_pem, files.PUBLIC_FILE),
+                (d / cert_name, one.cert_pem, files.PUBLIC_FILE),
+                (d / key_name, one.key_pem, files.PRIVATE_FILE),
+            ]
+        items.append(item)
+    try:
+        for d in {d for d in plan.dirs if d is not None}:
+            files.ensure_dir(d, files.PRIVATE_DIR)
+        files.atomic_write_many(writes)
+    except OSError as e:
+        where = e.filename or "the output files"
+        raise OperationError(
+            f"The certificates were issued (see `certkit list`) but writing {where} failed: "
+            f"{e.strerror}; fix that and run again with --force."
+        ) from None
+    return BulkResult(ca, plan.kind, kt, None, items)
+
+
+def issue_clients(
+    names: Sequence[str],
+    *,
+    out: StrPath,
+    ca: str = DEFAULT_CA,
+    days: int = 365,
+    key_type: str = DEFAULT_KEY_TYPE,
+    flat: bool = False,
+    force: bool = False,
+    root: Path | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Issue one client certificate (EKU clientAuth) per name into ``out``.
+
+    Each client gets ``OUT/NAME/{ca.pem,cert.pem,key.pem}`` (key 0600,
+    directory 0700): point ``DOCKER_CERT_PATH`` at it.  With ``flat`` (one
+    name only) the three files go straight into ``out``.
+    """
+    names = [check_client_name(n) for n in names]
+    _check_size(names, "The list of clients")
+    if len(set(names)) != len(names):
+        raise UsageError("The list of clients names someone twice; list each name once.")
+    if flat and len(names) != 1:
+        raise ValueError("flat output is for a single client")
+    base = _check_out(out)
+    dirs: list[Path | None] = [base] if flat else [base / n for n in names]
+    plan = _Plan("client", names, [None] * len(names), dirs, CLIENT_FILES)
+    result = _run(
+        plan, ca=ca, days=days, key_type=key_type, force=force, root=root, progress=progress
+    )
+    result.out = str(base)
+    return result
+
+
+def issue_servers(
+    entries: Sequence[HostEntry],
+    *,
+    out: StrPath | None = None,
+    ca: str = DEFAULT_CA,
+    days: int = 825,
+    key_type: str = DEFAULT_KEY_TYPE,
+    force: bool = False,
+    root: Path | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Issue one server certificate (EKU serverAuth, SAN = every name) per entry.
+
+    Without ``out`` the certificates stay in the store only; with ``out`` each
+    host gets ``OUT/HOST/{ca.pem,server-cert.pem,server-key.pem}`` to copy to
+    that host.
+    """
+    base = _check_out(out) if out is not None else None
+    hosts = [e.host for e in entries]
+    dirs: list[Path | None] = [base / host_dir_name(h) if base else None for h in hosts]
+    if base is not None and len({str(d) for d in dirs}) != len(dirs):
+        raise UsageError("Two hosts map to the same --out subdirectory; list each host once.")
+    plan = _Plan("server", hosts, [e.names for e in entries], dirs, SERVER_FILES)
+    result = _run(
+        plan, ca=ca, days=days, key_type=key_type, force=force, root=root, progress=progress
+    )
+    result.out = str(base) if base else None
+    return result
+
+
+def issue_servers_from_file(
+    path: StrPath,
+    *,
+    out: StrPath | None = None,
+    ca: str = DEFAULT_CA,
+    days: int = 825,
+    key_type: str = DEFAULT_KEY_TYPE,
+    force: bool = False,
+    root: Path | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """``certkit issue-server --from-file HOSTS``: :func:`read_hosts` then :func:`issue_servers`."""
+    return issue_servers(
+        read_hosts(path),
+        out=out,
+        ca=ca,
+        days=days,
+        key_type=key_type,
+        force=force,
+        root=root,
+        progress=progress,
+    )

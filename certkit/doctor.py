@@ -1,0 +1,419 @@
+"""Local checks of a Docker host's TLS setup and of the docker client (``certkit doctor``).
+
+Nothing here touches the network or changes a file.  Host side: daemon.json
+parses, the TLS files it names exist with safe modes and belong together, and
+the systemd unit does not fight daemon.json over ``hosts``.  Client side: the
+docker contexts' TLS files, and environment variables that silently change
+which endpoint or which CA is used (facts doc sections 1-3).
+
+With ``root`` every system path is read under that directory (the same
+``--root`` as ``issue-server --install``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import UsageError
+from .verify import FAIL, PASS, WARN, Check
+
+SKIP = "SKIP"
+WARN_DAYS = 30
+CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@dataclass
+class DoctorReport:
+    """Every local check, one line each; ``ok`` unless one FAILed."""
+
+    root: str
+    docker_config: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    def add(self, name: str, status: str, message: str) -> None:
+        self.checks.append(Check(name, status, message))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "root": self.root,
+            "docker_config": self.docker_config,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+# ---------------------------------------------------------------- files
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _locate(value: str, sp: paths.SystemPaths) -> Path:
+    """A path named in daemon.json, looked up as written, else under ``--root``."""
+    path = Path(value)
+    if path.exists() or not sp.sandboxed or not path.is_absolute():
+        return path
+    rerooted = Path(sp.at(value))
+    return rerooted if rerooted.exists() else path
+
+
+def _expiry(report: DoctorReport, name: str, label: str, cert: Any) -> None:
+    from . import certs
+
+    left = certs.days_left(cert)
+    date = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    if left <= 0:
+        report.add(name, FAIL, f"{label} expired on {date}; renew it")
+    elif left < WARN_DAYS:
+        report.add(name, WARN, f"{label} expires in {int(left)} days ({date}); renew it soon")
+    else:
+        report.add(name, PASS, f"{label} is valid until {date} ({int(left)} days)")
+
+
+# ---------------------------------------------------------------- daemon.json and TLS files
+
+
+def _read_daemon_json(report: DoctorReport, sp: paths.SystemPaths) -> dict[str, Any] | None:
+    from .daemon import parse_daemon_json
+
+    path = Path(sp.daemon_json)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        report.add(
+            "daemon-json",
+            SKIP,
+            f"no {path}: this is not a Docker host set up for TLS "
+            "(on the host: certkit issue-server HOST --install)",
+        )
+        return None
+    except OSError as e:
+        report.add("daemon-json", FAIL, f"cannot read {path}: {e.strerror}")
+        return None
+    try:
+        config = parse_daemon_json(text, path)
+    except UsageError as e:
+        report.add("daemon-json", FAIL, e.message)
+        return None
+    report.add("daemon-json", PASS, f"{path} parses")
+    return config
+
+
+def _check_tls_settings(report: DoctorReport, config: dict[str, Any]) -> bool:
+    """Is TLS with client verification switched on?  False when there is no TLS at all."""
+    tls_keys = {k for k in ("tls", "tlsverify", "tlscacert", "tlscert", "tlskey") if k in config}
+    if not tls_keys:
+        report.add(
+            "tlsverify",
+            SKIP,
+            "daemon.json has no TLS settings (certkit issue-server HOST --install adds them)",
+        )
+        return False
+    if config.get("tlsverify") is True:
+        if "tlscacert" in config:
+            report.add("tlsverify", PASS, "tlsverify is on: clients need a certificate of your CA")
+        else:
+            report.add(
+                "tlsverify",
+                FAIL,
+                "tlsverify is on without tlscacert: add tlscacert or dockerd falls back to "
+                "default paths (certkit issue-server HOST --install writes all three)",
+            )
+    else:
+        report.add(
+            "tlsverify",
+            FAIL,
+            "TLS is on but tlsverify is not true: any client can connect without a "
+            'certificate; set "tlsverify": true and "tlscacert" in daemon.json',
+        )
+    return True
+
+
+def _tls_file(
+    report: DoctorReport, config: dict[str, Any], key: str, sp: paths.SystemPaths
+) -> Path | None:
+    value = config.get(key)
+    if not value:
+        report.add(key, FAIL, f"daemon.json does not set {key}: always write all three TLS paths")
+        return None
+    path = _locate(str(value), sp)
+    if not path.is_file():
+        report.add(key, FAIL, f"{key} {path} does not exist: dockerd will not start")
+        return None
+    mode = _mode(path)
+    if key == "tlskey" and mode & 0o077:
+        report.add(
+            key,
+            FAIL,
+            f"the server key {path} is readable by others (mode {mode:04o}); run: chmod 600 {path}",
+        )
+    elif mode & 0o022:
+        report.add(key, FAIL, f"{path} is writable by others (mode {mode:04o}); chmod 644 {path}")
+    else:
+        report.add(key, PASS, f"{path} exists, mode {mode:04o}")
+    return path
+
+
+def _check_tls_files(report: DoctorReport, config: dict[str, Any], sp: paths.SystemPaths) -> None:
+    from . import certs
+
+    ca_path = _tls_file(report, config, "tlscacert", sp)
+    cert_path = _tls_file(report, config, "tlscert", sp)
+    key_path = _tls_file(report, config, "tlskey", sp)
+    if cert_path is None:
+        return
+    try:
+        cert = certs.load_cert(cert_path.read_bytes())
+    except (OSError, UsageError):
+        report.add("server-cert", FAIL, f"{cert_path} is not a readable PEM certificate")
+        return
+    if key_path is not None:
+        _check_key_pair(report, cert, key_path)
+    if ca_path is not None:
+        _check_issuer(report, cert, ca_path)
+    _expiry(report, "server-cert-expiry", "the server certificate", cert)
+
+
+def _check_key_pair(report: DoctorReport, cert: Any, key_path: Path) -> None:
+    from . import certs
+
+    try:
+        data = key_path.read_bytes()
+    except OSError as e:
+        report.add("key-matches-cert", FAIL, f"cannot read {key_path}: {e.strerror}")
+        return
+    if certs.is_encrypted_pem(data):
+        report.add(
+            "key-matches-cert",
+            FAIL,
+            f"{key_path} is encrypted: dockerd cannot read it; write it unencrypted (mode 0600)",
+        )
+        return
+    try:
+        key = certs.load_key(data)
+    except UsageError:
+        report.add("key-matches-cert", FAIL, f"{key_path} is not a readable PEM private key")
+        return
+    if certs.key_matches_cert(key, cert):
+        report.add("key-matches-cert", PASS, "tlskey belongs to tlscert")
+    else:
+        report.add(
+            "key-matches-cert",
+            FAIL,
+            "tlskey does not belong to tlscert: dockerd will not start; install the pair "
+            "again (certkit issue-server HOST --install)",
+        )
+
+
+def _check_issuer(report: DoctorReport, cert: Any, ca_path: Path) -> None:
+    from . import certs
+
+    try:
+        cas = certs.load_certs(ca_path.read_bytes())
+    except (OSError, UsageError):
+        report.add("ca-signed-server", FAIL, f"{ca_path} is not a readable PEM bundle")
+        return
+    issuer = next((ca for ca in cas if certs.signed_by(cert, ca)), None)
+    if issuer is None:
+        report.add(
+            "ca-signed-server",
+            FAIL,
+            f"no CA in tlscacert {ca_path} signed tlscert: clients that trust that CA "
+            "reject this server; install a certificate from the same CA",
+        )
+        return
+    known = _store_ca_named(certs.fingerprint(issuer))
+    report.add(
+        "ca-signed-server",
+        PASS,
+        "tlscacert holds the CA that signed tlscert"
+        + (f" (certkit CA {known!r})" if known else ""),
+    )
+
+
+def _store_ca_named(fingerprint: str) -> str | None:
+    """The name of the store CA with this fingerprint, if this machine holds it."""
+    from .store import CAStore, list_ca_names
+
+    for name in list_ca_names():
+        for record in CAStore(name).inventory().find(kind="ca"):
+            if record.fingerprint == fingerprint:
+                return name
+    return None
+
+
+# ---------------------------------------------------------------- systemd vs daemon.json
+
+
+def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> None:
+    from . import daemon
+
+    files = daemon.read_host_files(sp)
+    conflict = daemon.hosts_conflict(files)
+    if conflict:
+        report.add("hosts-conflict", FAIL, conflict)
+    else:
+        report.add("hosts-conflict", PASS, "hosts is set in one place only (flag or daemon.json)")
+    insecure = daemon.insecure_listeners(files)
+    if not insecure:
+        report.add("insecure-listener", PASS, "no TCP listener without TLS is configured")
+    elif tls_on:
+        report.add(
+            "insecure-listener",
+            WARN,
+            f"{', '.join(insecure)} configured: with TLS on it serves TLS too, so plain-HTTP "
+            "users of it break; remove it so that 2376 is the one TLS port",
+        )
+    else:
+        report.add(
+            "insecure-listener",
+            FAIL,
+            f"{', '.join(insecure)} serves the Docker API without TLS: anyone who reaches it "
+            "is root on this host; remove it and use certkit issue-server HOST --install",
+        )
+
+
+# ---------------------------------------------------------------- docker client side
+
+
+def _contexts(config_dir: Path) -> list[tuple[str, str, Path]]:
+    """(name, host, tls dir) of every context in the store."""
+    found = []
+    for meta_path in sorted((config_dir / "contexts" / "meta").glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            name = str(meta["Name"])
+            host = str(meta["Endpoints"]["docker"].get("Host", ""))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        tls_dir = config_dir / "contexts" / "tls" / meta_path.parent.name / "docker"
+        found.append((name, host, tls_dir))
+    return found
+
+
+def _check_context(report: DoctorReport, name: str, host: str, tls_dir: Path) -> None:
+    from . import certs
+
+    check = f"context {name}"
+    if not host.startswith(("tcp://", "https://")):
+        report.add(check, SKIP, f"{host or 'no host'}: not a TCP endpoint, no TLS needed")
+        return
+    missing = [f for f in ("ca.pem", "cert.pem", "key.pem") if not (tls_dir / f).is_file()]
+    if missing:
+        report.add(
+            check,
+            FAIL,
+            f"{host} but {', '.join(missing)} missing in {tls_dir}: the docker CLI would not "
+            f"use mutual TLS; recreate it: certkit client-context {name} --host HOST --force",
+        )
+        return
+    loose = [
+        f"{f} {_mode(tls_dir / f):04o}"
+        for f in ("ca.pem", "cert.pem", "key.pem")
+        if _mode(tls_dir / f) & 0o077
+    ]
+    if loose:
+        status = FAIL if any(x.startswith("key.pem") for x in loose) else WARN
+        report.add(
+            check,
+            status,
+            f"TLS files readable by others ({', '.join(loose)}); run: chmod 600 {tls_dir}/*.pem",
+        )
+        return
+    try:
+        cert = certs.load_cert((tls_dir / "cert.pem").read_bytes())
+    except UsageError:
+        report.add(check, FAIL, f"{tls_dir / 'cert.pem'} is not a readable PEM certificate")
+        return
+    _expiry(report, check, f"{host}: files present, 0600; the client certificate", cert)
+
+
+def _check_contexts(report: DoctorReport, config_dir: Path) -> list[str]:
+    contexts = _contexts(config_dir)
+    if not contexts:
+        report.add("contexts", SKIP, f"no docker context in {config_dir}")
+    for name, host, tls_dir in contexts:
+        _check_context(report, name, host, tls_dir)
+    return [c[0] for c in contexts]
+
+
+def _current_context(config_dir: Path) -> str | None:
+    try:
+        value = json.loads((config_dir / "config.json").read_text()).get("currentContext")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def _check_env(
+    report: DoctorReport, env: Mapping[str, str], config_dir: Path, contexts: list[str]
+) -> None:
+    docker_host = env.get("DOCKER_HOST", "")
+    current = env.get("DOCKER_CONTEXT") or _current_context(config_dir)
+    if docker_host and (contexts or current):
+        which = f"context {current!r}" if current else "your docker contexts"
+        report.add(
+            "DOCKER_HOST",
+            WARN,
+            f"DOCKER_HOST={docker_host} overrides {which} (it wins over DOCKER_CONTEXT and "
+            "currentContext); run: unset DOCKER_HOST",
+        )
+    elif docker_host:
+        report.add("DOCKER_HOST", PASS, f"DOCKER_HOST={docker_host} (no context to override)")
+    else:
+        report.add("DOCKER_HOST", PASS, "DOCKER_HOST is not set: docker contexts apply")
+    set_vars = [v for v in CA_BUNDLE_VARS if env.get(v)]
+    if set_vars:
+        report.add(
+            "ca-bundle-env",
+            WARN,
+            f"{' and '.join(set_vars)} set: docker-py (via requests) then ignores a context's "
+            "ca.pem and TLS fails; in docker-py code build the client with an explicit "
+            "version= and set client.api.trust_env = False (docker CLI and certkit are "
+            "not affected)",
+        )
+    else:
+        report.add("ca-bundle-env", PASS, "REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are not set")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def doctor(
+    root: str | None = None,
+    docker_config: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DoctorReport:
+    """Run every local check; ``root`` re-roots system paths, ``env`` defaults to os.environ.
+
+    >>> report = doctor(root="/tmp/sandbox")  # doctest: +SKIP
+    >>> [c.name for c in report.checks if c.status == "FAIL"]  # doctest: +SKIP
+    """
+    sp = paths.system_paths(root)
+    config_dir = paths.docker_config_dir(docker_config)
+    report = DoctorReport(str(sp.root), str(config_dir))
+    config = _read_daemon_json(report, sp)
+    tls_on = False
+    if config is not None:
+        tls_on = _check_tls_settings(report, config)
+        if tls_on:
+            _check_tls_files(report, config, sp)
+    _check_hosts(report, sp, tls_on)
+    contexts = _check_contexts(report, config_dir)
+    _check_env(report, os.environ if env is None else env, config_dir, contexts)
+    return report

@@ -1,0 +1,188 @@
+"""Everything the store's CAs issued, what state it is in, and how to renew it.
+
+This is what ``certkit list`` and ``certkit status`` show.  It reads only the
+inventories (``cas/<name>/inventory.json``): no certificate is parsed, so
+neither ``cryptography`` nor the docker SDK is imported and a monitoring
+check stays fast.
+
+An item's status is ``valid``, ``expiring`` (within the warning window),
+``expired`` or ``superseded``.  A record counts as superseded when renewal
+marked it so, and also when a newer certificate of the same kind and name was
+issued by the same CA (re-running ``issue-server`` or ``client-context
+--force`` replaces the old one in practice): only the newest one can need
+renewing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import UsageError
+from .paths import DEFAULT_CA
+from .store import CAStore, Record, list_ca_names
+
+KINDS = ("ca", "server", "client", "ci")
+DEFAULT_WARN_DAYS = 30
+
+
+def renew_command(ca: str, kind: str, name: str) -> str:
+    """The exact command that renews this item (rotates the CA for ``kind="ca"``)."""
+    flag = "" if ca == DEFAULT_CA else f" --ca {shlex.quote(ca)}"
+    if kind == "ca":
+        return f"certkit rotate-ca start{flag}"
+    return f"certkit renew {kind} {shlex.quote(name)}{flag}"
+
+
+@dataclass
+class Item:
+    """One certificate of one CA, as ``certkit list`` shows it."""
+
+    ca: str
+    kind: str
+    name: str
+    subject: str
+    sans: list[str]
+    serial: str
+    not_after: str
+    days_left: float
+    status: str
+    renew: str
+    installed: list[str] = field(default_factory=list)
+    superseded_by: str | None = None
+
+    @property
+    def expiry_date(self) -> str:
+        return self.not_after[:10]
+
+    @property
+    def active(self) -> bool:
+        return self.status != "superseded"
+
+    def describe_expiry(self) -> str:
+        """``expired on DATE`` or ``expires on DATE, in N days``."""
+        if self.days_left <= 0:
+            return f"expired on {self.expiry_date}"
+        days = int(self.days_left)
+        return f"expires on {self.expiry_date}, in {days} day{'' if days == 1 else 's'}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["days_left"] = round(self.days_left, 1)
+        return data
+
+
+def _newest_by_name(records: list[Record]) -> dict[tuple[str, str], Record]:
+    """The newest record of each (kind, name) that renewal has not superseded."""
+    newest: dict[tuple[str, str], Record] = {}
+    for r in records:
+        if r.superseded_by:
+            continue
+        key = (r.kind, r.name)
+        cur = newest.get(key)
+        if cur is None or (r.created, r.not_after) > (cur.created, cur.not_after):
+            newest[key] = r
+    return newest
+
+
+def _items_of(ca: str, records: list[Record], warn_days: float, now: dt.datetime) -> list[Item]:
+    newest = _newest_by_name(records)
+    items = []
+    for r in records:
+        replaced_by = r.superseded_by
+        if replaced_by is None and newest[(r.kind, r.name)] is not r:
+            replaced_by = newest[(r.kind, r.name)].serial
+        status = "superseded" if replaced_by else r.status(warn_days, now)
+        items.append(
+            Item(
+                ca=ca,
+                kind=r.kind,
+                name=r.name,
+                subject=r.subject,
+                sans=list(r.sans),
+                serial=r.serial,
+                not_after=r.not_after,
+                days_left=r.days_left(now),
+                status=status,
+                renew=renew_command(ca, r.kind, r.name),
+                installed=list(r.installed),
+                superseded_by=replaced_by,
+            )
+        )
+    return items
+
+
+def _sort_key(item: Item) -> tuple[str, int, str, str]:
+    return (item.ca, KINDS.index(item.kind) if item.kind in KINDS else 9, item.name, item.not_after)
+
+
+def list_items(
+    ca: str | None = None,
+    kind: str | None = None,
+    warn_days: float = DEFAULT_WARN_DAYS,
+    now: dt.datetime | None = None,
+) -> list[Item]:
+    """Every certificate in the inventory of ``ca`` (default: every CA), sorted.
+
+    ``kind`` keeps only ``ca``, ``server``, ``client`` or ``ci`` items;
+    ``warn_days`` decides when a valid certificate becomes ``expiring``.
+    """
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"Unknown kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if warn_days < 0:
+        raise UsageError(f"--warn-days must not be negative, got {warn_days:g}.")
+    names = [CAStore(ca).require().name] if ca else list_ca_names()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    items: list[Item] = []
+    for name in names:
+        items += _items_of(name, CAStore(name).inventory().records, warn_days, now)
+    if kind is not None:
+        items = [i for i in items if i.kind == kind]
+    return sorted(items, key=_sort_key)
+
+
+@dataclass
+class StatusReport:
+    """What ``certkit status`` reports: the active items and those needing attention."""
+
+    warn_days: float
+    cas: list[str]
+    active: list[Item]
+    attention: list[Item]
+
+    @property
+    def ok(self) -> bool:
+        return not self.attention
+
+    @property
+    def next_expiry(self) -> Item | None:
+        return min(self.active, key=lambda i: i.days_left, default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        nxt = self.next_expiry
+        return {
+            "ok": self.ok,
+            "warn_days": self.warn_days,
+            "cas": self.cas,
+            "checked": len(self.active),
+            "attention": [i.to_json() for i in self.attention],
+            "next_expiry": nxt.to_json() if nxt else None,
+        }
+
+
+def status(
+    warn_days: float = DEFAULT_WARN_DAYS, ca: str | None = None, now: dt.datetime | None = None
+) -> StatusReport:
+    """Which active certificates are expired or expire within ``warn_days``.
+
+    Superseded certificates are ignored: renewing them again would be noise.
+    Attention items come soonest-expiring first, each with its renew command.
+    """
+    items = [i for i in list_items(ca, None, warn_days, now) if i.active]
+    attention = sorted(
+        (i for i in items if i.status in ("expired", "expiring")), key=lambda i: i.days_left
+    )
+    cas = [ca] if ca else list_ca_names()
+    return StatusReport(warn_days, cas, items, attention)

@@ -1,0 +1,784 @@
+"""Renewal and CA rotation: re-issue what is due, change CAs without locking anyone out.
+
+Renewal (:func:`renew`) re-issues a certificate the way it was first issued:
+same common name, SANs, key type, validity and options, all read from its
+inventory record, with a new key unless the old one is reused.  The old
+record is marked superseded by the new one, then the new files go where the
+old ones were: a server's certificate into its daemon.json paths
+(:mod:`certkit.daemon`), a client's into its docker context
+(:mod:`certkit.context`), a CI certificate into a freshly rendered secret
+(:mod:`certkit.ci`).  ``bundle_only`` keeps the certificate and re-installs
+only the trust bundle (``tlscacert`` / the context's ``ca.pem``): the step a
+CA rotation needs on servers before any certificate changes.
+
+CA rotation keeps two CAs alive for as long as certificates of both are in
+use::
+
+    rotate-ca start    new CA signs from now on; the old one moves to
+                       cas/<name>/previous/; bundle.pem = new + old CA
+    (re-install and renew everything, see RotationReport.steps)
+    rotate-ca finish   bundle.pem removed; previous/ archived under
+                       cas/<name>/retired/<timestamp>-<fingerprint>/
+
+Every helper that writes a ``ca.pem`` writes :meth:`CAStore.trust_bundle_pem`,
+so during a rotation servers and clients trust both CAs.  dockerd never
+reloads TLS files: every step that changes a server's files says a restart
+is needed, and only ``restart=True`` restarts it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from . import certs, files
+from .errors import OperationError, UsageError
+from .paths import DEFAULT_CA
+from .store import CAStore, Record, get_passphrase
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+RenewKind = Literal["server", "client", "ci"]
+RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
+
+RESTART_NOTE = (
+    "dockerd never reloads TLS files: restart it to load them "
+    "(this stops running containers unless live-restore is on)"
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _ca_flag(store: CAStore) -> str:
+    return "" if store.name == DEFAULT_CA else f" --ca {shlex.quote(store.name)}"
+
+
+def renew_command(store: CAStore, kind: str, name: str, extra: str = "") -> str:
+    """The exact ``certkit renew`` command line for one certificate."""
+    return f"certkit renew {kind} {shlex.quote(name)}{extra}{_ca_flag(store)}"
+
+
+# ---------------------------------------------------------------- finding records
+
+
+def _newest_active(records: list[Record]) -> dict[tuple[str, str], Record]:
+    """The newest not-superseded record of each (kind, name): the one in use.
+
+    Re-running ``issue-server`` or ``client-context --force`` replaces a
+    certificate without marking the old record, so only the newest counts.
+    """
+    newest: dict[tuple[str, str], Record] = {}
+    for r in records:
+        if r.superseded_by:
+            continue
+        cur = newest.get((r.kind, r.name))
+        if cur is None or (r.created, r.not_after) > (cur.created, cur.not_after):
+            newest[(r.kind, r.name)] = r
+    return newest
+
+
+def in_use(store: CAStore) -> list[Record]:
+    """Every leaf certificate in use: the newest active one of each kind and name."""
+    if not store.inventory_path.exists():
+        return []
+    records = store.inventory().records
+    return [r for r in _newest_active(records).values() if r.kind in RENEW_KINDS]
+
+
+def find_active(store: CAStore, kind: str, name: str) -> Record:
+    """The record of the ``kind`` certificate ``name`` in use; a clear error if none."""
+    if kind not in RENEW_KINDS:
+        raise UsageError(f"Unknown kind {kind!r}; renew one of {', '.join(RENEW_KINDS)}.")
+    for r in in_use(store.require()):
+        if r.kind == kind and r.name == name:
+            return r
+    known = sorted(r.name for r in in_use(store) if r.kind == kind)
+    hint = f" Known {kind} names: {', '.join(known)}." if known else ""
+    raise UsageError(
+        f"CA {store.name!r} has no {kind} certificate named {name!r} to renew; "
+        f"see `certkit list --kind {kind}`.{hint}"
+    )
+
+
+def _validity_days(record: Record) -> int:
+    """The validity it was issued with: ``options["days"]``, else notAfter - notBefore."""
+    days = record.options.get("days")
+    if isinstance(days, int) and days > 0:
+        return days
+    span = dt.datetime.fromisoformat(record.not_after) - dt.datetime.fromisoformat(
+        record.not_before
+    )
+    return max(1, round((span - certs.BACKDATE).total_seconds() / 86400))
+
+
+def _trusted(record: Record) -> list[str]:
+    """Fingerprints of the CAs whose certificates were installed with it as ``ca.pem``."""
+    trust = record.options.get("trust")
+    if isinstance(trust, list) and trust:
+        return [str(t) for t in trust]
+    return [record.issuer_fingerprint]
+
+
+def _bundle_fingerprints(bundle_pem: bytes) -> list[str]:
+    return [certs.fingerprint(c) for c in certs.load_certs(bundle_pem)]
+
+
+# ---------------------------------------------------------------- re-issuing
+
+
+@dataclass
+class Reissued:
+    """A certificate re-issued from its record, before its files are put in place."""
+
+    old: Record
+    record: Record
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes  # the trust bundle to install with it
+
+
+def _load_stored_key(store: CAStore, record: Record) -> certs.PrivateKey:
+    path = store.issued_dir(record.serial) / "key.pem"
+    try:
+        return certs.load_key(path.read_bytes())
+    except OSError:
+        raise UsageError(
+            f"The key of {record.kind} {record.name!r} (serial {record.serial}) is not in the "
+            f"store ({path}); renew without --reuse-key to make a new one."
+        ) from None
+
+
+def reissue(
+    store: CAStore,
+    record: Record,
+    *,
+    add_names: list[str] | None = None,
+    reuse_key: bool = False,
+    days: int | None = None,
+) -> Reissued:
+    """Issue ``record``'s successor from the current CA and mark ``record`` superseded.
+
+    Same CN, SANs (plus ``add_names``), key type, validity and options; a
+    new key unless ``reuse_key`` (then the key kept in the store is used).
+    Bad input raises before anything is written.
+    """
+    from . import ca
+
+    if add_names and record.kind != "server":
+        raise UsageError("--san only applies to server certificates.")
+    names = certs.parse_names([*record.sans, *(add_names or [])])
+    validity = certs.check_days(days) if days is not None else _validity_days(record)
+    key = _load_stored_key(store, record) if reuse_key else None
+    options = {**record.options, "renewed_from": record.serial}
+    if record.kind == "server" and add_names:
+        options["sans"] = names.all()
+    req = ca.LeafRequest(
+        kind=record.kind,  # type: ignore[arg-type]
+        name=record.name,
+        common_name=record.subject,
+        names=names if names.all() else None,
+        days=validity,
+        key_type=record.key_type,
+        key=key,
+        options=options,
+    )
+    issued = ca.issue_many(store, [req])[0]
+    with store.transaction() as inv:
+        old = inv.get(record.serial)
+        if old is not None and old.superseded_by is None:
+            old.superseded_by = issued.record.serial
+    return Reissued(record, issued.record, issued.cert_pem, issued.key_pem, issued.ca_pem)
+
+
+def _record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str]) -> None:
+    """Remember which CAs were installed as trust with ``serial``, and where it went."""
+    with store.transaction() as inv:
+        rec = inv.get(serial)
+        if rec is not None:
+            rec.options["trust"] = _bundle_fingerprints(ca_pem)
+            rec.installed = sorted({*rec.installed, *installed})
+
+
+# ---------------------------------------------------------------- renewing
+
+
+@dataclass
+class Renewed:
+    """The outcome of one renewal (or bundle-only re-install)."""
+
+    kind: str
+    name: str
+    old_serial: str
+    serial: str
+    not_after: str
+    bundle_only: bool
+    reused_key: bool
+    installed: list[str] = field(default_factory=list)
+    restart_needed: bool = False
+    restarted: bool = False
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+    secret: str | None = None  # a CI secret (holds the key): printed only when asked
+    trust: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "secret"}
+        return data
+
+
+@dataclass
+class ServerInstall:
+    """Where and how to re-install a server certificate (``renew server`` options)."""
+
+    install: bool | None = None  # None: re-install when the record says it was installed
+    root: str | None = None
+    cert_dir: str | None = None
+    restart: bool = False
+    dry_run: bool = False
+
+
+def renew(
+    store: CAStore,
+    kind: str,
+    name: str,
+    *,
+    add_names: list[str] | None = None,
+    reuse_key: bool = False,
+    days: int | None = None,
+    bundle_only: bool = False,
+    server: ServerInstall | None = None,
+    ci_format: str = "bundle",
+) -> Renewed:
+    """Renew the ``kind`` certificate ``name`` and put the new files where the old ones were.
+
+    ``bundle_only`` issues nothing: the certificate in use is re-installed
+    with the current trust bundle (during a CA rotation).  For servers,
+    ``server`` says whether and where to install and whether to restart.
+    """
+    store.require()
+    record = find_active(store, kind, name)
+    if bundle_only and (add_names or reuse_key or days is not None):
+        raise UsageError("--bundle-only keeps the certificate: drop --san, --reuse-key and --days.")
+    srv = server or ServerInstall()
+    if kind == "server" and srv.dry_run:
+        return _server_dry_run(store, record, srv, bundle_only, add_names)
+    if kind == "ci":
+        from .ci import check_format
+
+        check_format(ci_format)
+    if bundle_only:
+        cert_pem, key_pem = _stored_pair(store, record)
+        fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
+    else:
+        fresh = reissue(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
+    result = Renewed(
+        kind=kind,
+        name=name,
+        old_serial=record.serial,
+        serial=fresh.record.serial,
+        not_after=fresh.record.not_after,
+        bundle_only=bundle_only,
+        reused_key=reuse_key,
+        trust=_bundle_fingerprints(fresh.ca_pem),
+    )
+    if kind == "server":
+        _put_server(store, fresh, srv, result)
+    elif kind == "client":
+        _put_client(store, fresh, result)
+    else:
+        _put_ci(store, fresh, ci_format, result)
+    return result
+
+
+def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
+    d = store.issued_dir(record.serial)
+    try:
+        return (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
+    except OSError:
+        raise UsageError(
+            f"The files of {record.kind} {record.name!r} (serial {record.serial}) are not in "
+            f"the store ({d}); renew it without --bundle-only."
+        ) from None
+
+
+# ---- clients
+
+
+def _put_client(store: CAStore, fresh: Reissued, result: Renewed) -> None:
+    """Rewrite the client's docker context in place with the new files."""
+    from .context import write_context
+
+    opts = fresh.old.options
+    host, port = opts.get("host"), opts.get("port")
+    if not host or not port:
+        result.notes.append(
+            "no docker context is recorded for it: the new files are only in the store "
+            f"({store.issued_dir(fresh.record.serial)})"
+        )
+        return
+    info = write_context(
+        fresh.record.name,
+        str(host),
+        int(port),
+        fresh.ca_pem,
+        fresh.cert_pem,
+        fresh.key_pem,
+        description=str(opts.get("description") or f"certkit {fresh.record.name}"),
+        docker_config=opts.get("docker_config"),
+        force=True,
+    )
+    written = [str(info.meta_path)]
+    tls_dir = getattr(info, "tls_dir", None)
+    if tls_dir is not None:
+        written.append(str(tls_dir))
+    result.installed = written
+    _record_trust(store, fresh.record.serial, fresh.ca_pem, written)
+    result.notes.append(f"context {fresh.record.name!r} updated in place; no restart needed")
+
+
+# ---- CI
+
+
+def _put_ci(store: CAStore, fresh: Reissued, fmt: str, result: Renewed) -> None:
+    """Render the new CI secret (the caller prints or writes it only when asked)."""
+    from .ci import Bundle, check_format, render
+
+    opts = fresh.old.options
+    bundle = Bundle(
+        host=str(opts.get("host", "")),
+        port=int(opts.get("port", 2376)),
+        context=str(opts.get("context", fresh.record.name)),
+        ca=fresh.ca_pem.decode(),
+        cert=fresh.cert_pem.decode(),
+        key=fresh.key_pem.decode(),
+        not_after=fresh.record.not_after,
+    )
+    result.secret = render(bundle, check_format(fmt))
+    _record_trust(store, fresh.record.serial, fresh.ca_pem, [])
+    result.notes.append(
+        "update the CI secret with the new bundle: the old one keeps working until it expires"
+    )
+
+
+# ---- servers
+
+
+def _put_server(store: CAStore, fresh: Reissued, srv: ServerInstall, result: Renewed) -> None:
+    raise NotImplementedError  # wired to certkit.daemon below
+
+
+def _server_dry_run(
+    store: CAStore,
+    record: Record,
+    srv: ServerInstall,
+    bundle_only: bool,
+    add_names: list[str] | None,
+) -> Renewed:
+    raise NotImplementedError
+
+
+# ---------------------------------------------------------------- renew --expiring-within
+
+
+@dataclass
+class DueReport:
+    """What ``renew --expiring-within DAYS`` found and did."""
+
+    within_days: float
+    due: list[dict[str, Any]]
+    renewed: list[Renewed]
+    failed: list[dict[str, str]]
+    ca_due: list[dict[str, Any]]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "within_days": self.within_days,
+            "dry_run": self.dry_run,
+            "due": self.due,
+            "renewed": [r.to_json() for r in self.renewed],
+            "failed": self.failed,
+            "ca_due": self.ca_due,
+        }
+
+
+def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> list[Record]:
+    """Certificates in use that are expired or expire within ``within_days``, soonest first."""
+    if within_days < 0:
+        raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
+    now = now or _now()
+    return sorted(
+        (r for r in in_use(store) if r.days_left(now) <= within_days),
+        key=lambda r: r.days_left(now),
+    )
+
+
+def renew_due(
+    store: CAStore,
+    within_days: float,
+    *,
+    restart: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[Renewed], None] | None = None,
+) -> DueReport:
+    """Renew every certificate in use expiring within ``within_days`` the way it was issued.
+
+    Servers are re-installed where they were installed (restarted only with
+    ``restart``); contexts are rewritten; CI secrets are re-issued and listed
+    (their bundles are not printed: run ``certkit renew ci NAME`` for each).
+    One failure does not stop the others; it is reported.
+    """
+    store.require()
+    now = _now()
+    records = due(store, within_days, now)
+    ca_due = []
+    ca_cert = store.load_cert()
+    if certs.days_left(ca_cert, now) <= within_days:
+        ca_due.append(
+            {
+                "ca": store.name,
+                "not_after": ca_cert.not_valid_after_utc.isoformat(),
+                "command": f"certkit rotate-ca start{_ca_flag(store)}",
+            }
+        )
+    listing = [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "serial": r.serial,
+            "not_after": r.not_after,
+            "days_left": round(r.days_left(now), 1),
+            "command": renew_command(store, r.kind, r.name),
+        }
+        for r in records
+    ]
+    report = DueReport(within_days, listing, [], [], ca_due, dry_run)
+    if dry_run:
+        return report
+    for r in records:
+        try:
+            done = renew(store, r.kind, r.name, server=ServerInstall(restart=restart))
+        except (UsageError, OperationError) as e:
+            report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})
+            continue
+        done.secret = None  # never print CI keys in a bulk run
+        report.renewed.append(done)
+        if progress is not None:
+            progress(done)
+    return report
+
+
+# ---------------------------------------------------------------- CA rotation
+
+
+@dataclass
+class CASummary:
+    """One CA certificate, as the rotation commands show it."""
+
+    subject: str
+    fingerprint: str
+    key_type: str
+    not_after: str
+    path: str
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, path: Path) -> CASummary:
+        return cls(
+            subject=certs.common_name(cert),
+            fingerprint=certs.fingerprint(cert),
+            key_type=_key_type(cert),
+            not_after=cert.not_valid_after_utc.isoformat(),
+            path=str(path),
+        )
+
+
+@dataclass
+class Dependent:
+    """A certificate in use that a rotation step still has to deal with."""
+
+    kind: str
+    name: str
+    serial: str
+    not_after: str
+    installed: list[str]
+    command: str
+    why: str
+
+    def line(self) -> str:
+        return f"{self.kind:6} {self.name:24} {self.why}: {self.command}"
+
+
+@dataclass
+class RotationReport:
+    """Where a CA rotation stands and what must be done next, in order."""
+
+    ca: str
+    state: Literal["none", "rotating", "finished", "started"]
+    current: CASummary
+    previous: CASummary | None
+    bundle_path: str | None
+    archived: str | None = None
+    dependents: list[Dependent] = field(default_factory=list)  # still signed by the old CA
+    reinstall: list[Dependent] = field(default_factory=list)  # trust files to re-install
+    steps: list[str] = field(default_factory=list)
+    restart_needed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def rotation_under_way(store: CAStore) -> bool:
+    return (store.previous_dir / "ca.pem").exists()
+
+
+def _key_type(cert: x509.Certificate) -> str:
+    return certs.key_type_of(cast(certs.PublicKey, cert.public_key()))
+
+
+def _previous_cert(store: CAStore) -> x509.Certificate | None:
+    path = store.previous_dir / "ca.pem"
+    if not path.exists():
+        return None
+    return certs.load_cert(path.read_bytes())
+
+
+_STAMP_SUFFIX = re.compile(r" \d{8}(T\d{6}Z)?$")
+
+
+def _next_common_name(old_cn: str, now: dt.datetime) -> str:
+    """``certkit CA prod 20261127``: the old name with a date, so the two CAs differ by name."""
+    base = _STAMP_SUFFIX.sub("", old_cn)[:40]
+    cn = f"{base} {now:%Y%m%d}"
+    return cn if cn != old_cn else f"{base} {now:%Y%m%dT%H%M%SZ}"
+
+
+def start_rotation(
+    store: CAStore,
+    *,
+    key_type: str | None = None,
+    common_name: str | None = None,
+    days: int = 3650,
+) -> RotationReport:
+    """Make the next CA: it signs from now on; both CAs are trusted until :func:`finish_rotation`.
+
+    The old CA moves to ``previous/`` (kept as is, key included); the new
+    key has the old one's key type unless ``key_type``, and is encrypted
+    with the same passphrase when the old one was.  ``bundle.pem`` gets the
+    new CA certificate followed by the old one.
+    """
+    store.require()
+    if rotation_under_way(store):
+        raise UsageError(
+            f"A rotation of CA {store.name!r} is already under way; see "
+            f"`certkit rotate-ca status{_ca_flag(store)}` and finish it first."
+        )
+    old_cert = store.load_cert()
+    kt = certs.check_key_type(key_type or _key_type(old_cert))
+    certs.check_days(days)
+    old_key_pem = store.key_path.read_bytes()
+    passphrase: bytes | None = None
+    if certs.is_encrypted_pem(old_key_pem):
+        passphrase = get_passphrase()
+        certs.load_key(old_key_pem, passphrase)  # a wrong passphrase stops here
+    now = _now()
+    key = certs.generate_key(kt)
+    cn = common_name or _next_common_name(certs.common_name(old_cert), now)
+    new_cert = certs.make_ca(key, cn, days)
+    old_pem = certs.cert_pem(old_cert)
+    new_pem = certs.cert_pem(new_cert)
+    with store.lock():
+        if rotation_under_way(store):
+            raise UsageError(f"A rotation of CA {store.name!r} started meanwhile; see its status.")
+        files.ensure_dir(store.previous_dir)
+        # The old CA is safe in previous/ before anything else changes.
+        files.atomic_write_many(
+            [
+                (store.previous_dir / "ca-key.pem", old_key_pem, files.PRIVATE_FILE),
+                (store.previous_dir / "ca.pem", old_pem, files.PUBLIC_FILE),
+            ]
+        )
+        files.atomic_write_many(
+            [
+                (store.bundle_path, new_pem + old_pem, files.PUBLIC_FILE),
+                (store.key_path, certs.key_pem(key, passphrase), files.PRIVATE_FILE),
+                (store.cert_path, new_pem, files.PUBLIC_FILE),
+            ]
+        )
+    _record_new_ca(store, new_cert, old_cert)
+    return rotation_status(store, started=True)
+
+
+def _record_new_ca(store: CAStore, new_cert: x509.Certificate, old_cert: x509.Certificate) -> None:
+    from .ca import _record
+
+    new = _record(new_cert, "ca", store.name, _key_type(new_cert), new_cert)
+    new.options = {"rotated_from": certs.fingerprint(old_cert)}
+    old_fp = certs.fingerprint(old_cert)
+    with store.transaction() as inv:
+        for r in inv.records:
+            if r.kind == "ca" and r.fingerprint == old_fp and r.superseded_by is None:
+                r.superseded_by = new.serial
+        inv.add(new)
+
+
+def rotation_status(store: CAStore, *, started: bool = False) -> RotationReport:
+    """What still depends on the previous CA, and the next steps in order."""
+    store.require()
+    current = store.load_cert()
+    prev = _previous_cert(store)
+    report = RotationReport(
+        ca=store.name,
+        state="none",
+        current=CASummary.of(current, store.cert_path),
+        previous=CASummary.of(prev, store.previous_dir / "ca.pem") if prev else None,
+        bundle_path=str(store.bundle_path) if store.bundle_path.exists() else None,
+    )
+    if prev is None:
+        report.reinstall = _stale_trust(store, certs.fingerprint(current))
+        _after_finish_steps(store, report)
+        return report
+    report.state = "started" if started else "rotating"
+    old_fp, new_fp = certs.fingerprint(prev), certs.fingerprint(current)
+    report.dependents = _old_ca_dependents(store, old_fp, new_fp)
+    _rotation_steps(store, report, new_fp)
+    return report
+
+
+def _old_ca_dependents(store: CAStore, old_fp: str, new_fp: str) -> list[Dependent]:
+    """Certificates in use, not expired, that the previous CA signed: each needs renewing."""
+    now = _now()
+    out = []
+    for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
+        if r.issuer_fingerprint != old_fp or r.days_left(now) <= 0:
+            continue
+        trusts_new = new_fp in _trusted(r)
+        why = "signed by the old CA"
+        if r.kind == "server" and not trusts_new:
+            why += ", does not trust the new CA yet"
+        out.append(
+            Dependent(
+                r.kind,
+                r.name,
+                r.serial,
+                r.not_after,
+                list(r.installed),
+                renew_command(store, r.kind, r.name),
+                why,
+            )
+        )
+    return out
+
+
+def _stale_trust(store: CAStore, current_fp: str) -> list[Dependent]:
+    """Servers and contexts whose installed ``ca.pem`` still lists CAs other than the current."""
+    out = []
+    for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
+        if r.kind == "ci" or _trusted(r) == [current_fp]:
+            continue
+        if r.kind == "client" and not r.options.get("host"):
+            continue  # files only, no context certkit could rewrite
+        cmd = renew_command(store, r.kind, r.name, " --bundle-only")
+        why = (
+            "tlscacert still trusts the old CA"
+            if r.kind == "server"
+            else ("context's ca.pem still trusts the old CA")
+        )
+        out.append(Dependent(r.kind, r.name, r.serial, r.not_after, list(r.installed), cmd, why))
+    return out
+
+
+def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None:
+    """The order that never locks anyone out, as commands for what is left."""
+    servers = [d for d in report.dependents if d.kind == "server"]
+    untrusting = [d for d in servers if "does not trust" in d.why]
+    clients = [d for d in report.dependents if d.kind != "server"]
+    steps: list[str] = []
+    if untrusting:
+        steps.append(
+            "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):"
+        )
+        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in untrusting]
+    if clients:
+        steps.append("2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):")
+        steps += [f"     {d.command}" for d in clients]
+    if servers:
+        steps.append("3. Renew servers under the new CA (dockerd must restart):")
+        steps += [f"     {_server_cmd(store, d.name, '')}" for d in servers]
+    steps.append(
+        ("4. " if report.dependents else "Nothing depends on the old CA any more. Next: ")
+        + f"certkit rotate-ca finish{_ca_flag(store)}"
+    )
+    report.steps = steps
+    report.restart_needed = bool(servers)
+
+
+def _server_cmd(store: CAStore, name: str, extra: str) -> str:
+    return renew_command(store, "server", name, f"{extra} --restart")
+
+
+def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
+    servers = [d for d in report.reinstall if d.kind == "server"]
+    contexts = [d for d in report.reinstall if d.kind == "client"]
+    steps: list[str] = []
+    if servers:
+        steps.append("Re-install tlscacert on servers (dockerd must restart to drop the old CA):")
+        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in servers]
+    if contexts:
+        steps.append("Re-write the contexts' ca.pem (no restart needed):")
+        steps += [f"     {d.command}" for d in contexts]
+    report.steps = steps
+    report.restart_needed = bool(servers)
+
+
+def finish_rotation(store: CAStore, *, force: bool = False) -> RotationReport:
+    """Drop the previous CA from the trust bundle and archive it (never delete it).
+
+    Refused (exit 1, with the list) while a certificate in use still depends
+    on the previous CA, unless ``force``.  Afterwards servers and contexts
+    still hold the two-CA ``ca.pem`` until re-installed: the report lists them.
+    """
+    store.require()
+    prev = _previous_cert(store)
+    if prev is None:
+        raise UsageError(
+            f"No rotation of CA {store.name!r} is under way; start one with "
+            f"`certkit rotate-ca start{_ca_flag(store)}`."
+        )
+    status = rotation_status(store)
+    if status.dependents and not force:
+        lines = "; ".join(f"{d.kind} {d.name} ({d.command})" for d in status.dependents)
+        raise OperationError(
+            f"{len(status.dependents)} certificate(s) in use still depend on the old CA of "
+            f"{store.name!r}: {lines}. Renew them first, or pass --force to cut them off."
+        )
+    stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+    fp = certs.fingerprint(prev).replace(":", "")[:16].lower()
+    with store.lock():
+        files.ensure_dir(store.retired_dir)
+        archive = store.retired_dir / f"{stamp}-{fp}"
+        # bundle.pem first: once it is gone, every ca.pem written is the new CA alone.
+        store.bundle_path.unlink(missing_ok=True)
+        os.rename(store.previous_dir, archive)
+        files.ensure_dir(archive)  # tighten to 0700 if it ever was not
+    report = rotation_status(store)
+    report.state = "finished"
+    report.previous = CASummary.of(prev, archive / "ca.pem")
+    report.archived = str(archive)
+    report.dependents = status.dependents  # cut off by --force
+    return report

@@ -1,0 +1,642 @@
+"""A live audit of a remote Docker endpoint over mutual TLS (``certkit verify``).
+
+Everything here speaks TLS with Python's :mod:`ssl` and raw HTTP/1.1 over the
+socket: no docker SDK and no ``requests``, so ``REQUESTS_CA_BUNDLE`` /
+``CURL_CA_BUNDLE`` cannot swap the CA under our feet (facts doc section 3)
+and the CA given is the only one trusted.
+
+Each check yields one :class:`Check` (PASS, WARN or FAIL).  Checks are kept
+independent on purpose: a name mismatch must not hide whether the server
+demands client certificates, so the probes that test the server's side use
+connections that do not verify the server at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+DEFAULT_PORT = 2376
+INSECURE_PORT = 2375
+WARN_DAYS = 30
+MAX_RESPONSE = 1 << 20  # /_ping and /version answers are tiny
+
+
+@dataclass
+class Check:
+    """One line of the audit."""
+
+    name: str
+    status: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "message": self.message}
+
+
+@dataclass
+class Credentials:
+    """The CA bundle and client certificate/key used to talk to the endpoint."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    source: str  # "context NAME" or "files"
+
+
+@dataclass
+class Report:
+    """The outcome of :func:`verify`: every check, plus what was learnt on the way."""
+
+    host: str
+    port: int
+    source: str
+    checks: list[Check] = field(default_factory=list)
+    tls_version: str | None = None
+    engine_version: str | None = None
+    api_version: str | None = None
+    server_names: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    def add(self, name: str, status: str, message: str) -> None:
+        self.checks.append(Check(name, status, message))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "host": self.host,
+            "port": self.port,
+            "credentials": self.source,
+            "tls_version": self.tls_version,
+            "engine_version": self.engine_version,
+            "api_version": self.api_version,
+            "server_names": self.server_names,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def parse_endpoint(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port``, ``tcp://host:port`` -> (host, port)."""
+    text = value.strip()
+    for scheme in ("tcp://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise UsageError(f"{value!r} is not HOST[:PORT]; example: docker1.example.com:2376.")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{value!r} has an invalid port; use a number from 1 to 65535.")
+    return host, int(port_text)
+
+
+def _context_dirs(name: str, docker_config: str | None) -> tuple[Path, Path]:
+    from .paths import docker_config_dir
+
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    base = docker_config_dir(docker_config) / "contexts"
+    return base / "meta" / digest / "meta.json", base / "tls" / digest / "docker"
+
+
+def context_endpoint(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:
+    """The ``tcp://`` host and TLS files of docker context ``name``.
+
+    Reads the docker CLI's context store directly (facts doc section 2).
+    """
+    meta_path, tls_dir = _context_dirs(name, docker_config)
+    try:
+        meta = json.loads(meta_path.read_text())
+        host = str(meta["Endpoints"]["docker"]["Host"])
+    except FileNotFoundError:
+        raise UsageError(
+            f"No docker context named {name!r} in {meta_path.parents[3]}; "
+            "create one with `certkit client-context`."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"The context metadata {meta_path} is unreadable or corrupted.") from None
+    creds = Credentials(
+        tls_dir / "ca.pem", tls_dir / "cert.pem", tls_dir / "key.pem", f"context {name}"
+    )
+    return host, creds
+
+
+def find_context_for(host: str, port: int, docker_config: str | None = None) -> str | None:
+    """The name of the one context whose endpoint is ``tcp://host:port``, if any."""
+    from .paths import docker_config_dir
+
+    meta_root = docker_config_dir(docker_config) / "contexts" / "meta"
+    found = []
+    for meta_path in sorted(meta_root.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            ep = parse_endpoint(str(meta["Endpoints"]["docker"]["Host"]))
+        except (OSError, ValueError, KeyError, TypeError, UsageError):
+            continue
+        if ep == (host, port):
+            found.append(str(meta.get("Name", "")))
+    return found[0] if len(found) == 1 else None
+
+
+def _check_files(creds: Credentials) -> None:
+    for label, path in (("CA", creds.ca), ("client certificate", creds.cert), ("key", creds.key)):
+        if not path.is_file():
+            raise UsageError(f"The {label} file {path} does not exist ({creds.source}).")
+
+
+# ---------------------------------------------------------------- TLS and HTTP
+
+
+def _context(
+    ca: Path | None, cert: Path | None = None, key: Path | None = None, check_name: bool = True
+) -> ssl.SSLContext:
+    """A client context as strict as Python 3.13's default; ``ca=None`` verifies nothing."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cafile=str(ca))  # this CA only, never the system store
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+        ctx.check_hostname = check_name
+    if cert is not None:
+        try:
+            # An empty password: an encrypted key fails here instead of OpenSSL
+            # prompting on the terminal (which would hang a cron job).
+            ctx.load_cert_chain(str(cert), str(key) if key else None, password="")
+        except (ssl.SSLError, OSError) as e:
+            raise UsageError(
+                f"Cannot load the client certificate {cert} with key {key} ({_why(e)}): "
+                "they must be PEM files that belong together, the key unencrypted."
+            ) from None
+    return ctx
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Read until the server closes, at most :data:`MAX_RESPONSE` bytes."""
+    data = b""
+    while len(data) < MAX_RESPONSE:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+def _parse_response(data: bytes) -> Response:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError("not an HTTP response")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    return Response(int(parts[1]), headers, body)
+
+
+def _request(sock: socket.socket, host: str, path: str) -> Response:
+    """One GET with ``Connection: close``; raises ValueError on a non-HTTP answer."""
+    authority = f"[{host}]" if ":" in host else host
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: certkit-verify\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    return _parse_response(_read_all(sock))
+
+
+def _server_hostname(host: str) -> str:
+    return host.strip("[]")
+
+
+@dataclass
+class Session:
+    """What one TLS connection learnt: version, server certificate, HTTP answers."""
+
+    version: str | None = None
+    peer_der: bytes | None = None
+    responses: dict[str, Response] = field(default_factory=dict)
+
+
+def _session(
+    host: str, port: int, ctx: ssl.SSLContext, timeout: float, paths: tuple[str, ...] = ()
+) -> Session:
+    """Handshake, then GET each path on its own connection; errors propagate."""
+    out = Session()
+    for i, path in enumerate(paths or ("",)):
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=_server_hostname(host)) as s,
+        ):
+            if i == 0:
+                out.version = s.version()
+                out.peer_der = s.getpeercert(binary_form=True)
+            if path:
+                out.responses[path] = _request(s, host, path)
+    return out
+
+
+def _why(e: BaseException) -> str:
+    """A short reason for a TLS or socket failure."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return str(e.verify_message or e.reason or e)
+    if isinstance(e, ssl.SSLError):
+        return str(e.reason or e).replace("_", " ").lower()
+    if isinstance(e, TimeoutError):
+        return "no answer before the timeout"
+    if isinstance(e, ValueError):
+        return "the answer was not HTTP"
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+
+
+def _accepted(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> tuple[bool | None, str]:
+    """Does the server answer ``/_ping`` on this connection? (True, False, None=unknown)."""
+    try:
+        resp = _session(host, port, ctx, timeout, ("/_ping",)).responses["/_ping"]
+    except TimeoutError as e:
+        return None, _why(e)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        return False, _why(e)
+    if resp.status == 200:
+        return True, "HTTP 200"
+    return False, f"HTTP {resp.status}"
+
+
+# ---------------------------------------------------------------- names and dates
+
+
+def name_covered(host: str, sans: list[str]) -> bool:
+    """Does a certificate with these SANs cover ``host`` (RFC 6125, wildcard = one label)?"""
+    target = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(target)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return any(_as_ip(s) == ip for s in sans)
+    name = target.rstrip(".").lower()
+    if not name.isascii():
+        import idna
+
+        try:
+            name = idna.encode(name).decode()
+        except idna.IDNAError:
+            return False
+    for san in sans:
+        s = san.lower()
+        if s == name:
+            return True
+        first, _, rest = name.partition(".")
+        if s.startswith("*.") and first and rest == s[2:] and "." in rest:
+            return True
+    return False
+
+
+def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> None:
+    left = (not_after - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400
+    date = not_after.strftime("%Y-%m-%d %H:%M UTC")
+    if left <= 0:
+        report.add(name, FAIL, f"the {label} expired on {date}; renew it")
+    elif left < WARN_DAYS:
+        report.add(name, WARN, f"the {label} expires in {int(left)} days ({date}); renew it soon")
+    else:
+        report.add(name, PASS, f"the {label} is valid for {int(left)} more days (until {date})")
+
+
+@contextlib.contextmanager
+def _stranger_credentials() -> Iterator[tuple[Path, Path]]:
+    """A client certificate and key from a throwaway CA no server should trust.
+
+    Made in memory, written to a private temp dir only because
+    :meth:`ssl.SSLContext.load_cert_chain` reads files; removed afterwards.
+    """
+    from . import certs
+
+    ca_key = certs.generate_key()
+    ca_cert = certs.make_ca(ca_key, "certkit verify throwaway CA", days=1)
+    key = certs.generate_key()
+    cert = certs.make_leaf(ca_cert, ca_key, key.public_key(), "client", "stranger", days=1)
+    with tempfile.TemporaryDirectory(prefix="certkit-verify-") as d:
+        cert_path, key_path = Path(d) / "cert.pem", Path(d) / "key.pem"
+        cert_path.write_bytes(certs.cert_pem(cert))
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(certs.key_pem(key))
+        yield cert_path, key_path
+
+
+def _load_cert_file(path: Path) -> Any:
+    from . import certs
+
+    try:
+        return certs.load_cert(path.read_bytes())
+    except (OSError, UsageError):
+        raise UsageError(f"{path} is not a readable PEM certificate.") from None
+
+
+def _connect_hint(e: BaseException, host: str, port: int) -> str:
+    why = _why(e)
+    if "wrong version number" in why or "record layer" in why or "packet length" in why:
+        return f"{why}: {host}:{port} does not speak TLS (a plain-HTTP port such as 2375?)"
+    if "unsupported protocol" in why or "protocol version" in why:
+        return f"{why}: the server offers nothing newer than TLS 1.1; TLS 1.2 is the minimum"
+    if isinstance(e, ConnectionRefusedError):
+        return f"{why}: is dockerd listening on tcp://{host}:{port} and the port open?"
+    return why
+
+
+# ---------------------------------------------------------------- the audit
+
+
+def _check_chain(report: Report, host: str, port: int, creds: Credentials, timeout: float) -> bool:
+    # No client certificate: the client verifies the server before it would send one,
+    # so any failure other than a verification error still means the chain verified.
+    try:
+        _session(host, port, _context(creds.ca, check_name=False), timeout)
+    except ssl.SSLCertVerificationError as e:
+        report.add(
+            "chain",
+            FAIL,
+            f"the server certificate does not verify against {creds.ca} under strict X.509 "
+            f"rules: {_why(e)}",
+        )
+        return False
+    except (ssl.SSLError, OSError):
+        pass
+    report.add("chain", PASS, f"the server certificate chains to {creds.ca} (strict X.509)")
+    return True
+
+
+def _check_name(report: Report, host: str) -> bool:
+    names = report.server_names
+    target = host.strip("[]")
+    if name_covered(target, names):
+        report.add("name", PASS, f"the server certificate covers {target}")
+        return True
+    covered = ", ".join(names) if names else "no name at all (it has no subjectAltName)"
+    report.add(
+        "name",
+        FAIL,
+        f"the server certificate is valid for {covered}, not {target}; connect with one of "
+        f"those names or reissue it with {target} among its names (--san {target})",
+    )
+    return False
+
+
+def _check_client_session(
+    report: Report, host: str, port: int, ctx: ssl.SSLContext, creds: Credentials, timeout: float
+) -> None:
+    try:
+        session = _session(host, port, ctx, timeout, ("/_ping", "/version"))
+    except (ssl.SSLError, OSError, ValueError) as e:
+        report.add(
+            "handshake",
+            FAIL,
+            f"the TLS connection with the client certificate {creds.cert} failed: {_why(e)}",
+        )
+        report.add("api", FAIL, "/_ping and /version not reached: the TLS connection failed")
+        return
+    strict = ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    report.add(
+        "handshake",
+        PASS,
+        f"TLS handshake with the client certificate ({session.version})"
+        + ("" if strict else "; server not fully verified, see above"),
+    )
+    ping, version = session.responses["/_ping"], session.responses["/version"]
+    if ping.status != 200:
+        report.add("api", FAIL, f"/_ping answered HTTP {ping.status}, not 200")
+        return
+    try:
+        info = json.loads(version.body)
+        report.engine_version = str(info["Version"])
+        report.api_version = str(info.get("ApiVersion", "?"))
+    except (ValueError, KeyError, TypeError):
+        report.add("api", FAIL, f"/_ping is OK but /version answered HTTP {version.status}")
+        return
+    report.add(
+        "api",
+        PASS,
+        f"/_ping OK; Docker Engine {report.engine_version} (API {report.api_version})",
+    )
+
+
+def _check_refusals(
+    report: Report, host: str, port: int, creds: Credentials, timeout: float
+) -> None:
+    accepted, why = _accepted(host, port, _context(None), timeout)
+    if accepted:
+        report.add(
+            "client-cert-required",
+            FAIL,
+            "the server answered /_ping WITHOUT a client certificate: anyone who reaches "
+            "this port controls Docker; set tlsverify: true and tlscacert in daemon.json "
+            "(certkit issue-server HOST --install does) and restart dockerd",
+        )
+    elif accepted is None:
+        report.add("client-cert-required", WARN, f"cannot tell, no clear answer: {why}")
+    else:
+        report.add(
+            "client-cert-required", PASS, f"a client without a certificate is refused ({why})"
+        )
+    with _stranger_credentials() as (cert, key):
+        accepted, why = _accepted(host, port, _context(None, cert, key), timeout)
+    if accepted:
+        report.add(
+            "unknown-ca-refused",
+            FAIL,
+            "the server accepted a client certificate from a throwaway CA: it does not check "
+            "client certificates against your CA only (tlsverify off, or tlscacert trusts more)",
+        )
+    elif accepted is None:
+        report.add("unknown-ca-refused", WARN, f"cannot tell, no clear answer: {why}")
+    else:
+        report.add(
+            "unknown-ca-refused", PASS, f"a client certificate from another CA is refused ({why})"
+        )
+
+
+def _check_insecure_port(report: Report, host: str, port: int, timeout: float) -> None:
+    name = "plain-http-closed"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            resp = _request(s, host, "/_ping")
+    except ConnectionRefusedError:
+        report.add(name, PASS, f"port {port} is closed")
+        return
+    except TimeoutError:
+        report.add(name, PASS, f"port {port} does not answer")
+        return
+    except (OSError, ValueError) as e:
+        report.add(name, PASS, f"port {port} does not serve HTTP ({_why(e)})")
+        return
+    if "api-version" in resp.headers or (resp.status == 200 and resp.body.strip() == b"OK"):
+        report.add(
+            name,
+            FAIL,
+            f"port {port} serves the Docker API in plain HTTP, without any certificate: "
+            f"anyone who reaches it is root on {host}; remove tcp://...:{port} from the "
+            "daemon's hosts (certkit doctor shows where it is set) and restart dockerd",
+        )
+    elif b"HTTPS server" in resp.body:
+        report.add(name, PASS, f"port {port} speaks TLS only (plain HTTP is refused)")
+    else:
+        report.add(name, PASS, f"port {port} answers HTTP {resp.status}, but not as a Docker API")
+
+
+def verify(
+    host: str,
+    port: int,
+    creds: Credentials,
+    timeout: float = 10.0,
+    insecure_port: int | None = INSECURE_PORT,
+) -> Report:
+    """Audit the Docker endpoint ``host:port`` with ``creds``; one :class:`Check` per line.
+
+    Never raises for what the endpoint does (that is a FAIL line); raises
+    :class:`UsageError` for unusable local input (missing files, a key that
+    does not match its certificate).  ``insecure_port=None`` skips the
+    plain-HTTP probe.
+
+    >>> report = verify("docker1.example.com", 2376, creds)  # doctest: +SKIP
+    >>> report.ok, [c.status for c in report.checks]  # doctest: +SKIP
+    """
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}.")
+    _check_files(creds)
+    client_ctx = _context(None, creds.cert, creds.key)  # fails early on a bad cert/key pair
+    client_cert = _load_cert_file(creds.cert)
+    report = Report(host, port, creds.source)
+    first: Session | None = None
+    error: BaseException | None = None
+    for ctx in (client_ctx, _context(None)):  # TLS 1.2 servers may drop a refused client cert
+        try:
+            first = _session(host, port, ctx, timeout)
+            break
+        except (ssl.SSLError, OSError) as e:
+            error = error or e
+    if first is None or first.peer_der is None:
+        assert error is not None
+        report.add(
+            "connect",
+            FAIL,
+            f"no TLS 1.2+ connection to {host}:{port}: " + _connect_hint(error, host, port),
+        )
+    else:
+        from cryptography import x509
+
+        from . import certs
+
+        server_cert = x509.load_der_x509_certificate(first.peer_der)
+        report.server_names = certs.san_names(server_cert)
+        report.tls_version = first.version
+        report.add("tls-version", PASS, f"{first.version} negotiated (TLS 1.2 is the minimum)")
+        chain_ok = _check_chain(report, host, port, creds, timeout)
+        name_ok = _check_name(report, host)
+        ctx = _context(creds.ca if chain_ok else None, creds.cert, creds.key, check_name=name_ok)
+        _check_client_session(report, host, port, ctx, creds, timeout)
+        _check_refusals(report, host, port, creds, timeout)
+        _expiry(report, "server-cert-expiry", "server certificate", server_cert.not_valid_after_utc)
+    _expiry(report, "client-cert-expiry", "client certificate", client_cert.not_valid_after_utc)
+    if insecure_port:
+        _check_insecure_port(report, host, insecure_port, timeout)
+    return report
+
+
+def resolve(
+    endpoint: str | None,
+    context: str | None = None,
+    ca: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    docker_config: str | None = None,
+) -> tuple[str, int, Credentials]:
+    """Turn the CLI's inputs into (host, port, credentials).
+
+    ``--context`` gives both the endpoint and the files (an explicit
+    ``endpoint`` overrides the context's host); ``--ca/--cert/--key`` give the
+    files; with neither, the one context pointing at ``endpoint`` is used.
+    """
+    files_given = [x for x in (ca, cert, key) if x]
+    if context and files_given:
+        raise UsageError("Give either --context or --ca/--cert/--key, not both.")
+    if files_given and len(files_given) != 3:
+        raise UsageError("--ca, --cert and --key go together: give all three.")
+    if context:
+        ctx_host, creds = context_endpoint(context, docker_config)
+        host, port = parse_endpoint(endpoint or ctx_host)
+        return host, port, creds
+    if endpoint is None:
+        raise UsageError(
+            "Give HOST[:PORT] or --context NAME; example: certkit verify docker1:2376."
+        )
+    host, port = parse_endpoint(endpoint)
+    if files_given:
+        assert ca and cert and key
+        return host, port, Credentials(Path(ca), Path(cert), Path(key), "files")
+    found = find_context_for(host, port, docker_config)
+    if found is None:
+        raise UsageError(
+            f"No docker context points at tcp://{host}:{port}; give --context NAME or "
+            "--ca FILE --cert FILE --key FILE."
+        )
+    return host, port, context_endpoint(found, docker_config)[1]

@@ -1,0 +1,190 @@
+"""`certkit doctor`: local checks of a sandboxed Docker host (--root) and a docker config dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from support import run_certkit, write_json
+
+from certkit import ca, certs
+from certkit.store import CAStore
+
+DEBIAN_UNIT = Path("/lib/systemd/system/docker.service")
+
+
+def _checks(stdout: str) -> dict[str, str]:
+    """check name -> its line, from the human output."""
+    found = {}
+    for line in stdout.splitlines():
+        parts = line.split(maxsplit=2)
+        if len(parts) > 1 and parts[0] in ("PASS", "WARN", "FAIL", "SKIP"):
+            found.setdefault(parts[1] if parts[1] != "context" else line.split()[2], line)
+    return found
+
+
+def _install(root: Path, store: CAStore, **extra: object) -> dict[str, Path]:
+    """A certkit-style TLS setup under ROOT, written by hand: files 0600/0644, daemon.json."""
+    issued = ca.issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]))
+    cert_dir = root / "etc" / "docker" / "certkit"
+    cert_dir.mkdir(parents=True, mode=0o700)
+    files = {
+        "tlscacert": cert_dir / "ca.pem",
+        "tlscert": cert_dir / "server-cert.pem",
+        "tlskey": cert_dir / "server-key.pem",
+    }
+    files["tlscacert"].write_bytes(store.trust_bundle_pem())
+    files["tlscert"].write_bytes(issued.cert_pem)
+    files["tlskey"].write_bytes(issued.key_pem)
+    for name, path in files.items():
+        path.chmod(0o600 if name == "tlskey" else 0o644)
+    config = {"tlsverify": True, **{k: str(v) for k, v in files.items()}, **extra}
+    write_json(root / "etc" / "docker" / "daemon.json", config)
+    return files
+
+
+def _context(config_dir: Path, name: str, host: str, store: CAStore, mode: int = 0o600) -> Path:
+    """A docker CLI context with TLS files (store layout of facts doc section 2)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    issued = ca.issue(store, "client", name, name)
+    tls = config_dir / "contexts" / "tls" / digest / "docker"
+    tls.mkdir(parents=True)
+    for fname, data in (
+        ("ca.pem", store.trust_bundle_pem()),
+        ("cert.pem", issued.cert_pem),
+        ("key.pem", issued.key_pem),
+    ):
+        (tls / fname).write_bytes(data)
+        (tls / fname).chmod(mode)
+    meta = {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host}}}
+    write_json(config_dir / "contexts" / "meta" / digest / "meta.json", meta)
+    return tls
+
+
+@pytest.fixture
+def store() -> CAStore:
+    assert run_certkit("init-ca").returncode == 0
+    return CAStore("default")
+
+
+def test_debian_unit_plus_hosts_in_daemon_json_is_reported_with_the_fix(
+    tmp_path: Path, store: CAStore
+) -> None:
+    if not DEBIAN_UNIT.exists():
+        pytest.skip("Debian's docker.io unit is not installed")
+    root = tmp_path / "root"
+    unit = root / "lib" / "systemd" / "system" / "docker.service"
+    unit.parent.mkdir(parents=True)
+    shutil.copy(DEBIAN_UNIT, unit)
+    _install(root, store, hosts=["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"])
+
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 1, r.stdout
+    line = _checks(r.stdout)["hosts-conflict"]
+    assert line.startswith("FAIL")
+    assert "hosts" in line
+    # The fix is part of the message: a drop-in without -H, or hosts out of daemon.json.
+    assert "drop-in" in line or "remove" in line.lower()
+    # Everything else about this host is fine.
+    others = {k: v for k, v in _checks(r.stdout).items() if k != "hosts-conflict"}
+    assert not [v for v in others.values() if v.startswith("FAIL")], r.stdout
+
+
+def test_a_certkit_style_host_and_client_are_healthy(
+    tmp_path: Path, store: CAStore, docker_config: Path
+) -> None:
+    root = tmp_path / "root"
+    _install(root, store)
+    _context(docker_config, "docker1", "tcp://docker1:2376", store)
+
+    r = run_certkit("doctor", "--root", str(root), "--json")
+    assert r.returncode == 0, r.stdout
+    data = json.loads(r.stdout)
+    status = {c["name"]: c["status"] for c in data["checks"]}
+    assert status["daemon-json"] == "PASS"
+    assert status["tlskey"] == "PASS" and status["key-matches-cert"] == "PASS"
+    assert status["ca-signed-server"] == "PASS"
+    assert status["hosts-conflict"] == "PASS" and status["insecure-listener"] == "PASS"
+    assert status["context docker1"] == "PASS"
+    assert status["DOCKER_HOST"] == "PASS" and status["ca-bundle-env"] == "PASS"
+    signed = next(c for c in data["checks"] if c["name"] == "ca-signed-server")
+    assert "certkit CA 'default'" in signed["message"]
+
+
+def test_unsafe_modes_mismatched_key_and_foreign_ca_fail(tmp_path: Path, store: CAStore) -> None:
+    root = tmp_path / "root"
+    files = _install(root, store)
+    files["tlskey"].chmod(0o644)
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 1
+    line = _checks(r.stdout)["tlskey"]
+    assert line.startswith("FAIL") and "0644" in line and f"chmod 600 {files['tlskey']}" in line
+
+    # A key from another certificate, and a tlscacert from another CA.
+    files["tlskey"].chmod(0o600)
+    files["tlskey"].write_bytes(certs.key_pem(certs.generate_key()))
+    other = CAStore("other")
+    assert run_certkit("init-ca", "--ca", "other").returncode == 0
+    files["tlscacert"].write_bytes(other.cert_path.read_bytes())
+    checks = _checks(run_certkit("doctor", "--root", str(root)).stdout)
+    assert checks["key-matches-cert"].startswith("FAIL")
+    assert "does not belong to tlscert" in checks["key-matches-cert"]
+    assert checks["ca-signed-server"].startswith("FAIL")
+
+    # Missing files: dockerd would not start.
+    files["tlscert"].unlink()
+    checks = _checks(run_certkit("doctor", "--root", str(root)).stdout)
+    assert checks["tlscert"].startswith("FAIL") and "does not exist" in checks["tlscert"]
+
+
+def test_invalid_daemon_json_and_plain_tcp_listener(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    daemon_json = root / "etc" / "docker" / "daemon.json"
+    daemon_json.parent.mkdir(parents=True)
+    daemon_json.write_text('{"hosts": ["tcp://0.0.0.0:2375"],\n  "debug": true,,}\n')
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 1
+    line = _checks(r.stdout)["daemon-json"]
+    assert line.startswith("FAIL") and "line 2" in line
+
+    write_json(daemon_json, {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]})
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 1
+    line = _checks(r.stdout)["insecure-listener"]
+    assert line.startswith("FAIL") and "tcp://0.0.0.0:2375" in line
+
+
+def test_client_side_context_modes_docker_host_and_ca_bundle_variables(
+    tmp_path: Path, store: CAStore, docker_config: Path
+) -> None:
+    root = tmp_path / "empty-root"
+    root.mkdir()
+    _context(docker_config, "loose", "tcp://docker1:2376", store, mode=0o644)
+    broken = _context(docker_config, "broken", "tcp://docker2:2376", store)
+    (broken / "key.pem").unlink()
+    write_json(docker_config / "config.json", {"currentContext": "loose", "auths": {}})
+
+    env = {"DOCKER_HOST": "tcp://elsewhere:2376", "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"}
+    r = run_certkit("doctor", "--root", str(root), env=env)
+    assert r.returncode == 1
+    checks = _checks(r.stdout)
+    assert checks["daemon-json"].startswith("SKIP")  # a client machine, not a Docker host
+    assert checks["loose"].startswith("FAIL") and "chmod 600" in checks["loose"]
+    assert checks["broken"].startswith("FAIL") and "key.pem missing" in checks["broken"]
+    assert checks["DOCKER_HOST"].startswith("WARN") and "context 'loose'" in checks["DOCKER_HOST"]
+    assert checks["ca-bundle-env"].startswith("WARN")
+    assert "trust_env = False" in checks["ca-bundle-env"]
+
+
+def test_docker_config_option_and_no_daemon_means_exit_0(tmp_path: Path, store: CAStore) -> None:
+    cfg = tmp_path / "elsewhere"
+    _context(cfg, "prod", "tcp://prod:2376", store)
+    os.chmod(cfg, 0o700)
+    r = run_certkit("doctor", "--root", str(tmp_path / "nothing"), "--docker-config", str(cfg))
+    assert r.returncode == 0, r.stdout
+    assert _checks(r.stdout)["prod"].startswith("PASS")
+    assert "Traceback" not in r.stderr

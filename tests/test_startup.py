@@ -1,0 +1,115 @@
+"""Start-up budget: what `certkit --help`, `--version`, `init-ca` and `status` import.
+
+Timings depend on the machine, so these tests check the cause instead: the
+modules loaded.  `scripts/bench` measures the time (README, performance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from certkit.cli import app
+
+# Run the real entry point in-process, then dump sys.modules to a file
+# (stdout belongs to the command).
+_PROBE = """
+import json, sys
+out, args = sys.argv[1], sys.argv[2:]
+if args == ["--import-typer-only"]:
+    import typer
+else:
+    sys.argv = ["certkit", *args]
+    from certkit.cli import main
+    try:
+        main()
+    except SystemExit:
+        pass
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+DOCKER_SDK = ("docker", "requests", "urllib3", "paramiko")
+CRYPTO = ("cryptography",)
+
+
+def imported(tmp_path: Path, *args: str) -> set[str]:
+    """Top-level and dotted names of every module ``certkit ARGS`` imported."""
+    out = tmp_path / f"modules-{len(list(tmp_path.glob('modules-*')))}.json"
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert out.exists(), r.stdout + r.stderr
+    return set(json.loads(out.read_text()))
+
+
+def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in packages)
+
+
+def command_paths() -> list[list[str]]:
+    """Every command of the CLI as argv words (``["ca", "show"]``), groups included."""
+    paths: list[list[str]] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        subcommands = getattr(cmd, "commands", None) or {}
+        for name, sub in subcommands.items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], []])
+def test_help_and_version_import_neither_cryptography_nor_docker(
+    tmp_path: Path, args: list[str]
+) -> None:
+    modules = imported(tmp_path, *args)
+    assert "certkit.cli" in modules  # the probe really ran the CLI
+    assert loaded(modules, DOCKER_SDK) == []
+    assert loaded(modules, CRYPTO) == []
+
+
+def test_help_adds_only_certkit_modules_to_what_typer_imports(tmp_path: Path) -> None:
+    """`certkit --help` costs typer plus certkit's own small CLI modules, nothing else."""
+    extra = imported(tmp_path, "--help") - imported(tmp_path, "--import-typer-only")
+    foreign = sorted(m for m in extra if not m.startswith(("certkit", "typer")))
+    assert foreign == []
+
+
+def test_every_command_help_stays_light(tmp_path: Path) -> None:
+    """Each CLI module imports heavy libraries inside its commands, never at import time."""
+    paths = command_paths()
+    assert ["init-ca"] in paths and ["issue-client"] in paths
+    for words in paths:
+        modules = imported(tmp_path, *words, "--help")
+        assert loaded(modules, DOCKER_SDK + CRYPTO) == [], words
+
+
+def test_init_ca_does_not_import_the_docker_sdk(tmp_path: Path, certkit_home: Path) -> None:
+    modules = imported(tmp_path, "init-ca")
+    assert (certkit_home / "cas" / "default" / "ca.pem").exists()  # it really ran
+    assert loaded(modules, DOCKER_SDK) == []
+
+
+@pytest.mark.parametrize("command", ["status", "list"])
+def test_status_and_list_do_not_import_the_docker_sdk(
+    tmp_path: Path, certkit_home: Path, command: str
+) -> None:
+    if [command] not in command_paths():
+        pytest.skip(f"`certkit {command}` is not there yet")
+    imported(tmp_path, "init-ca")
+    modules = imported(tmp_path, command)
+    assert "certkit.cli.inspect" in modules
+    assert loaded(modules, DOCKER_SDK) == []

@@ -1,0 +1,271 @@
+"""`certkit verify` against real dockerds: certkit-style, badly configured, plain HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import free_port, run_certkit, sandbox_daemon_settings, write_json
+
+from certkit import ca, certs
+from certkit.store import CAStore
+
+
+def _server_files(store: CAStore, names: list[str]) -> tuple[Path, Path]:
+    issued = ca.issue(store, "server", names[0], names[0], certs.parse_names(names))
+    return issued.cert_path, issued.key_path
+
+
+def _client(store: CAStore, name: str = "it", **kw: Any) -> list[str]:
+    """The --ca/--cert/--key arguments for a fresh client certificate of ``store``."""
+    issued = ca.issue(store, "client", name, name, **kw)
+    return [
+        "--ca",
+        str(store.cert_path),
+        "--cert",
+        str(issued.cert_path),
+        "--key",
+        str(issued.key_path),
+    ]
+
+
+def _start(dockerd: Any, sandbox: Path, tls: dict[str, Any], sub: str = "d1") -> int:
+    base = sandbox / sub
+    base.mkdir()
+    port = free_port()
+    sock = str(base / "docker.sock")
+    config = base / "daemon.json"
+    write_json(
+        config,
+        {
+            **sandbox_daemon_settings(base),
+            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
+            **tls,
+        },
+    )
+    dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    return port
+
+
+def _certkit_style(store: CAStore, names: list[str]) -> dict[str, Any]:
+    cert, key = _server_files(store, names)
+    return {
+        "tlsverify": True,
+        "tlscacert": str(store.cert_path),
+        "tlscert": str(cert),
+        "tlskey": str(key),
+    }
+
+
+def _lines(out: str) -> dict[str, str]:
+    """check name -> its line, from the human output."""
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) > 1 and parts[0] in ("PASS", "WARN", "FAIL"):
+            found[parts[1]] = line
+    return found
+
+
+@pytest.fixture
+def store() -> CAStore:
+    assert run_certkit("init-ca").returncode == 0
+    return CAStore("default")
+
+
+def test_certkit_daemon_passes_every_check_even_with_requests_ca_vars_set(
+    store: CAStore, sandbox: Path, dockerd: Any
+) -> None:
+    port = _start(dockerd, sandbox, _certkit_style(store, ["localhost"]))
+    closed = free_port()
+    system_bundle = ssl.get_default_verify_paths().openssl_cafile
+    env = {
+        "REQUESTS_CA_BUNDLE": system_bundle,
+        "CURL_CA_BUNDLE": system_bundle,
+        "SSL_CERT_FILE": system_bundle,
+    }
+    r = run_certkit(
+        "verify", f"localhost:{port}", *_client(store), "--insecure-port", str(closed), env=env
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    checks = _lines(r.stdout)
+    assert set(checks) == {
+        "tls-version",
+        "chain",
+        "name",
+        "handshake",
+        "api",
+        "client-cert-required",
+        "unknown-ca-refused",
+        "server-cert-expiry",
+        "client-cert-expiry",
+        "plain-http-closed",
+    }
+    assert all(line.startswith("PASS") for line in checks.values()), r.stdout
+    assert "TLSv1." in checks["tls-version"]
+    assert "Docker Engine 20.10" in checks["api"] or "Docker Engine" in checks["api"]
+
+    data = json.loads(
+        run_certkit(
+            "verify",
+            f"localhost:{port}",
+            *_client(store, "it2"),
+            "--json",
+            "--insecure-port",
+            str(closed),
+            env=env,
+        ).stdout
+    )
+    assert (
+        data["ok"] is True
+        and data["engine_version"]
+        and data["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    )
+    assert data["server_names"] == ["localhost"]
+
+
+def test_name_not_in_the_certificate_fails_and_lists_the_names_it_covers(
+    store: CAStore, sandbox: Path, dockerd: Any
+) -> None:
+    port = _start(dockerd, sandbox, _certkit_style(store, ["localhost", "docker1.lan"]))
+    r = run_certkit("verify", f"127.0.0.1:{port}", *_client(store), "--insecure-port", "0")
+    assert r.returncode == 1
+    name = _lines(r.stdout)["name"]
+    assert name.startswith("FAIL")
+    assert "valid for localhost, docker1.lan, not 127.0.0.1" in name
+    # The mismatch does not hide the rest: chain and client-cert checks still pass.
+    assert _lines(r.stdout)["chain"].startswith("PASS")
+    assert _lines(r.stdout)["client-cert-required"].startswith("PASS")
+
+
+def test_daemon_with_tls_but_no_client_verification_fails(
+    store: CAStore, sandbox: Path, dockerd: Any
+) -> None:
+    cert, key = _server_files(store, ["localhost"])
+    # tlsverify must be given as false: dockerd 20.10 with `tls: true` alone still
+    # demanded client certificates when checked here.
+    tls = {"tls": True, "tlsverify": False, "tlscert": str(cert), "tlskey": str(key)}
+    port = _start(dockerd, sandbox, tls)
+    r = run_certkit("verify", f"localhost:{port}", *_client(store), "--insecure-port", "0")
+    assert r.returncode == 1, r.stdout
+    checks = _lines(r.stdout)
+    assert checks["client-cert-required"].startswith("FAIL")
+    assert "WITHOUT a client certificate" in checks["client-cert-required"]
+    assert checks["unknown-ca-refused"].startswith("FAIL")
+    assert checks["api"].startswith("PASS")  # it works, which is exactly the danger
+
+
+def test_plain_http_docker_api_on_the_insecure_port_fails(
+    store: CAStore, sandbox: Path, dockerd: Any
+) -> None:
+    port = _start(dockerd, sandbox, _certkit_style(store, ["localhost"]))
+    # With TLS on, every TCP host of a daemon is TLS: a second dockerd without TLS
+    # stands in for a host that also exposes plain HTTP.
+    plain = _start(dockerd, sandbox, {}, sub="d2")
+    r = run_certkit("verify", f"localhost:{port}", *_client(store), "--insecure-port", str(plain))
+    assert r.returncode == 1
+    checks = _lines(r.stdout)
+    assert checks["plain-http-closed"].startswith("FAIL")
+    assert f"port {plain} serves the Docker API in plain HTTP" in checks["plain-http-closed"]
+    assert all(v.startswith("PASS") for k, v in checks.items() if k != "plain-http-closed")
+
+    # The TLS port of the good daemon given as the insecure port: it speaks TLS only.
+    r = run_certkit(
+        "verify", f"localhost:{port}", *_client(store, "b"), "--insecure-port", str(port)
+    )
+    assert r.returncode == 0
+    assert "speaks TLS only" in _lines(r.stdout)["plain-http-closed"]
+
+    # Pointing verify at the plain port itself explains it is not TLS.
+    r = run_certkit("verify", f"localhost:{plain}", *_client(store, "c"), "--insecure-port", "0")
+    assert r.returncode == 1
+    assert "does not speak TLS" in _lines(r.stdout)["connect"]
+
+
+def test_expired_client_certificate_is_explained(
+    store: CAStore, sandbox: Path, dockerd: Any
+) -> None:
+    port = _start(dockerd, sandbox, _certkit_style(store, ["localhost"]))
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+    args = _client(store, "late", not_after=past)
+    r = run_certkit("verify", f"localhost:{port}", *args, "--insecure-port", "0")
+    assert r.returncode == 1
+    checks = _lines(r.stdout)
+    assert checks["handshake"].startswith("FAIL")  # the daemon refuses it
+    assert checks["client-cert-expiry"].startswith("FAIL")
+    assert f"client certificate expired on {past:%Y-%m-%d}" in checks["client-cert-expiry"]
+
+
+def test_context_supplies_endpoint_and_files(
+    store: CAStore, sandbox: Path, dockerd: Any, docker_config: Path
+) -> None:
+    port = _start(dockerd, sandbox, _certkit_style(store, ["localhost"]))
+    issued = ca.issue(store, "client", "ctx", "ctx")
+    # The docker CLI's context store layout (facts doc section 2), written by hand here.
+    digest = hashlib.sha256(b"ctx").hexdigest()
+    tls = docker_config / "contexts" / "tls" / digest / "docker"
+    tls.mkdir(parents=True)
+    (tls / "ca.pem").write_bytes(store.cert_path.read_bytes())
+    (tls / "cert.pem").write_bytes(issued.cert_pem)
+    (tls / "key.pem").write_bytes(issued.key_pem)
+    write_json(
+        docker_config / "contexts" / "meta" / digest / "meta.json",
+        {
+            "Name": "ctx",
+            "Metadata": {},
+            "Endpoints": {"docker": {"Host": f"tcp://localhost:{port}", "SkipTLSVerify": False}},
+        },
+    )
+    r = run_certkit("verify", "--context", "ctx", "--insecure-port", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "context ctx" in r.stdout
+    # HOST:PORT alone finds the context that points there.
+    r = run_certkit("verify", f"localhost:{port}", "--insecure-port", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_bad_input_is_a_usage_error(store: CAStore, tmp_path: Path) -> None:
+    r = run_certkit("verify", "localhost:2376", "--ca", "x.pem")
+    assert r.returncode == 2 and "go together" in r.stderr
+    r = run_certkit("verify", "localhost:99999", "--context", "x")
+    assert r.returncode == 2
+    r = run_certkit(
+        "verify", "localhost", "--ca", "/nope/ca.pem", "--cert", "/nope/c", "--key", "/nope/k"
+    )
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run_certkit("verify", "--context", "missing")
+    assert r.returncode == 2 and "No docker context named 'missing'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreachable_endpoint_fails_cleanly(store: CAStore) -> None:
+    closed = free_port()
+    r = run_certkit(
+        "verify", f"127.0.0.1:{closed}", *_client(store), "--insecure-port", "0", "--timeout", "2"
+    )
+    assert r.returncode == 1
+    assert "connection refused" in _lines(r.stdout)["connect"].lower()
+    assert "Traceback" not in r.stderr
+
+
+def test_a_key_that_does_not_fit_or_is_encrypted_is_refused_without_prompting(
+    store: CAStore, tmp_path: Path
+) -> None:
+    issued = ca.issue(store, "client", "k", "k")
+    for name, data in (
+        ("other.pem", certs.key_pem(certs.generate_key())),
+        ("encrypted.pem", certs.key_pem(issued.key, b"secret")),
+    ):
+        key = tmp_path / name
+        key.write_bytes(data)
+        r = run_certkit(
+            "verify", "localhost", "--ca", str(store.cert_path), "--cert", str(issued.cert_path),
+            "--key", str(key),
+        )  # fmt: skip
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "belong together" in r.stderr
