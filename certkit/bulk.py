@@ -244,6 +244,25 @@ def _check_targets(plan: _Plan, force: bool) -> None:
         )
 
 
+def _common_name(name: str) -> str:
+    """The name itself, or its first label when too long for a CN (as issue-server does)."""
+    return name if len(name) <= 64 else name.split(".", 1)[0][:64]
+
+
+def _options(kind: Kind, names: SubjectNames | None, d: Path | None, days: int) -> dict[str, Any]:
+    """What renewal needs to issue it again the same way and rewrite its files.
+
+    Server records use the keys ``issue-server`` records (``sans``, ``out``...),
+    so ``certkit renew server HOST`` rewrites ``OUT/HOST/`` like it would
+    after ``issue-server --out``.
+    """
+    out = str(d) if d is not None else None
+    if kind == "server":
+        sans = names.all() if names is not None else []
+        return {"sans": sans, "install": False, "root": None, "out": out, "days": days}
+    return {"out": out, "days": days}
+
+
 def _run(
     plan: _Plan,
     *,
@@ -265,11 +284,11 @@ def _run(
         LeafRequest(
             plan.kind,
             name,
-            name,
+            _common_name(name),
             names,
             days,
             kt,
-            options={"out_dir": str(d)} if d else {},
+            options=_options(plan.kind, names, d, days),
             installed=[str(d / f) for f in plan.file_names] if d else [],
         )
         for name, names, d in zip(plan.names, plan.subject_names, plan.dirs, strict=True)
@@ -292,7 +311,8 @@ def _run(
         items.append(item)
     try:
         for d in {d for d in plan.dirs if d is not None}:
-            files.ensure_dir(d, files.PRIVATE_DIR)
+            if not d.exists():  # an existing --out keeps its mode (it may be ".")
+                files.ensure_dir(d, files.PRIVATE_DIR)
         files.atomic_write_many(writes)
     except OSError as e:
         where = e.filename or "the output files"

@@ -550,8 +550,7 @@ def export_ci(store: CAStore, settings: ExportSettings, fmt: Format = "bundle") 
     """
     from . import ca
 
-    if fmt in RECIPE_FORMATS:
-        raise ValueError("github/gitlab formats print a recipe: use setup_recipe()")
+    check_secret_format(fmt)  # github/gitlab: setup_recipe() instead
     store.require()
     issued = ca.issue(
         store,
@@ -689,13 +688,19 @@ _GITLAB_RECIPE = """\
 """
 
 
-def write_out(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a rendered secret to ``path``: created 0600 and atomically, never world-readable."""
+def check_out(path: str | os.PathLike[str]) -> Path:
+    """The absolute ``--out`` path, refused before anything is issued when it cannot be written."""
     p = Path(path).expanduser().absolute()
     if p.is_dir():
         raise UsageError(f"--out {path} is a directory; give a file name.")
     if not p.parent.is_dir():
         raise UsageError(f"--out {path}: the directory {p.parent} does not exist.")
+    return p
+
+
+def write_out(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a rendered secret to ``path``: created 0600 and atomically, never world-readable."""
+    p = check_out(path)
     try:
         return files.atomic_write(p, text, files.PRIVATE_FILE)
     except OSError as e:
@@ -761,6 +766,7 @@ def bootstrap(
     or created.
     """
     from .context import (
+        docker_context_override_warning,
         docker_host_override_warning,
         set_current_context,
         validate_context_name,
@@ -797,9 +803,10 @@ def bootstrap(
     if github_env is not None:
         _append_github_env(github_env, later)
     warnings = list(checked.warnings)
-    override = docker_host_override_warning()
-    if override:
-        warnings.append(override)
+    overrides = [docker_host_override_warning()]
+    if use and github_env is None:
+        overrides.append(docker_context_override_warning(name))
+    warnings += [w for w in overrides if w]
     return Bootstrapped(
         context=name,
         host=bundle.host,

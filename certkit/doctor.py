@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .errors import UsageError
+from .context import CA_BUNDLE_VARS, current_context
+from .errors import CertkitError, UsageError
 from .verify import FAIL, PASS, WARN, Check
 
 SKIP = "SKIP"
 WARN_DAYS = 30
-CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @dataclass
@@ -195,7 +194,8 @@ def _check_key_pair(report: DoctorReport, cert: Any, key_path: Path) -> None:
     try:
         data = key_path.read_bytes()
     except OSError as e:
-        report.add("key-matches-cert", FAIL, f"cannot read {key_path}: {e.strerror}")
+        hint = "; run certkit doctor as root" if isinstance(e, PermissionError) else ""
+        report.add("key-matches-cert", FAIL, f"cannot read {key_path}: {e.strerror}{hint}")
         return
     if certs.is_encrypted_pem(data):
         report.add(
@@ -263,7 +263,11 @@ def _store_ca_named(fingerprint: str) -> str | None:
 def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> None:
     from . import daemon
 
-    files = daemon.read_host_files(sp)
+    try:
+        files = daemon.read_host_files(sp)
+    except CertkitError as e:
+        report.add("hosts-conflict", FAIL, e.message)
+        return
     conflict = daemon.hosts_conflict(files)
     if conflict:
         report.add("hosts-conflict", FAIL, conflict)
@@ -352,19 +356,11 @@ def _check_contexts(report: DoctorReport, config_dir: Path) -> list[str]:
     return [c[0] for c in contexts]
 
 
-def _current_context(config_dir: Path) -> str | None:
-    try:
-        value = json.loads((config_dir / "config.json").read_text()).get("currentContext")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(value) if value else None
+def _check_env(report: DoctorReport, config_dir: Path, contexts: list[str]) -> None:
+    from .context import docker_py_advice
 
-
-def _check_env(
-    report: DoctorReport, env: Mapping[str, str], config_dir: Path, contexts: list[str]
-) -> None:
-    docker_host = env.get("DOCKER_HOST", "")
-    current = env.get("DOCKER_CONTEXT") or _current_context(config_dir)
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    current = os.environ.get("DOCKER_CONTEXT") or current_context(config_dir)
     if docker_host and (contexts or current):
         which = f"context {current!r}" if current else "your docker contexts"
         report.add(
@@ -377,29 +373,18 @@ def _check_env(
         report.add("DOCKER_HOST", PASS, f"DOCKER_HOST={docker_host} (no context to override)")
     else:
         report.add("DOCKER_HOST", PASS, "DOCKER_HOST is not set: docker contexts apply")
-    set_vars = [v for v in CA_BUNDLE_VARS if env.get(v)]
-    if set_vars:
-        report.add(
-            "ca-bundle-env",
-            WARN,
-            f"{' and '.join(set_vars)} set: docker-py (via requests) then ignores a context's "
-            "ca.pem and TLS fails; in docker-py code build the client with an explicit "
-            "version= and set client.api.trust_env = False (docker CLI and certkit are "
-            "not affected)",
-        )
+    advice = docker_py_advice(current)
+    if advice:
+        report.add("ca-bundle-env", WARN, " ".join(advice))
     else:
-        report.add("ca-bundle-env", PASS, "REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are not set")
+        report.add("ca-bundle-env", PASS, f"{' and '.join(CA_BUNDLE_VARS)} are not set")
 
 
 # ---------------------------------------------------------------- entry point
 
 
-def doctor(
-    root: str | None = None,
-    docker_config: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> DoctorReport:
-    """Run every local check; ``root`` re-roots system paths, ``env`` defaults to os.environ.
+def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorReport:
+    """Run every local check; ``root`` re-roots system paths, ``docker_config`` the client's.
 
     >>> report = doctor(root="/tmp/sandbox")  # doctest: +SKIP
     >>> [c.name for c in report.checks if c.status == "FAIL"]  # doctest: +SKIP
@@ -415,5 +400,5 @@ def doctor(
             _check_tls_files(report, config, sp)
     _check_hosts(report, sp, tls_on)
     contexts = _check_contexts(report, config_dir)
-    _check_env(report, os.environ if env is None else env, config_dir, contexts)
+    _check_env(report, config_dir, contexts)
     return report

@@ -16,10 +16,8 @@ import contextlib
 import fcntl
 import os
 import secrets
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
@@ -93,77 +91,77 @@ def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> P
 def atomic_write_many(items: Iterable[tuple[StrPath, bytes | str, int]]) -> list[Path]:
     """Write many files atomically: the guarantee of :func:`atomic_write` for each.
 
-    All temporary files are written first, made durable, then renamed, then
-    the directories touched are made durable.  A small batch fsyncs each file
-    and each directory once.  A large batch (bulk issuance) does not fsync
-    thousands of files one by one: one ``syncfs(2)`` per filesystem flushes
-    every temporary file before any rename, and one more after the renames
-    flushes the directory entries (Linux only; elsewhere per-file fsync).
-    Either way no target ever holds a partial file, and once this returns
-    every file is on disk.
+    All temporary files are written first and made durable, then renamed,
+    then each directory touched (and its parent) is made durable once: no target ever holds a
+    partial file, and once this returns every file is on disk.  A large batch
+    (bulk issuance: thousands of files) does its fsyncs from a few threads at
+    once instead of one after the other; the filesystem commits them together,
+    which is about ten times faster on ext4 and flushes nothing but these files.
     """
     batch = [(Path(path), data, mode) for path, data, mode in items]
-    bulk = len(batch) >= _BULK_FILES and _syncfs() is not None
+    bulk = len(batch) >= _PARALLEL_MIN
     staged: list[tuple[Path, Path]] = []
     try:
         for p, data, mode in batch:
             raw = data.encode() if isinstance(data, str) else data
             staged.append((_write_temp(p, raw, mode, fsync=not bulk), p))
         if bulk:
-            _sync_filesystems({p.parent for p, _, _ in batch})
+            _fsync_all([tmp for tmp, _ in staged])
         for tmp, p in staged:
             os.replace(tmp, p)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
-    dirs = {p.parent for _, p in staged}
-    if bulk and len(dirs) > 1:
-        _sync_filesystems(dirs)
-    else:
-        for d in dirs:
-            _fsync_dir(d)
+    # Each directory, and its parent: a directory made for this batch must be durable too.
+    _fsync_all(sorted({d for _, p in staged for d in (p.parent, p.parent.parent)}))
     return [p for _, p in staged]
 
 
-# From this many files on, one syncfs per filesystem beats one fsync per file.
-_BULK_FILES = 16
-_SYNCFS_UNSET: Any = object()
-_syncfs_fn: Any = _SYNCFS_UNSET
+# From this many files on, fsyncs run in parallel (below, threads cost more than they save).
+_PARALLEL_MIN = 16
+_FSYNC_THREADS = 16
 
 
-def _syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs(fd)``, or None where it does not exist (not Linux/glibc/musl)."""
-    global _syncfs_fn
-    if _syncfs_fn is _SYNCFS_UNSET:
-        _syncfs_fn = None
-        if sys.platform.startswith("linux"):
-            import ctypes  # only bulk writes pay for it
+def _fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (Linux flushes through a read-only descriptor)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync every path; many at once from a few threads; the first error is raised."""
+    if len(paths) < _PARALLEL_MIN:
+        for p in paths:
+            _fsync_path(p)
+        return
+    import threading  # already loaded by the interpreter in practice; costs nothing
+
+    pending = iter(paths)
+    take = threading.Lock()
+    errors: list[OSError] = []
+
+    def worker() -> None:
+        while not errors:
+            with take:
+                p = next(pending, None)
+            if p is None:
+                return
             try:
-                fn = ctypes.CDLL(None, use_errno=True).syncfs
-                fn.argtypes = [ctypes.c_int]
-                _syncfs_fn = fn
-            except (OSError, AttributeError):
-                pass
-    return _syncfs_fn  # type: ignore[no-any-return]
+                _fsync_path(p)
+            except OSError as e:
+                errors.append(e)
 
-
-def _sync_filesystems(dirs: Iterable[Path]) -> None:
-    """Flush every filesystem holding one of ``dirs``, waiting until it is on disk."""
-    fn = _syncfs()
-    assert fn is not None
-    one_per_device = {os.stat(d).st_dev: d for d in dirs}
-    for d in one_per_device.values():
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if fn(fd) != 0:
-                import ctypes
-
-                err = ctypes.get_errno()
-                raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(d))
-        finally:
-            os.close(fd)
+    threads = [threading.Thread(target=worker) for _ in range(min(_FSYNC_THREADS, len(paths)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def read_text(path: StrPath) -> str | None:

@@ -37,13 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from . import certs, files
+from . import certs, files, paths
 from .errors import OperationError, UsageError
 from .paths import DEFAULT_CA
 from .store import CAStore, Record, get_passphrase
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from .daemon import InstallOptions
 
 RenewKind = Literal["server", "client", "ci"]
 RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
@@ -120,8 +122,29 @@ def _validity_days(record: Record) -> int:
     return max(1, round((span - certs.BACKDATE).total_seconds() / 86400))
 
 
+def _installed_trust(record: Record) -> list[str] | None:
+    """Fingerprints in the ``ca.pem`` installed with it on this machine, if one is readable."""
+    for entry in record.installed:
+        path = Path(entry)
+        candidate = path / "ca.pem" if path.is_dir() else path
+        if candidate.name != "ca.pem" or not candidate.is_file():
+            continue
+        try:
+            return _bundle_fingerprints(candidate.read_bytes())
+        except (OSError, UsageError):
+            continue
+    return None
+
+
 def _trusted(record: Record) -> list[str]:
-    """Fingerprints of the CAs whose certificates were installed with it as ``ca.pem``."""
+    """Fingerprints of the CAs it was installed to trust (its ``ca.pem``).
+
+    Read from the installed file when it is on this machine, else what
+    certkit recorded when it installed it, else just its issuer.
+    """
+    found = _installed_trust(record)
+    if found is not None:
+        return found
     trust = record.options.get("trust")
     if isinstance(trust, list) and trust:
         return [str(t) for t in trust]
@@ -222,7 +245,8 @@ class Renewed:
     not_after: str
     bundle_only: bool
     reused_key: bool
-    installed: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)  # where its files are
+    written: list[str] = field(default_factory=list)  # the files that changed
     restart_needed: bool = False
     restarted: bool = False
     dry_run: bool = False
@@ -275,6 +299,7 @@ def renew(
         from .ci import check_format
 
         check_format(ci_format)
+    setup = _check_server_install(store, record, srv) if kind == "server" else None
     if bundle_only:
         cert_pem, key_pem = _stored_pair(store, record)
         fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
@@ -290,8 +315,8 @@ def renew(
         reused_key=reuse_key,
         trust=_bundle_fingerprints(fresh.ca_pem),
     )
-    if kind == "server":
-        _put_server(store, fresh, srv, result)
+    if setup is not None:
+        _put_server(store, fresh, setup, srv.restart, result)
     elif kind == "client":
         _put_client(store, fresh, result)
     else:
@@ -310,39 +335,62 @@ def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
         ) from None
 
 
-# ---- clients
+# ---- files handed out (--out dirs) and clients
+
+SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")
+CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")
+
+
+def _out_dir(record: Record) -> str | None:
+    """The directory ``--out`` wrote the files to (issue-server, client --client-only, bulk)."""
+    out = record.options.get("out") or record.options.get("out_dir")
+    return str(out) if out else None
+
+
+def _rewrite_out_dir(out: str, names: tuple[str, str, str], fresh: Reissued) -> list[str]:
+    """Replace the three files in a handed-out directory; the key stays 0600."""
+    d = files.ensure_dir(Path(out), files.PRIVATE_DIR) if not Path(out).exists() else Path(out)
+    ca_name, cert_name, key_name = names
+    written = files.atomic_write_many(
+        [
+            (d / ca_name, fresh.ca_pem, files.PUBLIC_FILE),
+            (d / cert_name, fresh.cert_pem, files.PUBLIC_FILE),
+            (d / key_name, fresh.key_pem, files.PRIVATE_FILE),
+        ]
+    )
+    return [str(w) for w in written]
 
 
 def _put_client(store: CAStore, fresh: Reissued, result: Renewed) -> None:
-    """Rewrite the client's docker context in place with the new files."""
+    """Rewrite the client's docker context (or its ``--out`` files) in place."""
     from .context import write_context
 
     opts = fresh.old.options
     host, port = opts.get("host"), opts.get("port")
-    if not host or not port:
-        result.notes.append(
-            "no docker context is recorded for it: the new files are only in the store "
-            f"({store.issued_dir(fresh.record.serial)})"
+    out = _out_dir(fresh.old)
+    if host and port:
+        context = str(opts.get("context") or fresh.record.name)
+        info = write_context(
+            context,
+            str(host),
+            int(port),
+            fresh.ca_pem,
+            fresh.cert_pem,
+            fresh.key_pem,
+            description=str(opts.get("description") or ""),
+            docker_config=opts.get("docker_config"),
+            force=True,
         )
-        return
-    info = write_context(
-        fresh.record.name,
-        str(host),
-        int(port),
-        fresh.ca_pem,
-        fresh.cert_pem,
-        fresh.key_pem,
-        description=str(opts.get("description") or f"certkit {fresh.record.name}"),
-        docker_config=opts.get("docker_config"),
-        force=True,
-    )
-    written = [str(info.meta_path)]
-    tls_dir = getattr(info, "tls_dir", None)
-    if tls_dir is not None:
-        written.append(str(tls_dir))
-    result.installed = written
-    _record_trust(store, fresh.record.serial, fresh.ca_pem, written)
-    result.notes.append(f"context {fresh.record.name!r} updated in place; no restart needed")
+        result.installed = [str(info.tls_dir)]
+        result.written = [str(info.tls_dir / f) for f in CLIENT_FILES]
+        result.notes.append(f"docker context {context!r} updated in place; no restart needed")
+    elif out:
+        result.installed = result.written = _rewrite_out_dir(out, CLIENT_FILES, fresh)
+        result.notes.append("files replaced in place; no restart needed")
+    else:
+        d = store.issued_dir(fresh.record.serial)
+        result.notes.append(f"no context or directory recorded: the new files are in {d}")
+    _record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed)
 
 
 # ---- CI
@@ -365,15 +413,91 @@ def _put_ci(store: CAStore, fresh: Reissued, fmt: str, result: Renewed) -> None:
     result.secret = render(bundle, check_format(fmt))
     _record_trust(store, fresh.record.serial, fresh.ca_pem, [])
     result.notes.append(
-        "update the CI secret with the new bundle: the old one keeps working until it expires"
+        "replace the CI secret with the new bundle (the old one works until it expires)"
     )
 
 
 # ---- servers
 
 
-def _put_server(store: CAStore, fresh: Reissued, srv: ServerInstall, result: Renewed) -> None:
-    raise NotImplementedError  # wired to certkit.daemon below
+def _install_setup(
+    record: Record, srv: ServerInstall
+) -> tuple[bool, paths.SystemPaths, InstallOptions]:
+    """Whether to install, where, and how: the recorded install, overridden by ``srv``."""
+    from .daemon import InstallOptions
+    from .server import _check_install_args
+
+    opts = record.options
+    if opts.get("ssh"):
+        raise UsageError(
+            f"{record.name} was installed over SSH; renewing over SSH is not supported yet: "
+            f"run `certkit issue-server {record.name} --ssh ...` again with the same options."
+        )
+    install = bool(opts.get("install")) if srv.install is None else srv.install
+    root = srv.root if srv.root is not None else opts.get("root")
+    cert_dir = srv.cert_dir if srv.cert_dir is not None else opts.get("cert_dir")
+    if srv.restart and root and srv.root is None:
+        raise UsageError(
+            f"{record.name} was installed under the sandbox root {root}: --restart only "
+            "restarts the real dockerd; restart the sandbox's dockerd yourself."
+        )
+    _check_install_args(install, root, srv.restart)
+    options = InstallOptions(
+        listen=str(opts.get("listen", InstallOptions.listen)),
+        port=int(opts.get("port", InstallOptions.port)),
+        cert_dir=cert_dir,
+        # The method the first install chose: a renewal never switches methods.
+        method=str(opts.get("method") or "auto"),
+        keep_insecure=bool(opts.get("keep_insecure", False)),
+        remove_insecure=bool(opts.get("remove_insecure", False)),
+    )
+    return install, paths.system_paths(root, cert_dir), options
+
+
+InstallSetup = tuple[bool, "paths.SystemPaths", "InstallOptions"]
+
+
+def _check_server_install(store: CAStore, record: Record, srv: ServerInstall) -> InstallSetup:
+    """The install setup, checked against the host before anything is issued."""
+    from .server import install_local
+
+    setup = _install_setup(record, srv)
+    install, system, options = setup
+    if install:  # a daemon.json the install cannot take fails now (placeholder PEMs)
+        install_local(system, options, store.trust_bundle_pem(), b"", b"", dry_run=True)
+    return setup
+
+
+def _put_server(
+    store: CAStore, fresh: Reissued, setup: InstallSetup, restart: bool, result: Renewed
+) -> None:
+    """Install the new files where the old ones were (daemon.json paths, ``--out`` dir)."""
+    from .server import install_local
+
+    install, system, options = setup
+    written: list[str] = []
+    out = _out_dir(fresh.old)
+    if out:
+        written += _rewrite_out_dir(out, SERVER_FILES, fresh)
+    if install:
+        outcome = install_local(
+            system, options, fresh.ca_pem, fresh.cert_pem, fresh.key_pem, restart=restart
+        )
+        result.written = list(outcome.plan.written)
+        written += outcome.plan.cert_paths.values()
+        result.restarted = outcome.restarted
+        result.restart_needed = outcome.plan.restart_needed and not outcome.restarted
+        if outcome.plan.restart_needed and not outcome.restarted and outcome.live_restore:
+            result.notes.append("live-restore is on: containers keep running across the restart")
+    result.installed = sorted(set(written))
+    result.written = sorted({*result.written, *(written if out else [])})
+    _record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed)
+    if not written:
+        d = store.issued_dir(fresh.record.serial)
+        result.notes.append(
+            f"not installed anywhere: copy {d}/cert.pem and key.pem to the host "
+            "(or renew with --install on the host)"
+        )
 
 
 def _server_dry_run(
@@ -383,7 +507,39 @@ def _server_dry_run(
     bundle_only: bool,
     add_names: list[str] | None,
 ) -> Renewed:
-    raise NotImplementedError
+    """What renewing would change on the host; nothing is issued or written."""
+    from .server import install_local
+
+    if add_names:
+        certs.parse_names([*record.sans, *add_names])  # bad names fail now, not later
+    install, system, options = _install_setup(record, srv)
+    result = Renewed(
+        kind="server",
+        name=record.name,
+        old_serial=record.serial,
+        serial=record.serial if bundle_only else "(new)",
+        not_after=record.not_after,
+        bundle_only=bundle_only,
+        reused_key=False,
+        dry_run=True,
+        trust=_bundle_fingerprints(store.trust_bundle_pem()),
+    )
+    if not install:
+        result.notes.append("not installed: only the store (and --out dir) would get new files")
+        return result
+    if bundle_only:
+        cert_pem, key_pem = _stored_pair(store, record)
+    else:  # placeholders: a new certificate and key always change those two files
+        cert_pem, key_pem = b"", b""
+    outcome = install_local(
+        system, options, store.trust_bundle_pem(), cert_pem, key_pem, dry_run=True
+    )
+    result.installed = list(outcome.plan.cert_paths.values())
+    result.written = outcome.plan.written
+    result.restart_needed = outcome.plan.restart_needed
+    diff = outcome.plan.diff()
+    result.notes.append(diff.rstrip("\n") if diff else "daemon.json and the drop-in unchanged")
+    return result
 
 
 # ---------------------------------------------------------------- renew --expiring-within
@@ -417,12 +573,21 @@ class DueReport:
 
 
 def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> list[Record]:
-    """Certificates in use that are expired or expire within ``within_days``, soonest first."""
+    """Certificates in use that are expired or expire within ``within_days``, soonest first.
+
+    A certificate whose whole validity is shorter than three windows (a
+    30-day CI certificate against a 30-day window) is due once a third of its
+    validity is left; otherwise it would be re-issued on every run.
+    """
     if within_days < 0:
         raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
     now = now or _now()
     return sorted(
-        (r for r in in_use(store) if r.days_left(now) <= within_days),
+        (
+            r
+            for r in in_use(store)
+            if r.days_left(now) <= min(within_days, _validity_days(r) / 3)
+        ),
         key=lambda r: r.days_left(now),
     )
 

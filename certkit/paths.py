@@ -46,6 +46,8 @@ CERT_DIR = PurePosixPath("/etc/docker/certkit")
 DEFAULT_DOCKER = PurePosixPath("/etc/default/docker")
 DROPIN_DIR = PurePosixPath("/etc/systemd/system/docker.service.d")
 DROPIN_NAME = "certkit.conf"
+# dockerd's local socket: kept in daemon.json's hosts when certkit writes that key.
+DOCKER_SOCKET = PurePosixPath("/var/run/docker.sock")
 # Where packaged docker units live; later entries override earlier ones.
 UNIT_FILES = (
     PurePosixPath("/lib/systemd/system/docker.service"),
@@ -95,6 +97,10 @@ class SystemPaths:
     @property
     def dropin(self) -> PurePosixPath:
         return self.dropin_dir / DROPIN_NAME
+
+    @property
+    def docker_socket(self) -> PurePosixPath:
+        return self.at(DOCKER_SOCKET)
 
     @property
     def unit_files(self) -> tuple[PurePosixPath, ...]:

@@ -24,6 +24,7 @@ readable by anyone but its owner.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import re
 import secrets
@@ -33,7 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from . import certs, daemon, files
+from .ca import issue, mark_installed
 from .errors import OperationError, UsageError
+from .paths import SystemPaths
+from .server import InstallOutcome, ServerResult, server_names
+from .store import CAStore
 
 # Lines the remote scripts print to talk back to us.
 _START = "CERTKIT-START"
@@ -330,10 +336,10 @@ def sh_quote(value: str | PurePosixPath) -> str:
 
 @dataclass
 class RemoteFile:
-    """A file read from the host: its text and permission bits."""
+    """A file read from the host: its bytes and permission bits."""
 
     path: PurePosixPath
-    text: str
+    data: bytes
     mode: int | None
 
 
@@ -386,14 +392,7 @@ def parse_dump(lines: Sequence[str]) -> dict[PurePosixPath, RemoteFile]:
                 current, chunks = (PurePosixPath(path_text), mode), []
         elif line == _EOF:
             path, mode = current
-            raw = base64.b64decode("".join(chunks))
-            try:
-                text = raw.decode()
-            except UnicodeDecodeError:
-                raise UsageError(
-                    f"{path} on the host is not UTF-8 text; fix or move it aside and retry."
-                ) from None
-            found[path] = RemoteFile(path, text, mode)
+            found[path] = RemoteFile(path, base64.b64decode("".join(chunks)), mode)
             current = None
         else:
             chunks.append(line.strip())
@@ -418,16 +417,28 @@ class Write:
 class WriteJob:
     """Everything one write round trip does, in order.
 
-    ``dirs`` are created when missing (with their mode; a private one is also
-    tightened when it exists), ``writes`` staged then moved into place,
-    ``backups`` (source, copy) made just before the moves.
+    ``expected`` says what each target must still hold (None: absent),
+    checked first so a file changed on the host since it was read is never
+    overwritten; ``dirs`` are created when missing (with their mode; a
+    private one is also tightened when it exists), ``writes`` staged then
+    moved into place, ``backups`` (source, copy) made just before the moves.
     """
 
     writes: list[Write]
     dirs: list[tuple[PurePosixPath, int]] = field(default_factory=list)
     backups: list[tuple[PurePosixPath, PurePosixPath]] = field(default_factory=list)
+    expected: dict[PurePosixPath, bytes | None] = field(default_factory=dict)
     restart: bool = False
     token: str = field(default_factory=lambda: secrets.token_hex(4))
+
+
+_AS_ROOT = "connect as root or pass --sudo."
+_SAME = "Nothing was changed."
+
+
+def _dq(value: str | PurePosixPath) -> str:
+    """``value`` made safe inside a double-quoted sh string (for messages)."""
+    return re.sub(r'([\\"$`])', r"\\\1", str(value))
 
 
 def _b64_lines(data: bytes) -> str:
@@ -453,7 +464,18 @@ def write_script(job: WriteJob, host: str) -> str:
         "umask 077",
         _NEED_BASE64,
         'fail() { echo "CERTKIT-ERROR $*"; exit 3; }',
+        "command -v sha256sum >/dev/null 2>&1 || "
+        "fail 'sha256sum (from coreutils) is missing on the host: install coreutils.'",
     ]
+    for path, before in job.expected.items():
+        changed = f'fail "{_dq(path)} {on} changed since certkit read it: run again. {_SAME}"'
+        if before is None:
+            s.append(f"{{ [ -e {q(path)} ] || [ -L {q(path)} ]; }} && {changed}")
+        else:
+            digest = hashlib.sha256(before).hexdigest()
+            s.append(
+                f'[ "$(sha256sum < {q(path)} 2>/dev/null | cut -c1-64)" = {digest} ] || {changed}'
+            )
     # Bookkeeping: cI = dir I created, eI = target I existed, mI = target I moved.
     s += [f"c{i}=0" for i in range(len(job.dirs))]
     s += [f"e{i}=0; m{i}=0" for i in range(n)]
@@ -474,11 +496,11 @@ def write_script(job: WriteJob, host: str) -> str:
         "  bad=''",
     ]
     for i in reversed(range(n)):
-        path = q(job.writes[i].path)
+        target, shown = q(job.writes[i].path), _dq(job.writes[i].path)
         s += [
             f'  if [ "$m{i}" = 1 ]; then',
-            f'    if [ "$e{i}" = 1 ]; then mv -f -- {q(old[i])} {path} || bad="$bad {path}";',
-            f'    else rm -f -- {path} || bad="$bad {path}"; fi',
+            f'    if [ "$e{i}" = 1 ]; then mv -f -- {q(old[i])} {target} || bad="$bad {shown}";',
+            f'    else rm -f -- {target} || bad="$bad {shown}"; fi',
             f"    m{i}=0",
             f"  else rm -f -- {q(old[i])}",
             "  fi",
@@ -499,43 +521,46 @@ def write_script(job: WriteJob, host: str) -> str:
         s.append(
             f"if [ -d {q(d)} ]; then {tighten}; "
             f"else mkdir -- {q(d)} && c{i}=1 && chmod {mode:o} -- {q(d)} "
-            f'|| {{ drop_dirs; fail "cannot create {d} {on}; nothing was changed."; }}; fi'
+            f'|| {{ drop_dirs; fail "cannot create {_dq(d)} {on} as $(id -un): {_AS_ROOT}'
+            f' {_SAME}"; }}; fi'
         )
     for i, w in enumerate(job.writes):
         s += [
-            f"[ -d {q(w.path)} ] && {{ drop_dirs; fail "
-            f'"{w.path} {on} is a directory; move it aside and retry. Nothing was changed."; }}',
+            f"[ -d {q(w.path)} ] && {{ discard; drop_dirs; fail "
+            f'"{_dq(w.path)} {on} is a directory; move it aside and retry. {_SAME}"; }}',
             f"( printf '%s\\n' {_b64_lines(w.data)} | base64 -d > {q(tmp[i])} ) "
             f"&& chmod {w.mode:o} -- {q(tmp[i])} "
-            f'|| {{ discard; drop_dirs; fail "cannot write {w.path.parent} {on} '
-            f'(read-only or full?); nothing was changed."; }}',
+            f'|| {{ discard; drop_dirs; fail "cannot write into {_dq(w.path.parent)} {on} as '
+            f"$(id -un) (if permission was denied: {_AS_ROOT[:-1]}; else the disk is full or "
+            f'read-only). {_SAME}"; }}',
         ]
     for src, copy in job.backups:
         s.append(
             f"cp -p -- {q(src)} {q(copy)} "
-            f'|| {{ discard; drop_dirs; fail "cannot back up {src} {on}; nothing was changed."; }}'
+            f'|| {{ discard; drop_dirs; fail "cannot back up {_dq(src)} {on}. {_SAME}"; }}'
         )
     for i, w in enumerate(job.writes):
-        path = q(w.path)
+        target = q(w.path)
         s.append(
-            f"if [ -e {path} ]; then e{i}=1; ln -f -- {path} {q(old[i])} 2>/dev/null "
-            f"|| cp -p -- {path} {q(old[i])} "
+            f"if [ -e {target} ]; then e{i}=1; ln -f -- {target} {q(old[i])} 2>/dev/null "
+            f"|| cp -p -- {target} {q(old[i])} "
             f"|| {{ rm -f -- {' '.join(q(o) for o in old)}; discard; drop_dirs; "
-            f'fail "cannot keep a copy of {w.path} {on}; nothing was changed."; }}; fi'
+            f'fail "cannot keep a copy of {_dq(w.path)} {on}. {_SAME}"; }}; fi'
         )
     s.append("sync")
     for i, w in enumerate(job.writes):
         s.append(
             f"mv -f -- {q(tmp[i])} {q(w.path)} && m{i}=1 "
-            f'|| fail "cannot move the new {w.path} into place {on}; $(state)."'
+            f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
         )
     if job.restart:
         # No systemd runs in the test machine: tests put a fake systemctl first on PATH.
+        # systemctl must not read the script (our stdin), and its output is not ours.
         s += [
             "if ! { systemctl daemon-reload && systemctl restart docker "
-            "&& systemctl is-active --quiet docker; } >&2; then",
+            "&& systemctl is-active --quiet docker; } </dev/null >&2; then",
             '  st="$(state)"',
-            "  { systemctl daemon-reload && systemctl restart docker; } >&2 "
+            "  { systemctl daemon-reload && systemctl restart docker; } </dev/null >&2 "
             '&& back="Docker was restarted with the previous configuration" '
             '|| back="Docker did not start with the previous configuration either"',
             f'  fail "Docker did not come back after the restart {on} '
@@ -557,3 +582,205 @@ def run_write_job(ssh: SSH, job: WriteJob) -> None:
         raise OperationError(
             f"The install on {ssh.target} stopped before it finished; check the files there."
         )
+
+
+# ---------------------------------------------------------------- the install
+
+
+def remote_paths(root: str | None = None, cert_dir: str | None = None) -> SystemPaths:
+    """The host's system paths, as the host sees them; ``root`` re-roots them (tests).
+
+    Unlike :func:`certkit.paths.system_paths`, ``root`` is a path on the host,
+    so it must be absolute: it cannot be resolved against the local directory.
+    """
+    for flag, value in (("--root", root), ("--cert-dir", cert_dir)):
+        if value is not None and not PurePosixPath(value).is_absolute():
+            raise UsageError(
+                f"{flag} must be an absolute path on the host with --ssh, got {value!r}."
+            )
+    return SystemPaths(
+        PurePosixPath(root) if root else PurePosixPath("/"),
+        PurePosixPath(cert_dir) if cert_dir else None,
+    )
+
+
+def _cert_file_paths(paths: SystemPaths) -> list[PurePosixPath]:
+    return [
+        PurePosixPath(paths.cert_dir) / n
+        for n in (daemon.CA_FILE, daemon.CERT_FILE, daemon.KEY_FILE)
+    ]
+
+
+def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> daemon.HostFiles:
+    """Read the host's daemon.json, units, drop-ins and cert files in one SSH session.
+
+    Gives exactly what :func:`certkit.daemon.read_host_files` gives on the
+    host itself, so planning is the same for a local and a remote install.
+    """
+    singles = [paths.daemon_json, *paths.unit_files, paths.default_docker, *_cert_file_paths(paths)]
+    dropin_glob = PurePosixPath(paths.dropin_dir) / "*.conf"
+    found = parse_dump(ssh.run_script(read_script(singles, [dropin_glob])))
+
+    def text(path: PurePosixPath) -> str | None:
+        f = found.get(PurePosixPath(path))
+        return None if f is None else f.data.decode("utf-8", errors="replace")
+
+    hf = daemon.HostFiles()
+    dj = found.get(PurePosixPath(paths.daemon_json))
+    if dj is not None:
+        try:
+            hf.daemon_json = dj.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{dj.path} on {ssh.target.host} is not UTF-8 text: "
+                "fix or remove it, then run again."
+            ) from None
+        hf.daemon_json_mode = dj.mode
+    for unit in paths.unit_files:
+        unit_text = text(unit)
+        if unit_text is not None:
+            hf.units.append((str(unit), unit_text))
+    dropins = sorted(
+        (p for p in found if p.parent == PurePosixPath(paths.dropin_dir) and p.suffix == ".conf"),
+        key=lambda p: p.name,
+    )
+    hf.dropins = [(str(p), text(p) or "") for p in dropins]
+    hf.default_docker = text(paths.default_docker)
+    for p in _cert_file_paths(paths):
+        if p in found:
+            hf.cert_files[str(p)] = found[p].data
+    return hf
+
+
+def _missing_dirs(plan: daemon.InstallPlan) -> list[tuple[PurePosixPath, int]]:
+    """Every directory the plan's files need, parents first: the file's own dir gets its
+    ``dir_mode``, the ancestors 0755 (only those that turn out to be missing are made)."""
+    wanted: dict[PurePosixPath, int] = {}
+    for change in plan.changes:
+        parent = PurePosixPath(change.path).parent
+        for ancestor in reversed(parent.parents[:-1]):  # not "/" itself
+            wanted.setdefault(ancestor, files.PUBLIC_DIR)
+        wanted[parent] = (
+            change.dir_mode if parent not in wanted else min(wanted[parent], change.dir_mode)
+        )
+    return sorted(wanted.items(), key=lambda item: len(item[0].parts))
+
+
+def write_job_for(plan: daemon.InstallPlan, *, restart: bool = False) -> WriteJob:
+    """The remote write job that carries out ``plan`` (see :func:`write_script`)."""
+    return WriteJob(
+        writes=[Write(PurePosixPath(c.path), c.content, c.mode) for c in plan.changes],
+        dirs=_missing_dirs(plan),
+        backups=[(PurePosixPath(plan.backup[0]), PurePosixPath(plan.backup[1]))]
+        if plan.backup
+        else [],
+        expected={PurePosixPath(p): v for p, v in plan.previous.items()},
+        restart=restart,
+    )
+
+
+def apply_plan_remotely(plan: daemon.InstallPlan, ssh: SSH, *, restart: bool = False) -> None:
+    """Write ``plan`` on the host in one SSH session, as :func:`certkit.daemon.apply_plan_locally`
+    does locally; with ``restart``, also restart Docker there, rolling back if it fails.
+
+    The host is left as it was when anything fails (the error says so, or
+    says which files could not be restored), and also when a file changed on
+    the host since it was read.
+    """
+    if not plan.changes and not restart:
+        return
+    run_write_job(ssh, write_job_for(plan, restart=restart))
+
+
+def install_remote(
+    ssh: SSH,
+    system: SystemPaths,
+    options: daemon.InstallOptions,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    *,
+    host_files: daemon.HostFiles | None = None,
+    dry_run: bool = False,
+    restart: bool = False,
+) -> InstallOutcome:
+    """The remote twin of :func:`certkit.server.install_local`: plan against the host's
+    files (read over SSH unless ``host_files`` is given), then write them there."""
+    if host_files is None:
+        host_files = read_remote_host_files(ssh, system)
+    plan = daemon.plan_install(host_files, system, options, ca_pem, cert_pem, key_pem)
+    outcome = InstallOutcome(plan, daemon.live_restore_on(host_files), dry_run)
+    if dry_run:
+        return outcome
+    restart_now = restart and plan.restart_needed
+    apply_plan_remotely(plan, ssh, restart=restart_now)
+    outcome.restarted = restart_now
+    return outcome
+
+
+def remote_install(
+    store: CAStore,
+    host: str,
+    ssh: SSH,
+    *,
+    sans: Sequence[str] = (),
+    days: int = 825,
+    key_type: str = "ec-p256",
+    root: str | None = None,
+    options: daemon.InstallOptions | None = None,
+    restart: bool = False,
+    dry_run: bool = False,
+) -> ServerResult:
+    """``issue-server HOST --ssh TARGET``: issue here, install on the host over SSH.
+
+    The host's files are read (one SSH session) and checked *before* the
+    certificate is issued, so a refused install leaves no inventory record;
+    then the same files, planned with the real PEMs, are written in a second
+    session (which first checks that none of them changed in between).
+    ``dry_run`` issues nothing and writes nothing: the result carries the plan.
+    """
+    opts = options or daemon.InstallOptions()
+    primary, names = server_names(host, list(sans))
+    certs.check_days(days)
+    kt = certs.check_key_type(key_type)
+    store.require()
+    system = remote_paths(root, opts.cert_dir)
+    result = ServerResult(primary, names.all(), opts.port, dry_run)
+
+    host_files = read_remote_host_files(ssh, system)
+    # Refuse a host that cannot take the install before any certificate exists.
+    result.install = install_remote(
+        ssh, system, opts, b"", b"", b"", host_files=host_files, dry_run=True
+    )
+    if dry_run:
+        return result
+
+    recorded = {
+        "sans": names.all(),
+        "install": True,
+        "ssh": str(ssh.target),
+        "sudo": ssh.sudo,
+        "root": root,
+        **opts.to_json(),
+        "method": result.install.plan.method,
+    }
+    cn = primary if len(primary) <= 64 else primary.split(".", 1)[0][:64]
+    issued = issue(store, "server", primary, cn, names, days, kt, options=recorded)
+    result.serial = issued.record.serial
+    result.not_after = issued.record.not_after
+    result.fingerprint = issued.record.fingerprint
+    result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
+    result.install = install_remote(
+        ssh,
+        system,
+        opts,
+        issued.ca_pem,
+        issued.cert_pem,
+        issued.key_pem,
+        host_files=host_files,
+        restart=restart,
+    )
+    # Recorded as scp writes them, so nobody mistakes them for local paths.
+    where = [f"{ssh.target}:{p}" for p in result.install.plan.cert_paths.values()]
+    mark_installed(store, issued.record.serial, where)
+    return result

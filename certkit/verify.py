@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import ipaddress
 import json
 import os
@@ -120,34 +119,16 @@ def parse_endpoint(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, i
     return host, int(port_text)
 
 
-def _context_dirs(name: str, docker_config: str | None) -> tuple[Path, Path]:
-    from .paths import docker_config_dir
-
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    base = docker_config_dir(docker_config) / "contexts"
-    return base / "meta" / digest / "meta.json", base / "tls" / digest / "docker"
-
-
 def context_endpoint(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:
-    """The ``tcp://`` host and TLS files of docker context ``name``.
+    """The ``tcp://`` host and TLS files of docker context ``name``."""
+    from .context import read_context
 
-    Reads the docker CLI's context store directly (facts doc section 2).
-    """
-    meta_path, tls_dir = _context_dirs(name, docker_config)
-    try:
-        meta = json.loads(meta_path.read_text())
-        host = str(meta["Endpoints"]["docker"]["Host"])
-    except FileNotFoundError:
-        raise UsageError(
-            f"No docker context named {name!r} in {meta_path.parents[3]}; "
-            "create one with `certkit client-context`."
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"The context metadata {meta_path} is unreadable or corrupted.") from None
+    info = read_context(name, docker_config)
     creds = Credentials(
-        tls_dir / "ca.pem", tls_dir / "cert.pem", tls_dir / "key.pem", f"context {name}"
-    )
-    return host, creds
+        info.tls_dir / "ca.pem", info.tls_dir / "cert.pem", info.tls_dir / "key.pem",
+        f"context {name}",
+    )  # fmt: skip
+    return info.host, creds
 
 
 def find_context_for(host: str, port: int, docker_config: str | None = None) -> str | None:

@@ -12,6 +12,7 @@ The "remote" host is this same machine, logged into as the current user
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -82,10 +83,8 @@ class SSHServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -112,6 +111,7 @@ def start_sshd(base: Path, timeout: float = 20) -> SSHServer:
     (base / "authorized_keys").write_text((base / "id_test.pub").read_text())
     bin_dir = base / "bin"
     bin_dir.mkdir(exist_ok=True)
+    system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     port = free_port()
     user = pwd.getpwuid(os.getuid()).pw_name
     config = base / "sshd_config"
@@ -132,7 +132,7 @@ def start_sshd(base: Path, timeout: float = 20) -> SSHServer:
                 "PermitRootLogin prohibit-password",
                 f"AllowUsers {user}",
                 # Fake commands (systemctl, sudo, a failing mv) go first on the remote PATH.
-                f"SetEnv PATH={bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"SetEnv PATH={bin_dir}:{system_path}",
                 "",
             ]
         )
@@ -152,9 +152,7 @@ def start_sshd(base: Path, timeout: float = 20) -> SSHServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = SSHServer(
-        proc, base, port, user, base / "id_test", known_hosts, log_path, bin_dir
-    )
+    server = SSHServer(proc, base, port, user, base / "id_test", known_hosts, log_path, bin_dir)
     try:
         wait_port("127.0.0.1", port, timeout, proc)
         _wait_ready(server, timeout)

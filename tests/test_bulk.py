@@ -94,6 +94,18 @@ def test_issue_client_one_name_writes_the_docker_cert_path_files(
     assert str(out / "cert.pem") in record[0]["installed"]
 
 
+def test_issue_client_into_an_existing_directory_keeps_its_mode(
+    ca: CAStore, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir(mode=0o755)
+    os.chmod(work, 0o755)
+    r = run_certkit("issue-client", "bob", "--out", ".", cwd=str(work))
+    assert r.returncode == 0, r.stderr
+    assert mode(work) == 0o755  # the user's directory is not chmod-ed
+    assert mode(work / "key.pem") == 0o600
+
+
 def test_issue_client_count_makes_one_directory_per_client(
     ca: CAStore, tmp_path: Path, certkit_home: Path
 ) -> None:
@@ -167,6 +179,7 @@ def test_existing_files_are_not_replaced_without_force(ca: CAStore, tmp_path: Pa
         ["--count", "0", "--out", "x"],
         ["--count", "3", "--prefix", "bad name", "--out", "x"],
         ["../escape", "--out", "x"],
+        ["--count", "many", "--out", "x"],
     ],
 )
 def test_bad_usage_exits_2_with_one_line(ca: CAStore, tmp_path: Path, args: list[str]) -> None:
@@ -306,6 +319,11 @@ def test_issue_servers_from_file_writes_one_directory_per_host(
     assert (out / "10.0.0.13" / "server-cert.pem").exists()
     servers = [rec for rec in inventory(certkit_home) if rec["kind"] == "server"]
     assert len(servers) == 4
+    # Recorded like `issue-server --out`, so renewal rewrites the same directory.
+    rec = next(r for r in servers if r["name"] == "docker2.example.com")
+    assert rec["options"]["out"] == str(d)
+    assert rec["options"]["sans"] == ["docker2.example.com", "docker2", "10.0.0.12"]
+    assert str(d / "server-key.pem") in rec["installed"]
 
     # Without --out the certificates stay in the store only.
     again = bulk.issue_servers_from_file(hosts)

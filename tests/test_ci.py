@@ -54,16 +54,13 @@ def _export(*args: str) -> str:
     return r.stdout
 
 
-_DEVSTUB = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}  # XXX
-
-
 def run_clean(
     *args: str, env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run certkit with ONLY ``env`` (plus PATH): a bare CI runner, nothing inherited."""
     return subprocess.run(
         [sys.executable, "-m", "certkit", *args],
-        env={"PATH": os.environ["PATH"], **_DEVSTUB, **env},
+        env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -268,6 +265,7 @@ def test_gitlab_recipe_has_an_api_variant_reading_stdin() -> None:
         (["deploy", "--host", "not a host"], "not a valid host name"),
         (["deploy", "--host", HOST, "--days", "0"], "--days"),
         (["deploy", "--host", HOST, "--format", "github", "--out", "x"], "--out"),
+        (["deploy", "--host", HOST, "--out", "/nonexistent/dir/bundle"], "does not exist"),
     ],
 )
 def test_export_bad_input_is_one_sentence_exit_2_and_issues_nothing(
@@ -558,6 +556,15 @@ def test_end_to_end_github_env_alone_takes_docker_to_the_daemon(
     assert v.returncode == 0, v.stderr
     assert re.match(r"\d+\.\d+", v.stdout.strip())
     assert_no_secret(v.stdout + v.stderr, secret, key)
+    # It is our sandbox daemon (its data-root), not some other dockerd on the machine.
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.DockerRootDir}}"],
+        env=step,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert info.stdout.strip() == str(sandbox / "data"), info.stderr
 
     # Without DOCKER_CONTEXT the same docker CLI does not know the daemon at all...
     without = subprocess.run(

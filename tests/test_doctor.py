@@ -188,3 +188,17 @@ def test_docker_config_option_and_no_daemon_means_exit_0(tmp_path: Path, store: 
     assert r.returncode == 0, r.stdout
     assert _checks(r.stdout)["prod"].startswith("PASS")
     assert "Traceback" not in r.stderr
+
+
+def test_doctor_agrees_with_a_real_install_on_a_debian_unit(tmp_path: Path, store: CAStore) -> None:
+    if not DEBIAN_UNIT.exists():
+        pytest.skip("Debian's docker.io unit is not installed")
+    root = tmp_path / "root"
+    unit = root / "lib" / "systemd" / "system" / "docker.service"
+    unit.parent.mkdir(parents=True)
+    shutil.copy(DEBIAN_UNIT, unit)
+    r = run_certkit("issue-server", "docker1.example.com", "--install", "--root", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 0, r.stdout
+    assert "PASS  hosts-conflict" in r.stdout and "PASS  key-matches-cert" in r.stdout

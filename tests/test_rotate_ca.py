@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import run_certkit
+from support import (
+    free_port,
+    refused,
+    run_certkit,
+    sandbox_daemon_settings,
+    strict_context,
+    write_json,
+)
 
 from certkit import ca, certs
 from certkit.store import CAStore
@@ -161,3 +171,119 @@ def test_encrypted_ca_key_stays_encrypted_and_a_wrong_passphrase_changes_nothing
     monkeypatch.setenv("CERTKIT_CA_PASSPHRASE", "correct horse")
     issued = ca.issue(store, "client", "x", "x")
     assert certs.signed_by(issued.cert, store.load_cert())
+
+
+# ---------------------------------------------------------------- end to end, real dockerd
+
+
+def _docker_version(context: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "--context", context, "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _context_tls(docker_config: Path, name: str) -> Path:
+    meta = next(
+        p for p in (docker_config / "contexts/meta").rglob("meta.json")
+        if json.loads(p.read_text())["Name"] == name
+    )
+    return docker_config / "contexts/tls" / meta.parent.name / "docker"
+
+
+def _gets_in(port: int, ca_file: Path, cert: Path, key: Path) -> bool:
+    return not refused("127.0.0.1", port, strict_context(ca_file, cert, key), "localhost")
+
+
+def test_rotation_end_to_end_against_a_real_dockerd(
+    sandbox: Path, dockerd: Any, docker_config: Path, tmp_path: Path
+) -> None:
+    _ok("init-ca")
+    store = CAStore()
+    port = free_port()
+    root = sandbox / "root"
+    sock = str(sandbox / "docker.sock")
+    config = root / "etc/docker/daemon.json"
+    write_json(config, {**sandbox_daemon_settings(sandbox), "hosts": [f"unix://{sock}"]})
+    _ok(
+        "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--root", str(root),
+        "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(port),
+    )  # fmt: skip
+    tlscacert = root / "etc/docker/certkit/ca.pem"
+    daemon = dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+
+    def restart() -> None:  # what `systemctl restart docker` does for the real daemon
+        nonlocal daemon
+        daemon.stop()
+        daemon = dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+
+    _ok("client-context", "old", "--host", "localhost", "--port", str(port))
+    # Keep the old-CA client's files: after its renewal they prove who gets in.
+    old_files = tmp_path / "old-client"
+    shutil.copytree(_context_tls(docker_config, "old"), old_files)
+    old_cert, old_key = old_files / "cert.pem", old_files / "key.pem"
+    old_ca_fp = certs.fingerprint(store.load_cert())
+    assert _docker_version("old").returncode == 0
+
+    out = _ok("rotate-ca", "start")
+    new_ca_fp = certs.fingerprint(store.load_cert())
+    assert "certkit renew server localhost --bundle-only --restart" in out
+
+    # 1. The server learns to trust both CAs; its certificate stays.
+    out = _ok("renew", "server", "localhost", "--bundle-only")
+    assert "Restart needed" in out
+    assert _fingerprints(tlscacert.read_bytes()) == [new_ca_fp, old_ca_fp]
+    restart()
+    status = json.loads(_ok("rotate-ca", "status", "--json"))
+    server_dep = [d for d in status["dependents"] if d["kind"] == "server"]
+    assert "does not trust" not in server_dep[0]["why"]
+
+    # A client of the NEW CA and the client of the OLD CA both get in (two-CA tlscacert).
+    _ok("client-context", "new", "--host", "localhost", "--port", str(port))
+    new_tls = _context_tls(docker_config, "new")
+    assert _fingerprints((new_tls / "ca.pem").read_bytes()) == [new_ca_fp, old_ca_fp]
+    assert _docker_version("new").returncode == 0, _docker_version("new").stderr
+    assert _docker_version("old").returncode == 0
+    assert _gets_in(port, store.bundle_path, old_cert, old_key)
+    assert _gets_in(port, store.bundle_path, new_tls / "cert.pem", new_tls / "key.pem")
+
+    # finish refuses while the old CA still signs the server and the "old" client.
+    r = run_certkit("rotate-ca", "finish")
+    assert r.returncode == 1
+    assert "server localhost" in r.stderr and "client old" in r.stderr
+    assert store.bundle_path.exists() and store.previous_dir.exists()
+
+    # 2. Clients move to the new CA, 3. then the server does.
+    _ok("renew", "client", "old")
+    assert _docker_version("old").returncode == 0  # new cert, server still on the old CA
+    out = _ok("renew", "server", "localhost")
+    assert "Restart needed" in out
+    restart()
+    assert _docker_version("new").returncode == 0
+    assert _docker_version("old").returncode == 0
+    assert _gets_in(port, store.bundle_path, old_cert, old_key)  # not cut off yet
+
+    # 4. finish, then re-install the server's tlscacert without the old CA.
+    out = _ok("rotate-ca", "finish")
+    assert "certkit renew server localhost --bundle-only --restart" in out
+    assert "certkit renew client new --bundle-only" in out
+    _ok("renew", "server", "localhost", "--bundle-only")
+    assert _fingerprints(tlscacert.read_bytes()) == [new_ca_fp]
+    restart()
+    _ok("renew", "client", "new", "--bundle-only")
+    assert _fingerprints((new_tls / "ca.pem").read_bytes()) == [new_ca_fp]
+
+    assert _docker_version("new").returncode == 0
+    assert _gets_in(port, store.cert_path, new_tls / "cert.pem", new_tls / "key.pem")
+    # The old CA's client certificate is refused by the daemon now.
+    assert not _gets_in(port, store.cert_path, old_cert, old_key)
+    # status keeps pointing at every ca.pem that still lists the old CA, until none does.
+    reinstall = json.loads(_ok("rotate-ca", "status", "--json"))["reinstall"]
+    assert [(d["kind"], d["name"], d["command"]) for d in reinstall] == [
+        ("client", "old", "certkit renew client old --bundle-only")
+    ]
+    _ok("renew", "client", "old", "--bundle-only")
+    assert json.loads(_ok("rotate-ca", "status", "--json"))["reinstall"] == []
+    assert _docker_version("old").returncode == 0

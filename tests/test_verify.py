@@ -269,3 +269,31 @@ def test_a_key_that_does_not_fit_or_is_encrypted_is_refused_without_prompting(
         )  # fmt: skip
         assert r.returncode == 2, r.stdout + r.stderr
         assert "belong together" in r.stderr
+
+
+def test_the_whole_certkit_flow_verifies_and_doctors_clean(
+    sandbox: Path, dockerd: Any, docker_config: Path
+) -> None:
+    """init-ca, issue-server --install, a real dockerd from that daemon.json, client-context."""
+    assert run_certkit("init-ca").returncode == 0
+    root, port = sandbox / "root", free_port()
+    sock = str(sandbox / "docker.sock")
+    daemon_json = root / "etc" / "docker" / "daemon.json"
+    write_json(daemon_json, {**sandbox_daemon_settings(sandbox), "hosts": [f"unix://{sock}"]})
+    r = run_certkit(
+        "issue-server", "localhost", "--install", "--root", str(root), "--method", "daemon-json",
+        "--listen", "127.0.0.1", "--port", str(port),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    dockerd(config_file=daemon_json, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    r = run_certkit("client-context", "it", "--host", "localhost", "--port", str(port))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    r = run_certkit("verify", "--context", "it", "--insecure-port", str(free_port()), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    assert [c["status"] for c in data["checks"]] == ["PASS"] * 10, data["checks"]
+
+    r = run_certkit("doctor", "--root", str(root))
+    assert r.returncode == 0, r.stdout
+    assert "FAIL" not in r.stdout and "context it" in r.stdout

@@ -65,7 +65,14 @@ def export(
 
     Example: certkit ci export deploy --host docker1.example.com | gh secret set CERTKIT_BUNDLE
     """
-    from ..ci import RECIPE_FORMATS, check_format, export_ci, export_settings, setup_recipe
+    from ..ci import (
+        RECIPE_FORMATS,
+        check_format,
+        check_out,
+        export_ci,
+        export_settings,
+        setup_recipe,
+    )
     from ..errors import UsageError
     from ..store import CAStore
 
@@ -80,6 +87,8 @@ def export(
         if not json_out:
             typer.echo("Nothing was issued yet: run the command of step 1.", err=True)
         return
+    if out is not None:
+        check_out(out)  # before issuing: a typo must not cost a certificate
     exported = export_ci(store, settings, form)
     _render_export(exported, out, json_out)
 

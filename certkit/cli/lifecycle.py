@@ -96,6 +96,8 @@ def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: b
         ]
     for r in report.renewed:
         lines += _renewed_lines(r, ca)
+        if r.kind == "ci":
+            lines.append(f"  The secret was not printed. Next: {_ci_fetch(ca, r.name)}")
     for f in report.failed:
         lines.append(f"FAILED {f['kind']} {f['name']}: {f['error']}")
     for c in report.ca_due:
@@ -121,15 +123,30 @@ def _renewed_lines(r: Renewed, ca: str) -> list[str]:
             f"valid until {r.not_after[:10]}"
         )
     lines = [head + "."]
-    lines += [f"  wrote {p}" for p in r.installed]
+    verb = "would write" if r.dry_run else "wrote"
+    lines += [f"  {verb} {p}" for p in r.written]
     lines += [f"  {n}" for n in r.notes]
     if r.restarted:
         lines.append("  dockerd restarted and answers on its TLS port.")
+    elif r.restart_needed and r.dry_run:
+        lines.append(f"  A restart would be needed: {RESTART_NOTE}.")
     elif r.restart_needed:
-        lines.append(f"  Restart needed: {RESTART_NOTE}; re-run with --restart or restart docker.")
-    elif r.kind == "server" and not r.dry_run:
+        lines.append(
+            f"  Restart needed: {RESTART_NOTE}; run `sudo systemctl restart docker` "
+            "(next time, --restart does it and rolls back if dockerd does not come back)."
+        )
+    elif r.kind == "server" and r.installed and not r.written:
         lines.append("  No restart needed: no dockerd file changed.")
     return lines
+
+
+def _ci_fetch(ca: str, name: str) -> str:
+    """The command that prints the CI secret in use without issuing again."""
+    from ..lifecycle import renew_command
+    from ..store import CAStore
+
+    again = renew_command(CAStore(ca), "ci", name, " --bundle-only --format bundle")
+    return f"{again} | gh secret set CERTKIT_BUNDLE"
 
 
 @renew_app.command("server")
@@ -237,7 +254,7 @@ def renew_ci(
     """
     from ..ci import check_format, write_out
     from ..errors import UsageError
-    from ..lifecycle import renew, renew_command
+    from ..lifecycle import renew
     from ..store import CAStore
 
     if fmt is not None and check_format(fmt) in ("github", "gitlab"):
@@ -260,8 +277,7 @@ def renew_ci(
         data["out"] = str(write_out(out, secret))
         lines.append(f"  Secret written to {data['out']} (mode 0600).")
     elif not show:
-        again = renew_command(store, "ci", name, " --bundle-only --format bundle")
-        lines.append(f"  The secret was not printed. Next: {again} | gh secret set CERTKIT_BUNDLE")
+        lines.append(f"  The secret was not printed. Next: {_ci_fetch(ca, name)}")
     if show and out is None:
         if json_out:
             data["secret"] = secret

@@ -1,3 +1,223 @@
-"""Commands: filled in by their issue."""
+"""``certkit issue-server``: a server certificate, handed out or installed into daemon.json."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from . import app
+from .output import CA_OPTION, JSON_OPTION, emit, next_step, warn
+
+if TYPE_CHECKING:
+    from ..server import ServerResult
+
+# Options that only mean something with --install (None: not given).
+_INSTALL_ONLY = ("--root", "--listen", "--port", "--cert-dir", "--method")
+
+
+@app.command("issue-server")
+def issue_server(
+    # Optional so that a bulk --from-file can join later; today HOST is required.
+    host: str = typer.Argument(None, help="The name (or IP) clients use to reach the Docker host."),
+    san: list[str] = typer.Option(
+        None, "--san", help="Another DNS name or IP address for the certificate (repeatable)."
+    ),
+    days: int = typer.Option(825, "--days", help="Validity in days."),
+    key_type: str = typer.Option(
+        "ec-p256",
+        "--key-type",
+        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
+    ),
+    ca: str = CA_OPTION,
+    out: str = typer.Option(
+        None, "--out", help="Also write ca.pem, server-cert.pem, server-key.pem into this dir."
+    ),
+    install: bool = typer.Option(
+        False, "--install", help="Install on this Docker host: cert files + daemon.json (root)."
+    ),
+    root: str = typer.Option(
+        None,
+        "--root",
+        help="With --install: sandbox root, /etc/docker/... means ROOT/etc/docker/...",
+    ),
+    listen: str = typer.Option(
+        None, "--listen", help="With --install: address dockerd listens on (default 0.0.0.0)."
+    ),
+    port: int = typer.Option(None, "--port", help="With --install: TLS port (default 2376)."),
+    cert_dir: str = typer.Option(
+        None, "--cert-dir", help="With --install: where the files go (default /etc/docker/certkit)."
+    ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key).",
+    ),
+    keep_insecure: bool = typer.Option(
+        False, "--keep-insecure", help="Keep an existing TCP listener without TLS (e.g. :2375)."
+    ),
+    remove_insecure: bool = typer.Option(
+        False, "--remove-insecure", help="Remove an existing TCP listener without TLS."
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="Restart docker after --install; roll back if it does not return."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
+    ),
+    ssh: str = typer.Option(
+        None,
+        "--ssh",
+        help="Install on a remote Docker host over SSH instead: [USER@]HOST[:PORT].",
+    ),
+    sudo: bool = typer.Option(
+        False, "--sudo", help="With --ssh: run the remote side with sudo -n."
+    ),
+    identity: str = typer.Option(
+        None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
+    ),
+    ssh_option: list[str] = typer.Option(
+        None, "--ssh-option", help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Issue a server certificate for HOST; with --install put it into daemon.json.
+
+    Exit codes: 0 done, 1 failed (e.g. Docker did not come back; rolled back),
+    2 bad input or a configuration certkit refuses to touch (nothing written).
+
+    Example: sudo certkit issue-server docker1.example.com --san 10.0.0.5 --install
+
+    Example (remote): certkit issue-server docker1.example.com --ssh root@docker1.example.com
+    """
+    from ..daemon import DEFAULT_LISTEN, DEFAULT_PORT, InstallOptions
+    from ..errors import UsageError
+    from ..server import issue_server as _issue_server
+    from ..store import CAStore
+
+    if ssh is None and (sudo or identity or ssh_option):
+        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
+    install = install or ssh is not None  # --ssh installs on that host
+    if not host:
+        raise UsageError(
+            "give the Docker host's name, e.g. certkit issue-server docker1.example.com."
+        )
+    given = dict(zip(_INSTALL_ONLY, (root, listen, port, cert_dir, method), strict=True))
+    given.update(
+        {"--keep-insecure": keep_insecure or None, "--remove-insecure": remove_insecure or None}
+    )
+    stray = [flag for flag, value in given.items() if value is not None]
+    if stray and not install:
+        raise UsageError(f"{', '.join(stray)} only applies with --install: add --install.")
+    options = InstallOptions(
+        listen=listen or DEFAULT_LISTEN,
+        port=port if port is not None else DEFAULT_PORT,
+        cert_dir=cert_dir,
+        method=method or "auto",
+        keep_insecure=keep_insecure,
+        remove_insecure=remove_insecure,
+    )
+    if ssh is not None:
+        from ..remote import SSH, remote_install
+
+        if out:
+            raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
+        target = SSH.build(ssh, identity=identity, options=ssh_option or [], sudo=sudo)
+        result = remote_install(
+            CAStore(ca),
+            host,
+            target,
+            sans=list(san or []),
+            days=days,
+            key_type=key_type,
+            root=root,
+            options=options,
+            restart=restart,
+            dry_run=dry_run,
+        )
+    else:
+        result = _issue_server(
+            CAStore(ca),
+            host,
+            sans=list(san or []),
+            days=days,
+            key_type=key_type,
+            out=out,
+            install=install,
+            root=root,
+            options=options,
+            restart=restart,
+            dry_run=dry_run,
+        )
+    if result.install and not json_out:
+        for message in result.install.plan.warnings:
+            warn(message)
+    emit(json_out, result.to_json(), _lines(result, options.port))
+
+
+def _lines(r: ServerResult, port: int) -> list[str]:
+    from ..daemon import RESTART_NOTE
+
+    lines: list[str] = []
+    if r.dry_run:
+        lines.append(
+            f"Dry run: no certificate issued, nothing written (names: {', '.join(r.names)})."
+        )
+        if r.install:
+            plan = r.install.plan
+            diff = plan.diff()
+            lines.append(f"Method: {plan.method}. Would write:")
+            lines += [f"  {path}" for path in plan.written]
+            if plan.backup:
+                lines.append(f"Would back up {plan.backup[0]} to {plan.backup[1]}")
+            lines += (
+                [diff.rstrip("\n")] if diff else ["daemon.json and the drop-in are already set."]
+            )
+        return lines
+    lines.append(
+        f"Issued server certificate for {', '.join(r.names)} (serial {r.serial}), "
+        f"valid until {(r.not_after or '')[:10]}."
+    )
+    if r.out_files:
+        lines.append(
+            f"Wrote to {_dir_of(r.out_files)}: ca.pem, server-cert.pem, server-key.pem (0600)."
+        )
+    if r.install:
+        lines += _install_lines(r, RESTART_NOTE)
+        lines.append(f"Firewall: port {port}/tcp must be reachable from your clients.")
+    elif not r.out_files:
+        lines.append(f"Kept in the store: {r.store_files.get('cert')}")
+        lines.append(
+            "Install it on the Docker host with --install, or copy it there with --out DIR."
+        )
+    lines.append(next_step(r.next_step + "   (on your machine)"))
+    return lines
+
+
+def _install_lines(r: ServerResult, restart_note: str) -> list[str]:
+    assert r.install is not None
+    plan = r.install.plan
+    lines = [f"Installed ({plan.method} method, listening on {plan.tcp_host}):"]
+    lines += [f"  wrote {path}" for path in plan.written]
+    if plan.backup:
+        lines.append(f"  backup {plan.backup[1]}")
+    if r.install.restarted:
+        lines.append(f"Docker restarted and listens on {plan.tcp_host}.")
+    elif r.restart_needed:
+        note = (
+            "live-restore is on: containers keep running"
+            if r.install.live_restore
+            else restart_note
+        )
+        lines.append(
+            f"Restart needed: sudo systemctl restart docker ({note}), or re-run with --restart."
+        )
+    else:
+        lines.append("Nothing changed: no restart needed.")
+    return lines
+
+
+def _dir_of(files: dict[str, Any]) -> str:
+    from pathlib import Path
+
+    return str(Path(next(iter(files.values()))).parent)

@@ -1,0 +1,222 @@
+"""The Docker client side: a client certificate, and a docker context that uses it.
+
+:func:`client_context` is what ``certkit client-context`` does: check the
+input, issue a client certificate (EKU clientAuth) from a CA in the store,
+write it with the CA's trust bundle as a docker context
+(:mod:`certkit.context`), optionally make that context current, and record
+in the inventory where it went so renewal can rewrite it in place.
+:func:`client_files` is the ``--client-only`` variant for clients that are
+not the docker CLI: just ``ca.pem``, ``cert.pem`` and ``key.pem`` in a
+directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ca as ca_ops
+from . import certs, context, files, paths
+from .errors import UsageError
+from .store import CAStore
+
+StrPath = str | os.PathLike[str]
+DEFAULT_DAYS = 365
+
+
+@dataclass
+class ClientResult:
+    """What was issued and where it was written."""
+
+    name: str
+    serial: str
+    common_name: str
+    key_type: str
+    not_after: str
+    ca: str
+    host: str | None = None  # tcp://HOST:PORT, None for --client-only without a host
+    context: context.ContextInfo | None = None
+    used: bool = False
+    config_path: Path | None = None  # config.json, when --use changed it
+    out_dir: Path | None = None  # --client-only
+    files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    docker_py: list[str] = field(default_factory=list)  # advice when docker-py would fail here
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "serial": self.serial,
+            "common_name": self.common_name,
+            "key_type": self.key_type,
+            "not_after": self.not_after,
+            "ca": self.ca,
+            "host": self.host,
+            "context": self.context.to_json() if self.context else None,
+            "used": self.used,
+            "config_path": str(self.config_path) if self.config_path else None,
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+            "files": self.files,
+            "warnings": self.warnings,
+            "docker_py": self.docker_py,
+        }
+
+
+def _check_cn(cn: str) -> str:
+    cn = cn.strip()
+    if not cn or len(cn) > 64:
+        raise UsageError("The common name must be 1 to 64 characters (--cn).")
+    return cn
+
+
+def client_context(
+    name: str | None,
+    host: str,
+    port: int = context.DEFAULT_PORT,
+    *,
+    cn: str | None = None,
+    days: int = DEFAULT_DAYS,
+    key_type: str = certs.DEFAULT_KEY_TYPE,
+    ca: str = paths.DEFAULT_CA,
+    description: str | None = None,
+    docker_config: StrPath | None = None,
+    use: bool = False,
+    force: bool = False,
+    not_after: dt.datetime | None = None,
+) -> ClientResult:
+    """Issue a client certificate and write it as docker context ``name`` for ``host:port``.
+
+    ``name`` defaults to the first label of ``host``.  Nothing is issued or
+    written when the input is bad or the context exists without ``force``.
+    ``not_after`` (library only) overrides ``days``, e.g. to make an already
+    expired certificate for tests.
+
+    >>> r = client_context("prod", "docker1.example.com")  # doctest: +SKIP
+    >>> r.context.host
+    'tcp://docker1.example.com:2376'
+    """
+    name = context.validate_context_name(name) if name else context.default_name_for(host)
+    endpoint = context.format_host(host, port)
+    bare_host = endpoint[len("tcp://") : endpoint.rindex(":")].strip("[]")
+    common_name = _check_cn(cn or name)
+    kt = certs.check_key_type(key_type)
+    if not_after is None:
+        certs.check_days(days)
+    config_dir = paths.docker_config_dir(docker_config)
+    if context.context_exists(name, config_dir) and not force:
+        raise UsageError(
+            f"A docker context named {name!r} already exists in {config_dir}; "
+            "pass --force to replace it (a new certificate is issued), or choose another name."
+        )
+    store = CAStore(ca).require()
+    text = description or f"certkit: {bare_host}:{port} (CA {ca})"
+    options = {
+        "host": bare_host,
+        "port": port,
+        "docker_config": str(config_dir),
+        "description": text,
+        "context": name,
+    }
+    issued = ca_ops.issue(
+        store, "client", name, common_name, None, days, kt, not_after=not_after, options=options
+    )
+    info = context.write_context(
+        name,
+        bare_host,
+        port,
+        issued.ca_pem,
+        issued.cert_pem,
+        issued.key_pem,
+        description=text,
+        docker_config=config_dir,
+        force=True,  # checked above, before issuing
+    )
+    ca_ops.mark_installed(store, issued.record.serial, [str(info.tls_dir)])
+    result = _result(issued, name, ca, endpoint)
+    result.context = info
+    result.files = {f: str(info.tls_dir / f) for f in context.TLS_FILES}
+    if use:
+        result.config_path = context.set_current_context(name, config_dir)
+        result.used = True
+        for warning in (
+            context.docker_host_override_warning(),
+            context.docker_context_override_warning(name),
+        ):
+            if warning:
+                result.warnings.append(warning)
+    context.ensure_config_file(config_dir)  # so docker-py finds the context, see there
+    result.docker_py = context.docker_py_advice(name)
+    return result
+
+
+def client_files(
+    name: str | None,
+    out: StrPath,
+    host: str | None = None,
+    port: int = context.DEFAULT_PORT,
+    *,
+    cn: str | None = None,
+    days: int = DEFAULT_DAYS,
+    key_type: str = certs.DEFAULT_KEY_TYPE,
+    ca: str = paths.DEFAULT_CA,
+    force: bool = False,
+    not_after: dt.datetime | None = None,
+) -> ClientResult:
+    """Issue a client certificate into ``out`` as ``ca.pem``, ``cert.pem``, ``key.pem`` only.
+
+    For clients that are not the docker CLI (curl, docker-py with explicit
+    paths, ``DOCKER_CERT_PATH``).  ``out`` is created 0700, ``key.pem`` is
+    0600; existing files there are replaced only with ``force``.
+    """
+    if not name and not host:
+        raise UsageError("Give a NAME or --host for the client certificate.")
+    name = context.validate_context_name(name) if name else context.default_name_for(str(host))
+    endpoint = context.format_host(host, port) if host else None
+    common_name = _check_cn(cn or name)
+    kt = certs.check_key_type(key_type)
+    if not_after is None:
+        certs.check_days(days)
+    out_dir = Path(out).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory.")
+    existing = [f for f in context.TLS_FILES if (out_dir / f).exists()]
+    if existing and not force:
+        raise UsageError(
+            f"{out_dir} already holds {', '.join(existing)}; pass --force to replace them."
+        )
+    store = CAStore(ca).require()
+    options: dict[str, Any] = {"out": str(out_dir)}
+    if endpoint:
+        options["endpoint"] = endpoint
+    issued = ca_ops.issue(
+        store, "client", name, common_name, None, days, kt, not_after=not_after, options=options
+    )
+    files.ensure_dir(out_dir, files.PRIVATE_DIR)
+    files.atomic_write_many(
+        [
+            (out_dir / "ca.pem", issued.ca_pem, files.PUBLIC_FILE),
+            (out_dir / "cert.pem", issued.cert_pem, files.PUBLIC_FILE),
+            (out_dir / "key.pem", issued.key_pem, files.PRIVATE_FILE),
+        ]
+    )
+    ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
+    result = _result(issued, name, ca, endpoint)
+    result.out_dir = out_dir
+    result.files = {f: str(out_dir / f) for f in context.TLS_FILES}
+    return result
+
+
+def _result(issued: ca_ops.Issued, name: str, ca: str, endpoint: str | None) -> ClientResult:
+    rec = issued.record
+    return ClientResult(
+        name=name,
+        serial=rec.serial,
+        common_name=rec.subject,
+        key_type=rec.key_type,
+        not_after=rec.not_after,
+        ca=ca,
+        host=endpoint,
+    )

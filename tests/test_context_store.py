@@ -1,0 +1,439 @@
+"""The docker context store as certkit writes it, checked against the real docker CLI.
+
+No daemon needed: the docker CLI reads, lists, exports and imports contexts
+offline.  ``docker`` on PATH is 28.x here; ``/usr/bin/docker`` (20.10) is
+tried too where it exists, since both are in use.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from support import run_certkit
+
+from certkit import certs, context
+from certkit.errors import UsageError
+
+
+def _pems() -> tuple[bytes, bytes, bytes]:
+    """Real PEMs: the docker CLI checks that what it is given parses."""
+    ca_key = certs.generate_key()
+    ca = certs.make_ca(ca_key, "test CA", 1)
+    key = certs.generate_key()
+    cert = certs.make_leaf(ca, ca_key, key.public_key(), "client", "prod", None, 1)
+    return certs.cert_pem(ca), certs.cert_pem(cert), certs.key_pem(key)
+
+
+CA, CERT, KEY = _pems()
+DOCKER_CLIS = [
+    cli
+    for cli in dict.fromkeys([shutil.which("docker"), "/usr/bin/docker"])
+    if cli and os.access(cli, os.X_OK)
+]
+
+
+def docker(
+    cli: str, config: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
+    res = subprocess.run([cli, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check:
+        assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def cli() -> str:
+    if not DOCKER_CLIS:
+        pytest.skip("the docker CLI is not installed")
+    return DOCKER_CLIS[0]
+
+
+# ---------------------------------------------------------------- names and hosts
+
+
+@pytest.mark.parametrize("name", ["prod", "a1", "docker1.lan", "ci+deploy", "x_y-z"])
+def test_valid_context_names(name: str) -> None:
+    assert context.validate_context_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["default", "x", "-prod", ".hidden", "a b", "a/b", "", "é1"])
+def test_invalid_context_names_are_refused(name: str) -> None:
+    with pytest.raises(UsageError):
+        context.validate_context_name(name)
+
+
+def test_context_id_is_the_sha256_of_the_name() -> None:
+    assert context.context_id("t1") == (
+        "628b49d96dcde97a430dd4f597705899e09a968f793491e4b704cae33a40dc02"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("docker1.example.com", "tcp://docker1.example.com:2376"),
+        ("10.0.0.5", "tcp://10.0.0.5:2376"),
+        ("::1", "tcp://[::1]:2376"),
+        ("[2001:db8::7]", "tcp://[2001:db8::7]:2376"),
+    ],
+)
+def test_hosts_are_formatted_as_docker_expects(host: str, expected: str) -> None:
+    assert context.format_host(host, 2376) == expected
+
+
+@pytest.mark.parametrize("host", ["10.0.0.300", "tcp://x", "a b", "*.example.com", "user@host"])
+def test_bad_hosts_are_refused(host: str) -> None:
+    with pytest.raises(UsageError):
+        context.format_host(host, 2376)
+
+
+def test_default_names_come_from_the_host() -> None:
+    assert context.default_name_for("docker1.example.com") == "docker1"
+    assert context.default_name_for("10.0.0.5") == "10-0-0-5"
+    assert context.default_name_for("::1") == "docker-1"
+
+
+# ---------------------------------------------------------------- the store format
+
+
+def test_written_context_is_byte_identical_to_docker_context_create(
+    cli: str, tmp_path: Path
+) -> None:
+    """meta.json exactly as the docker CLI writes it, and the same modes on every path."""
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    for name, data in (("ca.pem", CA), ("cert.pem", CERT), ("key.pem", KEY)):
+        (tmp_path / name).write_bytes(data)
+    docker(
+        cli,
+        theirs,
+        "context",
+        "create",
+        "prod",
+        "--description",
+        "Prod daemon",
+        "--docker",
+        f"host=tcp://[::1]:2376,ca={tmp_path}/ca.pem,cert={tmp_path}/cert.pem,"
+        f"key={tmp_path}/key.pem",
+    )
+    info = context.write_context(
+        "prod", "::1", 2376, CA, CERT, KEY, description="Prod daemon", docker_config=ours
+    )
+    rel = f"contexts/meta/{context.context_id('prod')}/meta.json"
+    assert info.meta_path == ours / rel
+    assert (ours / rel).read_bytes() == (theirs / rel).read_bytes()
+    assert json.loads(info.meta_path.read_text()) == {
+        "Name": "prod",
+        "Metadata": {"Description": "Prod daemon"},
+        "Endpoints": {"docker": {"Host": "tcp://[::1]:2376", "SkipTLSVerify": False}},
+    }
+    for path in sorted((theirs / "contexts").rglob("*")):
+        mine = ours / path.relative_to(theirs)
+        assert mode(mine) == mode(path), mine
+        if path.is_file():
+            assert mine.read_bytes() == path.read_bytes()
+    listed = docker(cli, ours, "context", "ls", "--format", "{{.Name}} {{.DockerEndpoint}}")
+    assert "prod tcp://[::1]:2376" in listed.stdout
+
+
+def test_modes_hold_under_umask_000(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    finally:
+        os.umask(old)
+    assert mode(info.tls_dir / "key.pem") == 0o600
+    assert mode(info.tls_dir / "ca.pem") == 0o600
+    for d in (info.tls_dir, info.tls_dir.parent, info.tls_dir.parent.parent):
+        assert mode(d) == 0o700, d
+    assert mode(info.meta_path) == 0o644
+    assert mode(info.meta_path.parent) == 0o755
+    assert mode(tmp_path) == 0o700  # a config dir certkit creates is private
+
+
+def test_existing_context_is_not_replaced_without_force(tmp_path: Path) -> None:
+    context.write_context("prod", "old", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    with pytest.raises(UsageError, match="--force"):
+        context.write_context("prod", "new", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    assert context.read_context("prod", tmp_path).host == "tcp://old:2376"
+    context.write_context(
+        "prod", "new", 2376, b"ca2", CERT, KEY, docker_config=tmp_path, force=True
+    )
+    info = context.read_context("prod", tmp_path)
+    assert info.host == "tcp://new:2376"
+    assert (info.tls_dir / "ca.pem").read_bytes() == b"ca2"
+    assert not list(info.tls_dir.glob(".*.tmp"))  # no temp file left behind
+
+
+def test_read_context_of_a_missing_context_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="certkit client-context"):
+        context.read_context("nope", tmp_path)
+
+
+# ---------------------------------------------------------------- config.json
+
+DOCKER_LOGIN_CONFIG = """{
+\t"auths": {
+\t\t"registry.example.com": {
+\t\t\t"auth": "dXNlcjpwYXNzd29yZA=="
+\t\t}
+\t},
+\t"credsStore": "pass",
+\t"proxies": {"default": {"httpProxy": "http://proxy:3128"}},
+\t"plugins": {"x": {"k": "v\\u003cw\\u003e"}}
+}"""
+
+
+def test_set_current_context_keeps_every_other_byte(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    tmp_path.chmod(0o755)
+    config.write_text(DOCKER_LOGIN_CONFIG)
+    context.set_current_context("prod", tmp_path)
+    text = config.read_text()
+    assert text == DOCKER_LOGIN_CONFIG[:-2] + ',\n\t"currentContext": "prod"\n}'
+    assert mode(config) == 0o600
+    assert mode(tmp_path) == 0o755  # an existing dir keeps its owner's mode
+    # Switching again replaces only the value.
+    context.set_current_context("staging", tmp_path)
+    assert config.read_text() == text.replace('"prod"', '"staging"')
+    assert context.current_context(tmp_path) == "staging"
+
+
+def test_set_current_context_creates_a_private_config(tmp_path: Path) -> None:
+    target = tmp_path / "new"
+    context.set_current_context("prod", target)
+    assert json.loads((target / "config.json").read_text()) == {"currentContext": "prod"}
+    assert mode(target) == 0o700 and mode(target / "config.json") == 0o600
+
+
+def test_set_current_context_follows_a_symlinked_config(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles-config.json"
+    real.write_text('{"auths": {}}')
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").symlink_to(real)
+    context.set_current_context("prod", tmp_path / "cfg")
+    assert (tmp_path / "cfg" / "config.json").is_symlink()
+    assert json.loads(real.read_text()) == {"auths": {}, "currentContext": "prod"}
+
+
+def test_a_broken_config_json_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"auths": {')
+    with pytest.raises(UsageError, match="not a JSON object"):
+        context.set_current_context("prod", tmp_path)
+    assert (tmp_path / "config.json").read_text() == '{"auths": {'
+
+
+def test_docker_cli_sees_the_current_context(cli: str, tmp_path: Path) -> None:
+    docker(cli, tmp_path, "context", "create", "other", "--docker", "host=tcp://o:2376")
+    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    context.set_current_context("prod", tmp_path)
+    shown = docker(cli, tmp_path, "context", "show")
+    assert shown.stdout.strip() == "prod"
+
+
+def test_docker_host_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert context.docker_host_override_warning() is None
+    monkeypatch.setenv("DOCKER_HOST", "tcp://elsewhere:2376")
+    warning = context.docker_host_override_warning()
+    assert warning and "unset DOCKER_HOST" in warning and "tcp://elsewhere:2376" in warning
+
+
+# ---------------------------------------------------------------- certkit env
+
+
+def _env_output(*args: str) -> str:
+    res = run_certkit("env", *args, env={"SHELL": "/bin/bash"})
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_env_in_every_shell(docker_config: Path) -> None:
+    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY)
+    assert _env_output("prod") == (
+        'export DOCKER_TLS_VERIFY="1"\n'
+        'export DOCKER_HOST="tcp://docker1:2376"\n'
+        f'export DOCKER_CERT_PATH="{info.tls_dir}"\n'
+        "# Run this command to configure your shell: \n"
+        "# eval $(certkit env prod)\n"
+    )
+    fish = _env_output("prod", "--shell", "fish")
+    assert 'set -gx DOCKER_CERT_PATH "' in fish and "# eval (certkit env prod --shell fish)" in fish
+    ps = _env_output("prod", "--shell", "powershell")
+    assert '$Env:DOCKER_HOST = "tcp://docker1:2376"' in ps and "| Invoke-Expression" in ps
+    cmd = _env_output("prod", "--shell", "cmd")
+    assert "SET DOCKER_TLS_VERIFY=1\n" in cmd and "REM Run this command" in cmd
+    assert _env_output("prod", "--unset").startswith(
+        "unset DOCKER_TLS_VERIFY\nunset DOCKER_HOST\nunset DOCKER_CERT_PATH\n"
+    )
+    assert "Remove-Item Env:\\DOCKER_HOST" in _env_output("prod", "--shell", "powershell", "--unset")
+    bad = run_certkit("env", "prod", "--shell", "tcsh")
+    assert bad.returncode == 2 and "Unknown shell" in bad.stderr
+
+
+def test_env_output_evaluates_in_bash_even_with_odd_paths(tmp_path: Path) -> None:
+    """``eval $(certkit env NAME)`` sets the variables, with spaces and $ in the path."""
+    odd = tmp_path / "my docker $HOME"
+    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
+    script = (
+        f"eval $({_certkit()} env prod --shell bash --docker-config {_sq(odd)}); "
+        'printf "%s\\n" "$DOCKER_TLS_VERIFY" "$DOCKER_HOST" "$DOCKER_CERT_PATH"'
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["1", "tcp://docker1:2376", str(info.tls_dir)]
+
+
+def _certkit() -> str:
+    import sys
+
+    return f"{sys.executable} -m certkit"
+
+
+def _sq(path: Path) -> str:
+    return "'" + str(path).replace("'", "'\\''") + "'"
+
+
+def test_env_for_a_missing_context_is_exit_2() -> None:
+    res = run_certkit("env", "nope")
+    assert res.returncode == 2 and "certkit client-context" in res.stderr
+
+
+# ---------------------------------------------------------------- export / import
+
+
+def test_certkit_export_is_accepted_by_docker_context_import(tmp_path: Path) -> None:
+    if not DOCKER_CLIS:
+        pytest.skip("the docker CLI is not installed")
+    ours = tmp_path / "ours"
+    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, description="d", docker_config=ours)
+    data = context.export_context("prod", ours)
+    archive = tmp_path / "prod.dockercontext"
+    archive.write_bytes(data)
+    with tarfile.open(archive) as tar:
+        assert [(m.name, m.mode) for m in tar.getmembers()] == [
+            ("meta.json", 0o644),
+            ("tls", 0o700),
+            ("tls/docker", 0o700),
+            ("tls/docker/ca.pem", 0o600),
+            ("tls/docker/cert.pem", 0o600),
+            ("tls/docker/key.pem", 0o600),
+        ]
+    for i, cli in enumerate(DOCKER_CLIS):
+        theirs = tmp_path / f"theirs{i}"
+        docker(cli, theirs, "context", "import", "moved", str(archive))
+        inspect = json.loads(docker(cli, theirs, "context", "inspect", "moved").stdout)[0]
+        assert inspect["Endpoints"]["docker"]["Host"] == "tcp://docker1:2376"
+        assert sorted(inspect["TLSMaterial"]["docker"]) == ["ca.pem", "cert.pem", "key.pem"]
+        tls = theirs / "contexts" / "tls" / context.context_id("moved") / "docker"
+        assert (tls / "key.pem").read_bytes() == KEY
+
+
+def test_docker_context_export_is_accepted_by_certkit_import(tmp_path: Path) -> None:
+    if not DOCKER_CLIS:
+        pytest.skip("the docker CLI is not installed")
+    for name, data in (("ca.pem", CA), ("cert.pem", CERT), ("key.pem", KEY)):
+        (tmp_path / name).write_bytes(data)
+    for i, cli in enumerate(DOCKER_CLIS):
+        theirs, ours = tmp_path / f"theirs{i}", tmp_path / f"ours{i}"
+        docker(
+            cli,
+            theirs,
+            "context",
+            "create",
+            "prod",
+            "--docker",
+            f"host=tcp://docker1:2376,ca={tmp_path}/ca.pem,cert={tmp_path}/cert.pem,"
+            f"key={tmp_path}/key.pem",
+        )
+        archive = tmp_path / f"prod{i}.dockercontext"
+        docker(cli, theirs, "context", "export", "prod", str(archive))
+        # The docker CLI ends its tar without the end-of-archive blocks: certkit copes.
+        res = run_certkit("context", "import", str(archive), "--docker-config", str(ours))
+        assert res.returncode == 0, res.stderr
+        info = context.read_context("prod", ours)
+        assert info.host == "tcp://docker1:2376"
+        assert (info.tls_dir / "key.pem").read_bytes() == KEY
+        assert mode(info.tls_dir / "key.pem") == 0o600 and mode(info.tls_dir) == 0o700
+        shown = docker(cli, ours, "context", "inspect", "prod")
+        assert json.loads(shown.stdout)[0]["Name"] == "prod"
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+META = json.dumps(context.meta_document("prod", "tcp://docker1:2376")).encode()
+
+
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        ([_file("meta.json", META), _file("../evil.pem")], "unsafe path"),
+        ([_file("meta.json", META), _file("/etc/passwd")], "unsafe path"),
+        ([_file("meta.json", META), _file("tls/docker/../../../x.pem")], "unsafe path"),
+        ([_file("meta.json", META), _link("tls/docker/key.pem", "/etc/shadow", tarfile.SYMTYPE)],
+         "link"),
+        ([_file("meta.json", META), _link("tls/docker/ca.pem", "meta.json", tarfile.LNKTYPE)],
+         "link"),
+        ([_file("meta.json", META), _file("tls/docker/cert.pem", b"0" * (4 * 1024 * 1024 + 1))],
+         "over 4 MiB"),
+        ([_file("meta.json", META), _file("tls/docker/id_rsa")], "only meta.json"),
+        ([_file("meta.json", META), _file(".bashrc")], "only meta.json"),
+        ([_file("tls/docker/ca.pem")], "no meta.json"),
+        ([_file("meta.json", b"{}")], "without a docker endpoint"),
+    ],
+)
+def test_import_refuses_anything_but_a_context(
+    members: list[tuple[tarfile.TarInfo, bytes | None]], why: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(_tar(*members))
+    res = run_certkit("context", "import", str(archive), "x1", "--docker-config", str(tmp_path / "c"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert why in res.stderr
+    assert not (tmp_path / "c").exists()  # nothing written
+    assert not (tmp_path / "evil.pem").exists()
+
+
+def test_import_refuses_a_truncated_file(tmp_path: Path) -> None:
+    data = _tar(_file("meta.json", META), _file("tls/docker/key.pem", b"k" * 2000))
+    cut = data[: data.index(b"k" * 100) + 1000]
+    with pytest.raises(UsageError, match="truncated"):
+        context.read_archive(cut)
+
+
+def test_import_keeps_an_existing_context_without_force(tmp_path: Path) -> None:
+    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    data = context.export_context("prod", tmp_path)
+    with pytest.raises(UsageError, match="--force"):
+        context.import_context(data, docker_config=tmp_path)
+    info = context.import_context(data, "prod2", docker_config=tmp_path)
+    assert json.loads(info.meta_path.read_text())["Name"] == "prod2"
