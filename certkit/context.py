@@ -76,17 +76,23 @@ def format_host(host: str, port: int) -> str:
     if not 1 <= port <= 65535:
         raise UsageError(f"Port {port} is out of range: use 1-65535 (Docker's TLS port is 2376).")
     bare = host.strip().strip("[]")
-    try:
-        ip = ipaddress.ip_address(bare)
-    except ValueError:
-        from .certs import looks_like_ip, normalize_dns_name
+    ip = _ip_or_none(bare)
+    if ip is not None:
+        return f"tcp://[{ip}]:{port}" if ip.version == 6 else f"tcp://{ip}:{port}"
+    from .certs import looks_like_ip, normalize_dns_name
 
-        if looks_like_ip(bare):
-            raise UsageError(f"{host!r} is not a valid IP address.") from None
-        if "*" in bare or "/" in bare or "@" in bare:
-            raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
-        return f"tcp://{normalize_dns_name(bare)}:{port}"
-    return f"tcp://[{ip}]:{port}" if ip.version == 6 else f"tcp://{ip}:{port}"
+    if looks_like_ip(bare):
+        raise UsageError(f"{host!r} is not a valid IP address.")
+    if "*" in bare or "/" in bare or "@" in bare:
+        raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
+    return f"tcp://{normalize_dns_name(bare)}:{port}"
+
+
+def _ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
 
 
 def default_name_for(host: str) -> str:
@@ -96,10 +102,9 @@ def default_name_for(host: str) -> str:
     first part alone would name the network, not the host.
     """
     bare = host.strip().strip("[]")
-    try:
-        ipaddress.ip_address(bare)
+    if _ip_or_none(bare) is not None:
         candidate = re.sub(r"[^a-zA-Z0-9]+", "-", bare).strip("-")
-    except ValueError:
+    else:
         candidate = bare.split(".")[0]
     candidate = re.sub(r"[^a-zA-Z0-9_.+-]", "-", candidate).strip("-_.+")
     if len(candidate) < 2 or candidate == "default":
@@ -470,7 +475,9 @@ def render_env(
     """
     if shell not in SHELLS:
         raise UsageError(f"Unknown shell {shell!r}: use one of {', '.join(SHELLS)}.")
-    lines = [_unset_line(shell, k) if unset else _set_line(shell, k, v) for k, v in variables.items()]
+    lines = [
+        _unset_line(shell, k) if unset else _set_line(shell, k, v) for k, v in variables.items()
+    ]
     comment = "REM" if shell == "cmd" else "#"
     for note in notes or []:
         lines.append(f"{comment} {note}" if note else comment)
@@ -569,6 +576,8 @@ def read_archive(data: bytes, source: str = "the archive") -> ContextArchive:
     docker CLI ends its tar without the end-of-archive blocks (and without
     padding the last file); that is accepted, a truly truncated file is not.
     """
+    if not data:
+        raise UsageError(f"{source} is empty: expected the tar of `docker context export`.")
     if len(data) > MAX_ARCHIVE:
         raise UsageError(f"{source} is {len(data)} bytes: too big to be a docker context export.")
     if data[:2] == b"PK":

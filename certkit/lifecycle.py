@@ -583,11 +583,7 @@ def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> l
         raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
     now = now or _now()
     return sorted(
-        (
-            r
-            for r in in_use(store)
-            if r.days_left(now) <= min(within_days, _validity_days(r) / 3)
-        ),
+        (r for r in in_use(store) if r.days_left(now) <= min(within_days, _validity_days(r) / 3)),
         key=lambda r: r.days_left(now),
     )
 
@@ -851,20 +847,27 @@ def _old_ca_dependents(store: CAStore, old_fp: str, new_fp: str) -> list[Depende
 
 
 def _stale_trust(store: CAStore, current_fp: str) -> list[Dependent]:
-    """Servers and contexts whose installed ``ca.pem`` still lists CAs other than the current."""
+    """Servers, contexts and CI secrets whose ``ca.pem`` still lists another CA."""
+    why = {
+        "server": "tlscacert still trusts the old CA",
+        "client": "ca.pem still trusts the old CA",
+        "ci": "the CI secret's CA still includes the old CA",
+    }
+    extra = {
+        "server": " --bundle-only",
+        "client": " --bundle-only",
+        "ci": " --bundle-only --format bundle",
+    }
     out = []
     for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
-        if r.kind == "ci" or _trusted(r) == [current_fp]:
+        if _trusted(r) == [current_fp]:
             continue
-        if r.kind == "client" and not r.options.get("host"):
-            continue  # files only, no context certkit could rewrite
-        cmd = renew_command(store, r.kind, r.name, " --bundle-only")
-        why = (
-            "tlscacert still trusts the old CA"
-            if r.kind == "server"
-            else ("context's ca.pem still trusts the old CA")
+        if r.kind == "client" and not (r.options.get("host") or _out_dir(r)):
+            continue  # nothing certkit could rewrite
+        cmd = renew_command(store, r.kind, r.name, extra[r.kind])
+        out.append(
+            Dependent(r.kind, r.name, r.serial, r.not_after, list(r.installed), cmd, why[r.kind])
         )
-        out.append(Dependent(r.kind, r.name, r.serial, r.not_after, list(r.installed), cmd, why))
     return out
 
 
@@ -900,6 +903,7 @@ def _server_cmd(store: CAStore, name: str, extra: str) -> str:
 def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
     servers = [d for d in report.reinstall if d.kind == "server"]
     contexts = [d for d in report.reinstall if d.kind == "client"]
+    secrets = [d for d in report.reinstall if d.kind == "ci"]
     steps: list[str] = []
     if servers:
         steps.append("Re-install tlscacert on servers (dockerd must restart to drop the old CA):")
@@ -907,6 +911,9 @@ def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
     if contexts:
         steps.append("Re-write the contexts' ca.pem (no restart needed):")
         steps += [f"     {d.command}" for d in contexts]
+    if secrets:
+        steps.append("Update the CI secrets (their bundle still trusts the old CA):")
+        steps += [f"     {d.command} | gh secret set CERTKIT_BUNDLE" for d in secrets]
     report.steps = steps
     report.restart_needed = bool(servers)
 

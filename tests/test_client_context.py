@@ -46,8 +46,11 @@ DOCKER_CLIS = [
 ]
 # The system bundle, as CI images and corporate machines point requests at it.
 SYSTEM_BUNDLE = next(
-    (p for p in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-     if os.path.exists(p)),
+    (
+        p
+        for p in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+        if os.path.exists(p)
+    ),
     None,
 )
 
@@ -219,9 +222,7 @@ def test_expired_client_certificate_is_refused(pki: Daemon, tmp_path: Path) -> N
 
     config = tmp_path / "docker"
     yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
-    api_client_context(
-        "old", "localhost", pki.port, docker_config=config, not_after=yesterday
-    )
+    api_client_context("old", "localhost", pki.port, docker_config=config, not_after=yesterday)
     res = docker(config, "--context", "old", "version")
     assert res.returncode != 0
     assert "bad certificate" in res.stderr
@@ -252,9 +253,7 @@ def test_key_is_private_even_under_umask_000(pki: Daemon, tmp_path: Path) -> Non
     assert json.loads(info.meta_path.read_text()) == {
         "Name": "loose",
         "Metadata": {"Description": f"certkit: localhost:{pki.port} (CA default)"},
-        "Endpoints": {
-            "docker": {"Host": f"tcp://localhost:{pki.port}", "SkipTLSVerify": False}
-        },
+        "Endpoints": {"docker": {"Host": f"tcp://localhost:{pki.port}", "SkipTLSVerify": False}},
     }
     assert server_version(config, "loose") == pki.version
 
@@ -387,7 +386,8 @@ def test_docker_py_with_the_context_files_even_with_ca_bundle_variables(
 
 def _eval_env_then_python(name: str, code: str, env: dict[str, str]) -> tuple[str, str, int]:
     """Run ``eval $(certkit env NAME)`` in bash, then ``code`` with what it exported."""
-    script = f'eval $({sys.executable} -m certkit env {name} --shell bash) && {sys.executable} -c "$CODE"'
+    py = sys.executable
+    script = f'eval $({py} -m certkit env {name} --shell bash) && {py} -c "$CODE"'
     res = subprocess.run(
         ["bash", "-c", script], env={**env, "CODE": code}, capture_output=True, text=True,
         timeout=120,
@@ -449,3 +449,46 @@ def test_export_and_import_interoperate_with_the_docker_cli(pki: Daemon, tmp_pat
         assert server_version(there, f"back{i}") == pki.version
         info = context.read_context(f"back{i}", there)
         assert mode(info.tls_dir / "key.pem") == 0o600
+
+
+# ---------------------------------------------------------------- scripts/demo
+
+DEMO = Path(__file__).resolve().parent.parent / "scripts" / "demo"
+
+
+def _sandbox_dir(output: str) -> Path:
+    line = next(x for x in output.splitlines() if x.startswith("Sandbox: $DEMO = "))
+    return Path(line.split(" = ", 1)[1].split(" ", 1)[0])
+
+
+def test_demo_runs_end_to_end_and_cleans_up(daemon: Daemon) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the demo starts dockerd, which needs root")
+    res = subprocess.run([str(DEMO)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert "$ docker --context demo version" in out
+    assert f"Version:          {daemon.version}" in out  # the server section
+    assert "client didn't provide a certificate" in out  # dockerd refused the bare request
+    assert "\n    OK\n" in out  # and accepted the one with the context's certificate
+    work = _sandbox_dir(out)
+    assert "Cleaned up: dockerd stopped" in out
+    assert not work.exists()
+
+
+def test_demo_without_dockerd_stops_after_writing_the_files(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with the basics but no dockerd
+    bin_dir.mkdir()
+    for tool in ("bash", "mktemp", "sed", "awk", "sort", "rm", "mkdir", "id", "dirname", "seq",
+                 "sleep", "cat", "grep", "tail", "setsid", "pgrep"):  # fmt: skip
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    res = subprocess.run(
+        [str(DEMO)], env={**os.environ, "PATH": str(bin_dir)}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "dockerd is not installed here" in res.stdout
+    assert '"tlsverify": true' in res.stdout  # the daemon.json was written and shown
+    assert not _sandbox_dir(res.stdout).exists()

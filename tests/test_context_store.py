@@ -277,7 +277,9 @@ def test_env_in_every_shell(docker_config: Path) -> None:
     assert _env_output("prod", "--unset").startswith(
         "unset DOCKER_TLS_VERIFY\nunset DOCKER_HOST\nunset DOCKER_CERT_PATH\n"
     )
-    assert "Remove-Item Env:\\DOCKER_HOST" in _env_output("prod", "--shell", "powershell", "--unset")
+    assert "Remove-Item Env:\\DOCKER_HOST" in _env_output(
+        "prod", "--shell", "powershell", "--unset"
+    )
     bad = run_certkit("env", "prod", "--shell", "tcsh")
     assert bad.returncode == 2 and "Unknown shell" in bad.stderr
 
@@ -317,7 +319,9 @@ def test_certkit_export_is_accepted_by_docker_context_import(tmp_path: Path) -> 
     if not DOCKER_CLIS:
         pytest.skip("the docker CLI is not installed")
     ours = tmp_path / "ours"
-    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, description="d", docker_config=ours)
+    context.write_context(
+        "prod", "docker1", 2376, CA, CERT, KEY, description="d", docker_config=ours
+    )
     data = context.export_context("prod", ours)
     archive = tmp_path / "prod.dockercontext"
     archive.write_bytes(data)
@@ -399,12 +403,18 @@ META = json.dumps(context.meta_document("prod", "tcp://docker1:2376")).encode()
         ([_file("meta.json", META), _file("../evil.pem")], "unsafe path"),
         ([_file("meta.json", META), _file("/etc/passwd")], "unsafe path"),
         ([_file("meta.json", META), _file("tls/docker/../../../x.pem")], "unsafe path"),
-        ([_file("meta.json", META), _link("tls/docker/key.pem", "/etc/shadow", tarfile.SYMTYPE)],
-         "link"),
-        ([_file("meta.json", META), _link("tls/docker/ca.pem", "meta.json", tarfile.LNKTYPE)],
-         "link"),
-        ([_file("meta.json", META), _file("tls/docker/cert.pem", b"0" * (4 * 1024 * 1024 + 1))],
-         "over 4 MiB"),
+        (
+            [_file("meta.json", META), _link("tls/docker/key.pem", "/etc/shadow", tarfile.SYMTYPE)],
+            "link",
+        ),
+        (
+            [_file("meta.json", META), _link("tls/docker/ca.pem", "meta.json", tarfile.LNKTYPE)],
+            "link",
+        ),
+        (
+            [_file("meta.json", META), _file("tls/docker/cert.pem", b"0" * (4 * 1024 * 1024 + 1))],
+            "over 4 MiB",
+        ),
         ([_file("meta.json", META), _file("tls/docker/id_rsa")], "only meta.json"),
         ([_file("meta.json", META), _file(".bashrc")], "only meta.json"),
         ([_file("tls/docker/ca.pem")], "no meta.json"),
@@ -416,7 +426,9 @@ def test_import_refuses_anything_but_a_context(
 ) -> None:
     archive = tmp_path / "evil.tar"
     archive.write_bytes(_tar(*members))
-    res = run_certkit("context", "import", str(archive), "x1", "--docker-config", str(tmp_path / "c"))
+    res = run_certkit(
+        "context", "import", str(archive), "x1", "--docker-config", str(tmp_path / "c")
+    )
     assert res.returncode == 2, res.stdout + res.stderr
     assert why in res.stderr
     assert not (tmp_path / "c").exists()  # nothing written

@@ -24,7 +24,9 @@ def _ok(*args: str) -> str:
 
 
 def _tree(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 def _seed_root(base: Path, port: int) -> tuple[Path, Path, str]:
@@ -43,16 +45,18 @@ def _install_server(root: Path, port: int) -> None:
     )  # fmt: skip
 
 
-def _served_cert(port: int) -> bytes:
-    """The DER certificate dockerd presents on ``port`` (no client certificate needed)."""
+def _served_fingerprint(port: int) -> str:
+    """Fingerprint of the certificate dockerd presents on ``port`` (no client cert needed)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            der = s.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as s,
+    ):
+        der = s.getpeercert(binary_form=True)
     assert der is not None
-    return der
+    return certs.fingerprint(certs.load_cert(ssl.DER_cert_to_PEM_cert(der).encode()))
 
 
 def _docker_version(context: str) -> subprocess.CompletedProcess[str]:
@@ -109,12 +113,11 @@ def test_renewed_server_after_a_restart_serves_an_unchanged_client_context(
     assert "Restart needed" in out and "never reloads" in out
 
     # dockerd has not reloaded anything: it still serves the old certificate...
-    assert certs.fingerprint(certs.load_cert(ssl.DER_cert_to_PEM_cert(_served_cert(port)).encode())) == old.fingerprint
+    assert _served_fingerprint(port) == old.fingerprint
     # ...until it is restarted from the same daemon.json.
     daemon.stop()
     dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
-    served = certs.load_cert(ssl.DER_cert_to_PEM_cert(_served_cert(port)).encode())
-    assert certs.fingerprint(served) == new.fingerprint
+    assert _served_fingerprint(port) == new.fingerprint
 
     # The existing client context, untouched, still works.
     assert _tree(docker_config / "contexts") == context_files
@@ -184,7 +187,9 @@ def test_renew_client_rewrites_the_context_in_place(docker_config: Path) -> None
 def test_renew_ci_prints_the_secret_only_when_asked(tmp_path: Path) -> None:
     _ok("init-ca")
     store = CAStore()
-    _ok("ci", "export", "deploy", "--host", "docker1.example.com:2376", "--out", str(tmp_path / "s"))
+    _ok(
+        "ci", "export", "deploy", "--host", "docker1.example.com:2376", "--out", str(tmp_path / "s")
+    )
     old = _active(store, "ci", "deploy")
 
     r = run_certkit("renew", "ci", "deploy")

@@ -33,7 +33,9 @@ def _fingerprints(pem: bytes) -> list[str]:
 
 
 def _tree(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 def test_start_makes_a_new_signing_ca_and_a_two_ca_bundle() -> None:
@@ -187,7 +189,8 @@ def _docker_version(context: str) -> subprocess.CompletedProcess[str]:
 
 def _context_tls(docker_config: Path, name: str) -> Path:
     meta = next(
-        p for p in (docker_config / "contexts/meta").rglob("meta.json")
+        p
+        for p in (docker_config / "contexts/meta").rglob("meta.json")
         if json.loads(p.read_text())["Name"] == name
     )
     return docker_config / "contexts/tls" / meta.parent.name / "docker"

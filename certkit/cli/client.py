@@ -38,7 +38,9 @@ def client_context(
     cn: str = typer.Option(None, "--cn", help="Common name of the certificate (default: NAME)."),
     days: int = typer.Option(365, "--days", help="Validity in days."),
     key_type: str = typer.Option(
-        "ec-p256", "--key-type", help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519."
+        "ec-p256",
+        "--key-type",
+        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
     ),
     ca: str = CA_OPTION,
     description: str = typer.Option(None, "--description", help="Shown by `docker context ls`."),
@@ -172,9 +174,11 @@ def env(
     docker_config: str = DOCKER_CONFIG_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Print DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH for a context, like docker-machine env.
+    """Print DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, like `docker-machine env`.
 
     For tools that ignore docker contexts (older docker-py, docker-compose v1, IDEs).
+    The variables point at the context's TLS files; DOCKER_HOST overrides any
+    context for the docker CLI too, until `eval $(certkit env NAME --unset)`.
 
     Example: eval $(certkit env prod)
     """

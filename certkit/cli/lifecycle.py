@@ -308,6 +308,10 @@ def _rotation_lines(r: RotationReport) -> list[str]:
         assert r.previous is not None
         lines.append(f"Old CA {r.previous.subject!r} dropped from the trust bundle.")
         lines.append(f"Archived (not deleted) at {r.archived}.")
+        lines.append(
+            "No dockerd file changed yet: each server trusts the old CA until its tlscacert "
+            "is re-installed and dockerd restarted."
+        )
         if r.dependents:
             lines.append(f"Cut off by --force ({len(r.dependents)}; renew them now):")
             lines += [f"  {d.line()}" for d in r.dependents]
