@@ -220,6 +220,7 @@ class _Plan:
     subject_names: list[SubjectNames | None]
     dirs: list[Path | None]
     file_names: tuple[str, str, str]
+    replace_hint: str = "pass --force to replace them, or choose another --out"
 
 
 def _check_out(out: StrPath) -> Path:
@@ -240,7 +241,7 @@ def _check_targets(plan: _Plan, force: bool) -> None:
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         raise UsageError(
-            f"{clashes[0]} already exists{more}; pass --force to replace, or choose another --out."
+            f"{clashes[0]} already exists{more}; {plan.replace_hint}."
         )
 
 
@@ -318,7 +319,7 @@ def _run(
         where = e.filename or "the output files"
         raise OperationError(
             f"The certificates were issued (see `certkit list`) but writing {where} failed: "
-            f"{e.strerror}; fix that and run again with --force."
+            f"{e.strerror}; fix that and run again with another --out."
         ) from None
     return BulkResult(ca, plan.kind, kt, None, items)
 
@@ -379,7 +380,14 @@ def issue_servers(
     dirs: list[Path | None] = [base / host_dir_name(h) if base else None for h in hosts]
     if base is not None and len({str(d) for d in dirs}) != len(dirs):
         raise UsageError("Two hosts map to the same --out subdirectory; list each host once.")
-    plan = _Plan("server", hosts, [e.names for e in entries], dirs, SERVER_FILES)
+    plan = _Plan(
+        "server",
+        hosts,
+        [e.names for e in entries],
+        dirs,
+        SERVER_FILES,
+        "choose another --out, or move the old files away first",
+    )
     result = _run(
         plan, ca=ca, days=days, key_type=key_type, force=force, root=root, progress=progress
     )

@@ -45,10 +45,14 @@ from .store import CAStore, Record, get_passphrase
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from .ca import LeafRequest
     from .daemon import InstallOptions
 
 RenewKind = Literal["server", "client", "ci"]
 RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
+
+# Whether to install a server certificate, where (system paths), and how.
+InstallSetup = tuple[bool, "paths.SystemPaths", "InstallOptions"]
 
 RESTART_NOTE = (
     "dockerd never reloads TLS files: restart it to load them "
@@ -180,6 +184,58 @@ def _load_stored_key(store: CAStore, record: Record) -> certs.PrivateKey:
         ) from None
 
 
+def _request_for(
+    store: CAStore,
+    record: Record,
+    *,
+    add_names: list[str] | None = None,
+    reuse_key: bool = False,
+    days: int | None = None,
+) -> LeafRequest:
+    """How to issue ``record``'s successor; bad input raises before anything is written."""
+    from .ca import LeafRequest
+
+    if add_names and record.kind != "server":
+        raise UsageError("--san only applies to server certificates.")
+    names = certs.parse_names([*record.sans, *(add_names or [])])
+    validity = certs.check_days(days) if days is not None else _validity_days(record)
+    options = {**record.options, "renewed_from": record.serial}
+    if record.kind == "server" and add_names:
+        options["sans"] = names.all()
+    return LeafRequest(
+        kind=record.kind,  # type: ignore[arg-type]
+        name=record.name,
+        common_name=record.subject,
+        names=names if names.all() else None,
+        days=validity,
+        key_type=record.key_type,
+        key=_load_stored_key(store, record) if reuse_key else None,
+        options=options,
+    )
+
+
+def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> list[Reissued]:
+    """Issue every successor with one CA key load (one passphrase prompt), then supersede.
+
+    The old records are marked ``superseded_by`` their successor in one
+    inventory transaction.
+    """
+    from .ca import issue_many
+
+    if not batch:
+        return []
+    issued = issue_many(store, [req for _, req in batch])
+    with store.transaction() as inv:
+        for (record, _), new in zip(batch, issued, strict=True):
+            old = inv.get(record.serial)
+            if old is not None and old.superseded_by is None:
+                old.superseded_by = new.record.serial
+    return [
+        Reissued(record, new.record, new.cert_pem, new.key_pem, new.ca_pem)
+        for (record, _), new in zip(batch, issued, strict=True)
+    ]
+
+
 def reissue(
     store: CAStore,
     record: Record,
@@ -194,32 +250,8 @@ def reissue(
     new key unless ``reuse_key`` (then the key kept in the store is used).
     Bad input raises before anything is written.
     """
-    from . import ca
-
-    if add_names and record.kind != "server":
-        raise UsageError("--san only applies to server certificates.")
-    names = certs.parse_names([*record.sans, *(add_names or [])])
-    validity = certs.check_days(days) if days is not None else _validity_days(record)
-    key = _load_stored_key(store, record) if reuse_key else None
-    options = {**record.options, "renewed_from": record.serial}
-    if record.kind == "server" and add_names:
-        options["sans"] = names.all()
-    req = ca.LeafRequest(
-        kind=record.kind,  # type: ignore[arg-type]
-        name=record.name,
-        common_name=record.subject,
-        names=names if names.all() else None,
-        days=validity,
-        key_type=record.key_type,
-        key=key,
-        options=options,
-    )
-    issued = ca.issue_many(store, [req])[0]
-    with store.transaction() as inv:
-        old = inv.get(record.serial)
-        if old is not None and old.superseded_by is None:
-            old.superseded_by = issued.record.serial
-    return Reissued(record, issued.record, issued.cert_pem, issued.key_pem, issued.ca_pem)
+    req = _request_for(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
+    return reissue_many(store, [(record, req)])[0]
 
 
 def _record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str]) -> None:
@@ -305,19 +337,32 @@ def renew(
         fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
     else:
         fresh = reissue(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
+    return _put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
+
+
+def _put(
+    store: CAStore,
+    fresh: Reissued,
+    setup: InstallSetup | None,
+    restart: bool,
+    ci_format: str,
+    bundle_only: bool,
+    reused_key: bool,
+) -> Renewed:
+    """Put ``fresh`` where its predecessor was, by kind; the outcome to report."""
     result = Renewed(
-        kind=kind,
-        name=name,
-        old_serial=record.serial,
+        kind=fresh.record.kind,
+        name=fresh.record.name,
+        old_serial=fresh.old.serial,
         serial=fresh.record.serial,
         not_after=fresh.record.not_after,
         bundle_only=bundle_only,
-        reused_key=reuse_key,
+        reused_key=reused_key,
         trust=_bundle_fingerprints(fresh.ca_pem),
     )
     if setup is not None:
-        _put_server(store, fresh, setup, srv.restart, result)
-    elif kind == "client":
+        _put_server(store, fresh, setup, restart, result)
+    elif result.kind == "client":
         _put_client(store, fresh, result)
     else:
         _put_ci(store, fresh, ci_format, result)
@@ -452,9 +497,6 @@ def _install_setup(
         remove_insecure=bool(opts.get("remove_insecure", False)),
     )
     return install, paths.system_paths(root, cert_dir), options
-
-
-InstallSetup = tuple[bool, "paths.SystemPaths", "InstallOptions"]
 
 
 def _check_server_install(store: CAStore, record: Record, srv: ServerInstall) -> InstallSetup:
@@ -630,11 +672,30 @@ def renew_due(
     report = DueReport(within_days, listing, [], [], ca_due, dry_run)
     if dry_run:
         return report
-    for r in records:
+    batch: list[tuple[Record, LeafRequest]] = []
+    setups: dict[str, InstallSetup | None] = {}
+    for r in records:  # everything checked first: a refused install issues nothing
         try:
-            done = renew(store, r.kind, r.name, server=ServerInstall(restart=restart))
+            setups[r.serial] = (
+                _check_server_install(store, r, ServerInstall(restart=restart))
+                if r.kind == "server"
+                else None
+            )
+            batch.append((r, _request_for(store, r)))
         except (UsageError, OperationError) as e:
             report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})
+    for fresh in reissue_many(store, batch):
+        try:
+            done = _put(store, fresh, setups[fresh.old.serial], restart, "bundle", False, False)
+        except (UsageError, OperationError) as e:
+            report.failed.append(
+                {
+                    "kind": fresh.old.kind,
+                    "name": fresh.old.name,
+                    "error": f"issued serial {fresh.record.serial} but could not install it: "
+                    f"{e.message}",
+                }
+            )
             continue
         done.secret = None  # never print CI keys in a bulk run
         report.renewed.append(done)

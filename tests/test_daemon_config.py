@@ -329,3 +329,24 @@ def test_restart_failure_restores_previous_files_and_restarts_again(
     assert Path(sp.daemon_json).read_text() == original
     assert not Path(sp.dropin).exists()
     assert not any(Path(sp.cert_dir).glob("*.pem"))
+
+
+def test_reinstall_on_another_address_replaces_the_listener_on_that_port(tmp_path: Path) -> None:
+    sp = _root(tmp_path, '{\n  "hosts": ["unix:///x.sock"]\n}\n')
+    _install(sp)
+    plan = _install(sp, listen="::")
+    assert plan.tcp_host == "tcp://[::]:2376"
+    assert json.loads(Path(sp.daemon_json).read_text())["hosts"] == [
+        "unix:///x.sock",
+        "tcp://[::]:2376",
+    ]
+    assert any("tcp://0.0.0.0:2376 used port 2376" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(
+    ("listen", "port"), [("0.0.0.0", 0), ("0.0.0.0", 70000), ("not an address", 2376)]
+)
+def test_bad_listen_or_port_is_refused(tmp_path: Path, listen: str, port: int) -> None:
+    sp = _root(tmp_path)
+    with pytest.raises(UsageError):
+        plan_install(read_host_files(sp), sp, InstallOptions(listen=listen, port=port), *PEMS)

@@ -255,3 +255,28 @@ def test_expiring_within_renews_only_what_is_due() -> None:
     assert r.returncode == 2 and "--expiring-within" in r.stdout
     r = run_certkit("renew", "--expiring-within", "30", "client", "soon")
     assert r.returncode == 2
+
+
+def test_encrypted_ca_key_renewal_needs_the_passphrase_and_changes_nothing_without() -> None:
+    r = run_certkit("init-ca", "--encrypt", env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"})
+    assert r.returncode == 0, r.stderr
+    store = CAStore()
+    for name in ("a", "b"):
+        r = run_certkit(
+            "client-context", name, "--host", "docker1.example.com",
+            env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        _age(store, name, 360)
+    before = _tree(store.dir)
+
+    r = run_certkit("renew", "--expiring-within", "30")  # no terminal, no passphrase
+    assert r.returncode == 2
+    assert "CERTKIT_CA_PASSPHRASE" in r.stderr
+    assert _tree(store.dir) == before
+
+    r = run_certkit(
+        "renew", "--expiring-within", "30", "--json", env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"}
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(x["name"] for x in json.loads(r.stdout)["renewed"]) == ["a", "b"]

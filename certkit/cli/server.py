@@ -18,7 +18,7 @@ _INSTALL_ONLY = ("--root", "--listen", "--port", "--cert-dir", "--method")
 
 @app.command("issue-server")
 def issue_server(
-    # Optional so that a bulk --from-file can join later; today HOST is required.
+    # Optional: --from-file HOSTS replaces it.
     host: str = typer.Argument(None, help="The name (or IP) clients use to reach the Docker host."),
     san: list[str] = typer.Option(
         None, "--san", help="Another DNS name or IP address for the certificate (repeatable)."
@@ -79,6 +79,12 @@ def issue_server(
     ssh_option: list[str] = typer.Option(
         None, "--ssh-option", help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion."
     ),
+    from_file: str = typer.Option(
+        None,
+        "--from-file",
+        help="Issue one certificate per line of this file (HOST [SAN...], # comments), "
+        "with --out one subdirectory per host.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -89,6 +95,8 @@ def issue_server(
     Example: sudo certkit issue-server docker1.example.com --san 10.0.0.5 --install
 
     Example (remote): certkit issue-server docker1.example.com --ssh root@docker1.example.com
+
+    Example (fleet): certkit issue-server --from-file hosts.txt --out ./servers
     """
     from ..daemon import DEFAULT_LISTEN, DEFAULT_PORT, InstallOptions
     from ..errors import UsageError
@@ -98,6 +106,19 @@ def issue_server(
     if ssh is None and (sudo or identity or ssh_option):
         raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
     install = install or ssh is not None  # --ssh installs on that host
+    if from_file is not None:
+        install_flags = (root, listen, port, cert_dir, method, keep_insecure, remove_insecure)
+        if host or san or install or dry_run or restart or any(install_flags):
+            raise UsageError(
+                "--from-file issues the certificates only (no install): drop HOST, --san "
+                "and the install options; the hosts and their names come from the file."
+            )
+        from .bulk import issue_servers_from_file
+
+        issue_servers_from_file(
+            from_file, out=out, ca=ca, days=days, key_type=key_type, force=False, json_out=json_out
+        )
+        return
     if not host:
         raise UsageError(
             "give the Docker host's name, e.g. certkit issue-server docker1.example.com."
