@@ -17,6 +17,7 @@ the line number and nothing changed on disk.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -227,6 +228,9 @@ def _check_out(out: StrPath) -> Path:
     base = Path(out).expanduser().absolute()
     if base.exists() and not base.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory; choose a directory.")
+    existing = next(d for d in (base, *base.parents) if d.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"Cannot write into {existing} (permission denied); choose another --out.")
     return base
 
 
@@ -234,15 +238,11 @@ def _check_targets(plan: _Plan, force: bool) -> None:
     """Refuse to overwrite existing files (nothing is written yet) unless ``force``."""
     if force:
         return
-    clashes = [
-        d / f for d in plan.dirs if d is not None and d.exists() for f in plan.file_names
-    ]
+    clashes = [d / f for d in plan.dirs if d is not None and d.exists() for f in plan.file_names]
     clashes = [p for p in clashes if p.exists() or p.is_symlink()]
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise UsageError(
-            f"{clashes[0]} already exists{more}; {plan.replace_hint}."
-        )
+        raise UsageError(f"{clashes[0]} already exists{more}; {plan.replace_hint}.")
 
 
 def _common_name(name: str) -> str:

@@ -134,7 +134,7 @@ def client_context(
         docker_config=config_dir,
         force=True,  # checked above, before issuing
     )
-    ca_ops.mark_installed(store, issued.record.serial, [str(info.tls_dir)])
+    _installed_replacing(store, issued.record.serial, name, str(config_dir), str(info.tls_dir))
     result = _result(issued, name, ca, endpoint)
     result.context = info
     result.files = {f: str(info.tls_dir / f) for f in context.TLS_FILES}
@@ -207,6 +207,19 @@ def client_files(
     result.out_dir = out_dir
     result.files = {f: str(out_dir / f) for f in context.TLS_FILES}
     return result
+
+
+def _installed_replacing(
+    store: CAStore, serial: str, name: str, config_dir: str, tls_dir: str
+) -> None:
+    """Record where ``serial`` went; the certificate it replaced there is superseded."""
+    with store.transaction() as inv:
+        for rec in inv.find("client", name, active=True):
+            if rec.serial != serial and rec.options.get("docker_config") == config_dir:
+                rec.superseded_by = serial
+        new = inv.get(serial)
+        if new is not None:
+            new.installed = sorted({*new.installed, tls_dir})
 
 
 def _result(issued: ca_ops.Issued, name: str, ca: str, endpoint: str | None) -> ClientResult:

@@ -47,12 +47,11 @@ if TYPE_CHECKING:
 
     from .ca import LeafRequest
     from .daemon import InstallOptions
+    from .remote import SSH
+    from .server import InstallOutcome
 
 RenewKind = Literal["server", "client", "ci"]
 RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
-
-# Whether to install a server certificate, where (system paths), and how.
-InstallSetup = tuple[bool, "paths.SystemPaths", "InstallOptions"]
 
 RESTART_NOTE = (
     "dockerd never reloads TLS files: restart it to load them "
@@ -300,6 +299,9 @@ class ServerInstall:
     cert_dir: str | None = None
     restart: bool = False
     dry_run: bool = False
+    ssh: str | None = None  # [USER@]HOST[:PORT]; default: the one it was installed with
+    identity: str | None = None
+    ssh_options: tuple[str, ...] = ()
 
 
 def renew(
@@ -465,19 +467,50 @@ def _put_ci(store: CAStore, fresh: Reissued, fmt: str, result: Renewed) -> None:
 # ---- servers
 
 
-def _install_setup(
-    record: Record, srv: ServerInstall
-) -> tuple[bool, paths.SystemPaths, InstallOptions]:
+@dataclass
+class InstallSetup:
+    """Whether and where a server certificate is re-installed: this host, or over SSH."""
+
+    install: bool
+    system: paths.SystemPaths
+    options: InstallOptions
+    ssh: SSH | None = None
+
+    def install_files(
+        self,
+        ca_pem: bytes,
+        cert_pem: bytes,
+        key_pem: bytes,
+        *,
+        dry_run: bool = False,
+        restart: bool = False,
+    ) -> InstallOutcome:
+        """Plan (and unless ``dry_run`` write) the install, locally or over SSH."""
+        from .server import install_local
+
+        if self.ssh is None:
+            return install_local(
+                self.system, self.options, ca_pem, cert_pem, key_pem,
+                dry_run=dry_run, restart=restart,
+            )  # fmt: skip
+        from .remote import install_remote
+
+        return install_remote(
+            self.ssh, self.system, self.options, ca_pem, cert_pem, key_pem,
+            dry_run=dry_run, restart=restart,
+        )  # fmt: skip
+
+    def where(self, path: str) -> str:
+        """How an installed path is recorded: ``TARGET:PATH`` over SSH, as issue-server does."""
+        return f"{self.ssh.target}:{path}" if self.ssh else path
+
+
+def _install_setup(record: Record, srv: ServerInstall) -> InstallSetup:
     """Whether to install, where, and how: the recorded install, overridden by ``srv``."""
     from .daemon import InstallOptions
     from .server import _check_install_args
 
     opts = record.options
-    if opts.get("ssh"):
-        raise UsageError(
-            f"{record.name} was installed over SSH; renewing over SSH is not supported yet: "
-            f"run `certkit issue-server {record.name} --ssh ...` again with the same options."
-        )
     install = bool(opts.get("install")) if srv.install is None else srv.install
     root = srv.root if srv.root is not None else opts.get("root")
     cert_dir = srv.cert_dir if srv.cert_dir is not None else opts.get("cert_dir")
@@ -486,7 +519,11 @@ def _install_setup(
             f"{record.name} was installed under the sandbox root {root}: --restart only "
             "restarts the real dockerd; restart the sandbox's dockerd yourself."
         )
-    _check_install_args(install, root, srv.restart)
+    ssh = _ssh_for(record, srv) if install else None
+    if ssh is None:
+        _check_install_args(install, root, srv.restart)
+    elif srv.restart and root:
+        raise UsageError("--restart restarts the real dockerd, so it cannot go with --root.")
     options = InstallOptions(
         listen=str(opts.get("listen", InstallOptions.listen)),
         port=int(opts.get("port", InstallOptions.port)),
@@ -496,17 +533,37 @@ def _install_setup(
         keep_insecure=bool(opts.get("keep_insecure", False)),
         remove_insecure=bool(opts.get("remove_insecure", False)),
     )
-    return install, paths.system_paths(root, cert_dir), options
+    if ssh is not None:
+        from .remote import remote_paths
+
+        return InstallSetup(install, remote_paths(root, cert_dir), options, ssh)
+    return InstallSetup(install, paths.system_paths(root, cert_dir), options)
+
+
+def _ssh_for(record: Record, srv: ServerInstall) -> SSH | None:
+    """The SSH connection of a server installed with ``--ssh`` (or given now), else None."""
+    target = srv.ssh or record.options.get("ssh")
+    if not target:
+        if srv.identity or srv.ssh_options:
+            raise UsageError(
+                "--identity and --ssh-option only apply to servers installed over SSH."
+            )
+        return None
+    from .remote import SSH
+
+    return SSH.build(
+        str(target),
+        identity=srv.identity,
+        options=list(srv.ssh_options),
+        sudo=bool(record.options.get("sudo", False)),
+    )
 
 
 def _check_server_install(store: CAStore, record: Record, srv: ServerInstall) -> InstallSetup:
     """The install setup, checked against the host before anything is issued."""
-    from .server import install_local
-
     setup = _install_setup(record, srv)
-    install, system, options = setup
-    if install:  # a daemon.json the install cannot take fails now (placeholder PEMs)
-        install_local(system, options, store.trust_bundle_pem(), b"", b"", dry_run=True)
+    if setup.install:  # a daemon.json the install cannot take fails now (placeholder PEMs)
+        setup.install_files(store.trust_bundle_pem(), b"", b"", dry_run=True)
     return setup
 
 
@@ -514,19 +571,14 @@ def _put_server(
     store: CAStore, fresh: Reissued, setup: InstallSetup, restart: bool, result: Renewed
 ) -> None:
     """Install the new files where the old ones were (daemon.json paths, ``--out`` dir)."""
-    from .server import install_local
-
-    install, system, options = setup
     written: list[str] = []
     out = _out_dir(fresh.old)
     if out:
         written += _rewrite_out_dir(out, SERVER_FILES, fresh)
-    if install:
-        outcome = install_local(
-            system, options, fresh.ca_pem, fresh.cert_pem, fresh.key_pem, restart=restart
-        )
-        result.written = list(outcome.plan.written)
-        written += outcome.plan.cert_paths.values()
+    if setup.install:
+        outcome = setup.install_files(fresh.ca_pem, fresh.cert_pem, fresh.key_pem, restart=restart)
+        result.written = [setup.where(p) for p in outcome.plan.written]
+        written += [setup.where(p) for p in outcome.plan.cert_paths.values()]
         result.restarted = outcome.restarted
         result.restart_needed = outcome.plan.restart_needed and not outcome.restarted
         if outcome.plan.restart_needed and not outcome.restarted and outcome.live_restore:
@@ -550,11 +602,9 @@ def _server_dry_run(
     add_names: list[str] | None,
 ) -> Renewed:
     """What renewing would change on the host; nothing is issued or written."""
-    from .server import install_local
-
     if add_names:
         certs.parse_names([*record.sans, *add_names])  # bad names fail now, not later
-    install, system, options = _install_setup(record, srv)
+    setup = _install_setup(record, srv)
     result = Renewed(
         kind="server",
         name=record.name,
@@ -566,18 +616,16 @@ def _server_dry_run(
         dry_run=True,
         trust=_bundle_fingerprints(store.trust_bundle_pem()),
     )
-    if not install:
+    if not setup.install:
         result.notes.append("not installed: only the store (and --out dir) would get new files")
         return result
     if bundle_only:
         cert_pem, key_pem = _stored_pair(store, record)
     else:  # placeholders: a new certificate and key always change those two files
         cert_pem, key_pem = b"", b""
-    outcome = install_local(
-        system, options, store.trust_bundle_pem(), cert_pem, key_pem, dry_run=True
-    )
-    result.installed = list(outcome.plan.cert_paths.values())
-    result.written = outcome.plan.written
+    outcome = setup.install_files(store.trust_bundle_pem(), cert_pem, key_pem, dry_run=True)
+    result.installed = [setup.where(p) for p in outcome.plan.cert_paths.values()]
+    result.written = [setup.where(p) for p in outcome.plan.written]
     result.restart_needed = outcome.plan.restart_needed
     diff = outcome.plan.diff()
     result.notes.append(diff.rstrip("\n") if diff else "daemon.json and the drop-in unchanged")

@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -57,6 +58,7 @@ class Row:
     max_s: float | None = None
     runs: int = 0
     ratio_to_certkit: float | None = None
+    cpu_s: float | None = None  # mean user + system CPU seconds per run
     note: str = ""
     times_s: list[float] = field(default_factory=list)
 
@@ -460,20 +462,25 @@ def write_case_files(work: Path, index: int, case: Case) -> tuple[list[str], lis
     return ["bash", str(run), str(case.count or 0)], ["bash", str(prepare)]
 
 
-def run_once(command: list[str], prepare: list[str] | None) -> float:
+def run_once(command: list[str], prepare: list[str] | None) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one run of ``command``."""
     if prepare:
         subprocess.run(prepare, check=True, capture_output=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     r = subprocess.run(command, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise RuntimeError(f"exit {r.returncode}: {r.stderr.strip()[-500:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def time_case(
     command: list[str], prepare: list[str] | None, runs: int, work: Path, use_hyperfine: bool
-) -> list[float]:
+) -> tuple[list[float], float]:
+    """Wall-clock seconds of each run, and the mean CPU seconds of a run."""
     if use_hyperfine:
         export = work / "hyperfine.json"
         argv = ["hyperfine", "-N", "--style", "none", "--runs", str(runs), "--warmup", "0"]
@@ -483,8 +490,10 @@ def time_case(
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"hyperfine failed: {r.stderr.strip()[-500:]}")
-        return [float(x) for x in json.loads(export.read_text())["results"][0]["times"]]
-    return [run_once(command, prepare) for _ in range(runs)]
+        result = json.loads(export.read_text())["results"][0]
+        return [float(x) for x in result["times"]], float(result["user"] + result["system"])
+    measured = [run_once(command, prepare) for _ in range(runs)]
+    return [w for w, _ in measured], statistics.fmean(c for _, c in measured)
 
 
 def bench_case(
@@ -496,16 +505,16 @@ def bench_case(
         row.note = f"skipped: about {projected:.0f} s per run (projected from the smaller count)"
         return row
     try:
-        probe = run_once(command, prepare)  # the warm-up, and a guess at the cost
+        probe, probe_cpu = run_once(command, prepare)  # the warm-up, and a guess at the cost
         if probe >= args.budget / 2:
             # Minutes of work per run: no warm-up effect to remove, one run is the measure.
-            times = [probe]
+            times, cpu = [probe], probe_cpu
             row.note = f"{row.note}; 1 run".lstrip("; ")
         else:
             runs = max(2, min(args.runs, int(args.budget / max(probe, 1e-3))))
             if case.group == "startup":
                 runs = max(runs, args.startup_runs)
-            times = time_case(command, prepare, runs, work, args.hyperfine)
+            times, cpu = time_case(command, prepare, runs, work, args.hyperfine)
     except RuntimeError as e:
         row.note = f"failed: {e}"
         return row
@@ -514,6 +523,7 @@ def bench_case(
     row.median_s = statistics.median(times)
     row.mean_s = statistics.fmean(times)
     row.min_s, row.max_s = min(times), max(times)
+    row.cpu_s = cpu
     return row
 
 
@@ -529,7 +539,9 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
+    load = os.getloadavg()
     return {
+        "load_average_1_5_15": " ".join(f"{x:.2f}" for x in load),
         "cpus": str(os.cpu_count()),
         "cpu_model": model,
         "kernel": platform.release(),
@@ -555,13 +567,15 @@ def add_ratios(rows: list[Row]) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'benchmark':16} {'tool':36} {'median':>9} {'runs':>4} {'vs certkit':>10}  note"
+    cols = f"{'median':>9} {'cpu':>9} {'runs':>4} {'vs certkit':>10}"
+    head = f"{'benchmark':16} {'tool':36} {cols}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         name = r.group + (f" x{r.count}" if r.count else "")
         ratio = f"{r.ratio_to_certkit:.1f}x" if r.ratio_to_certkit else "-"
         lines.append(
-            f"{name:16} {r.tool:36} {fmt_time(r.median_s):>9} {r.runs:>4} {ratio:>10}  {r.note}"
+            f"{name:16} {r.tool:36} {fmt_time(r.median_s):>9} {fmt_time(r.cpu_s):>9} "
+            f"{r.runs:>4} {ratio:>10}  {r.note}"
         )
     return "\n".join(lines)
 
@@ -675,6 +689,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="certkit-bench-"))
     (work / "runs").mkdir()
     started = dt.datetime.now(dt.timezone.utc)
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
         make_seeds(work, t)
         server_cmd, server_note = server_step(certkit, work)
@@ -709,14 +724,19 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     add_ratios(rows)
     info = machine()
+    info["load_average_at_start"] = load_at_start
     report = table(rows)
     checks = targets(rows)
     print()
     print(
         f"Machine: {info['cpus']} cpus, {info['cpu_model']}, Linux {info['kernel']}, "
-        f"Python {info['python']}"
+        f"Python {info['python']}; load average {load_at_start} at the start, "
+        f"{info['load_average_1_5_15']} at the end"
     )
-    print("Medians; 'vs certkit' = the tool's median / certkit's median (higher: certkit faster)")
+    print(
+        "Wall-clock medians; cpu = mean user+system CPU per run; "
+        "'vs certkit' = the tool's median / certkit's median (higher: certkit faster)"
+    )
     print(report)
     if checks:
         print()

@@ -317,9 +317,11 @@ def test_bad_input_is_refused_and_nothing_is_issued(pki: Daemon, tmp_path: Path)
         assert "Traceback" not in res.stderr
     assert len(CAStore().inventory().records) == before
     assert not context.context_exists("ok", config)
+    first = next(r for r in CAStore().inventory().find("client", "taken"))
     replaced = client_context(pki, "taken", config, "--force")
     assert server_version(config, "taken") == pki.version
-    assert replaced["serial"] != ""
+    old = CAStore().inventory().get(first.serial)
+    assert old is not None and old.superseded_by == replaced["serial"]
 
 
 # ---------------------------------------------------------------- docker-py

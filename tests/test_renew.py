@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import socket
 import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sshd_support import SSHServer, sshd_binary, start_sshd
 from support import free_port, run_certkit, sandbox_daemon_settings, write_json
 
 from certkit import ca, certs
@@ -261,7 +266,7 @@ def test_encrypted_ca_key_renewal_needs_the_passphrase_and_changes_nothing_witho
     r = run_certkit("init-ca", "--encrypt", env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"})
     assert r.returncode == 0, r.stderr
     store = CAStore()
-    for name in ("a", "b"):
+    for name in ("ann", "bob"):
         r = run_certkit(
             "client-context", name, "--host", "docker1.example.com",
             env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"},
@@ -279,4 +284,47 @@ def test_encrypted_ca_key_renewal_needs_the_passphrase_and_changes_nothing_witho
         "renew", "--expiring-within", "30", "--json", env={"CERTKIT_CA_PASSPHRASE": "s3cret pass"}
     )
     assert r.returncode == 0, r.stderr
-    assert sorted(x["name"] for x in json.loads(r.stdout)["renewed"]) == ["a", "b"]
+    assert sorted(x["name"] for x in json.loads(r.stdout)["renewed"]) == ["ann", "bob"]
+
+
+@pytest.fixture
+def sshd(sandbox: Path) -> Iterator[SSHServer]:
+    """A real sshd on a loopback port (as in test_ssh_install.py)."""
+    if not (sshd_binary() and shutil.which("ssh") and shutil.which("ssh-keygen")):
+        if os.environ.get("CERTKIT_REQUIRE_SSHD") == "1":
+            pytest.fail("sshd, ssh and ssh-keygen are required (CERTKIT_REQUIRE_SSHD=1)")
+        pytest.skip("sshd, ssh or ssh-keygen not installed")
+    server = start_sshd(sandbox / "ssh")
+    yield server
+    server.stop()
+
+
+def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbox: Path) -> None:
+    _ok("init-ca")
+    store = CAStore()
+    root, _, _ = _seed_root(sandbox, 2376)
+    _ok(
+        "issue-server", "localhost", "--san", "127.0.0.1", *sshd.cli_args(), "--root", str(root),
+        "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(free_port()),
+    )  # fmt: skip
+    old = _active(store, "server", "localhost")
+    cert_file = root / "etc/docker/certkit/server-cert.pem"
+    daemon_json = (root / "etc/docker/daemon.json").read_bytes()
+    ssh_args = sshd.cli_args()[2:]  # --identity and --ssh-option: not recorded, given again
+
+    r = run_certkit("renew", "server", "localhost", *ssh_args)
+    assert r.returncode == 0, r.stderr
+    new = _active(store, "server", "localhost")
+    assert new.serial != old.serial
+    assert certs.fingerprint(certs.load_cert(cert_file.read_bytes())) == new.fingerprint
+    assert (root / "etc/docker/daemon.json").read_bytes() == daemon_json
+    assert f"{sshd.target}:{cert_file}" in new.installed
+    assert f"wrote {sshd.target}:{cert_file}" in r.stdout
+    assert "Restart needed" in r.stdout
+
+    # Without the key the connection fails cleanly, before anything is issued.
+    before = _tree(store.dir)
+    r = run_certkit("renew", "server", "localhost", "--ssh-option", sshd.ssh_options()[0])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert _tree(store.dir) == before

@@ -591,3 +591,16 @@ def test_odd_paths_are_quoted_not_interpreted(sshd: SSHServer, sandbox: Path) ->
         run_write_job(_ssh(sshd), WriteJob([Write(target, b"x", 0o600)]))
     assert f"{target} on 127.0.0.1 is a directory" in refused_write.value.message
     assert _snapshot(odd) == before
+
+
+def test_sudo_install_runs_the_remote_side_under_sudo_n(sshd: SSHServer, sandbox: Path) -> None:
+    assert run_certkit("init-ca").returncode == 0
+    root = sandbox / "remote"
+    write_json(root / "etc/docker/daemon.json", {"log-driver": "journald"})
+    # sudo is not installed here: a fake logs how it was called and runs the command.
+    calls = sandbox / "sudo.log"
+    write_fake(sshd.bin_dir, "sudo", f'echo "$*" >> {calls}\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    r = run_certkit("issue-server", "localhost", *sshd.cli_args(), "--sudo", "--root", str(root))
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text().splitlines() == ["-n env LC_ALL=C sh -s"] * 2  # read, then write
+    assert "tlsverify" in (root / "etc/docker/daemon.json").read_text()

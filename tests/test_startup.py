@@ -37,6 +37,8 @@ with open(out, "w") as f:
 
 DOCKER_SDK = ("docker", "requests", "urllib3", "paramiko")
 CRYPTO = ("cryptography",)
+# typer converts options through pydantic (~80 ms a run); certkit/cli/_fastparams.py avoids it.
+PYDANTIC = ("pydantic", "pydantic_core")
 
 
 def imported(tmp_path: Path, *args: str) -> set[str]:
@@ -101,6 +103,17 @@ def test_init_ca_does_not_import_the_docker_sdk(tmp_path: Path, certkit_home: Pa
     modules = imported(tmp_path, "init-ca")
     assert (certkit_home / "cas" / "default" / "ca.pem").exists()  # it really ran
     assert loaded(modules, DOCKER_SDK) == []
+    assert loaded(modules, PYDANTIC) == []
+
+
+def test_issuing_commands_run_without_pydantic(tmp_path: Path, certkit_home: Path) -> None:
+    """Plain str/int/bool options are converted without typer's pydantic adapters."""
+    imported(tmp_path, "init-ca")
+    out = tmp_path / "clients"
+    modules = imported(tmp_path, "issue-client", "--count", "3", "--days", "30", "--out", str(out))
+    assert len(list(out.iterdir())) == 3  # it really ran, with the int options converted
+    assert loaded(modules, PYDANTIC) == []
+    assert loaded(modules, DOCKER_SDK) == []
 
 
 @pytest.mark.parametrize("command", ["status", "list"])
@@ -113,3 +126,4 @@ def test_status_and_list_do_not_import_the_docker_sdk(
     modules = imported(tmp_path, command)
     assert "certkit.cli.inspect" in modules
     assert loaded(modules, DOCKER_SDK) == []
+    assert loaded(modules, PYDANTIC) == []

@@ -90,8 +90,7 @@ def issue_client(
     elapsed = time.perf_counter() - start
     first = result.items[0]
     next_step = (
-        f"Next: DOCKER_CERT_PATH={first.dir} DOCKER_TLS_VERIFY=1 "
-        "docker -H tcp://HOST:2376 version"
+        f"Next: DOCKER_CERT_PATH={first.dir} DOCKER_TLS_VERIFY=1 docker -H tcp://HOST:2376 version"
     )
     if name is not None:
         lines = [

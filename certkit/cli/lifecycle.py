@@ -175,10 +175,21 @@ def renew_server(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change, change nothing."
     ),
+    ssh: str = typer.Option(
+        None, "--ssh", help="Re-install over SSH on [USER@]HOST[:PORT] (default: as installed)."
+    ),
+    identity: str = typer.Option(
+        None, "--identity", help="For a server installed over SSH: the SSH key file (ssh -i)."
+    ),
+    ssh_option: list[str] = typer.Option(
+        None, "--ssh-option", help="For a server installed over SSH: an ssh -o option."
+    ),
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Renew a server certificate and replace the installed files atomically.
+
+    A server installed with --ssh is re-installed over SSH on the same host.
 
     Example: certkit renew server docker1.example.com --san 10.0.0.5 --restart
     """
@@ -191,6 +202,9 @@ def renew_server(
         cert_dir=cert_dir,
         restart=restart,
         dry_run=dry_run,
+        ssh=ssh,
+        identity=identity,
+        ssh_options=tuple(ssh_option or ()),
     )
     result = renew(
         CAStore(ca),
