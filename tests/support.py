@@ -6,6 +6,7 @@ fixtures in ``conftest.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,7 +53,9 @@ def short_tempdir(prefix: str = "ck") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-def wait_port(host: str, port: int, timeout: float = 30, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 30, proc: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -106,20 +109,16 @@ class Dockerd:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         # containerd is started by dockerd in the same process group: make sure it is gone.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def dockerd_available() -> bool:
@@ -146,7 +145,10 @@ def start_dockerd(
     log_path = base / "dockerd.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     d = Dockerd(proc, base, log_path, unix_socket, list(tcp or []))
@@ -157,7 +159,9 @@ def start_dockerd(
                 if proc.poll() is not None:
                     raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{d.log()[-3000:]}")
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"dockerd did not answer on {unix_socket}:\n{d.log()[-3000:]}")
+                    raise TimeoutError(
+                        f"dockerd did not answer on {unix_socket}:\n{d.log()[-3000:]}"
+                    )
                 time.sleep(0.1)
         for host, port in d.tcp:
             wait_port(host, port, max(1.0, deadline - time.monotonic()), proc)
