@@ -95,7 +95,7 @@ def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: b
             for d in report.due
         ]
     for r in report.renewed:
-        lines += _renewed_lines(r, ca)
+        lines += _renewed_lines(r)
         if r.kind == "ci":
             lines.append(f"  The secret was not printed. Next: {_ci_fetch(ca, r.name)}")
     for f in report.failed:
@@ -109,7 +109,7 @@ def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: b
         raise typer.Exit(1)
 
 
-def _renewed_lines(r: Renewed, ca: str) -> list[str]:
+def _renewed_lines(r: Renewed) -> list[str]:
     from ..lifecycle import RESTART_NOTE
 
     if r.dry_run:
@@ -216,7 +216,7 @@ def renew_server(
         bundle_only=bundle_only,
         server=srv,
     )
-    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result, ca))
+    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
 
 @renew_app.command("client")
@@ -238,7 +238,7 @@ def renew_client(
     result = renew(
         CAStore(ca), "client", name, reuse_key=reuse_key, days=days, bundle_only=bundle_only
     )
-    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result, ca))
+    emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
 
 @renew_app.command("ci")
@@ -286,7 +286,7 @@ def renew_ci(
     )
     secret, result.secret = result.secret or "", None
     data = {"ok": True, **result.to_json()}
-    lines = _renewed_lines(result, ca)
+    lines = _renewed_lines(result)
     if out is not None:
         data["out"] = str(write_out(out, secret))
         lines.append(f"  Secret written to {data['out']} (mode 0600).")
