@@ -187,15 +187,15 @@ def tls_get(
     host: str, port: int, path: str, ctx: ssl.SSLContext, server_hostname: str | None = None
 ) -> tuple[int, bytes]:
     """GET ``path`` over TLS; returns (status, body).  Raises ssl/OSError on refusal."""
-    with socket.create_connection((host, port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=server_hostname or host) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=server_hostname or host) as s,
+    ):
+        s.sendall(request.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body

@@ -1,0 +1,86 @@
+"""The Python API: what the ``certkit`` commands do, for provisioning scripts.
+
+Every command of the CLI is a thin wrapper over one of these functions, so a
+script gets the same checks, the same atomic writes and the same inventory::
+
+    from certkit import api
+
+    api.init_ca("prod")
+    store = api.CAStore("prod")
+    api.issue_server(store, "docker1.example.com", sans=["10.0.0.5"],
+                     install=True, root="/tmp/sandbox")
+    api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
+    bundle = api.export_ci(store, api.export_settings(store, "deploy", host="docker1.example.com"))
+
+Errors a user can cause raise :class:`UsageError` (the CLI's exit code 2);
+operations that fail raise :class:`OperationError` (exit code 1).  Importing
+this module loads ``cryptography`` but never the docker SDK.
+"""
+
+from __future__ import annotations
+
+from .ca import CAInfo, Issued, LeafRequest, describe_ca, init_ca, issue, issue_many, list_cas
+from .certs import KEY_TYPES, parse_names
+from .ci import bootstrap, decode_bundle, export_ci, export_settings
+from .client import client_context, client_files
+from .context import (
+    export_context,
+    import_context,
+    read_context,
+    render_env,
+    set_current_context,
+    write_context,
+)
+from .daemon import InstallOptions, plan_install, read_host_files
+from .doctor import doctor
+from .errors import CertkitError, OperationError, UsageError
+from .inventory import list_items, status
+from .lifecycle import finish_rotation, renew, renew_due, rotation_status, start_rotation
+from .remote import remote_install
+from .server import issue_server
+from .store import CAStore, Record
+from .verify import verify
+
+__all__ = [
+    "KEY_TYPES",
+    "CAInfo",
+    "CAStore",
+    "CertkitError",
+    "InstallOptions",
+    "Issued",
+    "LeafRequest",
+    "OperationError",
+    "Record",
+    "UsageError",
+    "bootstrap",
+    "client_context",
+    "client_files",
+    "decode_bundle",
+    "describe_ca",
+    "doctor",
+    "export_ci",
+    "export_context",
+    "export_settings",
+    "finish_rotation",
+    "import_context",
+    "init_ca",
+    "issue",
+    "issue_many",
+    "issue_server",
+    "list_cas",
+    "list_items",
+    "parse_names",
+    "plan_install",
+    "read_context",
+    "read_host_files",
+    "remote_install",
+    "render_env",
+    "renew",
+    "renew_due",
+    "rotation_status",
+    "set_current_context",
+    "start_rotation",
+    "status",
+    "verify",
+    "write_context",
+]

@@ -1,0 +1,52 @@
+"""The Python API: a provisioning script does what the CLI does, with the same guarantees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certkit import api
+
+
+def test_a_provisioning_script_runs_the_main_job(tmp_path: Path, docker_config: Path) -> None:
+    info = api.init_ca("prod")
+    store = api.CAStore("prod")
+    root = tmp_path / "host"
+    result = api.issue_server(
+        store,
+        "docker1.example.com",
+        sans=["10.0.0.5"],
+        install=True,
+        root=str(root),
+        options=api.InstallOptions(method="daemon-json", listen="127.0.0.1", port=2376),
+    )
+    assert result.serial is not None and not result.dry_run
+    config = json.loads((root / "etc/docker/daemon.json").read_text())
+    assert config["tlsverify"] is True
+    assert Path(config["tlscacert"]).read_bytes() == Path(info.cert_path).read_bytes()
+
+    client = api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
+    assert client.context is not None
+    assert client.context.host == "tcp://docker1.example.com:2376"
+    assert json.loads((docker_config / "config.json").read_text())["currentContext"] == "docker1"
+
+    kinds = sorted(item.kind for item in api.list_items())
+    assert kinds == ["ca", "client", "server"]
+
+
+def test_errors_are_typed() -> None:
+    with pytest.raises(api.UsageError, match="Unknown key type"):
+        api.init_ca("x", key_type="dsa")
+    api.init_ca("x")
+    with pytest.raises(api.UsageError, match="already exists"):
+        api.init_ca("x")
+
+
+def test_importing_the_api_never_loads_the_docker_sdk() -> None:
+    code = "import sys, certkit.api; print('docker' in sys.modules or 'requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
