@@ -22,29 +22,19 @@ from typing import Any
 from . import paths
 from .context import CA_BUNDLE_VARS, current_context
 from .errors import CertkitError, UsageError
-from .verify import FAIL, PASS, WARN, Check
+from .verify import FAIL, PASS, WARN, Check, Checklist
 
 SKIP = "SKIP"
 WARN_DAYS = 30
 
 
 @dataclass
-class DoctorReport:
+class DoctorReport(Checklist):
     """Every local check, one line each; ``ok`` unless one FAILed."""
 
     root: str
     docker_config: str
     checks: list[Check] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != FAIL for c in self.checks)
-
-    def count(self, status: str) -> int:
-        return sum(c.status == status for c in self.checks)
-
-    def add(self, name: str, status: str, message: str) -> None:
-        self.checks.append(Check(name, status, message))
 
     def to_json(self) -> dict[str, Any]:
         return {

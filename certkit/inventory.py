@@ -28,12 +28,15 @@ KINDS = ("ca", "server", "client", "ci")
 DEFAULT_WARN_DAYS = 30
 
 
-def renew_command(ca: str, kind: str, name: str) -> str:
-    """The exact command that renews this item (rotates the CA for ``kind="ca"``)."""
+def renew_command(ca: str, kind: str, name: str, extra: str = "") -> str:
+    """The exact command that renews this item (rotates the CA for ``kind="ca"``).
+
+    ``extra`` is inserted before ``--ca`` (e.g. ``" --bundle-only"``).
+    """
     flag = "" if ca == DEFAULT_CA else f" --ca {shlex.quote(ca)}"
     if kind == "ca":
         return f"certkit rotate-ca start{flag}"
-    return f"certkit renew {kind} {shlex.quote(name)}{flag}"
+    return f"certkit renew {kind} {shlex.quote(name)}{extra}{flag}"
 
 
 @dataclass

@@ -69,7 +69,9 @@ def _ca_flag(store: CAStore) -> str:
 
 def renew_command(store: CAStore, kind: str, name: str, extra: str = "") -> str:
     """The exact ``certkit renew`` command line for one certificate."""
-    return f"certkit renew {kind} {shlex.quote(name)}{extra}{_ca_flag(store)}"
+    from .inventory import renew_command as command
+
+    return command(store.name, kind, name, extra)
 
 
 # ---------------------------------------------------------------- finding records

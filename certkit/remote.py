@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import certs, daemon, files
-from .ca import issue, mark_installed
+from .ca import mark_installed
 from .errors import OperationError, UsageError
 from .paths import SystemPaths
-from .server import InstallOutcome, ServerResult, server_names
+from .server import InstallOutcome, ServerResult, issue_into, server_names
 from .store import CAStore
 
 # Lines the remote scripts print to talk back to us.
@@ -764,12 +764,7 @@ def remote_install(
         **opts.to_json(),
         "method": result.install.plan.method,
     }
-    cn = primary if len(primary) <= 64 else primary.split(".", 1)[0][:64]
-    issued = issue(store, "server", primary, cn, names, days, kt, options=recorded)
-    result.serial = issued.record.serial
-    result.not_after = issued.record.not_after
-    result.fingerprint = issued.record.fingerprint
-    result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
+    issued = issue_into(result, store, names, days, kt, recorded)
     result.install = install_remote(
         ssh,
         system,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import certs, files, paths
 from .daemon import (
@@ -31,6 +31,9 @@ from .daemon import (
 )
 from .errors import OperationError, UsageError
 from .store import CAStore
+
+if TYPE_CHECKING:
+    from .ca import Issued
 
 DEFAULT_DAYS = 825
 
@@ -103,6 +106,31 @@ def server_names(host: str, sans: list[str]) -> tuple[str, certs.SubjectNames]:
     """
     primary = certs.parse_names([host]).all()[0]
     return primary, certs.parse_names([host, *sans])
+
+
+def issue_into(
+    result: ServerResult,
+    store: CAStore,
+    names: certs.SubjectNames,
+    days: int,
+    key_type: certs.KeyType,
+    recorded: dict[str, Any],
+) -> Issued:
+    """Issue the server certificate for ``result.host`` and note it in ``result``.
+
+    The common name is the host (cut to its first label past 64 characters,
+    the CN's limit; clients match the SAN, never the CN).
+    """
+    from .ca import issue
+
+    primary = result.host
+    cn = primary if len(primary) <= 64 else primary.split(".", 1)[0][:64]
+    issued = issue(store, "server", primary, cn, names, days, key_type, options=recorded)
+    result.serial = issued.record.serial
+    result.not_after = issued.record.not_after
+    result.fingerprint = issued.record.fingerprint
+    result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
+    return issued
 
 
 def install_local(
@@ -224,14 +252,9 @@ def issue_server(
     }
     if result.install is not None:
         recorded["method"] = result.install.plan.method
-    from .ca import issue, mark_installed
+    from .ca import mark_installed
 
-    cn = primary if len(primary) <= 64 else primary.split(".", 1)[0][:64]
-    issued = issue(store, "server", primary, cn, names, days, kt, options=recorded)
-    result.serial = issued.record.serial
-    result.not_after = issued.record.not_after
-    result.fingerprint = issued.record.fingerprint
-    result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
+    issued = issue_into(result, store, names, days, kt, recorded)
     if out:
         result.out_files = _write_out(out, issued.ca_pem, issued.cert_pem, issued.key_pem)
     if install:

@@ -47,6 +47,22 @@ class Check:
         return {"name": self.name, "status": self.status, "message": self.message}
 
 
+class Checklist:
+    """What every PASS/WARN/FAIL report shares (``verify`` and ``doctor``)."""
+
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    def add(self, name: str, status: str, message: str) -> None:
+        self.checks.append(Check(name, status, message))
+
+
 @dataclass
 class Credentials:
     """The CA bundle and client certificate/key used to talk to the endpoint."""
@@ -58,7 +74,7 @@ class Credentials:
 
 
 @dataclass
-class Report:
+class Report(Checklist):
     """The outcome of :func:`verify`: every check, plus what was learnt on the way."""
 
     host: str
@@ -69,16 +85,6 @@ class Report:
     engine_version: str | None = None
     api_version: str | None = None
     server_names: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != FAIL for c in self.checks)
-
-    def count(self, status: str) -> int:
-        return sum(c.status == status for c in self.checks)
-
-    def add(self, name: str, status: str, message: str) -> None:
-        self.checks.append(Check(name, status, message))
 
     def to_json(self) -> dict[str, Any]:
         return {
