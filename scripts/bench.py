@@ -112,7 +112,10 @@ def versions(t: dict[str, str | None]) -> dict[str, str]:
             continue
         r = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
         text = (r.stdout or r.stderr).strip().splitlines()
-        line = next((x for x in text if "Version" in x), text[0] if text else "?")
+        line = next(
+            (x for x in text if x.startswith("Version:")),
+            next((x for x in text if "version" in x.lower()), text[0] if text else "?"),
+        )
         out[name] = line.strip()
     return out
 
