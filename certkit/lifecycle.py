@@ -667,15 +667,14 @@ class DueReport:
 def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> list[Record]:
     """Certificates in use that are expired or expire within ``within_days``, soonest first.
 
-    A certificate whose whole validity is shorter than three windows (a
-    30-day CI certificate against a 30-day window) is due once a third of its
-    validity is left; otherwise it would be re-issued on every run.
+    Short-lived CI certificates are due once a third of their validity is
+    left (:meth:`Record.due_within`, the rule ``certkit status`` uses too).
     """
     if within_days < 0:
         raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
     now = now or _now()
     return sorted(
-        (r for r in in_use(store) if r.days_left(now) <= min(within_days, _validity_days(r) / 3)),
+        (r for r in in_use(store) if r.due_within(within_days, now)),
         key=lambda r: r.days_left(now),
     )
 

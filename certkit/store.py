@@ -81,14 +81,30 @@ class Record:
         now = now or dt.datetime.now(dt.timezone.utc)
         return (self.not_after_dt - now).total_seconds() / 86400
 
+    @property
+    def lifetime_days(self) -> float:
+        """The whole validity, notBefore to notAfter, in days."""
+        span = self.not_after_dt - dt.datetime.fromisoformat(self.not_before)
+        return span.total_seconds() / 86400
+
+    def due_within(self, days: float, now: dt.datetime | None = None) -> bool:
+        """True when it expires within ``days`` (``status`` and ``renew`` share this rule).
+
+        CI certificates are short-lived by design (30 days by default): against
+        a window as long as their whole life they would always be due, and
+        renewed on every run, so they are due once a third of their validity
+        is left, when that comes later than the window.
+        """
+        window = min(days, self.lifetime_days / 3) if self.kind == "ci" else days
+        return self.days_left(now) <= window
+
     def status(self, warn_days: float = 30, now: dt.datetime | None = None) -> str:
-        """``superseded``, ``expired``, ``expiring`` (within ``warn_days``) or ``valid``."""
+        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
         if self.superseded_by:
             return "superseded"
-        left = self.days_left(now)
-        if left <= 0:
+        if self.days_left(now) <= 0:
             return "expired"
-        if left <= warn_days:
+        if self.due_within(warn_days, now):
             return "expiring"
         return "valid"
 

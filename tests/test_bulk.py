@@ -224,12 +224,16 @@ def test_a_batch_is_one_inventory_update_and_one_key_load(
 def test_progress_bar_on_a_terminal_only(ca: CAStore, tmp_path: Path) -> None:
     def run(*args: str) -> tuple[int, str, str]:
         leader, follower = pty.openpty()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "certkit", "issue-client", *args],
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            text=True,
-        )
+        # stdout to a file, not a pipe: a full pipe would block the child while we
+        # read only the terminal (the --json output of 200 certificates is large).
+        stdout = tmp_path / f"stdout-{'-'.join(args).replace('/', '_')}.txt"
+        with open(stdout, "w") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "certkit", "issue-client", *args],
+                stdout=sink,
+                stderr=follower,
+                text=True,
+            )
         os.close(follower)
         seen = b""
         while True:
@@ -241,9 +245,9 @@ def test_progress_bar_on_a_terminal_only(ca: CAStore, tmp_path: Path) -> None:
             if not chunk:
                 break
             seen += chunk
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         os.close(leader)
-        return proc.returncode, out, seen.decode(errors="replace")
+        return proc.returncode, stdout.read_text(), seen.decode(errors="replace")
 
     code, out, tty = run("--count", "200", "--out", str(tmp_path / "a"))
     assert code == 0

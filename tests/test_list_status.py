@@ -141,3 +141,21 @@ def test_status_imports_neither_docker_nor_cryptography() -> None:
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line}
     assert "certkit.inventory" in imported  # the measurement really covers status
     assert not {m for m in imported if m.split(".")[0] in ("docker", "cryptography", "requests")}
+
+
+def test_short_lived_ci_certificates_are_not_always_expiring() -> None:
+    """A 30-day CI certificate against the 30-day default window: due at a third left."""
+    assert run_certkit("init-ca").returncode == 0
+    store = CAStore()
+    ca.issue(store, "ci", "gha", "ci:gha", days=30, options={"host": "h", "port": 2376})
+    fresh = run_certkit("status")
+    assert fresh.returncode == 0, fresh.stdout
+    with store.transaction() as inv:
+        (rec,) = inv.find(kind="ci")
+        rec.not_after = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=9)).isoformat()
+        rec.not_before = (
+            dt.datetime.fromisoformat(rec.not_after) - dt.timedelta(days=30)
+        ).isoformat()
+    due = run_certkit("status")
+    assert due.returncode == 1
+    assert "certkit renew ci gha" in due.stdout
