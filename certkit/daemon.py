@@ -659,11 +659,11 @@ def _listeners_to_drop(
                 f"{', '.join(stuck)} comes from DOCKER_OPTS in {sp.default_docker}: remove it "
                 "there, then run again."
             )
-        warnings.append(f"removed {', '.join(insecure)} (it served the Docker API without TLS)")
+        warnings.append(f"removing {', '.join(insecure)} (it serves the Docker API without TLS)")
         return {*replaced, *insecure}, warnings
     if insecure:
         warnings.append(
-            f"kept {', '.join(insecure)}: with TLS on it serves TLS too, so plain-HTTP users of "
+            f"keeping {', '.join(insecure)}: with TLS on it serves TLS too, so plain-HTTP users of "
             "it break"
         )
     return set(replaced), warnings

@@ -228,7 +228,7 @@ def test_insecure_listener_must_be_kept_or_removed(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"tcp://0.0.0.0:2375 serves the Docker API without TLS"):
         plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
     kept = plan_install(read_host_files(sp), sp, InstallOptions(keep_insecure=True), *PEMS)
-    assert any("kept tcp://0.0.0.0:2375" in w for w in kept.warnings)
+    assert any("keeping tcp://0.0.0.0:2375" in w for w in kept.warnings)
     assert "tcp://0.0.0.0:2375" in json.loads(kept.new_daemon_json or "")["hosts"]
     removed = plan_install(read_host_files(sp), sp, InstallOptions(remove_insecure=True), *PEMS)
     assert json.loads(removed.new_daemon_json or "")["hosts"] == [

@@ -48,14 +48,17 @@ def _root(
     """certkit: Docker over mutual TLS, hard to get wrong."""
 
 
-# Register the commands (each module only imports typer at import time).
-from . import bulk as _bulk  # noqa: E402,F401
+# Register the commands (each module only imports typer at import time), in
+# the order `certkit --help` lists them: the main job first.
+# isort: off
 from . import ca as _ca  # noqa: E402,F401
-from . import ci as _ci  # noqa: E402,F401
+from . import server as _server  # noqa: E402,F401
 from . import client as _client  # noqa: E402,F401
+from . import ci as _ci  # noqa: E402,F401
 from . import inspect as _inspect  # noqa: E402,F401
 from . import lifecycle as _lifecycle  # noqa: E402,F401
-from . import server as _server  # noqa: E402,F401
+from . import bulk as _bulk  # noqa: E402,F401
+# isort: on
 
 
 def main() -> None:

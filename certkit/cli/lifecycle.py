@@ -153,7 +153,10 @@ def _ci_fetch(ca: str, name: str) -> str:
 def renew_server(
     host: str = typer.Argument(..., help="The server's name, as in `certkit list`."),
     san: list[str] = typer.Option(
-        None, "--san", help="Add a DNS name or IP address (repeatable); existing ones are kept."
+        None,
+        "--san",
+        metavar="NAME_OR_IP",
+        help="Add a DNS name or IP address (repeatable); existing ones are kept.",
     ),
     reuse_key: bool = REUSE_KEY,
     days: int = DAYS,
@@ -182,7 +185,10 @@ def renew_server(
         None, "--identity", help="For a server installed over SSH: the SSH key file (ssh -i)."
     ),
     ssh_option: list[str] = typer.Option(
-        None, "--ssh-option", help="For a server installed over SSH: an ssh -o option."
+        None,
+        "--ssh-option",
+        metavar="OPT",
+        help="For a server installed over SSH: an ssh -o option.",
     ),
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,

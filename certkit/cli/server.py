@@ -21,7 +21,10 @@ def issue_server(
     # Optional: --from-file HOSTS replaces it.
     host: str = typer.Argument(None, help="The name (or IP) clients use to reach the Docker host."),
     san: list[str] = typer.Option(
-        None, "--san", help="Another DNS name or IP address for the certificate (repeatable)."
+        None,
+        "--san",
+        metavar="NAME_OR_IP",
+        help="Another DNS name or IP address for the certificate (repeatable).",
     ),
     days: int = typer.Option(825, "--days", help="Validity in days."),
     key_type: str = typer.Option(
@@ -77,7 +80,10 @@ def issue_server(
         None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
     ),
     ssh_option: list[str] = typer.Option(
-        None, "--ssh-option", help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion."
+        None,
+        "--ssh-option",
+        metavar="OPT",
+        help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion.",
     ),
     from_file: str = typer.Option(
         None,
