@@ -10,7 +10,6 @@ import select
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +451,6 @@ def test_atomic_write_many_failure_replaces_nothing(tmp_path: Path, count: int) 
 def test_bench_quick_runs_end_to_end(tmp_path: Path) -> None:
     """The benchmark works (timings are not asserted: they depend on the machine)."""
     out = tmp_path / "bench.json"
-    start = time.monotonic()
     r = subprocess.run(
         [str(REPO / "scripts" / "bench"), "--quick", "--json-out", str(out)],
         capture_output=True,
@@ -466,4 +464,3 @@ def test_bench_quick_runs_end_to_end(tmp_path: Path) -> None:
     certkit_rows = [row for row in doc["results"] if row["tool"].startswith("certkit")]
     assert certkit_rows and all(row["median_s"] > 0 for row in certkit_rows)
     assert "median" in r.stdout and "certkit" in r.stdout
-    assert time.monotonic() - start < 600
