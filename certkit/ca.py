@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class CAInfo:
     not_after: str
     cert_path: str
     bundle_path: str | None = None
+    error: str | None = None  # set by list_cas for a CA whose files cannot be read
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,17 +106,30 @@ def init_ca(
         if store.exists():
             if not force:
                 raise UsageError(f"CA {name!r} already exists at {store.dir}; pass --force.")
-            aside = store.dir.with_name(f"{name}.replaced-{_stamp()}")
+            aside = _free_name(store.dir.with_name(f"{name}.replaced-{_stamp()}"))
             staging = store.dir.with_name(f".{name}.new-{os.getpid()}")
             files.ensure_dir(staging)
-            _write_ca_files(staging, cert, key, passphrase if encrypt else None)
-            os.rename(store.dir, aside)
+            try:
+                _write_ca_files(staging, cert, key, passphrase if encrypt else None)
+                os.rename(store.dir, aside)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             os.rename(staging, store.dir)
         else:
             _write_ca_files(store.dir, cert, key, passphrase if encrypt else None)
     with store.transaction() as inv:
         inv.add(_record(cert, "ca", name, kt, cert))
     return describe_ca(store)
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... : the first that does not exist yet."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _write_ca_files(
@@ -129,7 +144,16 @@ def _write_ca_files(
 
 
 def list_cas(root: Path | None = None) -> list[CAInfo]:
-    return [describe_ca(CAStore(n, root)) for n in list_ca_names(root)]
+    """Every CA in the store; one whose files are unreadable comes with ``error`` set."""
+    out = []
+    for name in list_ca_names(root):
+        store = CAStore(name, root)
+        try:
+            out.append(describe_ca(store))
+        except (UsageError, OSError) as e:
+            message = e.message if isinstance(e, UsageError) else str(e)
+            out.append(CAInfo(name, "", "", "", False, "", "", str(store.cert_path), error=message))
+    return out
 
 
 # ---------------------------------------------------------------- issuing

@@ -114,6 +114,20 @@ def _to_a_label(label: str) -> str:
         raise UsageError(f"{label!r} is not a valid internationalized name: {e}.") from None
 
 
+def _check_a_label(original: str, label: str) -> None:
+    """Refuse an ``xn--`` label that is not valid Punycode (clients could not match it)."""
+    if not label.startswith("xn--"):
+        return
+    import idna
+
+    try:
+        idna.decode(label)
+    except (idna.IDNAError, UnicodeError):
+        raise UsageError(
+            f"{original!r} has {label!r}, which is not a valid internationalized label."
+        ) from None
+
+
 def normalize_dns_name(name: str) -> str:
     """Validate a DNS name (IDN to A-labels, wildcard only as the whole leftmost label)."""
     original = name
@@ -140,11 +154,16 @@ def normalize_dns_name(name: str) -> str:
         a_label = _to_a_label(label)
         if len(a_label) > 63:
             raise UsageError(f"{original!r} has a label longer than 63 characters.")
-        if not all(c.isalnum() or c in "-_" for c in a_label) or a_label.startswith("-"):
+        if not all(c.isalnum() or c in "-_" for c in a_label) or "-" in (a_label[0], a_label[-1]):
             raise UsageError(
-                f"{original!r} is not a valid host name: use letters, digits and '-' only."
+                f"{original!r} is not a valid host name: use letters, digits and '-' "
+                "(not at the start or end of a label)."
             )
+        _check_a_label(original, a_label)
         out.append(a_label)
+    if out[-1].isdigit():
+        # 1.2.3 or 10.0.0.1. : a mistyped IP address, never a real host name.
+        raise UsageError(f"{original!r} is neither a valid IP address nor a host name.")
     result = ".".join(out)
     if len(result) > 253:
         raise UsageError(f"{original!r} is longer than 253 characters.")
@@ -158,6 +177,25 @@ def looks_like_ip(value: str) -> bool:
     return all(part.isdigit() for part in v.split(".")) and v.count(".") == 3
 
 
+def _normalize_ip(value: str) -> str:
+    """The canonical text of an IP address for a SAN; UsageError for anything else."""
+    text = value.strip().strip("[]")
+    if "%" in text:
+        raise UsageError(
+            f"{value!r} has an IPv6 zone ('%...'), which a certificate cannot hold: "
+            f"use {text.split('%')[0]}."
+        )
+    if "/" in text or "://" in text or text.count(":") == 1:
+        raise UsageError(
+            f"{value!r} is not a host name or IP address: give the name or address "
+            "alone, without a scheme, port or prefix length."
+        )
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"{value!r} is not a valid IP address.") from None
+
+
 def parse_names(values: list[str]) -> SubjectNames:
     """Sort host names and IP addresses into :class:`SubjectNames`, validating each.
 
@@ -167,10 +205,7 @@ def parse_names(values: list[str]) -> SubjectNames:
     ips: list[str] = []
     for value in values:
         if looks_like_ip(value):
-            try:
-                ip = str(ipaddress.ip_address(value.strip().strip("[]")))
-            except ValueError:
-                raise UsageError(f"{value!r} is not a valid IP address.") from None
+            ip = _normalize_ip(value)
             if ip not in ips:
                 ips.append(ip)
         else:

@@ -779,7 +779,18 @@ def bootstrap(
     if from_env is None and not env.get(BUNDLE_ENV, "").strip():
         source = "the CERTKIT_*_PEM variables"
     checked = check_bundle(bundle, source, now)
-    name = validate_context_name(context or bundle.context or checked.ci_name or "certkit-ci")
+    if context:
+        name = validate_context_name(context)
+    else:
+        name = bundle.context or checked.ci_name or "certkit-ci"
+        origin = CONTEXT_ENV if source.startswith("the CERTKIT_") else source
+        try:
+            validate_context_name(name)
+        except UsageError:
+            raise UsageError(
+                f"The context name {name!r} given by {origin} is not a valid docker context "
+                "name; pass --context NAME (letters, digits, '_', '.', '+', '-')."
+            ) from None
     config_dir = paths.docker_config_dir(docker_config)
     github_env = _github_env_path(env)
 
@@ -798,7 +809,7 @@ def bootstrap(
     if use:
         set_current_context(name, docker_config=config_dir)
     later = {"DOCKER_CONTEXT": name}
-    if config_dir != Path.home() / ".docker":
+    if config_dir != _home_docker_config():
         later["DOCKER_CONFIG"] = str(config_dir)
     if github_env is not None:
         _append_github_env(github_env, later)
@@ -821,6 +832,14 @@ def bootstrap(
         env=later,
         warnings=warnings,
     )
+
+
+def _home_docker_config() -> Path | None:
+    """``~/.docker``, the docker CLI's default config dir; None when there is no home."""
+    try:
+        return Path.home() / ".docker"
+    except RuntimeError:
+        return None
 
 
 def _github_env_path(env: Mapping[str, str]) -> Path | None:

@@ -106,6 +106,7 @@ def client_context(
     if not_after is None:
         certs.check_days(days)
     config_dir = paths.docker_config_dir(docker_config)
+    context.check_writable(config_dir)
     if context.context_exists(name, config_dir) and not force:
         raise UsageError(
             f"A docker context named {name!r} already exists in {config_dir}; "
@@ -182,6 +183,7 @@ def client_files(
     out_dir = Path(out).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
+    context.check_writable(out_dir, "--out")
     existing = [f for f in context.TLS_FILES if (out_dir / f).exists()]
     if existing and not force:
         raise UsageError(

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import files, paths
-from .errors import UsageError
+from .errors import OperationError, UsageError
 
 StrPath = str | os.PathLike[str]
 
@@ -96,7 +96,7 @@ def _ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
 
 
 def default_name_for(host: str) -> str:
-    """A context name derived from a host: ``docker1.example.com`` -> ``docker1``.
+    """A context name derived from a host: ``Docker1.example.com`` -> ``docker1``.
 
     IP addresses keep all their digits (``10.0.0.5`` -> ``10-0-0-5``) since the
     first part alone would name the network, not the host.
@@ -105,6 +105,12 @@ def default_name_for(host: str) -> str:
     if _ip_or_none(bare) is not None:
         candidate = re.sub(r"[^a-zA-Z0-9]+", "-", bare).strip("-")
     else:
+        from contextlib import suppress
+
+        from .certs import normalize_dns_name
+
+        with suppress(UsageError):  # a bad host is reported by format_host
+            bare = normalize_dns_name(bare)  # as in the endpoint: lower case, IDN A-labels
         candidate = bare.split(".")[0]
     candidate = re.sub(r"[^a-zA-Z0-9_.+-]", "-", candidate).strip("-_.+")
     if len(candidate) < 2 or candidate == "default":
@@ -183,6 +189,17 @@ def _store(
             f"A docker context named {name!r} already exists in {config_dir}; "
             "pass --force to replace it, or choose another name."
         )
+    try:
+        return _write_store(meta, tls, config_dir, meta_dir, tls_root)
+    except OSError as e:
+        raise _unwritable(config_dir, e) from None
+
+
+def _write_store(
+    meta: dict[str, Any], tls: Mapping[str, bytes], config_dir: Path, meta_dir: Path, tls_root: Path
+) -> tuple[Path, Path]:
+    """The writes of :func:`_store`, which turns their OSError into one sentence."""
+    meta_path = meta_dir / "meta.json"
     _ensure_config_dir(config_dir)
     files.ensure_dir(config_dir / "contexts", files.PUBLIC_DIR)
     files.ensure_dir(config_dir / "contexts" / "meta", files.PUBLIC_DIR)
@@ -200,6 +217,29 @@ def _store(
     # meta.json last: the docker CLI sees the context only once its TLS files are in place.
     files.atomic_write(meta_path, json.dumps(meta, separators=(",", ":")), files.PUBLIC_FILE)
     return meta_path, tls_dir
+
+
+def _unwritable(config_dir: Path, e: OSError) -> OperationError:
+    return OperationError(
+        f"Cannot write to the docker config dir {config_dir} ({e.strerror or e}); "
+        "point DOCKER_CONFIG or --docker-config at a writable directory."
+    )
+
+
+def check_writable(directory: Path, option: str = "DOCKER_CONFIG or --docker-config") -> None:
+    """UsageError unless ``directory`` is, or can be created as, a writable directory.
+
+    Called before a certificate is issued, so a bad ``--docker-config`` (or
+    ``--out``, named by ``option``) costs nothing.
+    """
+    cur = directory
+    while not cur.exists() and cur != cur.parent:
+        cur = cur.parent
+    if not cur.is_dir() or not os.access(cur, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{directory} cannot be written ({cur} is not a writable directory); "
+            f"point {option} at a writable directory."
+        )
 
 
 def write_context(
@@ -287,7 +327,10 @@ def set_current_context(name: str, docker_config: StrPath | None = None) -> Path
         text = ""
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"Cannot read {config}: {e}; fix or remove it first.") from None
-    files.atomic_write(target, _with_current_context(text, name, config), files.PRIVATE_FILE)
+    try:
+        files.atomic_write(target, _with_current_context(text, name, config), files.PRIVATE_FILE)
+    except OSError as e:
+        raise _unwritable(config_dir, e) from None
     return config
 
 
@@ -432,8 +475,11 @@ def ensure_config_file(docker_config: StrPath | None = None) -> Path:
     config_dir = paths.docker_config_dir(docker_config)
     config = config_dir / "config.json"
     if not config.exists() and not config.is_symlink():
-        _ensure_config_dir(config_dir)
-        files.atomic_write(config, "{}\n", files.PRIVATE_FILE)
+        try:
+            _ensure_config_dir(config_dir)
+            files.atomic_write(config, "{}\n", files.PRIVATE_FILE)
+        except OSError as e:
+            raise _unwritable(config_dir, e) from None
     return config
 
 
@@ -470,7 +516,7 @@ def render_env(
 ) -> str:
     """Shell code that sets (or unsets) ``variables``, then comments, like ``docker-machine env``.
 
-    Comments come last on purpose: ``eval $(certkit env NAME)`` joins the
+    Comments come last on purpose: the unquoted ``eval $(certkit env NAME)`` joins the
     output into one line, where everything after the first ``#`` is ignored.
     """
     if shell not in SHELLS:
@@ -492,7 +538,7 @@ def _set_line(shell: str, key: str, value: str) -> str:
     if shell == "powershell":
         return f'$Env:{key} = "{_escape(value, "`" + chr(34) + "$", "`")}"'
     if shell == "cmd":
-        return f"SET {key}={value}"
+        return f'SET "{key}={value}"'  # quoted: a path with & or ^ stays one value
     return f'export {key}="{_escape(value, chr(92) + chr(34) + "$`")}"'
 
 
@@ -515,7 +561,8 @@ def _eval_hint(shell: str, command: str) -> str:
         return f"& {command} | Invoke-Expression"
     if shell == "cmd":
         return f"\t@FOR /f \"tokens=*\" %i IN ('{command}') DO @%i"
-    return f"eval $({command})"
+    # Quoted: unquoted $(...) would squeeze runs of spaces in DOCKER_CERT_PATH.
+    return f'eval "$({command})"'
 
 
 # ---------------------------------------------------------------- export / import
@@ -568,22 +615,21 @@ class ContextArchive:
 
 
 def read_archive(data: bytes, source: str = "the archive") -> ContextArchive:
-    """Parse and check an export tar; UsageError (one sentence) for anything suspicious.
+    """Parse and check an export tar (or zip); UsageError (one sentence) for anything suspicious.
 
     Accepted: ``meta.json``, the directories ``tls/`` and ``tls/docker/``, and
     ``tls/docker/{ca,cert,key}.pem``, as regular files of at most 4 MiB.
     Refused: absolute paths, ``..``, links, devices, anything else.  The
     docker CLI ends its tar without the end-of-archive blocks (and without
     padding the last file); that is accepted, a truly truncated file is not.
+    A zip with the same layout is read too, as ``docker context import`` does.
     """
     if not data:
         raise UsageError(f"{source} is empty: expected the tar of `docker context export`.")
     if len(data) > MAX_ARCHIVE:
         raise UsageError(f"{source} is {len(data)} bytes: too big to be a docker context export.")
-    if data[:2] == b"PK":
-        raise UsageError(
-            f"{source} is a zip file; certkit imports the tar that `docker context export` writes."
-        )
+    if data[:4] == b"PK\x03\x04":  # `docker context import` takes zip files too
+        return _read_zip(data, source)
     padded = data + b"\0" * (-len(data) % 512) + b"\0" * 1024
     meta_raw: bytes | None = None
     tls: dict[str, bytes] = {}
@@ -610,24 +656,76 @@ def read_archive(data: bytes, source: str = "the archive") -> ContextArchive:
     return ContextArchive(str(meta.get("Name", "")), meta, tls)
 
 
+def _read_zip(data: bytes, source: str) -> ContextArchive:
+    """The zip variant of :func:`read_archive`: the same layout and the same refusals."""
+    import stat
+    import zipfile
+
+    meta_raw: bytes | None = None
+    tls: dict[str, bytes] = {}
+    seen: set[str] = set()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                mode = info.external_attr >> 16  # Unix mode, when a Unix zip wrote it
+                if stat.S_ISLNK(mode):
+                    kind = "link"
+                elif info.is_dir():
+                    kind = "dir"
+                else:
+                    kind = "file" if not mode or stat.S_ISREG(mode) else "other"
+                found = _classify(info.filename.rstrip("/"), kind, info.file_size, source)
+                if found == "dir":
+                    continue
+                if info.filename in seen:
+                    raise UsageError(f"{source} holds {info.filename!r} twice; refusing it.")
+                seen.add(info.filename)
+                with zf.open(info) as f:  # read at most the limit: file_size may lie
+                    content = f.read(MAX_MEMBER + 1)
+                if len(content) > MAX_MEMBER:
+                    raise UsageError(f"{source} holds {info.filename!r} of over 4 MiB.")
+                if found == "meta":
+                    meta_raw = content
+                else:
+                    tls[PurePosixPath(info.filename).name] = content
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+        raise UsageError(f"{source} is not a readable zip ({e}).") from None
+    except RuntimeError:  # zipfile's "File is encrypted, password required"
+        raise UsageError(f"{source} is an encrypted zip; export the context again.") from None
+    if meta_raw is None:
+        raise UsageError(f"{source} has no meta.json: it is not a docker context export.")
+    meta = _check_meta(meta_raw, source)
+    return ContextArchive(str(meta.get("Name", "")), meta, tls)
+
+
 def _check_member(member: tarfile.TarInfo, source: str) -> str:
     """'meta', 'tls' or 'dir' for an allowed member; UsageError for anything else."""
-    name = member.name
+    if member.issym() or member.islnk():
+        kind = "link"
+    elif member.isdir():
+        kind = "dir"
+    else:
+        kind = "file" if member.isfile() else "other"
+    return _classify(member.name, kind, member.size, source)
+
+
+def _classify(name: str, kind: str, size: int, source: str) -> str:
+    """'meta', 'tls' or 'dir' for an allowed entry of ``kind`` file|dir|link|other."""
     parts = PurePosixPath(name).parts
     if name.startswith("/") or ".." in parts or "\\" in name:
         raise UsageError(f"{source} contains the unsafe path {name!r}; refusing to import it.")
-    if member.issym() or member.islnk():
+    if kind == "link":
         raise UsageError(f"{source} contains a link ({name!r}); refusing to import it.")
     clean = "/".join(p for p in parts if p != ".")
-    if member.isdir():
+    if kind == "dir":
         if clean in ("tls", f"tls/{ENDPOINT}"):
             return "dir"
         raise UsageError(f"{source} contains an unexpected directory {name!r}; refusing it.")
-    if not member.isfile():
+    if kind != "file":
         raise UsageError(f"{source} contains {name!r}, which is not a regular file; refusing it.")
-    if member.size > MAX_MEMBER:
+    if size > MAX_MEMBER:
         raise UsageError(
-            f"{source} holds {name!r} of {member.size} bytes (over 4 MiB): not a context file."
+            f"{source} holds {name!r} of {size} bytes (over 4 MiB): not a context file."
         )
     if clean == "meta.json":
         return "meta"

@@ -258,6 +258,11 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
     except CertkitError as e:
         report.add("hosts-conflict", FAIL, e.message)
         return
+    if not (files.daemon_json or files.units or files.dropins or files.default_docker):
+        # A laptop: nothing configures a dockerd here, so there is nothing to pass.
+        for name in ("hosts-conflict", "insecure-listener"):
+            report.add(name, SKIP, "no docker.service, drop-in or daemon.json: no dockerd here")
+        return
     conflict = daemon.hosts_conflict(files)
     if conflict:
         report.add("hosts-conflict", FAIL, conflict)
@@ -379,6 +384,10 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     >>> report = doctor(root="/tmp/sandbox")  # doctest: +SKIP
     >>> [c.name for c in report.checks if c.status == "FAIL"]  # doctest: +SKIP
     """
+    if root is not None and not Path(root).is_dir():
+        raise UsageError(
+            f"--root {root} is not a directory; give the directory holding etc/docker."
+        )
     sp = paths.system_paths(root)
     config_dir = paths.docker_config_dir(docker_config)
     report = DoctorReport(str(sp.root), str(config_dir))

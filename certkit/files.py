@@ -13,6 +13,7 @@ is fsynced, then renamed over the target, and the directory is fsynced.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -43,6 +44,8 @@ def ensure_dir(path: StrPath, mode: int = PRIVATE_DIR) -> Path:
         with contextlib.suppress(FileExistsError):
             os.mkdir(d, mode)
         os.chmod(d, mode)  # mkdir honours the umask; chmod does not
+    if not p.is_dir():  # never chmod (or write under) a file standing where the dir goes
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p))
     if mode == PRIVATE_DIR and p.stat().st_mode & 0o077:
         os.chmod(p, mode)
     return p

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .paths import DEFAULT_CA
+from .paths import DEFAULT_CA, store_root
 from .store import CAStore, Record, list_ca_names
 
 KINDS = ("ca", "server", "client", "ci")
@@ -182,7 +182,14 @@ def status(
 
     Superseded certificates are ignored: renewing them again would be noise.
     Attention items come soonest-expiring first, each with its renew command.
+    An empty store is an error, not an OK: a cron job reading the wrong
+    ``$HOME`` must not report that all is well.
     """
+    if ca is None and not list_ca_names():
+        raise UsageError(
+            f"No CA in {store_root()}, so nothing to check; point CERTKIT_HOME at the store "
+            "(cron runs with its own HOME) or create a CA with `certkit init-ca`."
+        )
     items = [i for i in list_items(ca, None, warn_days, now) if i.active]
     attention = sorted(
         (i for i in items if i.status in ("expired", "expiring")), key=lambda i: i.days_left

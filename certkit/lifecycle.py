@@ -341,7 +341,33 @@ def renew(
         fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
     else:
         fresh = reissue(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
-    return _put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
+    result = _put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
+    if kind == "server" and not bundle_only and rotation_under_way(store):
+        result.notes += _lockout_warning(store)
+    return result
+
+
+def _lockout_warning(store: CAStore) -> list[str]:
+    """A warning when clients that trust only the old CA will refuse a new-CA server."""
+    new_fp = certs.fingerprint(store.load_cert())
+    now = _now()
+    stuck = [
+        r
+        for r in in_use(store)
+        if r.kind in ("client", "ci")
+        and r.days_left(now) > 0
+        and (r.kind == "ci" or r.options.get("host") or _out_dir(r))
+        and new_fp not in _trusted(r)
+    ]
+    if not stuck:
+        return []
+    names = ", ".join(f"{r.kind} {r.name}" for r in stuck)
+    commands = "; ".join(renew_command(store, r.kind, r.name) for r in stuck)
+    verb = "trusts" if len(stuck) == 1 else "trust"
+    return [
+        f"Warning: {names} still {verb} only the old CA and will refuse this server once "
+        f"dockerd loads the new certificate; renew before the restart: {commands}"
+    ]
 
 
 def _put(

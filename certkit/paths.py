@@ -13,6 +13,7 @@ Three families of paths:
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,7 +38,15 @@ def docker_config_dir(override: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("DOCKER_CONFIG")
     if env:
         return Path(env).expanduser().absolute()
-    return Path.home() / ".docker"
+    try:
+        return Path.home() / ".docker"
+    except RuntimeError:  # HOME unset and no passwd entry (containers with an arbitrary uid)
+        from .errors import UsageError
+
+        raise UsageError(
+            "Cannot find the home directory (HOME is not set); "
+            "set DOCKER_CONFIG or pass --docker-config."
+        ) from None
 
 
 # System paths on a Docker host, as seen on the host itself.
@@ -72,8 +81,8 @@ class SystemPaths:
     cert_dir_override: PurePosixPath | None = None
 
     def at(self, path: PurePosixPath | str) -> PurePosixPath:
-        """Re-root an absolute system path."""
-        rel = PurePosixPath(path).relative_to("/")
+        """Re-root an absolute system path (``..`` cannot climb out of the root)."""
+        rel = posixpath.normpath(posixpath.join("/", str(path))).lstrip("/")
         return self.root / rel
 
     @property

@@ -187,7 +187,13 @@ def _check_install_args(install: bool, root: str | None, restart: bool) -> None:
 
 def _write_out(out: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict[str, str]:
     """Write the three files for copying to a host; the dir is private (it holds the key)."""
-    d = files.ensure_dir(Path(out).expanduser().absolute(), files.PRIVATE_DIR)
+    try:
+        d = files.ensure_dir(Path(out).expanduser().absolute(), files.PRIVATE_DIR)
+    except OSError as e:
+        raise UsageError(
+            f"--out {out}: cannot use {e.filename} as a directory ({e.strerror}); "
+            "choose another directory."
+        ) from None
     written = files.atomic_write_many(
         [
             (d / CA_FILE, ca_pem, files.PUBLIC_FILE),
@@ -231,6 +237,8 @@ def issue_server(
     certs.check_days(days)
     kt = certs.check_key_type(key_type)
     _check_install_args(install, root, restart)
+    if out and Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory: choose a directory.")
     store.require()
     system = paths.system_paths(root, opts.cert_dir)
     result = ServerResult(primary, names.all(), opts.port, dry_run)

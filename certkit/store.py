@@ -156,11 +156,14 @@ def get_passphrase(confirm: bool = False) -> bytes:
         )
     import getpass
 
-    first = getpass.getpass("CA passphrase: ")
-    if not first:
-        raise UsageError("The passphrase must not be empty.")
-    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
-        raise UsageError("The two passphrases differ; nothing was written.")
+    try:
+        first = getpass.getpass("CA passphrase: ")
+        if not first:
+            raise UsageError("The passphrase must not be empty.")
+        if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+            raise UsageError("The two passphrases differ; nothing was written.")
+    except EOFError:  # Ctrl-D at the prompt
+        raise UsageError("No passphrase given; nothing was written.") from None
     return first.encode()
 
 
@@ -260,9 +263,15 @@ class CAStore:
 
     # ---- writing
     def ensure_dirs(self) -> None:
-        files.ensure_dir(self.root)
-        files.ensure_dir(self.root / "cas")
-        files.ensure_dir(self.dir)
+        try:
+            files.ensure_dir(self.root)
+            files.ensure_dir(self.root / "cas")
+            files.ensure_dir(self.dir)
+        except OSError as e:
+            raise UsageError(
+                f"The certkit store cannot be created at {e.filename or self.root} "
+                f"({e.strerror}): set CERTKIT_HOME to a writable directory."
+            ) from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -155,9 +155,14 @@ def find_context_for(host: str, port: int, docker_config: str | None = None) -> 
 
 
 def _check_files(creds: Credentials) -> None:
+    fix = (
+        "check the --ca, --cert and --key paths"
+        if creds.source == "files"
+        else f"{creds.source} lacks its TLS files; re-create it with certkit client-context"
+    )
     for label, path in (("CA", creds.ca), ("client certificate", creds.cert), ("key", creds.key)):
         if not path.is_file():
-            raise UsageError(f"The {label} file {path} does not exist ({creds.source}).")
+            raise UsageError(f"The {label} file {path} does not exist: {fix}.")
 
 
 # ---------------------------------------------------------------- TLS and HTTP
@@ -561,6 +566,8 @@ def verify(
             break
         except (ssl.SSLError, OSError) as e:
             error = error or e
+            if isinstance(e, (TimeoutError, ConnectionRefusedError, socket.gaierror)):
+                break  # the retry without a client certificate would fail the same way
     if first is None or first.peer_der is None:
         assert error is not None
         report.add(

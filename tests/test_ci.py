@@ -497,6 +497,33 @@ def test_more_bad_secrets(tmp_path: Path, env: dict[str, str], needle: str) -> N
     assert list(home.iterdir()) == []
 
 
+def test_bootstrap_with_an_unwritable_home_is_one_sentence(tmp_path: Path) -> None:
+    _init()
+    secret = _export("deploy", "--host", HOST)
+    runner, _, github_env = _runner(tmp_path, CERTKIT_BUNDLE=secret)
+    blocker = tmp_path / "a-file"  # a HOME where ~/.docker cannot be created (even as root)
+    blocker.write_text("")
+    r = run_clean("ci", "bootstrap", env={**runner, "HOME": str(blocker)})
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "DOCKER_CONFIG" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert github_env.read_text() == ""
+    assert_no_secret(r.stdout + r.stderr, secret)
+
+
+def test_a_bad_context_name_in_the_layout_names_its_variable(tmp_path: Path) -> None:
+    _init()
+    dotenv = _export("deploy", "--host", HOST, "--format", "env")
+    variables = dict(
+        line.split("=", 1) for line in dotenv.splitlines() if line and not line.startswith("#")
+    )
+    runner, home, _ = _runner(tmp_path, **{**variables, "CERTKIT_CONTEXT": "bad name"})
+    r = run_clean("ci", "bootstrap", env=runner)
+    assert r.returncode == 2 and "given by CERTKIT_CONTEXT" in r.stderr, r.stderr
+    assert list(home.iterdir()) == []
+    assert run_clean("ci", "bootstrap", "--context", "good", env=runner).returncode == 0
+
+
 def test_from_env_names_the_variable_in_errors(tmp_path: Path) -> None:
     runner, _, _ = _runner(tmp_path, DOCKER_PROD="")
     r = run_clean("ci", "bootstrap", "--from-env", "DOCKER_PROD", env=runner)

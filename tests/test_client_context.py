@@ -316,6 +316,15 @@ def test_bad_input_is_refused_and_nothing_is_issued(pki: Daemon, tmp_path: Path)
         assert res.returncode == 2, (args, res.stderr)
         assert why in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+    blocker = tmp_path / "a-file"  # a config dir that cannot be created (works as root too)
+    blocker.write_text("")
+    args = ["ok", "--host", "localhost", "--docker-config", str(blocker / "docker")]
+    res = run_certkit("client-context", *args)
+    assert res.returncode == 2 and "cannot be written" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    args = ["ok", "--client-only", "--out", str(blocker / "certs")]
+    res = run_certkit("client-context", *args)
+    assert res.returncode == 2 and "point --out at" in res.stderr, res.stderr
     assert len(CAStore().inventory().records) == before
     assert not context.context_exists("ok", config)
     first = next(r for r in CAStore().inventory().find("client", "taken"))
@@ -388,9 +397,9 @@ def test_docker_py_with_the_context_files_even_with_ca_bundle_variables(
 
 
 def _eval_env_then_python(name: str, code: str, env: dict[str, str]) -> tuple[str, str, int]:
-    """Run ``eval $(certkit env NAME)`` in bash, then ``code`` with what it exported."""
+    """Run ``eval "$(certkit env NAME)"`` in bash, then ``code`` with what it exported."""
     py = sys.executable
-    script = f'eval $({py} -m certkit env {name} --shell bash) && {py} -c "$CODE"'
+    script = f'eval "$({py} -m certkit env {name} --shell bash)" && {py} -c "$CODE"'
     res = subprocess.run(
         ["bash", "-c", script], env={**env, "CODE": code}, capture_output=True, text=True,
         timeout=120,

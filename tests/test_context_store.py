@@ -20,7 +20,7 @@ import pytest
 from support import run_certkit
 
 from certkit import certs, context
-from certkit.errors import UsageError
+from certkit.errors import OperationError, UsageError
 
 
 def _pems() -> tuple[bytes, bytes, bytes]:
@@ -104,6 +104,9 @@ def test_default_names_come_from_the_host() -> None:
     assert context.default_name_for("docker1.example.com") == "docker1"
     assert context.default_name_for("10.0.0.5") == "10-0-0-5"
     assert context.default_name_for("::1") == "docker-1"
+    # The name follows the endpoint's normalised host: lower case, IDN as A-labels.
+    assert context.default_name_for("Docker1.Example.COM") == "docker1"
+    assert context.default_name_for("bücher.example") == "xn--bcher-kva"
 
 
 # ---------------------------------------------------------------- the store format
@@ -266,14 +269,14 @@ def test_env_in_every_shell(docker_config: Path) -> None:
         'export DOCKER_HOST="tcp://docker1:2376"\n'
         f'export DOCKER_CERT_PATH="{info.tls_dir}"\n'
         "# Run this command to configure your shell: \n"
-        "# eval $(certkit env prod)\n"
+        '# eval "$(certkit env prod)"\n'
     )
     fish = _env_output("prod", "--shell", "fish")
     assert 'set -gx DOCKER_CERT_PATH "' in fish and "# eval (certkit env prod --shell fish)" in fish
     ps = _env_output("prod", "--shell", "powershell")
     assert '$Env:DOCKER_HOST = "tcp://docker1:2376"' in ps and "| Invoke-Expression" in ps
     cmd = _env_output("prod", "--shell", "cmd")
-    assert "SET DOCKER_TLS_VERIFY=1\n" in cmd and "REM Run this command" in cmd
+    assert 'SET "DOCKER_TLS_VERIFY=1"\n' in cmd and "REM Run this command" in cmd
     assert _env_output("prod", "--unset").startswith(
         "unset DOCKER_TLS_VERIFY\nunset DOCKER_HOST\nunset DOCKER_CERT_PATH\n"
     )
@@ -295,6 +298,44 @@ def test_env_output_evaluates_in_bash_even_with_odd_paths(tmp_path: Path) -> Non
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["1", "tcp://docker1:2376", str(info.tls_dir)]
+
+
+def test_env_hint_is_a_command_that_works_with_runs_of_spaces(tmp_path: Path) -> None:
+    """The printed ``eval`` line, run as shown, keeps a path with two spaces intact."""
+    odd = tmp_path / "two  spaces"
+    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
+    out = _env_output("prod", "--docker-config", str(odd))
+    hint = out.splitlines()[-1].removeprefix("# ")
+    assert hint.startswith('eval "$(certkit env prod')
+    script = (
+        hint.replace("certkit env", f"{_certkit()} env", 1) + '; printf "%s" "$DOCKER_CERT_PATH"'
+    )
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == str(info.tls_dir)
+
+
+def test_an_unwritable_config_dir_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OperationError, match="Cannot write to the docker config dir"):
+        context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=blocker / "d")
+    with pytest.raises(UsageError, match="cannot be written"):
+        context.check_writable(blocker / "d")
+    context.check_writable(tmp_path / "new" / "dir")  # creatable: fine
+
+
+def test_no_home_directory_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset in a container whose uid has no passwd entry: say what to set."""
+    from certkit import paths
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with pytest.raises(UsageError, match="set DOCKER_CONFIG"):
+        paths.docker_config_dir(None)
 
 
 def _certkit() -> str:
@@ -449,3 +490,65 @@ def test_import_keeps_an_existing_context_without_force(tmp_path: Path) -> None:
         context.import_context(data, docker_config=tmp_path)
     info = context.import_context(data, "prod2", docker_config=tmp_path)
     assert json.loads(info.meta_path.read_text())["Name"] == "prod2"
+
+
+def _zip(*members: tuple[str, bytes, int]) -> bytes:
+    """A zip of (name, data, unix mode) entries; a name ending in / is a directory."""
+    import warnings
+    import zipfile
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # the duplicate-name case is on purpose
+        for name, data, unix_mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = unix_mode << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def _as_zip(tar_bytes: bytes) -> bytes:
+    """The members of an export tar, zipped (what `docker context import` also takes)."""
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for m in tar:
+            if m.isdir():
+                entries.append((m.name + "/", b"", stat.S_IFDIR | 0o700))
+            else:
+                f = tar.extractfile(m)
+                assert f is not None
+                entries.append((m.name, f.read(), stat.S_IFREG | m.mode))
+    return _zip(*entries)
+
+
+def test_a_zipped_context_is_imported_like_the_docker_cli_does(tmp_path: Path) -> None:
+    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path / "a")
+    archive = tmp_path / "prod.zip"
+    archive.write_bytes(_as_zip(context.export_context("prod", tmp_path / "a")))
+    ours = tmp_path / "b"
+    res = run_certkit("context", "import", str(archive), "zipped", "--docker-config", str(ours))
+    assert res.returncode == 0, res.stderr
+    info = context.read_context("zipped", ours)
+    assert info.host == "tcp://docker1:2376"
+    assert (info.tls_dir / "key.pem").read_bytes() == KEY
+    assert mode(info.tls_dir / "key.pem") == 0o600
+    for cli in DOCKER_CLIS:  # the same zip is what the docker CLI accepts
+        docker(cli, tmp_path / f"c{len(cli)}", "context", "import", "zipped", str(archive))
+
+
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        ([("meta.json", META, 0o100644), ("../evil.pem", b"x", 0o100644)], "unsafe path"),
+        ([("meta.json", META, 0o100644), ("tls/docker/key.pem", b"/etc/shadow", 0o120777)], "link"),
+        ([("meta.json", META, 0o100644), ("tls/docker/id_rsa", b"x", 0o100644)], "only meta.json"),
+        ([("meta.json", META, 0o100644), ("meta.json", META, 0o100644)], "twice"),
+        ([("tls/docker/ca.pem", b"x", 0o100644)], "no meta.json"),
+    ],
+)
+def test_zip_import_refuses_anything_but_a_context(
+    members: list[tuple[str, bytes, int]], why: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match=why):
+        context.import_context(_zip(*members), "x1", docker_config=tmp_path / "c")
+    assert not (tmp_path / "c").exists()

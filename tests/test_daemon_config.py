@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -350,3 +351,29 @@ def test_bad_listen_or_port_is_refused(tmp_path: Path, listen: str, port: int) -
     sp = _root(tmp_path)
     with pytest.raises(UsageError):
         plan_install(read_host_files(sp), sp, InstallOptions(listen=listen, port=port), *PEMS)
+
+
+@pytest.mark.parametrize(
+    "cert_dir", ["/../../etc/docker/x", "//etc/docker/x", "/etc/../etc/docker/x"]
+)
+def test_cert_dir_stays_under_the_root(tmp_path: Path, cert_dir: str) -> None:
+    # --root is a sandbox: no spelling of --cert-dir may write (or point dockerd) outside it.
+    root = tmp_path / "root"
+    sp = paths.system_paths(root, cert_dir)
+    assert sp.cert_dir == PurePosixPath(root / "etc" / "docker" / "x")
+    plan = plan_install(HostFiles(), sp, InstallOptions(), *PEMS)
+    config = json.loads(plan.new_daemon_json or "")
+    assert config["tlscacert"] == str(root / "etc" / "docker" / "x" / "ca.pem")
+
+
+def test_two_installs_in_one_second_keep_both_backups(tmp_path: Path) -> None:
+    original = '{"debug": true}\n'
+    sp = _root(tmp_path, original)
+    t = dt.datetime(2026, 11, 27, 4, 11, 7, 100, tzinfo=dt.timezone.utc)
+    for port, now in ((2376, t), (2377, t + dt.timedelta(milliseconds=300))):
+        plan = plan_install(read_host_files(sp), sp, InstallOptions(port=port), *PEMS, now=now)
+        daemon.apply_plan_locally(plan)
+    backups = sorted(Path(sp.daemon_json).parent.glob("daemon.json.certkit-backup-*"))
+    assert len(backups) == 2
+    assert backups[0].read_text() == original  # the user's own file is never overwritten
+    assert '"tcp://0.0.0.0:2376"' in backups[1].read_text()

@@ -184,10 +184,19 @@ def test_docker_config_option_and_no_daemon_means_exit_0(tmp_path: Path, store: 
     cfg = tmp_path / "elsewhere"
     _context(cfg, "prod", "tcp://prod:2376", store)
     os.chmod(cfg, 0o700)
-    r = run_certkit("doctor", "--root", str(tmp_path / "nothing"), "--docker-config", str(cfg))
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    r = run_certkit("doctor", "--root", str(laptop), "--docker-config", str(cfg))
     assert r.returncode == 0, r.stdout
-    assert _checks(r.stdout)["prod"].startswith("PASS")
+    checks = _checks(r.stdout)
+    assert checks["prod"].startswith("PASS")
+    # No dockerd configured at all: nothing to pass or fail about its listeners.
+    assert checks["hosts-conflict"].startswith("SKIP")
+    assert checks["insecure-listener"].startswith("SKIP")
     assert "Traceback" not in r.stderr
+
+    r = run_certkit("doctor", "--root", str(tmp_path / "typo"))
+    assert r.returncode == 2 and "is not a directory" in r.stderr, r.stdout + r.stderr
 
 
 def test_doctor_agrees_with_a_real_install_on_a_debian_unit(tmp_path: Path, store: CAStore) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import stat
 import subprocess
 import sys
@@ -59,6 +61,18 @@ def test_init_ca_force_keeps_the_old_ca_aside(certkit_home: Path) -> None:
     assert (aside[0] / "ca-key.pem").exists()
 
 
+def test_force_twice_in_the_same_second_keeps_every_old_ca(certkit_home: Path) -> None:
+    from certkit.ca import init_ca
+
+    for _ in range(3):  # well within one second: the same timestamp each time
+        init_ca(force=True)
+    cas = certkit_home / "cas"
+    assert not [p.name for p in cas.iterdir() if p.name.startswith(".")]  # no staging left
+    kept = {(p / "ca.pem").read_bytes() for p in cas.glob("default.replaced-*")}
+    assert len(kept) == 2  # both replaced CAs kept, none overwritten
+    assert (cas / "default" / "ca.pem").read_bytes() not in kept
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -82,6 +96,15 @@ def test_unreadable_or_corrupted_ca_is_a_clear_error(certkit_home: Path) -> None
     assert r.returncode == 2
     assert "corrupted" in r.stderr
     assert "Traceback" not in r.stderr
+    # One broken CA does not hide the others from `ca list`.
+    assert run_certkit("init-ca", "--ca", "prod").returncode == 0
+    listed = run_certkit("ca", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_name = {c["name"]: c for c in json.loads(listed.stdout)}
+    assert "corrupted" in by_name["default"]["error"]
+    assert by_name["prod"]["error"] is None and by_name["prod"]["key_type"] == "ec-p256"
+    human = run_certkit("ca", "list").stdout
+    assert "default" in human and "unreadable" in human and "prod" in human
 
 
 @pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "rsa-2048", "ed25519"])
@@ -190,3 +213,117 @@ def test_installed_entry_point_runs() -> None:
     import certkit
 
     assert r.stdout.strip() == f"certkit {certkit.__version__}"
+
+
+def _on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run certkit ARGS with a real pseudo-terminal as its controlling terminal.
+
+    Each answer is typed after the next prompt (text ending in ': ');
+    returns the exit code and everything the terminal showed.
+    """
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin/stdout/stderr and /dev/tty are the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "certkit", *args])
+    shown = b""
+
+    def read_more() -> bytes:
+        ready, _, _ = select.select([fd], [], [], 30)
+        if not ready:
+            raise AssertionError(f"no output from certkit; so far: {shown!r}")
+        try:
+            return os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return b""
+
+    for answer in answers:
+        while not shown.rstrip().endswith(b":"):
+            chunk = read_more()
+            if not chunk:
+                break
+            shown += chunk
+        os.write(fd, answer.encode() + b"\n")
+        shown += b"<typed>"
+    while chunk := read_more():
+        shown += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_passphrase_is_asked_twice_on_the_terminal_and_not_echoed(certkit_home: Path) -> None:
+    code, shown = _on_a_terminal(["init-ca", "--encrypt"], ["tty horse", "tty horse"])
+    assert code == 0, shown
+    assert shown.count("passphrase") >= 2 and "Repeat" in shown
+    assert "tty horse" not in shown  # hidden: the terminal never echoed it
+    key = (certkit_home / "cas" / "default" / "ca-key.pem").read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in key
+
+    from certkit.certs import load_key
+
+    assert load_key(key, b"tty horse") is not None
+    # Signing asks once, on the terminal too; a wrong one is one clear error.
+    code, shown = _on_a_terminal(["issue-server", "docker1.example.com"], ["tty horse"])
+    assert code == 0, shown
+    code, shown = _on_a_terminal(["issue-server", "docker1.example.com"], ["wrong"])
+    assert code == 2 and "Wrong passphrase" in shown and "Traceback" not in shown
+
+
+def test_two_different_passphrases_write_nothing(certkit_home: Path) -> None:
+    code, shown = _on_a_terminal(["init-ca", "--encrypt"], ["one horse", "two horses"])
+    assert code == 2, shown
+    assert "differ" in shown and "Traceback" not in shown
+    assert not (certkit_home / "cas" / "default" / "ca-key.pem").exists()
+    # Ctrl-D at the prompt: the same, no traceback.
+    code, shown = _on_a_terminal(["init-ca", "--encrypt"], ["\x04"])
+    assert code == 2 and "No passphrase given" in shown and "Traceback" not in shown
+    assert not (certkit_home / "cas" / "default" / "ca-key.pem").exists()
+
+
+_ISSUER = """
+import sys
+from pathlib import Path
+from certkit import certs
+from certkit.ca import issue
+from certkit.store import CAStore
+
+go = Path(sys.argv[1])
+while not go.exists():  # start together, to make the writers overlap
+    pass
+store = CAStore()
+for i in range(int(sys.argv[2])):
+    name = f"{sys.argv[3]}-{i}.example.com"
+    issue(store, "server", name, name, certs.parse_names([name]), 30)
+"""
+
+
+def test_concurrent_issuers_lose_no_record_and_share_no_serial(
+    certkit_home: Path, tmp_path: Path
+) -> None:
+    assert run_certkit("init-ca").returncode == 0
+    go, per_process, workers = tmp_path / "go", 15, 4
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _ISSUER, str(go), str(per_process), f"w{w}"])
+        for w in range(workers)
+    ]
+    go.touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * workers
+
+    from certkit.store import CAStore
+
+    store = CAStore()
+    servers = store.inventory().find(kind="server")
+    assert len(servers) == workers * per_process  # no read-modify-write lost a record
+    assert len({r.serial for r in servers}) == len(servers)
+    names = {f"w{w}-{i}.example.com" for w in range(workers) for i in range(per_process)}
+    assert {r.name for r in servers} == names
+    issued = {p.name for p in (store.dir / "issued").iterdir()}
+    assert issued == {r.serial for r in servers}
+
+
+def test_a_file_where_the_store_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("x")
+    in_the_way.chmod(0o644)
+    r = run_certkit("init-ca", env={"CERTKIT_HOME": str(in_the_way)})
+    assert r.returncode == 2 and "CERTKIT_HOME" in r.stderr and "Traceback" not in r.stderr
+    assert stat.S_IMODE(in_the_way.stat().st_mode) == 0o644

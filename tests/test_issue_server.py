@@ -290,6 +290,17 @@ def test_out_bundle_for_copying_to_a_host(store: CAStore, tmp_path: Path) -> Non
     assert out["install"] is None and out["out_files"]["key"] == str(bundle / "server-key.pem")
 
 
+def test_out_that_is_a_file_is_refused_before_issuing(store: CAStore, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "notes.txt"
+    not_a_dir.write_text("mine\n")
+    not_a_dir.chmod(0o644)
+    r = run_certkit("issue-server", "docker1.example.com", "--out", str(not_a_dir))
+    assert r.returncode == 2 and "not a directory" in r.stderr and "Traceback" not in r.stderr
+    assert not_a_dir.read_text() == "mine\n"
+    assert stat.S_IMODE(not_a_dir.stat().st_mode) == 0o644  # not chmod-ed to 0700
+    assert store.inventory().find(kind="server") == []
+
+
 def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) -> None:
     out = _ok(
         "issue-server",
@@ -319,6 +330,15 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
 
 
+def test_names_are_normalized_as_clients_match_them(store: CAStore, tmp_path: Path) -> None:
+    # Upper case and a trailing dot are the same DNS name; a bracketed IPv6 is an IP SAN.
+    out = _ok("issue-server", "Docker1.Example.COM.", "--san", "[2001:DB8::5]")
+    assert out["host"] == "docker1.example.com"
+    assert out["names"] == ["docker1.example.com", "2001:db8::5"]
+    (record,) = store.inventory().find(kind="server")
+    assert record.sans == ["docker1.example.com", "2001:db8::5"]
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [
@@ -328,6 +348,14 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
         ("docker.*.example.com", "wrong place"),
         ("10.0.0.256", "not a valid IP"),
         ("2001:db8::zz", "not a valid IP"),
+        ("fe80::1%eth0", "IPv6 zone"),
+        ("*.com", "too broad"),
+        ("docker-.example.com", "not at the start or end"),
+        ("xn--zz.example.com", "not a valid internationalized label"),
+        ("10.0.0.1.", "neither a valid IP address nor a host name"),
+        ("10.0.1", "neither a valid IP address nor a host name"),
+        ("docker1.example.com:2376", "without a scheme, port"),
+        ("tcp://10.0.0.5", "without a scheme, port"),
     ],
 )
 def test_invalid_names_are_refused(store: CAStore, name: str, why: str) -> None:

@@ -31,7 +31,7 @@ def test_status_exits_1_with_the_renew_command_inside_the_window() -> None:
 
     r = run_certkit("status", "--warn-days", "10")
     assert r.returncode == 0, r.stdout
-    assert r.stdout.startswith("OK: 2 certificates, none expires within 10 days")
+    assert r.stdout.startswith("OK: 2 certificates, none needs renewal yet (window 10 days)")
 
 
 def test_status_reports_expired_items_and_every_kind_of_renew_command() -> None:
@@ -121,7 +121,12 @@ def test_list_shows_kind_names_expiry_installed_paths_and_filters() -> None:
 def test_bad_input_and_empty_store() -> None:
     r = run_certkit("list")
     assert r.returncode == 0 and "Nothing issued yet" in r.stdout
-    assert run_certkit("status").returncode == 0
+    # No store (cron with another HOME): not "all is well".
+    r = run_certkit("status")
+    assert r.returncode == 2 and "CERTKIT_HOME" in r.stderr, r.stdout + r.stderr
+    _init()
+    r = run_certkit("list", "--kind", "server")
+    assert r.returncode == 0 and "No server certificate in the inventory" in r.stdout
     r = run_certkit("list", "--kind", "robot")
     assert r.returncode == 2 and "Unknown kind 'robot'" in r.stderr
     r = run_certkit("status", "--ca", "missing")
@@ -150,6 +155,9 @@ def test_short_lived_ci_certificates_are_not_always_expiring() -> None:
     ca.issue(store, "ci", "gha", "ci:gha", days=30, options={"host": "h", "port": 2376})
     fresh = run_certkit("status")
     assert fresh.returncode == 0, fresh.stdout
+    # It does expire within the window: the OK line must not claim otherwise.
+    assert "none expires within" not in fresh.stdout
+    assert "none needs renewal yet (window 30 days)" in fresh.stdout
     with store.transaction() as inv:
         (rec,) = inv.find(kind="ci")
         rec.not_after = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=9)).isoformat()

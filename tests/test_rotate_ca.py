@@ -150,6 +150,24 @@ def test_finish_is_allowed_once_nothing_depends_on_the_old_ca() -> None:
     assert "Archived (not deleted)" in out
 
 
+def test_renewing_a_server_before_its_clients_warns_who_would_be_locked_out(
+    tmp_path: Path,
+) -> None:
+    _ok("init-ca")
+    root = tmp_path / "root"
+    _ok("issue-server", "docker1", "--install", "--root", str(root))
+    _ok("client-context", "laptop", "--host", "docker1")
+    _ok("rotate-ca", "start")
+
+    # Step 3 before step 2: laptop's ca.pem knows only the old CA.
+    out = _ok("renew", "server", "docker1")
+    assert "Warning: client laptop still trusts only the old CA" in out
+    assert "certkit renew client laptop" in out
+
+    _ok("renew", "client", "laptop")
+    assert "Warning" not in _ok("renew", "server", "docker1")
+
+
 def test_encrypted_ca_key_stays_encrypted_and_a_wrong_passphrase_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +239,7 @@ def test_bad_input_is_a_usage_error(store: CAStore, tmp_path: Path) -> None:
     r = run_certkit(
         "verify", "localhost", "--ca", "/nope/ca.pem", "--cert", "/nope/c", "--key", "/nope/k"
     )
-    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert r.returncode == 2 and "does not exist: check the --ca" in r.stderr
     r = run_certkit("verify", "--context", "missing")
     assert r.returncode == 2 and "No docker context named 'missing'" in r.stderr
     assert "Traceback" not in r.stderr
@@ -251,6 +253,20 @@ def test_unreachable_endpoint_fails_cleanly(store: CAStore) -> None:
     assert r.returncode == 1
     assert "connection refused" in _lines(r.stdout)["connect"].lower()
     assert "Traceback" not in r.stderr
+
+
+def test_a_silent_endpoint_costs_one_timeout_not_two(store: CAStore) -> None:
+    # A listener that never completes a TLS handshake, like a firewall that drops.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        r = run_certkit(
+            "verify", f"127.0.0.1:{port}", *_client(store), "--insecure-port", "0", "--timeout", "2"
+        )
+        took = time.monotonic() - started
+    assert r.returncode == 1
+    assert "no answer before the timeout" in _lines(r.stdout)["connect"]
+    assert took < 3.8, f"took {took:.1f}s with --timeout 2"
 
 
 def test_a_key_that_does_not_fit_or_is_encrypted_is_refused_without_prompting(

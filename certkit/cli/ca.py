@@ -89,7 +89,12 @@ def list_(json_out: bool = JSON_OPTION) -> None:
     from ..paths import store_root
 
     cas = list_cas()
-    lines = [f"{c.name:16} {c.key_type:9} until {c.not_after[:10]}  {c.subject}" for c in cas]
+    lines = [
+        f"{c.name:16} unreadable: {c.error}"
+        if c.error
+        else f"{c.name:16} {c.key_type:9} until {c.not_after[:10]}  {c.subject}"
+        for c in cas
+    ]
     if not cas:
         lines = [f"No CA in {store_root()}. Next: certkit init-ca"]
     emit(json_out, [c.to_json() for c in cas], lines)

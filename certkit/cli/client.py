@@ -110,7 +110,13 @@ def _report_context(result: ClientResult, json_out: bool) -> None:
     for warning in result.warnings:
         warn(warning)
     _warn_docker_py(result.docker_py)
-    flag = "" if info.config_dir == _default_config() else f"DOCKER_CONFIG={info.config_dir} "
+    from shlex import quote
+
+    flag = (
+        ""
+        if info.config_dir == _default_config()
+        else f"DOCKER_CONFIG={quote(str(info.config_dir))} "
+    )
     if result.used:
         current = f"Current context is now {result.name!r} ({result.config_path})."
         next_line = f"Next: {flag}docker version"
@@ -133,7 +139,10 @@ def _report_context(result: ClientResult, json_out: bool) -> None:
 
 def _report_files(result: ClientResult, json_out: bool) -> None:
     _warn_docker_py(result.docker_py)
+    from shlex import quote
+
     d = result.out_dir
+    q = quote(str(d))  # the lines are commands to copy: quote the path once
     host = result.host or "tcp://HOST:2376"
     https = host.replace("tcp://", "https://", 1)
     emit(
@@ -143,8 +152,9 @@ def _report_files(result: ClientResult, json_out: bool) -> None:
             f"Issued client certificate {result.common_name!r} ({result.key_type}, "
             f"serial {result.serial[:16]}, valid until {result.not_after[:10]}).",
             f"Wrote {d}/ca.pem, cert.pem, key.pem (key.pem 0600).",
-            f"  docker: DOCKER_HOST={host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={d} docker version",
-            f"  curl:   curl --cacert {d}/ca.pem --cert {d}/cert.pem --key {d}/key.pem "
+            f"  docker: DOCKER_HOST={host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={q} docker version",
+            f"  curl:   curl --cacert {quote(f'{d}/ca.pem')} --cert {quote(f'{d}/cert.pem')} "
+            f"--key {quote(f'{d}/key.pem')} "
             f"{https}/version",
         ],
     )
@@ -178,9 +188,9 @@ def env(
 
     For tools that ignore docker contexts (older docker-py, docker-compose v1, IDEs).
     The variables point at the context's TLS files; DOCKER_HOST overrides any
-    context for the docker CLI too, until `eval $(certkit env NAME --unset)`.
+    context for the docker CLI too, until `eval "$(certkit env NAME --unset)"`.
 
-    Example: eval $(certkit env prod)
+    Example: eval "$(certkit env prod)"
     """
     from ..context import docker_py_advice, env_variables, read_context, render_env
 
@@ -214,7 +224,11 @@ def _env_command(name: str, shell: str, unset: bool, docker_config: str | None) 
         parts.append("--unset")
     if docker_config:
         parts += ["--docker-config", docker_config]
-    return " ".join(parts)
+    if shell in ("powershell", "cmd"):
+        return " ".join(parts)
+    import shlex
+
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 @context_app.command("export")
@@ -262,7 +276,7 @@ def export(
 
 @context_app.command("import")
 def import_(
-    file: str = typer.Argument(..., help="Export tar ('-' for stdin)."),
+    file: str = typer.Argument(..., help="Export file, tar or zip ('-' for stdin)."),
     name: str = typer.Argument(None, help="Context name (default: the name inside the file)."),
     docker_config: str = DOCKER_CONFIG_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace an existing context of that name."),

@@ -36,6 +36,7 @@ def list_(
     """
     from ..inventory import list_items
     from ..paths import store_root
+    from ..store import list_ca_names
 
     items = list_items(ca, kind)
     lines = [f"{'CA':10} {'KIND':6} {'NAME':22} {'NOT AFTER':10} {'DAYS':>5}  {'STATUS':10} SERIAL"]
@@ -47,7 +48,9 @@ def list_(
         lines.append(f"{'':18}{_names(i)}")
         if i.installed:
             lines.append(f"{'':18}at:      {', '.join(i.installed)}")
-    if not items:
+    if not items and kind and list_ca_names():
+        lines = [f"No {kind} certificate in the inventory. Next: certkit list (every kind)"]
+    elif not items:
         lines = [f"Nothing issued yet in {store_root()}. Next: certkit init-ca"]
     emit(json_out, [i.to_json() for i in items], lines)
 
@@ -74,7 +77,7 @@ def status(
     if report.ok:
         nxt = report.next_expiry
         lines = [
-            f"OK: {len(report.active)} certificates, none expires within {window}"
+            f"OK: {len(report.active)} certificates, none needs renewal yet (window {window})"
             + (f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}." if nxt else ".")
         ]
     else:
