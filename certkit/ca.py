@@ -39,6 +39,7 @@ class CAInfo:
     cert_path: str
     bundle_path: str | None = None
     error: str | None = None  # set by list_cas for a CA whose files cannot be read
+    replaced: str | None = None  # set by init_ca --force: where the previous CA was kept
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +103,7 @@ def init_ca(
     key = certs.generate_key(kt)
     cert = certs.make_ca(key, common_name or f"certkit CA {name}", days)
     store.ensure_dirs()
+    aside: Path | None = None
     with store.lock():
         if store.exists():
             if not force:
@@ -120,7 +122,9 @@ def init_ca(
             _write_ca_files(store.dir, cert, key, passphrase if encrypt else None)
     with store.transaction() as inv:
         inv.add(_record(cert, "ca", name, kt, cert))
-    return describe_ca(store)
+    info = describe_ca(store)
+    info.replaced = str(aside) if aside else None
+    return info
 
 
 def _free_name(path: Path) -> Path:

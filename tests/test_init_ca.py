@@ -58,6 +58,7 @@ def test_init_ca_force_keeps_the_old_ca_aside(certkit_home: Path) -> None:
     aside = list((certkit_home / "cas").glob("default.replaced-*"))
     assert len(aside) == 1
     assert (aside[0] / "ca.pem").read_bytes() == old
+    assert f"Previous CA kept in {aside[0]}" in r.stdout
     assert (aside[0] / "ca-key.pem").exists()
 
 

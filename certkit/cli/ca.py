@@ -47,8 +47,9 @@ def init_ca(
             f"Created CA {info.name!r} ({info.key_type}{encrypted}),"
             f" valid until {info.not_after[:10]}.",
             f"CA certificate: {info.cert_path}",
-            f"Next: certkit issue-server HOST{flag} --install   (on the Docker host)",
-        ],
+        ]
+        + ([f"Previous CA kept in {info.replaced}"] if info.replaced else [])
+        + [f"Next: certkit issue-server HOST{flag} --install   (on the Docker host)"],
     )
 
 
