@@ -328,3 +328,23 @@ def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbo
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert _tree(store.dir) == before
+
+
+def test_expiring_within_covers_every_ca_like_status_does() -> None:
+    _ok("init-ca")
+    _ok("init-ca", "--ca", "staging")
+    default, staging = CAStore(), CAStore("staging")
+    ca.issue(default, "client", "dev", "dev", days=365)
+    ca.issue(staging, "client", "qa", "qa", days=365)
+    _age(default, "dev", 355)
+    _age(staging, "qa", 355)
+    assert run_certkit("status").returncode == 1
+
+    data = json.loads(_ok("renew", "--expiring-within", "30", "--json"))
+    assert sorted(r["name"] for r in data["renewed"]) == ["dev", "qa"]
+    assert run_certkit("status").returncode == 0
+
+    only = json.loads(
+        _ok("renew", "--expiring-within", "400", "--ca", "staging", "--dry-run", "--json")
+    )
+    assert [d["name"] for d in only["due"]] == ["qa"]

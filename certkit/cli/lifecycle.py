@@ -12,7 +12,7 @@ from . import app
 from .output import CA_OPTION, JSON_OPTION, emit, warn
 
 if TYPE_CHECKING:
-    from ..lifecycle import Renewed, RotationReport
+    from ..lifecycle import DueReport, Renewed, RotationReport
 
 renew_app = typer.Typer(
     help=(
@@ -58,7 +58,9 @@ def renew_main(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --expiring-within: list what is due, change nothing."
     ),
-    ca: str = CA_OPTION,
+    ca: str = typer.Option(
+        None, "--ca", help="With --expiring-within: only this CA (default: every CA in the store)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Renew one certificate (renew server|client|ci NAME) or everything due.
@@ -80,15 +82,39 @@ def renew_main(
     _renew_due(ca, expiring_within, restart, dry_run, json_out)
 
 
-def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: bool) -> None:
+def _renew_due(
+    only_ca: str | None, within: float, restart: bool, dry_run: bool, json_out: bool
+) -> None:
+    """Renew what is due in every CA of the store (or only ``only_ca``), like ``status`` checks."""
+    from ..lifecycle import DueReport
+    from ..store import CAStore, list_ca_names
+
+    names = [only_ca] if only_ca else list_ca_names() or [CAStore().require().name]
+    merged = DueReport(within, [], [], [], [], dry_run)
+    lines: list[str] = []
+    for name in names:
+        report, ca_lines = _renew_due_in(name, within, restart, dry_run)
+        lines += ca_lines
+        merged.due += report.due
+        merged.renewed += report.renewed
+        merged.failed += report.failed
+        merged.ca_due += report.ca_due
+    if not merged.due:
+        lines.insert(0, f"Nothing expires within {within:g} days.")
+    emit(json_out, merged.to_json(), lines)
+    if not merged.ok:
+        raise typer.Exit(1)
+
+
+def _renew_due_in(
+    ca: str, within: float, restart: bool, dry_run: bool
+) -> tuple[DueReport, list[str]]:
     from ..lifecycle import renew_due
     from ..store import CAStore
 
     report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run)
     lines: list[str] = []
-    if not report.due:
-        lines.append(f"Nothing expires within {within:g} days.")
-    elif dry_run:
+    if dry_run and report.due:
         lines.append(f"Due within {within:g} days (dry run, nothing changed):")
         lines += [
             f"  {d['kind']:6} {d['name']:24} {d['not_after'][:10]}  {d['command']}"
@@ -104,9 +130,7 @@ def _renew_due(ca: str, within: float, restart: bool, dry_run: bool, json_out: b
         lines.append(
             f"The CA itself expires on {c['not_after'][:10]}: rotate it with `{c['command']}`."
         )
-    emit(json_out, report.to_json(), lines)
-    if not report.ok:
-        raise typer.Exit(1)
+    return report, lines
 
 
 def _renewed_lines(r: Renewed) -> list[str]:
