@@ -387,7 +387,10 @@ def load_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
         raise UsageError("The key is not encrypted, but a passphrase was given.") from None
     except ValueError:
         if passphrase is not None:
-            raise UsageError("Wrong passphrase for the CA key.") from None
+            raise UsageError(
+                "Wrong passphrase for the CA key: check CERTKIT_CA_PASSPHRASE, or unset it to "
+                "be asked on the terminal."
+            ) from None
         raise UsageError("The data is not a readable PEM private key.") from None
     if not isinstance(
         key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
