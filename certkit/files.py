@@ -51,6 +51,16 @@ def ensure_dir(path: StrPath, mode: int = PRIVATE_DIR) -> Path:
     return p
 
 
+def _through_link(path: StrPath) -> Path:
+    """The file to replace: a symlink's target, so the link itself survives.
+
+    Configuration managers often link ``/etc/docker/daemon.json`` to a file
+    they own; renaming over the link would silently cut it.
+    """
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -79,7 +89,7 @@ def _write_temp(path: Path, data: bytes, mode: int, *, fsync: bool = True) -> Pa
 
 def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> Path:
     """Write ``data`` to ``path`` atomically with ``mode``; the directory must exist."""
-    p = Path(path)
+    p = _through_link(path)
     raw = data.encode() if isinstance(data, str) else data
     tmp = _write_temp(p, raw, mode)
     try:
@@ -101,7 +111,7 @@ def atomic_write_many(items: Iterable[tuple[StrPath, bytes | str, int]]) -> list
     once instead of one after the other; the filesystem commits them together,
     which is about ten times faster on ext4 and flushes nothing but these files.
     """
-    batch = [(Path(path), data, mode) for path, data, mode in items]
+    batch = [(_through_link(path), data, mode) for path, data, mode in items]
     bulk = len(batch) >= _PARALLEL_MIN
     staged: list[tuple[Path, Path]] = []
     try:

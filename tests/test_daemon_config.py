@@ -377,3 +377,19 @@ def test_two_installs_in_one_second_keep_both_backups(tmp_path: Path) -> None:
     assert len(backups) == 2
     assert backups[0].read_text() == original  # the user's own file is never overwritten
     assert '"tcp://0.0.0.0:2376"' in backups[1].read_text()
+
+
+def test_a_symlinked_daemon_json_is_updated_where_it_points(tmp_path: Path) -> None:
+    """Configuration managers link daemon.json to a file they own: keep the link."""
+    sp = _root(tmp_path, "{}\n")
+    link = Path(sp.daemon_json)
+    managed = tmp_path / "managed" / "daemon.json"
+    managed.parent.mkdir()
+    managed.write_text('{"debug": true}\n')
+    link.unlink()
+    link.symlink_to(managed)
+    plan = plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
+    daemon.apply_plan_locally(plan)
+    assert link.is_symlink()
+    config = json.loads(managed.read_text())
+    assert config["debug"] is True and config["tlsverify"] is True
