@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit
+from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
@@ -47,11 +47,7 @@ def issue_client(
         None, "--from-file", help="File with one client name per line (# comments allowed)."
     ),
     days: int = typer.Option(365, "--days", help="Validity in days."),
-    key_type: str = typer.Option(
-        "ec-p256",
-        "--key-type",
-        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
-    ),
+    key_type: str = KEY_TYPE_OPTION,
     ca: str = CA_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace existing files in --out."),
     json_out: bool = JSON_OPTION,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit
+from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 
 ca_app = typer.Typer(help="Inspect the CAs in the store.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
@@ -15,11 +15,7 @@ app.add_typer(ca_app, name="ca")
 def init_ca(
     ca: str = CA_OPTION,
     cn: str = typer.Option(None, "--cn", help="Common name of the CA (default: certkit CA NAME)."),
-    key_type: str = typer.Option(
-        "ec-p256",
-        "--key-type",
-        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
-    ),
+    key_type: str = KEY_TYPE_OPTION,
     days: int = typer.Option(3650, "--days", help="Validity in days."),
     encrypt: bool = typer.Option(
         False,

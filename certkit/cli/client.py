@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit, warn
+from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, warn
 
 if TYPE_CHECKING:
     from ..client import ClientResult
@@ -37,11 +37,7 @@ def client_context(
     port: int = typer.Option(2376, "--port", help="TLS port of the daemon."),
     cn: str = typer.Option(None, "--cn", help="Common name of the certificate (default: NAME)."),
     days: int = typer.Option(365, "--days", help="Validity in days."),
-    key_type: str = typer.Option(
-        "ec-p256",
-        "--key-type",
-        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
-    ),
+    key_type: str = KEY_TYPE_OPTION,
     ca: str = CA_OPTION,
     description: str = typer.Option(None, "--description", help="Shown by `docker context ls`."),
     docker_config: str = DOCKER_CONFIG_OPTION,

@@ -10,6 +10,9 @@ import typer
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for machines.")
 CA_OPTION = typer.Option("default", "--ca", help="Name of the CA in the store.")
+KEY_TYPE_OPTION = typer.Option(
+    "ec-p256", "--key-type", help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519."
+)
 
 
 def emit(json_mode: bool, data: Any, lines: Iterable[str] = ()) -> None:

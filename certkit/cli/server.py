@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit, next_step, warn
+from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, next_step, warn
 
 if TYPE_CHECKING:
     from ..server import ServerResult
@@ -27,11 +27,7 @@ def issue_server(
         help="Another DNS name or IP address for the certificate (repeatable).",
     ),
     days: int = typer.Option(825, "--days", help="Validity in days."),
-    key_type: str = typer.Option(
-        "ec-p256",
-        "--key-type",
-        help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519.",
-    ),
+    key_type: str = KEY_TYPE_OPTION,
     ca: str = CA_OPTION,
     out: str = typer.Option(
         None, "--out", help="Also write ca.pem, server-cert.pem, server-key.pem into this dir."
