@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from . import certs, files, paths
+from .context import DEFAULT_PORT, check_port, format_host, parse_endpoint
 from .errors import OperationError, UsageError
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ CONTEXT_ENV = "CERTKIT_CONTEXT"
 LAYOUT_ENVS = (HOST_ENV, CA_ENV, CERT_ENV, KEY_ENV)
 GITHUB_ENV = "GITHUB_ENV"
 
-DEFAULT_PORT = 2376
 DEFAULT_DAYS = 30
 WARN_DAYS = 7
 # GitLab refuses CI/CD variable values longer than this.
@@ -81,55 +81,6 @@ def check_secret_format(value: str) -> Format:
 
 
 # ---------------------------------------------------------------- hosts
-
-
-def parse_docker_host(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """Split ``HOST``, ``HOST:PORT``, ``tcp://HOST[:PORT]`` or ``[IPv6]:PORT`` into (host, port).
-
-    The host is validated and normalised (lower case, IDN to A-labels).
-
-    >>> parse_docker_host("tcp://Docker1.example.com:2376")
-    ('docker1.example.com', 2376)
-    """
-    text = value.strip()
-    for scheme in ("tcp://", "https://"):
-        if text.lower().startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.rstrip("/")
-    port = default_port
-    if text.startswith("["):  # [IPv6] or [IPv6]:port
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = _port(rest.removeprefix(":"), value)
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = _port(port_text, value)
-    else:
-        host = text  # a name, an IPv4 address or a bare IPv6 address
-    if not host or "/" in host or "*" in host:
-        raise UsageError(
-            f"{value!r} is not a Docker host: give HOST, HOST:PORT or tcp://HOST:PORT."
-        )
-    names = certs.parse_names([host])
-    return names.all()[0], check_port(port)
-
-
-def _port(text: str, original: str) -> int:
-    if not text.isdigit():
-        raise UsageError(f"{original!r} has an invalid port; use a number from 1 to 65535.")
-    return int(text)
-
-
-def check_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise UsageError(f"Port {port} is out of range; use a number from 1 to 65535.")
-    return port
-
-
-def docker_host_url(host: str, port: int) -> str:
-    """``tcp://HOST:PORT``, IPv6 addresses in brackets."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"tcp://{shown}:{port}"
 
 
 # ---------------------------------------------------------------- the bundle
@@ -319,7 +270,7 @@ def _read_layout(env: Mapping[str, str]) -> Bundle:
             f"{HOST_ENV} is empty or not set; set it to tcp://HOST:PORT next to "
             f"{CA_ENV}, {CERT_ENV} and {KEY_ENV}."
         )
-    host, port = parse_docker_host(host_value)
+    host, port = parse_endpoint(host_value)
     ca, cert, key = (_pem_value(env, v) for v in (CA_ENV, CERT_ENV, KEY_ENV))
     context = env.get(CONTEXT_ENV, "").strip()
     return Bundle(host, port, context, ca, cert, key, "")
@@ -355,8 +306,7 @@ def check_bundle(
     and its CA are valid now.  Expiring within :data:`WARN_DAYS` is a warning.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    parse_docker_host(bundle.host, bundle.port)
-    check_port(bundle.port)
+    parse_endpoint(bundle.host, bundle.port)
     ca_certs = _load(lambda: certs.load_certs(bundle.ca.encode()), source, "CA certificate")
     cert = _load(lambda: certs.load_cert(bundle.cert.encode()), source, "certificate")
     key = _load(lambda: certs.load_key(bundle.key.encode()), source, "private key")
@@ -512,7 +462,7 @@ def export_settings(
             f"certkit ci export {shlex.quote(name)} --host HOST."
         )
     if host is not None:
-        host, parsed_port = parse_docker_host(host)
+        host, parsed_port = parse_endpoint(host)
         port = parsed_port if port is None else port
     else:
         host = str(opts["host"])
@@ -611,7 +561,7 @@ def _render_env(bundle: Bundle) -> str:
         f"# certkit CI secret, valid until {bundle.not_after[:10]}. Each *_PEM value is the\n"
         "# base64 of a PEM file (decode with `base64 -d`); `certkit ci bootstrap` reads them\n"
         "# as they are. Store the *_PEM lines as masked CI variables.\n"
-        f"{HOST_ENV}={docker_host_url(bundle.host, bundle.port)}\n"
+        f"{HOST_ENV}={format_host(bundle.host, bundle.port)}\n"
         f"{CONTEXT_ENV}={bundle.context}\n"
         + "".join(f"{var}={value}\n" for var, value in b64.items())
     )
@@ -731,7 +681,7 @@ class Bootstrapped:
         return {
             "ok": True,
             "context": self.context,
-            "docker_host": docker_host_url(self.host, self.port),
+            "docker_host": format_host(self.host, self.port),
             "ci_name": self.ci_name,
             "not_after": self.not_after,
             "days_left": round(self.days_left, 1),

@@ -73,8 +73,7 @@ def format_host(host: str, port: int) -> str:
     >>> format_host("::1", 2376)
     'tcp://[::1]:2376'
     """
-    if not 1 <= port <= 65535:
-        raise UsageError(f"Port {port} is out of range: use 1-65535 (Docker's TLS port is 2376).")
+    check_port(port)
     bare = host.strip().strip("[]")
     ip = _ip_or_none(bare)
     if ip is not None:
@@ -86,6 +85,52 @@ def format_host(host: str, port: int) -> str:
     if "*" in bare or "/" in bare or "@" in bare:
         raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
     return f"tcp://{normalize_dns_name(bare)}:{port}"
+
+
+def check_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise UsageError(f"Port {port} is out of range: use 1-65535 (Docker's TLS port is 2376).")
+    return port
+
+
+def parse_endpoint(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """Split ``HOST``, ``HOST:PORT``, ``tcp://HOST[:PORT]`` or ``[IPv6]:PORT`` into (host, port).
+
+    The host is validated and normalised (lower case, IDN to A-labels), so it
+    compares equal to the names in a certificate.
+
+    >>> parse_endpoint("tcp://Docker1.example.com:2376")
+    ('docker1.example.com', 2376)
+    """
+    from . import certs
+
+    text = value.strip()
+    for scheme in ("tcp://", "https://"):
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    port = default_port
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _port(rest.removeprefix(":"), value)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, value)
+    else:
+        host = text  # a name, an IPv4 address or a bare IPv6 address
+    if not host or "/" in host or "*" in host:
+        raise UsageError(
+            f"{value!r} is not a Docker host: give HOST, HOST:PORT or tcp://HOST:PORT."
+        )
+    names = certs.parse_names([host])
+    return names.all()[0], check_port(port)
+
+
+def _port(text: str, original: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"{original!r} has an invalid port; use a number from 1 to 65535.")
+    return int(text)
 
 
 def _ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

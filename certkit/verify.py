@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .context import parse_endpoint
 from .errors import UsageError
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-DEFAULT_PORT = 2376
 INSECURE_PORT = 2375
 WARN_DAYS = 30
 MAX_RESPONSE = 1 << 20  # /_ping and /version answers are tiny
@@ -101,28 +101,6 @@ class Report(Checklist):
 
 
 # ---------------------------------------------------------------- inputs
-
-
-def parse_endpoint(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port``, ``tcp://host:port`` -> (host, port)."""
-    text = value.strip()
-    for scheme in ("tcp://", "https://"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.rstrip("/")
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host:
-        raise UsageError(f"{value!r} is not HOST[:PORT]; example: docker1.example.com:2376.")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"{value!r} has an invalid port; use a number from 1 to 65535.")
-    return host, int(port_text)
 
 
 def context_endpoint(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:

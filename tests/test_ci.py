@@ -32,7 +32,8 @@ from support import (
 )
 
 from certkit import ca, certs
-from certkit.ci import Bundle, check_bundle, decode_bundle, parse_docker_host
+from certkit.ci import Bundle, check_bundle, decode_bundle
+from certkit.context import parse_endpoint
 from certkit.errors import UsageError
 from certkit.store import CAStore
 
@@ -145,14 +146,14 @@ def test_bundle_is_one_gitlab_maskable_line_that_round_trips() -> None:
         ("2001:db8::1", ("2001:db8::1", 2376)),
     ],
 )
-def test_parse_docker_host(value: str, expected: tuple[str, int]) -> None:
-    assert parse_docker_host(value) == expected
+def test_parse_endpoint(value: str, expected: tuple[str, int]) -> None:
+    assert parse_endpoint(value) == expected
 
 
 @pytest.mark.parametrize("value", ["", "tcp://", "host:99999", "host:abc", "a b", "*.example.com"])
-def test_parse_docker_host_refuses_junk(value: str) -> None:
+def test_parse_endpoint_refuses_junk(value: str) -> None:
     with pytest.raises(UsageError):
-        parse_docker_host(value)
+        parse_endpoint(value)
 
 
 # ---------------------------------------------------------------- export

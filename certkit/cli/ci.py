@@ -127,13 +127,13 @@ def _render_export(exported: Exported, out: Path | None, json_out: bool) -> None
 
 
 def _export_lines(exported: Exported, out: str | None) -> list[str]:
-    from ..ci import docker_host_url
+    from ..context import format_host
 
     b = exported.bundle
     rec = exported.record
     lines = [
         f"Issued CI certificate {rec.subject} (serial {rec.serial}) for "
-        f"{docker_host_url(b.host, b.port)}, valid until {rec.not_after[:10]}."
+        f"{format_host(b.host, b.port)}, valid until {rec.not_after[:10]}."
     ]
     for old in exported.superseded:
         lines.append(
@@ -205,11 +205,12 @@ def bootstrap(
 
 
 def _bootstrap_lines(r: Bootstrapped) -> list[str]:
-    from ..ci import describe_days, docker_host_url
+    from ..ci import describe_days
+    from ..context import format_host
 
     who = f"ci:{r.ci_name}" if r.ci_name else "the CI certificate"
     lines = [
-        f"Context {r.context!r} -> {docker_host_url(r.host, r.port)} "
+        f"Context {r.context!r} -> {format_host(r.host, r.port)} "
         f"({who}, valid until {r.not_after[:10]}, {describe_days(r.days_left)} left).",
     ]
     if r.used:
