@@ -95,6 +95,44 @@ def sandbox_daemon_settings(base: Path) -> dict[str, Any]:
 
 
 @dataclass
+class TCPDaemonConfig:
+    """A test daemon.json serving a unix socket and a free loopback TCP port."""
+
+    path: Path
+    unix_socket: str
+    port: int
+
+    def start_args(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`start_dockerd` (and the ``dockerd`` fixture)."""
+        return {
+            "config_file": self.path,
+            "unix_socket": self.unix_socket,
+            "tcp": [("127.0.0.1", self.port)],
+        }
+
+
+def write_tcp_daemon_json(base: Path, settings: dict[str, Any]) -> TCPDaemonConfig:
+    """Write ``base/daemon.json``: the sandbox keys, the two listeners, then ``settings``."""
+    port = free_port()
+    sock = str(base / "docker.sock")
+    config = base / "daemon.json"
+    write_json(
+        config,
+        {
+            **sandbox_daemon_settings(base),
+            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
+            **settings,
+        },
+    )
+    return TCPDaemonConfig(config, sock, port)
+
+
+def tlsverify_settings(ca: Path | str, cert: Path | str, key: Path | str) -> dict[str, Any]:
+    """The daemon.json keys certkit installs: mutual TLS against ``ca``."""
+    return {"tlsverify": True, "tlscacert": str(ca), "tlscert": str(cert), "tlskey": str(key)}
+
+
+@dataclass
 class Dockerd:
     """A running test dockerd (see :func:`start_dockerd`)."""
 
@@ -108,17 +146,23 @@ class Dockerd:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process_group(self.proc, timeout=20)
         # containerd is started by dockerd in the same process group: make sure it is gone.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM a process started with ``start_new_session``, SIGKILL it after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def dockerd_available() -> bool:

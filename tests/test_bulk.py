@@ -18,13 +18,12 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from support import (
     REPO,
-    free_port,
     refused,
     run_certkit,
-    sandbox_daemon_settings,
     strict_context,
     tls_get,
-    write_json,
+    tlsverify_settings,
+    write_tcp_daemon_json,
 )
 
 from certkit import bulk, certs, files
@@ -392,21 +391,12 @@ def test_bulk_certificates_serve_a_real_dockerd(
     clients = bulk.issue_clients(bulk.numbered_names("ci", 3), out=sandbox / "clients")
     server_dir = Path(str(servers.items[0].dir))
 
-    port = free_port()
-    sock = str(sandbox / "docker.sock")
-    config = sandbox / "daemon.json"
-    write_json(
-        config,
-        {
-            **sandbox_daemon_settings(sandbox),
-            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
-            "tlsverify": True,
-            "tlscacert": str(server_dir / "ca.pem"),
-            "tlscert": str(server_dir / "server-cert.pem"),
-            "tlskey": str(server_dir / "server-key.pem"),
-        },
+    tls = tlsverify_settings(
+        server_dir / "ca.pem", server_dir / "server-cert.pem", server_dir / "server-key.pem"
     )
-    dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    daemon = write_tcp_daemon_json(sandbox, tls)
+    dockerd(**daemon.start_args())
+    port = daemon.port
     for item in clients.items:
         d = Path(str(item.dir))
         ctx = strict_context(d / "ca.pem", d / "cert.pem", d / "key.pem")

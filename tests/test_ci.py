@@ -23,12 +23,11 @@ from typing import Any
 
 import pytest
 from support import (
-    free_port,
     refused,
     run_certkit,
-    sandbox_daemon_settings,
     strict_context,
-    write_json,
+    tlsverify_settings,
+    write_tcp_daemon_json,
 )
 
 from certkit import ca, certs
@@ -542,22 +541,11 @@ def test_end_to_end_github_env_alone_takes_docker_to_the_daemon(
     server = ca.issue(
         store, "server", "localhost", "localhost", certs.parse_names(["localhost", "127.0.0.1"])
     )
-    port = free_port()
-    sock = str(sandbox / "docker.sock")
-    config = sandbox / "daemon.json"
     (sandbox / "ca.pem").write_bytes(store.trust_bundle_pem())
-    write_json(
-        config,
-        {
-            **sandbox_daemon_settings(sandbox),
-            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
-            "tlsverify": True,
-            "tlscacert": str(sandbox / "ca.pem"),
-            "tlscert": str(server.cert_path),
-            "tlskey": str(server.key_path),
-        },
-    )
-    dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    tls = tlsverify_settings(sandbox / "ca.pem", server.cert_path, server.key_path)
+    daemon = write_tcp_daemon_json(sandbox, tls)
+    dockerd(**daemon.start_args())
+    port = daemon.port
 
     # Admin side.
     secret = _export("gha", "--host", "localhost", "--port", str(port))

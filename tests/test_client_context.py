@@ -25,15 +25,14 @@ import pytest
 from support import (
     Dockerd,
     dockerd_available,
-    free_port,
     refused,
     run_certkit,
-    sandbox_daemon_settings,
     short_tempdir,
     start_dockerd,
     strict_context,
     tls_get,
-    write_json,
+    tlsverify_settings,
+    write_tcp_daemon_json,
 )
 
 from certkit import ca, certs, context
@@ -90,23 +89,12 @@ def daemon() -> Iterator[Daemon]:
         )
         ca_file = base / "ca.pem"
         ca_file.write_bytes(store.trust_bundle_pem())
-    port = free_port()
-    sock = str(base / "docker.sock")
-    config = base / "daemon.json"
-    write_json(
-        config,
-        {
-            **sandbox_daemon_settings(base),
-            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
-            "tlsverify": True,
-            "tlscacert": str(ca_file),
-            "tlscert": str(server.cert_path),
-            "tlskey": str(server.key_path),
-        },
+    daemon = write_tcp_daemon_json(
+        base, tlsverify_settings(ca_file, server.cert_path, server.key_path)
     )
-    d = start_dockerd(base, config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    d = start_dockerd(base, **daemon.start_args())
     try:
-        yield Daemon(home, port, _server_version(sock), d)
+        yield Daemon(home, daemon.port, _server_version(daemon.unix_socket), d)
     finally:
         d.stop()
         shutil.rmtree(base, ignore_errors=True)

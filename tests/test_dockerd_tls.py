@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from support import (
-    free_port,
     refused,
     run_certkit,
-    sandbox_daemon_settings,
     strict_context,
     tls_get,
-    write_json,
+    tlsverify_settings,
+    write_tcp_daemon_json,
 )
 
 from certkit import certs
@@ -48,21 +47,10 @@ def test_real_dockerd_serves_mutual_tls_to_a_strict_client(sandbox: Path, docker
         )
         assert ok.returncode == 0, ok.stdout + ok.stderr
 
-    port = free_port()
-    sock = str(sandbox / "docker.sock")
-    config = sandbox / "daemon.json"
-    write_json(
-        config,
-        {
-            **sandbox_daemon_settings(sandbox),
-            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
-            "tlsverify": True,
-            "tlscacert": str(store.cert_path),
-            "tlscert": str(server_cert),
-            "tlskey": str(server_key),
-        },
-    )
-    dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
+    tls = tlsverify_settings(store.cert_path, server_cert, server_key)
+    daemon = write_tcp_daemon_json(sandbox, tls)
+    dockerd(**daemon.start_args())
+    port = daemon.port
 
     ctx = strict_context(store.cert_path, client_cert, client_key)
     status, body = tls_get("127.0.0.1", port, "/_ping", ctx, server_hostname="localhost")

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import free_port, run_certkit, sandbox_daemon_settings, write_json
+from support import (
+    free_port,
+    run_certkit,
+    sandbox_daemon_settings,
+    tlsverify_settings,
+    write_json,
+    write_tcp_daemon_json,
+)
 
 from certkit import ca, certs
 from certkit.store import CAStore
@@ -39,29 +46,14 @@ def _client(store: CAStore, name: str = "it", **kw: Any) -> list[str]:
 def _start(dockerd: Any, sandbox: Path, tls: dict[str, Any], sub: str = "d1") -> int:
     base = sandbox / sub
     base.mkdir()
-    port = free_port()
-    sock = str(base / "docker.sock")
-    config = base / "daemon.json"
-    write_json(
-        config,
-        {
-            **sandbox_daemon_settings(base),
-            "hosts": [f"unix://{sock}", f"tcp://127.0.0.1:{port}"],
-            **tls,
-        },
-    )
-    dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
-    return port
+    daemon = write_tcp_daemon_json(base, tls)
+    dockerd(**daemon.start_args())
+    return daemon.port
 
 
 def _certkit_style(store: CAStore, names: list[str]) -> dict[str, Any]:
     cert, key = _server_files(store, names)
-    return {
-        "tlsverify": True,
-        "tlscacert": str(store.cert_path),
-        "tlscert": str(cert),
-        "tlskey": str(key),
-    }
+    return tlsverify_settings(store.cert_path, cert, key)
 
 
 def _lines(out: str) -> dict[str, str]:
