@@ -75,7 +75,7 @@ def format_host(host: str, port: int) -> str:
     """
     check_port(port)
     bare = host.strip().strip("[]")
-    ip = _ip_or_none(bare)
+    ip = ip_or_none(bare)
     if ip is not None:
         return f"tcp://[{ip}]:{port}" if ip.version == 6 else f"tcp://{ip}:{port}"
     from .certs import looks_like_ip, normalize_dns_name
@@ -133,7 +133,8 @@ def _port(text: str, original: str) -> int:
     return int(text)
 
 
-def _ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``value`` as an IP address, or None when it is a name."""
     try:
         return ipaddress.ip_address(value)
     except ValueError:
@@ -147,7 +148,7 @@ def default_name_for(host: str) -> str:
     first part alone would name the network, not the host.
     """
     bare = host.strip().strip("[]")
-    if _ip_or_none(bare) is not None:
+    if ip_or_none(bare) is not None:
         candidate = re.sub(r"[^a-zA-Z0-9]+", "-", bare).strip("-")
     else:
         from contextlib import suppress

@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
-import os
 import socket
 import ssl
 import tempfile
@@ -26,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .context import parse_endpoint
+from . import files
+from .context import ip_or_none, parse_endpoint
 from .errors import UsageError
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -295,7 +295,7 @@ def name_covered(host: str, sans: list[str]) -> bool:
     except ValueError:
         ip = None
     if ip is not None:
-        return any(_as_ip(s) == ip for s in sans)
+        return any(ip_or_none(s) == ip for s in sans)
     name = target.rstrip(".").lower()
     if not name.isascii():
         import idna
@@ -312,13 +312,6 @@ def name_covered(host: str, sans: list[str]) -> bool:
         if s.startswith("*.") and first and rest == s[2:] and "." in rest:
             return True
     return False
-
-
-def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
 
 
 def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> None:
@@ -347,10 +340,12 @@ def _stranger_credentials() -> Iterator[tuple[Path, Path]]:
     cert = certs.make_leaf(ca_cert, ca_key, key.public_key(), "client", "stranger", days=1)
     with tempfile.TemporaryDirectory(prefix="certkit-verify-") as d:
         cert_path, key_path = Path(d) / "cert.pem", Path(d) / "key.pem"
-        cert_path.write_bytes(certs.cert_pem(cert))
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(certs.key_pem(key))
+        files.atomic_write_many(
+            [
+                (cert_path, certs.cert_pem(cert), files.PUBLIC_FILE),
+                (key_path, certs.key_pem(key), files.PRIVATE_FILE),
+            ]
+        )
         yield cert_path, key_path
 
 
@@ -453,36 +448,44 @@ def _check_client_session(
 def _check_refusals(
     report: Report, host: str, port: int, creds: Credentials, timeout: float
 ) -> None:
-    accepted, why = _accepted(host, port, _context(None), timeout)
-    if accepted:
-        report.add(
-            "client-cert-required",
-            FAIL,
-            "the server answered /_ping WITHOUT a client certificate: anyone who reaches "
-            "this port controls Docker; set tlsverify: true and tlscacert in daemon.json "
-            "(certkit issue-server HOST --install does) and restart dockerd",
-        )
-    elif accepted is None:
-        report.add("client-cert-required", WARN, f"cannot tell, no clear answer: {why}")
-    else:
-        report.add(
-            "client-cert-required", PASS, f"a client without a certificate is refused ({why})"
-        )
+    _add_refusal(
+        report,
+        "client-cert-required",
+        _accepted(host, port, _context(None), timeout),
+        refused="a client without a certificate is refused",
+        accepted="the server answered /_ping WITHOUT a client certificate: anyone who reaches "
+        "this port controls Docker; set tlsverify: true and tlscacert in daemon.json "
+        "(certkit issue-server HOST --install does) and restart dockerd",
+    )
     with _stranger_credentials() as (cert, key):
-        accepted, why = _accepted(host, port, _context(None, cert, key), timeout)
-    if accepted:
-        report.add(
-            "unknown-ca-refused",
-            FAIL,
-            "the server accepted a client certificate from a throwaway CA: it does not check "
-            "client certificates against your CA only (tlsverify off, or tlscacert trusts more)",
-        )
-    elif accepted is None:
-        report.add("unknown-ca-refused", WARN, f"cannot tell, no clear answer: {why}")
+        answer = _accepted(host, port, _context(None, cert, key), timeout)
+    _add_refusal(
+        report,
+        "unknown-ca-refused",
+        answer,
+        refused="a client certificate from another CA is refused",
+        accepted="the server accepted a client certificate from a throwaway CA: it does not "
+        "check client certificates against your CA only (tlsverify off, or tlscacert trusts "
+        "more)",
+    )
+
+
+def _add_refusal(
+    report: Report,
+    name: str,
+    answer: tuple[bool | None, str],
+    *,
+    refused: str,
+    accepted: str,
+) -> None:
+    """PASS when the server refused the connection, FAIL when it accepted, WARN when unclear."""
+    ok, why = answer
+    if ok:
+        report.add(name, FAIL, accepted)
+    elif ok is None:
+        report.add(name, WARN, f"cannot tell, no clear answer: {why}")
     else:
-        report.add(
-            "unknown-ca-refused", PASS, f"a client certificate from another CA is refused ({why})"
-        )
+        report.add(name, PASS, f"{refused} ({why})")
 
 
 def _check_insecure_port(report: Report, host: str, port: int, timeout: float) -> None:
