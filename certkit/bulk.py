@@ -35,16 +35,11 @@ from .certs import (
     parse_names,
 )
 from .errors import OperationError, UsageError
-from .paths import DEFAULT_CA
+from .paths import CLIENT_FILES, DEFAULT_CA, SERVER_FILES
 
 StrPath = files.StrPath
 Progress = Callable[[int], None]
 """Called with how many more certificates are done (for a progress bar)."""
-
-CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")
-"""What a client directory holds: the names ``DOCKER_CERT_PATH`` expects."""
-SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")
-"""What a server directory holds: the names ``issue-server --out`` uses."""
 
 MAX_BATCH = 100_000
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
@@ -297,18 +292,13 @@ def _run(
     issued = issue_many(store, requests, progress=progress)
     writes: list[tuple[StrPath, bytes | str, int]] = []
     items: list[BulkItem] = []
-    ca_name, cert_name, key_name = plan.file_names
     for one, d in zip(issued, plan.dirs, strict=True):
         rec = one.record
         item = BulkItem(rec.name, rec.serial, rec.sans, rec.not_after, rec.fingerprint)
         if d is not None:
             item.dir = str(d)
             item.files = [str(d / f) for f in plan.file_names]
-            writes += [
-                (d / ca_name, one.ca_pem, files.PUBLIC_FILE),
-                (d / cert_name, one.cert_pem, files.PUBLIC_FILE),
-                (d / key_name, one.key_pem, files.PRIVATE_FILE),
-            ]
+            writes += files.tls_files(d, plan.file_names, one.ca_pem, one.cert_pem, one.key_pem)
         items.append(item)
     try:
         for d in {d for d in plan.dirs if d is not None}:

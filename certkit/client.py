@@ -198,11 +198,7 @@ def client_files(
     )
     files.ensure_dir(out_dir, files.PRIVATE_DIR)
     files.atomic_write_many(
-        [
-            (out_dir / "ca.pem", issued.ca_pem, files.PUBLIC_FILE),
-            (out_dir / "cert.pem", issued.cert_pem, files.PUBLIC_FILE),
-            (out_dir / "key.pem", issued.key_pem, files.PRIVATE_FILE),
-        ]
+        files.tls_files(out_dir, paths.CLIENT_FILES, issued.ca_pem, issued.cert_pem, issued.key_pem)
     )
     ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
     result = _result(issued, name, ca, endpoint)

@@ -37,7 +37,7 @@ from .errors import OperationError, UsageError
 
 StrPath = str | os.PathLike[str]
 
-TLS_FILES = ("ca.pem", "cert.pem", "key.pem")  # the only names the docker CLI reads
+TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
 ENDPOINT = "docker"
 DEFAULT_PORT = 2376
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")

@@ -38,15 +38,13 @@ from typing import Any
 
 from . import files
 from .errors import OperationError, UsageError
-from .paths import SystemPaths
+from .paths import SERVER_FILES, SystemPaths
 
 METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json")
 DEFAULT_LISTEN = "0.0.0.0"
 DEFAULT_PORT = 2376
 PLAIN_PORT = 2375  # Docker's port for unencrypted TCP
-CA_FILE = "ca.pem"
-CERT_FILE = "server-cert.pem"
-KEY_FILE = "server-key.pem"
+CA_FILE, CERT_FILE, KEY_FILE = SERVER_FILES
 RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
 
 

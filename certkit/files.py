@@ -177,6 +177,22 @@ def _fsync_all(paths: list[Path]) -> None:
         raise errors[0]
 
 
+def tls_files(
+    directory: StrPath, names: tuple[str, str, str], ca_pem: bytes, cert_pem: bytes, key_pem: bytes
+) -> list[tuple[StrPath, bytes | str, int]]:
+    """The writes of a TLS directory for :func:`atomic_write_many`: only the key is private.
+
+    ``names`` is one of :data:`certkit.paths.CLIENT_FILES` or ``SERVER_FILES``.
+    """
+    d = Path(directory)
+    ca_name, cert_name, key_name = names
+    return [
+        (d / ca_name, ca_pem, PUBLIC_FILE),
+        (d / cert_name, cert_pem, PUBLIC_FILE),
+        (d / key_name, key_pem, PRIVATE_FILE),
+    ]
+
+
 def read_text(path: StrPath) -> str | None:
     """Return the file's text, or None when it does not exist."""
     try:

@@ -412,9 +412,6 @@ def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
 
 # ---- files handed out (--out dirs) and clients
 
-SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")
-CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")
-
 
 def _out_dir(record: Record) -> str | None:
     """The directory ``--out`` wrote the files to (issue-server, client --client-only, bulk)."""
@@ -425,13 +422,8 @@ def _out_dir(record: Record) -> str | None:
 def _rewrite_out_dir(out: str, names: tuple[str, str, str], fresh: Reissued) -> list[str]:
     """Replace the three files in a handed-out directory; the key stays 0600."""
     d = files.ensure_dir(Path(out), files.PRIVATE_DIR) if not Path(out).exists() else Path(out)
-    ca_name, cert_name, key_name = names
     written = files.atomic_write_many(
-        [
-            (d / ca_name, fresh.ca_pem, files.PUBLIC_FILE),
-            (d / cert_name, fresh.cert_pem, files.PUBLIC_FILE),
-            (d / key_name, fresh.key_pem, files.PRIVATE_FILE),
-        ]
+        files.tls_files(d, names, fresh.ca_pem, fresh.cert_pem, fresh.key_pem)
     )
     return [str(w) for w in written]
 
@@ -457,10 +449,10 @@ def _put_client(store: CAStore, fresh: Reissued, result: Renewed) -> None:
             force=True,
         )
         result.installed = [str(info.tls_dir)]
-        result.written = [str(info.tls_dir / f) for f in CLIENT_FILES]
+        result.written = [str(info.tls_dir / f) for f in paths.CLIENT_FILES]
         result.notes.append(f"docker context {context!r} updated in place; no restart needed")
     elif out:
-        result.installed = result.written = _rewrite_out_dir(out, CLIENT_FILES, fresh)
+        result.installed = result.written = _rewrite_out_dir(out, paths.CLIENT_FILES, fresh)
         result.notes.append("files replaced in place; no restart needed")
     else:
         d = store.issued_dir(fresh.record.serial)
@@ -602,7 +594,7 @@ def _put_server(
     written: list[str] = []
     out = _out_dir(fresh.old)
     if out:
-        written += _rewrite_out_dir(out, SERVER_FILES, fresh)
+        written += _rewrite_out_dir(out, paths.SERVER_FILES, fresh)
     if setup.install:
         outcome = setup.install_files(fresh.ca_pem, fresh.cert_pem, fresh.key_pem, restart=restart)
         result.written = [setup.where(p) for p in outcome.plan.written]

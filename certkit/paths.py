@@ -55,6 +55,9 @@ CERT_DIR = PurePosixPath("/etc/docker/certkit")
 DEFAULT_DOCKER = PurePosixPath("/etc/default/docker")
 DROPIN_DIR = PurePosixPath("/etc/systemd/system/docker.service.d")
 DROPIN_NAME = "certkit.conf"
+# The files of a handed-out TLS directory: CA certificate, certificate, key.
+CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")  # DOCKER_CERT_PATH's and a context's names
+SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")  # Docker's documented names
 # dockerd's local socket: kept in daemon.json's hosts when certkit writes that key.
 DOCKER_SOCKET = PurePosixPath("/var/run/docker.sock")
 # Where packaged docker units live; later entries override earlier ones.

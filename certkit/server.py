@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import certs, files, paths
 from .daemon import (
-    CA_FILE,
-    CERT_FILE,
-    KEY_FILE,
     InstallOptions,
     InstallPlan,
     PortWaiter,
@@ -195,11 +192,7 @@ def _write_out(out: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict
             "choose another directory."
         ) from None
     written = files.atomic_write_many(
-        [
-            (d / CA_FILE, ca_pem, files.PUBLIC_FILE),
-            (d / CERT_FILE, cert_pem, files.PUBLIC_FILE),
-            (d / KEY_FILE, key_pem, files.PRIVATE_FILE),
-        ]
+        files.tls_files(d, paths.SERVER_FILES, ca_pem, cert_pem, key_pem)
     )
     return dict(zip(("ca", "cert", "key"), map(str, written), strict=True))
 
