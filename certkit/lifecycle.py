@@ -121,10 +121,8 @@ def _validity_days(record: Record) -> int:
     days = record.options.get("days")
     if isinstance(days, int) and days > 0:
         return days
-    span = dt.datetime.fromisoformat(record.not_after) - dt.datetime.fromisoformat(
-        record.not_before
-    )
-    return max(1, round((span - certs.BACKDATE).total_seconds() / 86400))
+    backdate_days = certs.BACKDATE.total_seconds() / 86400
+    return max(1, round(record.lifetime_days - backdate_days))
 
 
 def _installed_trust(record: Record) -> list[str] | None:

@@ -89,7 +89,9 @@ def _renew_due(
     from ..lifecycle import DueReport
     from ..store import CAStore, list_ca_names
 
-    names = [only_ca] if only_ca else list_ca_names() or [CAStore().require().name]
+    names = [only_ca] if only_ca else list_ca_names()
+    if not names:
+        CAStore().require()  # no CA at all: its error says how to create one
     merged = DueReport(within, [], [], [], [], dry_run)
     lines: list[str] = []
     for name in names:
