@@ -20,7 +20,7 @@ this module loads ``cryptography`` but never the docker SDK.
 from __future__ import annotations
 
 from .ca import CAInfo, Issued, LeafRequest, describe_ca, init_ca, issue, issue_many, list_cas
-from .certs import KEY_TYPES, parse_names
+from .certs import KEY_TYPES
 from .ci import bootstrap, decode_bundle, export_ci, export_settings
 from .client import client_context, client_files
 from .context import (
@@ -36,6 +36,7 @@ from .doctor import doctor
 from .errors import CertkitError, OperationError, UsageError
 from .inventory import list_items, status
 from .lifecycle import finish_rotation, renew, renew_due, rotation_status, start_rotation
+from .names import parse_names
 from .remote import remote_install
 from .server import issue_server
 from .store import CAStore, Record

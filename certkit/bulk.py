@@ -25,16 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from . import files
-from .certs import (
-    DEFAULT_KEY_TYPE,
-    Kind,
-    SubjectNames,
-    check_days,
-    check_key_type,
-    looks_like_ip,
-    parse_names,
-)
+from .certs import DEFAULT_KEY_TYPE, Kind, check_days, check_key_type
 from .errors import OperationError, UsageError
+from .names import SubjectNames, common_name_for, looks_like_ip, parse_names
 from .paths import CLIENT_FILES, DEFAULT_CA, SERVER_FILES
 
 StrPath = files.StrPath
@@ -240,11 +233,6 @@ def _check_targets(plan: _Plan, force: bool) -> None:
         raise UsageError(f"{clashes[0]} already exists{more}; {plan.replace_hint}.")
 
 
-def _common_name(name: str) -> str:
-    """The name itself, or its first label when too long for a CN (as issue-server does)."""
-    return name if len(name) <= 64 else name.split(".", 1)[0][:64]
-
-
 def _options(kind: Kind, names: SubjectNames | None, d: Path | None, days: int) -> dict[str, Any]:
     """What renewal needs to issue it again the same way and rewrite its files.
 
@@ -280,7 +268,7 @@ def _run(
         LeafRequest(
             plan.kind,
             name,
-            _common_name(name),
+            common_name_for(name),
             names,
             days,
             kt,

@@ -20,8 +20,9 @@ from typing import Any
 from cryptography import x509
 
 from . import certs, files
-from .certs import PrivateKey, SubjectNames
+from .certs import PrivateKey
 from .errors import UsageError
+from .names import SubjectNames
 from .store import CAStore, Record, get_passphrase, list_ca_names
 
 
@@ -303,7 +304,7 @@ def issue(
     """Issue one leaf certificate from ``store``'s CA and record it.
 
     >>> store = CAStore("default")
-    >>> server = issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]))
+    >>> server = issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]))
     """
     req = LeafRequest(kind, name, common_name, names, days, key_type, key, not_after, options or {})
     return issue_many(store, [req])[0]

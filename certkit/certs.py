@@ -1,4 +1,4 @@
-"""Pure certificate logic: keys, names, and the three certificate profiles.
+"""Pure certificate logic: keys and the three certificate profiles.
 
 No I/O happens here.  Every certificate starts from :func:`_builder` (subject,
 validity, serial, public key, SKI) and each profile adds only its own
@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from cryptography import x509
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import UsageError
+from .names import SubjectNames
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
@@ -84,138 +84,13 @@ def random_serial() -> int:
     return secrets.randbits(127) | 1 << 126
 
 
-# ---------------------------------------------------------------- names
-
-
-@dataclass(frozen=True)
-class SubjectNames:
-    """The DNS names and IP addresses a server certificate is valid for."""
-
-    dns: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-
-    def all(self) -> list[str]:
-        return [*self.dns, *self.ips]
-
-    def general_names(self) -> list[x509.GeneralName]:
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in self.dns]
-        names += [x509.IPAddress(ipaddress.ip_address(i)) for i in self.ips]
-        return names
-
-
-def _to_a_label(label: str) -> str:
-    if label.isascii():
-        return label
-    import idna
-
-    try:
-        return idna.encode(label).decode()
-    except idna.IDNAError as e:
-        raise UsageError(f"{label!r} is not a valid internationalized name: {e}.") from None
-
-
-def _check_a_label(original: str, label: str) -> None:
-    """Refuse an ``xn--`` label that is not valid Punycode (clients could not match it)."""
-    if not label.startswith("xn--"):
-        return
-    import idna
-
-    try:
-        idna.decode(label)
-    except (idna.IDNAError, UnicodeError):
-        raise UsageError(
-            f"{original!r} has {label!r}, which is not a valid internationalized label."
-        ) from None
-
-
-def normalize_dns_name(name: str) -> str:
-    """Validate a DNS name (IDN to A-labels, wildcard only as the whole leftmost label)."""
-    original = name
-    name = name.strip().rstrip(".").lower()
-    if not name or any(c.isspace() for c in original.strip()):
-        raise UsageError(f"{original!r} is not a valid host name (empty or contains spaces).")
-    labels = name.split(".")
-    out: list[str] = []
-    for i, label in enumerate(labels):
-        if label == "":
-            raise UsageError(f"{original!r} is not a valid host name: it has an empty label.")
-        if "*" in label:
-            if label != "*" or i != 0:
-                raise UsageError(
-                    f"{original!r} has '*' in the wrong place: a wildcard must be the whole "
-                    "leftmost label, as in *.example.com."
-                )
-            if len(labels) < 3:
-                raise UsageError(
-                    f"{original!r} is too broad: a wildcard needs at least two labels after it."
-                )
-            out.append(label)
-            continue
-        a_label = _to_a_label(label)
-        if len(a_label) > 63:
-            raise UsageError(f"{original!r} has a label longer than 63 characters.")
-        if not all(c.isalnum() or c in "-_" for c in a_label) or "-" in (a_label[0], a_label[-1]):
-            raise UsageError(
-                f"{original!r} is not a valid host name: use letters, digits and '-' "
-                "(not at the start or end of a label)."
-            )
-        _check_a_label(original, a_label)
-        out.append(a_label)
-    if out[-1].isdigit():
-        # 1.2.3 or 10.0.0.1. : a mistyped IP address, never a real host name.
-        raise UsageError(f"{original!r} is neither a valid IP address nor a host name.")
-    result = ".".join(out)
-    if len(result) > 253:
-        raise UsageError(f"{original!r} is longer than 253 characters.")
-    return result
-
-
-def looks_like_ip(value: str) -> bool:
-    v = value.strip().strip("[]")
-    if ":" in v:
-        return True
-    return all(part.isdigit() for part in v.split(".")) and v.count(".") == 3
-
-
-def _normalize_ip(value: str) -> str:
-    """The canonical text of an IP address for a SAN; UsageError for anything else."""
-    text = value.strip().strip("[]")
-    if "%" in text:
-        raise UsageError(
-            f"{value!r} has an IPv6 zone ('%...'), which a certificate cannot hold: "
-            f"use {text.split('%')[0]}."
-        )
-    if "/" in text or "://" in text or text.count(":") == 1:
-        raise UsageError(
-            f"{value!r} is not a host name or IP address: give the name or address "
-            "alone, without a scheme, port or prefix length."
-        )
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise UsageError(f"{value!r} is not a valid IP address.") from None
-
-
-def parse_names(values: list[str]) -> SubjectNames:
-    """Sort host names and IP addresses into :class:`SubjectNames`, validating each.
-
-    Duplicates are dropped, order is kept: the first name is the primary one.
-    """
-    dns: list[str] = []
-    ips: list[str] = []
-    for value in values:
-        if looks_like_ip(value):
-            ip = _normalize_ip(value)
-            if ip not in ips:
-                ips.append(ip)
-        else:
-            name = normalize_dns_name(value)
-            if name not in dns:
-                dns.append(name)
-    return SubjectNames(tuple(dns), tuple(ips))
-
-
 # ---------------------------------------------------------------- profiles
+
+
+def _general_names(names: SubjectNames) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = [x509.DNSName(d) for d in names.dns]
+    out += [x509.IPAddress(ipaddress.ip_address(i)) for i in names.ips]
+    return out
 
 
 def _name(cn: str, org: str = "certkit") -> x509.Name:
@@ -337,7 +212,7 @@ def make_leaf(
     )
     if names is not None and names.all():
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(names.general_names()), critical=False
+            x509.SubjectAlternativeName(_general_names(names)), critical=False
         )
     return builder.sign(ca_key, _hash_for(ca_key))
 

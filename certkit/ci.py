@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from . import certs, files, paths
-from .context import DEFAULT_PORT, check_port, format_host, parse_endpoint
 from .errors import OperationError, UsageError
+from .names import DOCKER_TLS_PORT, check_port, format_host, parse_endpoint
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -466,7 +466,7 @@ def export_settings(
         port = parsed_port if port is None else port
     else:
         host = str(opts["host"])
-    port = check_port(int(opts.get("port", DEFAULT_PORT)) if port is None else port)
+    port = check_port(int(opts.get("port", DOCKER_TLS_PORT)) if port is None else port)
     days = certs.check_days(int(opts.get("days", DEFAULT_DAYS)) if days is None else days)
     key_type = certs.check_key_type(key_type or str(opts.get("key_type", certs.DEFAULT_KEY_TYPE)))
     context = validate_context_name(context or str(opts.get("context", name)))
@@ -570,7 +570,7 @@ def _render_env(bundle: Bundle) -> str:
 def export_command(settings: ExportSettings, ca_name: str) -> str:
     """The ``certkit ci export`` command line that re-creates ``settings``."""
     parts = ["certkit", "ci", "export", settings.name, "--host", settings.host]
-    if settings.port != DEFAULT_PORT:
+    if settings.port != DOCKER_TLS_PORT:
         parts += ["--port", str(settings.port)]
     if settings.days != DEFAULT_DAYS:
         parts += ["--days", str(settings.days)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ca as ca_ops
-from . import certs, context, files, paths
+from . import certs, context, files, names, paths
 from .errors import UsageError
 from .store import CAStore
 
@@ -75,7 +75,7 @@ def _check_cn(cn: str) -> str:
 def client_context(
     name: str | None,
     host: str,
-    port: int = context.DEFAULT_PORT,
+    port: int = names.DOCKER_TLS_PORT,
     *,
     cn: str | None = None,
     days: int = DEFAULT_DAYS,
@@ -99,7 +99,7 @@ def client_context(
     'tcp://docker1.example.com:2376'
     """
     name = context.validate_context_name(name) if name else context.default_name_for(host)
-    endpoint = context.format_host(host, port)
+    endpoint = names.format_host(host, port)
     bare_host = endpoint[len("tcp://") : endpoint.rindex(":")].strip("[]")
     common_name = _check_cn(cn or name)
     kt = certs.check_key_type(key_type)
@@ -157,7 +157,7 @@ def client_files(
     name: str | None,
     out: StrPath,
     host: str | None = None,
-    port: int = context.DEFAULT_PORT,
+    port: int = names.DOCKER_TLS_PORT,
     *,
     cn: str | None = None,
     days: int = DEFAULT_DAYS,
@@ -175,7 +175,7 @@ def client_files(
     if not name and not host:
         raise UsageError("Give a NAME or --host for the client certificate.")
     name = context.validate_context_name(name) if name else context.default_name_for(str(host))
-    endpoint = context.format_host(host, port) if host else None
+    endpoint = names.format_host(host, port) if host else None
     common_name = _check_cn(cn or name)
     kt = certs.check_key_type(key_type)
     if not_after is None:

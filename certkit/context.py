@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import re
@@ -34,12 +33,12 @@ from typing import Any
 
 from . import files, paths
 from .errors import OperationError, UsageError
+from .names import format_host, ip_or_none, normalize_dns_name
 
 StrPath = str | os.PathLike[str]
 
 TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
 ENDPOINT = "docker"
-DEFAULT_PORT = 2376
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")
 # Variables that make requests (hence docker-py) ignore the context's ca.pem.
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -67,80 +66,6 @@ def context_id(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def format_host(host: str, port: int) -> str:
-    """``tcp://HOST:PORT`` for a context endpoint; IPv6 addresses are bracketed.
-
-    >>> format_host("::1", 2376)
-    'tcp://[::1]:2376'
-    """
-    check_port(port)
-    bare = host.strip().strip("[]")
-    ip = ip_or_none(bare)
-    if ip is not None:
-        return f"tcp://[{ip}]:{port}" if ip.version == 6 else f"tcp://{ip}:{port}"
-    from .certs import looks_like_ip, normalize_dns_name
-
-    if looks_like_ip(bare):
-        raise UsageError(f"{host!r} is not a valid IP address.")
-    if "*" in bare or "/" in bare or "@" in bare:
-        raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
-    return f"tcp://{normalize_dns_name(bare)}:{port}"
-
-
-def check_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise UsageError(f"Port {port} is out of range: use 1-65535 (Docker's TLS port is 2376).")
-    return port
-
-
-def parse_endpoint(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """Split ``HOST``, ``HOST:PORT``, ``tcp://HOST[:PORT]`` or ``[IPv6]:PORT`` into (host, port).
-
-    The host is validated and normalised (lower case, IDN to A-labels), so it
-    compares equal to the names in a certificate.
-
-    >>> parse_endpoint("tcp://Docker1.example.com:2376")
-    ('docker1.example.com', 2376)
-    """
-    from . import certs
-
-    text = value.strip()
-    for scheme in ("tcp://", "https://"):
-        if text.lower().startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.rstrip("/")
-    port = default_port
-    if text.startswith("["):  # [IPv6] or [IPv6]:port
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = _port(rest.removeprefix(":"), value)
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = _port(port_text, value)
-    else:
-        host = text  # a name, an IPv4 address or a bare IPv6 address
-    if not host or "/" in host or "*" in host:
-        raise UsageError(
-            f"{value!r} is not a Docker host: give HOST, HOST:PORT or tcp://HOST:PORT."
-        )
-    names = certs.parse_names([host])
-    return names.all()[0], check_port(port)
-
-
-def _port(text: str, original: str) -> int:
-    if not text.isdigit():
-        raise UsageError(f"{original!r} has an invalid port; use a number from 1 to 65535.")
-    return int(text)
-
-
-def ip_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``value`` as an IP address, or None when it is a name."""
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
-
-
 def default_name_for(host: str) -> str:
     """A context name derived from a host: ``Docker1.example.com`` -> ``docker1``.
 
@@ -152,8 +77,6 @@ def default_name_for(host: str) -> str:
         candidate = re.sub(r"[^a-zA-Z0-9]+", "-", bare).strip("-")
     else:
         from contextlib import suppress
-
-        from .certs import normalize_dns_name
 
         with suppress(UsageError):  # a bad host is reported by format_host
             bare = normalize_dns_name(bare)  # as in the endpoint: lower case, IDN A-labels

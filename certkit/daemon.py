@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
-import ipaddress
 import json
 import os
 import re
@@ -38,12 +37,11 @@ from typing import Any
 
 from . import files
 from .errors import OperationError, UsageError
+from .names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
 from .paths import SERVER_FILES, SystemPaths
 
 METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json")
 DEFAULT_LISTEN = "0.0.0.0"
-DEFAULT_PORT = 2376
-PLAIN_PORT = 2375  # Docker's port for unencrypted TCP
 CA_FILE, CERT_FILE, KEY_FILE = SERVER_FILES
 RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
 
@@ -396,7 +394,7 @@ def _tcp_port(host: str, tls: bool) -> int | None:
     m = re.match(r"^(?:\[[^\]]*\]|[^:]*)(?::(\d+))?$", rest)
     if m and m.group(1):
         return int(m.group(1))
-    return DEFAULT_PORT if tls else PLAIN_PORT
+    return DOCKER_TLS_PORT if tls else DOCKER_PLAIN_PORT
 
 
 def _tls_on(config: dict[str, Any], args: list[str]) -> bool:
@@ -425,34 +423,9 @@ def insecure_listeners(files_: HostFiles) -> list[str]:
     out: list[str] = []
     for host in [*flags, *in_json]:
         port = _tcp_port(host, tls)
-        if port is not None and (not tls or port == PLAIN_PORT) and host not in out:
+        if port is not None and (not tls or port == DOCKER_PLAIN_PORT) and host not in out:
             out.append(host)
     return out
-
-
-def tcp_host(listen: str, port: int) -> str:
-    """``tcp://LISTEN:PORT``, with an IPv6 address in brackets."""
-    addr = listen.strip("[]")
-    if ":" in addr:
-        return f"tcp://[{addr}]:{port}"
-    return f"tcp://{addr}:{port}"
-
-
-def check_listen(listen: str, port: int) -> str:
-    """Validate ``--listen`` (an IP address or host name) and ``--port``; the normalized address."""
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port} is not a TCP port: use 1-65535 (Docker's TLS port: 2376).")
-    addr = listen.strip().strip("[]")
-    try:
-        return str(ipaddress.ip_address(addr))
-    except ValueError:
-        pass
-    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", addr):
-        raise UsageError(
-            f"--listen {listen!r} is not an IP address or host name: use e.g. 0.0.0.0 "
-            "(every IPv4 address), :: or 10.0.0.5."
-        )
-    return addr
 
 
 # ---------------------------------------------------------------- planning
@@ -463,7 +436,7 @@ class InstallOptions:
     """How to install: where TCP listens, where the files go, which method."""
 
     listen: str = DEFAULT_LISTEN
-    port: int = DEFAULT_PORT
+    port: int = DOCKER_TLS_PORT
     cert_dir: str | None = None  # absolute, as on the host; None: /etc/docker/certkit
     method: str = "auto"
     keep_insecure: bool = False

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from . import certs, files, paths
+from . import certs, files, names, paths
 from .errors import OperationError, UsageError
 from .paths import DEFAULT_CA
 from .store import CAStore, Record, get_passphrase
@@ -196,16 +196,16 @@ def _request_for(
 
     if add_names and record.kind != "server":
         raise UsageError("--san only applies to server certificates.")
-    names = certs.parse_names([*record.sans, *(add_names or [])])
+    subject_names = names.parse_names([*record.sans, *(add_names or [])])
     validity = certs.check_days(days) if days is not None else _validity_days(record)
     options = {**record.options, "renewed_from": record.serial}
     if record.kind == "server" and add_names:
-        options["sans"] = names.all()
+        options["sans"] = subject_names.all()
     return LeafRequest(
         kind=record.kind,  # type: ignore[arg-type]
         name=record.name,
         common_name=record.subject,
-        names=names if names.all() else None,
+        names=subject_names if subject_names.all() else None,
         days=validity,
         key_type=record.key_type,
         key=_load_stored_key(store, record) if reuse_key else None,
@@ -621,7 +621,7 @@ def _server_dry_run(
 ) -> Renewed:
     """What renewing would change on the host; nothing is issued or written."""
     if add_names:
-        certs.parse_names([*record.sans, *add_names])  # bad names fail now, not later
+        names.parse_names([*record.sans, *add_names])  # bad names fail now, not later
     setup = _install_setup(record, srv)
     result = Renewed(
         kind="server",

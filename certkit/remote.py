@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
 import secrets
 import shlex
@@ -37,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from . import certs, daemon, files
 from .ca import mark_installed
 from .errors import OperationError, UsageError
+from .names import ip_or_none
 from .paths import SystemPaths
 from .server import InstallOutcome, ServerResult, issue_into, server_names
 from .store import CAStore
@@ -102,11 +102,11 @@ def parse_target(spec: str) -> SSHTarget:
         if not sep or (tail and not tail.startswith(":")):
             raise bad
         port_text = tail[1:] if tail else None
-        if not _is_ipv6(host):
+        if _ipv6_or_none(host) is None:
             raise bad
     elif rest.count(":") > 1:  # a bare IPv6 address, no port
         host = rest
-        if not _is_ipv6(host):
+        if _ipv6_or_none(host) is None:
             raise bad
     else:
         host, sep, port_text_or_empty = rest.partition(":")
@@ -121,12 +121,10 @@ def parse_target(spec: str) -> SSHTarget:
     return SSHTarget(host, user, port)
 
 
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+def _ipv6_or_none(text: str) -> object:
+    """The IPv6 address in ``text`` (an ``%zone`` suffix allowed, as ssh takes it), else None."""
+    ip = ip_or_none(text.split("%", 1)[0])
+    return ip if ip is not None and ip.version == 6 else None
 
 
 # ---------------------------------------------------------------- the transport

@@ -27,6 +27,7 @@ from .daemon import (
     restart_docker,
 )
 from .errors import OperationError, UsageError
+from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .store import CAStore
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class ServerResult:
 
     @property
     def next_step(self) -> str:
-        port = "" if self.port == 2376 else f" --port {self.port}"
+        port = "" if self.port == DOCKER_TLS_PORT else f" --port {self.port}"
         return f"certkit client-context --host {self.host}{port}"
 
     def to_json(self) -> dict[str, Any]:
@@ -96,19 +97,19 @@ class ServerResult:
         }
 
 
-def server_names(host: str, sans: list[str]) -> tuple[str, certs.SubjectNames]:
+def server_names(host: str, sans: list[str]) -> tuple[str, SubjectNames]:
     """The primary name (HOST normalized) and every SAN: HOST first, then each ``--san``.
 
     Nothing is added silently: ``localhost`` or ``127.0.0.1`` only when asked.
     """
-    primary = certs.parse_names([host]).all()[0]
-    return primary, certs.parse_names([host, *sans])
+    primary = parse_names([host]).all()[0]
+    return primary, parse_names([host, *sans])
 
 
 def issue_into(
     result: ServerResult,
     store: CAStore,
-    names: certs.SubjectNames,
+    names: SubjectNames,
     days: int,
     key_type: certs.KeyType,
     recorded: dict[str, Any],
@@ -121,7 +122,7 @@ def issue_into(
     from .ca import issue
 
     primary = result.host
-    cn = primary if len(primary) <= 64 else primary.split(".", 1)[0][:64]
+    cn = common_name_for(primary)
     issued = issue(store, "server", primary, cn, names, days, key_type, options=recorded)
     result.serial = issued.record.serial
     result.not_after = issued.record.not_after

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
@@ -26,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from . import files
-from .context import ip_or_none, parse_endpoint
 from .errors import UsageError
+from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-INSECURE_PORT = 2375
 WARN_DAYS = 30
 MAX_RESPONSE = 1 << 20  # /_ping and /version answers are tiny
 
@@ -287,33 +285,6 @@ def _accepted(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> tupl
 # ---------------------------------------------------------------- names and dates
 
 
-def name_covered(host: str, sans: list[str]) -> bool:
-    """Does a certificate with these SANs cover ``host`` (RFC 6125, wildcard = one label)?"""
-    target = host.strip("[]")
-    try:
-        ip = ipaddress.ip_address(target)
-    except ValueError:
-        ip = None
-    if ip is not None:
-        return any(ip_or_none(s) == ip for s in sans)
-    name = target.rstrip(".").lower()
-    if not name.isascii():
-        import idna
-
-        try:
-            name = idna.encode(name).decode()
-        except idna.IDNAError:
-            return False
-    for san in sans:
-        s = san.lower()
-        if s == name:
-            return True
-        first, _, rest = name.partition(".")
-        if s.startswith("*.") and first and rest == s[2:] and "." in rest:
-            return True
-    return False
-
-
 def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> None:
     left = (not_after - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400
     date = not_after.strftime("%Y-%m-%d %H:%M UTC")
@@ -521,7 +492,7 @@ def verify(
     port: int,
     creds: Credentials,
     timeout: float = 10.0,
-    insecure_port: int | None = INSECURE_PORT,
+    insecure_port: int | None = DOCKER_PLAIN_PORT,
 ) -> Report:
     """Audit the Docker endpoint ``host:port`` with ``creds``; one :class:`Check` per line.
 

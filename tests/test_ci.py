@@ -30,10 +30,10 @@ from support import (
     write_tcp_daemon_json,
 )
 
-from certkit import ca, certs
+from certkit import ca, certs, names
 from certkit.ci import Bundle, check_bundle, decode_bundle
-from certkit.context import parse_endpoint
 from certkit.errors import UsageError
+from certkit.names import parse_endpoint
 from certkit.store import CAStore
 
 HOST = "docker1.example.com"
@@ -539,7 +539,7 @@ def test_end_to_end_github_env_alone_takes_docker_to_the_daemon(
 ) -> None:
     store = _init()
     server = ca.issue(
-        store, "server", "localhost", "localhost", certs.parse_names(["localhost", "127.0.0.1"])
+        store, "server", "localhost", "localhost", names.parse_names(["localhost", "127.0.0.1"])
     )
     (sandbox / "ca.pem").write_bytes(store.trust_bundle_pem())
     tls = tlsverify_settings(sandbox / "ca.pem", server.cert_path, server.key_path)

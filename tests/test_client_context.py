@@ -35,7 +35,7 @@ from support import (
     write_tcp_daemon_json,
 )
 
-from certkit import ca, certs, context
+from certkit import ca, certs, context, names
 from certkit.store import CAStore
 
 DOCKER_CLIS = [
@@ -85,7 +85,7 @@ def daemon() -> Iterator[Daemon]:
         ca.init_ca()
         store = CAStore()
         server = ca.issue(
-            store, "server", "localhost", "localhost", certs.parse_names(["localhost", "127.0.0.1"])
+            store, "server", "localhost", "localhost", names.parse_names(["localhost", "127.0.0.1"])
         )
         ca_file = base / "ca.pem"
         ca_file.write_bytes(store.trust_bundle_pem())

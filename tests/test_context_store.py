@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support import run_certkit
 
-from certkit import certs, context
+from certkit import certs, context, names
 from certkit.errors import OperationError, UsageError
 
 
@@ -91,13 +91,13 @@ def test_context_id_is_the_sha256_of_the_name() -> None:
     ],
 )
 def test_hosts_are_formatted_as_docker_expects(host: str, expected: str) -> None:
-    assert context.format_host(host, 2376) == expected
+    assert names.format_host(host, 2376) == expected
 
 
 @pytest.mark.parametrize("host", ["10.0.0.300", "tcp://x", "a b", "*.example.com", "user@host"])
 def test_bad_hosts_are_refused(host: str) -> None:
     with pytest.raises(UsageError):
-        context.format_host(host, 2376)
+        names.format_host(host, 2376)
 
 
 def test_default_names_come_from_the_host() -> None:

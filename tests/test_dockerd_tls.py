@@ -15,15 +15,15 @@ from support import (
     write_tcp_daemon_json,
 )
 
-from certkit import certs
+from certkit import certs, names
 from certkit.store import CAStore
 
 
-def _leaf(store: CAStore, out: Path, kind: certs.Kind, names: list[str]) -> tuple[Path, Path]:
+def _leaf(store: CAStore, out: Path, kind: certs.Kind, hosts: list[str]) -> tuple[Path, Path]:
     ca_cert, ca_key = store.load_cert(), store.load_key()
     key = certs.generate_key()
     cert = certs.make_leaf(
-        ca_cert, ca_key, key.public_key(), kind, names[0], certs.parse_names(names)
+        ca_cert, ca_key, key.public_key(), kind, hosts[0], names.parse_names(hosts)
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{kind}-cert.pem").write_bytes(certs.cert_pem(cert))

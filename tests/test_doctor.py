@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import run_certkit, write_json
 
-from certkit import ca, certs
+from certkit import ca, certs, names
 from certkit.store import CAStore
 
 DEBIAN_UNIT = Path("/lib/systemd/system/docker.service")
@@ -29,7 +29,7 @@ def _checks(stdout: str) -> dict[str, str]:
 
 def _install(root: Path, store: CAStore, **extra: object) -> dict[str, Path]:
     """A certkit-style TLS setup under ROOT, written by hand: files 0600/0644, daemon.json."""
-    issued = ca.issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]))
+    issued = ca.issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]))
     cert_dir = root / "etc" / "docker" / "certkit"
     cert_dir.mkdir(parents=True, mode=0o700)
     files = {

@@ -283,7 +283,7 @@ def test_two_different_passphrases_write_nothing(certkit_home: Path) -> None:
 _ISSUER = """
 import sys
 from pathlib import Path
-from certkit import certs
+from certkit import names
 from certkit.ca import issue
 from certkit.store import CAStore
 
@@ -293,7 +293,7 @@ while not go.exists():  # start together, to make the writers overlap
 store = CAStore()
 for i in range(int(sys.argv[2])):
     name = f"{sys.argv[3]}-{i}.example.com"
-    issue(store, "server", name, name, certs.parse_names([name]), 30)
+    issue(store, "server", name, name, names.parse_names([name]), 30)
 """
 
 

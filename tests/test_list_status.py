@@ -9,7 +9,7 @@ import sys
 
 from support import run_certkit
 
-from certkit import ca, certs
+from certkit import ca, names
 from certkit.store import CAStore
 
 
@@ -39,7 +39,7 @@ def test_status_reports_expired_items_and_every_kind_of_renew_command() -> None:
     prod = _init("prod")
     past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
     ca.issue(
-        store, "server", "docker1.lan", "docker1.lan", certs.parse_names(["docker1.lan"]), days=5
+        store, "server", "docker1.lan", "docker1.lan", names.parse_names(["docker1.lan"]), days=5
     )
     ca.issue(prod, "ci", "gha", "gha", not_after=past)
     ca.issue(prod, "client", "ops laptop", "ops", days=20)
@@ -89,7 +89,7 @@ def test_superseded_and_replaced_certificates_do_not_count() -> None:
 def test_list_shows_kind_names_expiry_installed_paths_and_filters() -> None:
     store = _init()
     server = ca.issue(
-        store, "server", "docker1", "docker1", certs.parse_names(["docker1", "10.0.0.5"])
+        store, "server", "docker1", "docker1", names.parse_names(["docker1", "10.0.0.5"])
     )
     ca.mark_installed(store, server.record.serial, ["/etc/docker/certkit/server-cert.pem"])
     ca.issue(store, "client", "laptop", "laptop")

@@ -18,7 +18,7 @@ from support import (
     write_json,
 )
 
-from certkit import ca, certs
+from certkit import ca, certs, names
 from certkit.store import CAStore
 
 
@@ -75,7 +75,7 @@ def test_start_makes_a_new_signing_ca_and_a_two_ca_bundle() -> None:
 def test_status_lists_what_the_old_ca_signed_with_the_renew_command() -> None:
     _ok("init-ca", "--ca", "prod")
     store = CAStore("prod")
-    ca.issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]), days=825)
+    ca.issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]), days=825)
     ca.issue(store, "client", "laptop", "laptop")
     ca.issue(store, "ci", "deploy", "ci:deploy", days=30)
     _ok("rotate-ca", "start", "--ca", "prod")
@@ -105,7 +105,7 @@ def test_finish_refuses_with_the_list_then_archives_with_force() -> None:
     _ok("init-ca")
     store = CAStore()
     old_fp = certs.fingerprint(store.load_cert())
-    ca.issue(store, "server", "docker1", "docker1", certs.parse_names(["docker1"]))
+    ca.issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]))
     ca.issue(store, "client", "laptop", "laptop")
     _ok("rotate-ca", "start")
     before = _tree(store.dir)

@@ -28,7 +28,7 @@ from support import (
     write_json,
 )
 
-from certkit import certs
+from certkit import names
 from certkit.ca import issue
 from certkit.errors import OperationError, UsageError
 from certkit.remote import (
@@ -463,7 +463,7 @@ def test_issue_server_over_ssh_serves_mutual_tls_from_a_real_dockerd(
     assert f"{sshd.target}:{certdir / 'server-key.pem'}" in record.installed
 
     dockerd(config_file=daemon_json, unix_socket=sock, tcp=[("127.0.0.1", port)])
-    client = issue(store, "client", "tester", "tester", certs.parse_names(["tester"]))
+    client = issue(store, "client", "tester", "tester", names.parse_names(["tester"]))
     ctx = strict_context(store.cert_path, client.cert_path, client.key_path)
     assert tls_get("127.0.0.1", port, "/_ping", ctx, server_hostname="localhost") == (200, b"OK")
     assert refused("127.0.0.1", port, strict_context(store.cert_path), server_hostname="localhost")

@@ -21,12 +21,12 @@ from support import (
     write_tcp_daemon_json,
 )
 
-from certkit import ca, certs
+from certkit import ca, certs, names
 from certkit.store import CAStore
 
 
-def _server_files(store: CAStore, names: list[str]) -> tuple[Path, Path]:
-    issued = ca.issue(store, "server", names[0], names[0], certs.parse_names(names))
+def _server_files(store: CAStore, hosts: list[str]) -> tuple[Path, Path]:
+    issued = ca.issue(store, "server", hosts[0], hosts[0], names.parse_names(hosts))
     return issued.cert_path, issued.key_path
 
 

@@ -127,7 +127,7 @@ def _render_export(exported: Exported, out: Path | None, json_out: bool) -> None
 
 
 def _export_lines(exported: Exported, out: str | None) -> list[str]:
-    from ..context import format_host
+    from ..names import format_host
 
     b = exported.bundle
     rec = exported.record
@@ -206,7 +206,7 @@ def bootstrap(
 
 def _bootstrap_lines(r: Bootstrapped) -> list[str]:
     from ..ci import describe_days
-    from ..context import format_host
+    from ..names import format_host
 
     who = f"ci:{r.ci_name}" if r.ci_name else "the CI certificate"
     lines = [

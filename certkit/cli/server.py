@@ -100,8 +100,9 @@ def issue_server(
 
     Example (fleet): certkit issue-server --from-file hosts.txt --out ./servers
     """
-    from ..daemon import DEFAULT_LISTEN, DEFAULT_PORT, InstallOptions
+    from ..daemon import DEFAULT_LISTEN, InstallOptions
     from ..errors import UsageError
+    from ..names import DOCKER_TLS_PORT
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
@@ -134,7 +135,7 @@ def issue_server(
         raise UsageError(f"{', '.join(stray)} only applies with --install: add --install.")
     options = InstallOptions(
         listen=listen or DEFAULT_LISTEN,
-        port=port if port is not None else DEFAULT_PORT,
+        port=port if port is not None else DOCKER_TLS_PORT,
         cert_dir=cert_dir,
         method=method or "auto",
         keep_insecure=keep_insecure,
