@@ -7,8 +7,8 @@ script gets the same checks, the same atomic writes and the same inventory::
 
     api.init_ca("prod")
     store = api.CAStore("prod")
-    api.issue_server(store, "docker1.example.com", sans=["10.0.0.5"],
-                     install=True, root="/tmp/sandbox")
+    host = api.open_target(api.HostRef(sandbox="/tmp/sandbox"))  # or HostRef(ssh="root@docker1")
+    api.issue_server(store, "docker1.example.com", host, sans=["10.0.0.5"])
     api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
     bundle = api.export_ci(store, api.export_settings(store, "deploy", host="docker1.example.com"))
 
@@ -31,13 +31,16 @@ from .context import (
     set_current_context,
     write_context,
 )
-from .daemon import InstallOptions, plan_install, read_host_files
 from .doctor import doctor
 from .errors import CertkitError, OperationError, UsageError
+from .host.local import LocalTarget, read_host_files
+from .host.options import HostRef, InstallOptions
+from .host.plan import plan_install
+from .host.target import Target, open_target
 from .inventory import list_items, status
-from .lifecycle import finish_rotation, renew, renew_due, rotation_status, start_rotation
 from .names import parse_names
-from .remote import remote_install
+from .renew import renew, renew_due
+from .rotation import finish_rotation, rotation_status, start_rotation
 from .server import issue_server
 from .store import CAStore, Record
 from .verify import verify
@@ -47,11 +50,14 @@ __all__ = [
     "CAInfo",
     "CAStore",
     "CertkitError",
+    "HostRef",
     "InstallOptions",
     "Issued",
     "LeafRequest",
+    "LocalTarget",
     "OperationError",
     "Record",
+    "Target",
     "UsageError",
     "bootstrap",
     "client_context",
@@ -70,11 +76,11 @@ __all__ = [
     "issue_server",
     "list_cas",
     "list_items",
+    "open_target",
     "parse_names",
     "plan_install",
     "read_context",
     "read_host_files",
-    "remote_install",
     "render_env",
     "renew",
     "renew_due",

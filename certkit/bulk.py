@@ -28,6 +28,7 @@ from . import files
 from .certs import DEFAULT_KEY_TYPE, Kind, check_days, check_key_type
 from .errors import OperationError, UsageError
 from .names import SubjectNames, common_name_for, looks_like_ip, parse_names
+from .origins import ClientOrigin, LeafOrigin, ServerOrigin
 from .paths import CLIENT_FILES, DEFAULT_CA, SERVER_FILES
 
 StrPath = files.StrPath
@@ -233,18 +234,17 @@ def _check_targets(plan: _Plan, force: bool) -> None:
         raise UsageError(f"{clashes[0]} already exists{more}; {plan.replace_hint}.")
 
 
-def _options(kind: Kind, names: SubjectNames | None, d: Path | None, days: int) -> dict[str, Any]:
+def _origin(kind: Kind, names: SubjectNames | None, d: Path | None, days: int) -> LeafOrigin:
     """What renewal needs to issue it again the same way and rewrite its files.
 
-    Server records use the keys ``issue-server`` records (``sans``, ``out``...),
-    so ``certkit renew server HOST`` rewrites ``OUT/HOST/`` like it would
-    after ``issue-server --out``.
+    A server's origin is what ``issue-server --out`` records, so ``certkit
+    renew server HOST`` rewrites ``OUT/HOST/`` as it would after that.
     """
     out = str(d) if d is not None else None
     if kind == "server":
-        sans = names.all() if names is not None else []
-        return {"sans": sans, "install": False, "root": None, "out": out, "days": days}
-    return {"out": out, "days": days}
+        sans = tuple(names.all()) if names is not None else ()
+        return ServerOrigin(sans=sans, days=days, out=out)
+    return ClientOrigin(days=days, out=out)
 
 
 def _run(
@@ -272,7 +272,7 @@ def _run(
             names,
             days,
             kt,
-            options=_options(plan.kind, names, d, days),
+            origin=_origin(plan.kind, names, d, days),
             installed=[str(d / f) for f in plan.file_names] if d else [],
         )
         for name, names, d in zip(plan.names, plan.subject_names, plan.dirs, strict=True)

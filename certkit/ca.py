@@ -1,10 +1,13 @@
-"""CA operations: create a CA, describe it, and issue leaf certificates from it.
+"""CA operations: create a CA, describe it, issue leaf certificates, rotate its files.
 
 This is the layer every command builds on: it joins the pure certificate
-logic (:mod:`certkit.certs`) with the store (:mod:`certkit.store`).  Issuing
-always goes through :func:`issue` (or :func:`issue_many` for batches), which
-picks a serial unused by this CA, records the certificate in the inventory,
-and keeps a copy of the certificate and key in the store.
+logic (:mod:`certkit.certs`) with the store (:mod:`certkit.store`), and it is
+the only code that signs or writes CA files.  Signing goes through one
+:class:`Signer` (the CA certificate and a private-key object: today the key
+file's, tomorrow one held in a hardware token), opened by :func:`open_signer`.
+Issuing always goes through :func:`issue` (or :func:`issue_many` for
+batches), which picks a serial unused by this CA, records the certificate in
+the inventory, and keeps a copy of the certificate and key in the store.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from . import certs, files
 from .certs import PrivateKey
 from .errors import UsageError
 from .names import SubjectNames
+from .origins import CAOrigin, Origin, empty_origin
 from .store import CAStore, Record, get_passphrase, list_ca_names
 
 
@@ -60,7 +64,7 @@ def describe_ca(store: CAStore) -> CAInfo:
         name=store.name,
         subject=cert.subject.rfc4514_string(),
         fingerprint=certs.fingerprint(cert),
-        key_type=certs.key_type_of(cert.public_key()),
+        key_type=certs.cert_key_type(cert),
         encrypted=store.key_encrypted(),
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
@@ -122,7 +126,7 @@ def init_ca(
         else:
             _write_ca_files(store.dir, cert, key, passphrase if encrypt else None)
     with store.transaction() as inv:
-        inv.add(_record(cert, "ca", name, kt, cert))
+        inv.add(make_record(cert, "ca", name, kt, cert))
     info = describe_ca(store)
     info.replaced = str(aside) if aside else None
     return info
@@ -185,14 +189,15 @@ class Issued:
         return certs.key_pem(self.key)
 
 
-def _record(
+def make_record(
     cert: x509.Certificate,
     kind: str,
     name: str,
     key_type: str,
     issuer: x509.Certificate,
-    options: dict[str, Any] | None = None,
+    origin: Origin | None = None,
 ) -> Record:
+    """The inventory record of ``cert``, issued by ``issuer``."""
     return Record(
         serial=certs.serial_hex(cert),
         kind=kind,
@@ -205,7 +210,7 @@ def _record(
         key_type=key_type,
         issuer_fingerprint=certs.fingerprint(issuer),
         created=_now().isoformat(),
-        options=options or {},
+        origin=origin if origin is not None else empty_origin(kind),
     )
 
 
@@ -221,8 +226,39 @@ class LeafRequest:
     key_type: str = certs.DEFAULT_KEY_TYPE
     key: PrivateKey | None = None  # reuse this key instead of making one
     not_after: dt.datetime | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    origin: Origin | None = None  # how it was issued (None: every default)
     installed: list[str] = field(default_factory=list)  # where its files will be written
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The CA that signs: its certificate and a private-key object.
+
+    ``key`` is any implementation of cryptography's private-key interface:
+    the key read from ``ca-key.pem`` today; a key that lives in a hardware
+    token only has to implement ``sign()`` and ``public_key()``.
+    """
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    def sign(self, public_key: certs.PublicKey, req: LeafRequest) -> x509.Certificate:
+        """A leaf certificate for ``public_key`` as ``req`` describes it."""
+        return certs.make_leaf(
+            self.cert,
+            self.key,
+            public_key,
+            req.kind,
+            req.common_name,
+            req.names,
+            req.days,
+            not_after=req.not_after,
+        )
+
+
+def open_signer(store: CAStore) -> Signer:
+    """The signer of ``store``'s CA (asks for the key's passphrase when it is encrypted)."""
+    return Signer(store.load_cert(), store.load_key())
 
 
 def issue_many(
@@ -238,25 +274,14 @@ def issue_many(
     Each certificate and key is kept in ``issued/<serial>/`` in the store.
     ``progress(n)`` is called as certificates are made (``n`` more done).
     """
-    ca_cert = store.load_cert()
-    ca_key = store.load_key()
+    signer = open_signer(store)
     ca_pem = store.trust_bundle_pem()
     for req in requests:
         certs.check_days(req.days) if req.not_after is None else None
     built: list[tuple[LeafRequest, PrivateKey, x509.Certificate]] = []
     for req in requests:
         key = req.key or certs.generate_key(certs.check_key_type(req.key_type))
-        cert = certs.make_leaf(
-            ca_cert,
-            ca_key,
-            key.public_key(),
-            req.kind,
-            req.common_name,
-            req.names,
-            req.days,
-            not_after=req.not_after,
-        )
-        built.append((req, key, cert))
+        built.append((req, key, signer.sign(key.public_key(), req)))
         if progress is not None:
             progress(1)
     results: list[Issued] = []
@@ -265,17 +290,9 @@ def issue_many(
         writes: list[tuple[Path, bytes, int]] = []
         for req, key, cert in built:
             while certs.serial_hex(cert) in used:  # pragma: no cover - 2**-126 odds
-                cert = certs.make_leaf(
-                    ca_cert,
-                    ca_key,
-                    key.public_key(),
-                    req.kind,
-                    req.common_name,
-                    req.names,
-                    req.days,
-                    not_after=req.not_after,
-                )
-            record = _record(cert, req.kind, req.name, certs.key_type_of(key), ca_cert, req.options)
+                cert = signer.sign(key.public_key(), req)
+            kt = certs.key_type_of(key)
+            record = make_record(cert, req.kind, req.name, kt, signer.cert, req.origin)
             record.installed = sorted(req.installed)
             used.add(record.serial)
             inv.records.append(record)  # not inv.add: its duplicate check is O(n) per call
@@ -299,14 +316,14 @@ def issue(
     *,
     key: PrivateKey | None = None,
     not_after: dt.datetime | None = None,
-    options: dict[str, Any] | None = None,
+    origin: Origin | None = None,
 ) -> Issued:
     """Issue one leaf certificate from ``store``'s CA and record it.
 
     >>> store = CAStore("default")
     >>> server = issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]))
     """
-    req = LeafRequest(kind, name, common_name, names, days, key_type, key, not_after, options or {})
+    req = LeafRequest(kind, name, common_name, names, days, key_type, key, not_after, origin)
     return issue_many(store, [req])[0]
 
 
@@ -316,3 +333,63 @@ def mark_installed(store: CAStore, serial: str, paths: list[str]) -> None:
         rec = inv.get(serial)
         if rec is not None:
             rec.installed = sorted({*rec.installed, *paths})
+
+
+# ---------------------------------------------------------------- CA rotation files
+
+
+def begin_rotation(
+    store: CAStore, new_cert: x509.Certificate, new_key: PrivateKey, passphrase: bytes | None
+) -> None:
+    """Make ``new_cert`` the signing CA; keep the old one in ``previous/``; trust both.
+
+    The old CA is safe in ``previous/`` before anything else changes; then
+    ``bundle.pem`` (new CA first, then the old one), the new key and
+    certificate replace the old ones.  The new key is encrypted with
+    ``passphrase`` when given (the old key's, so one passphrase opens both).
+    """
+    old_key_pem = store.key_path.read_bytes()
+    old_pem = store.cert_path.read_bytes()
+    new_pem = certs.cert_pem(new_cert)
+    with store.lock():
+        if store.rotation_under_way():
+            raise UsageError(f"A rotation of CA {store.name!r} started meanwhile; see its status.")
+        files.ensure_dir(store.previous_dir)
+        files.atomic_write_many(
+            [
+                (store.previous_dir / "ca-key.pem", old_key_pem, files.PRIVATE_FILE),
+                (store.previous_dir / "ca.pem", old_pem, files.PUBLIC_FILE),
+            ]
+        )
+        files.atomic_write_many(
+            [
+                (store.bundle_path, new_pem + old_pem, files.PUBLIC_FILE),
+                (store.key_path, certs.key_pem(new_key, passphrase), files.PRIVATE_FILE),
+                (store.cert_path, new_pem, files.PUBLIC_FILE),
+            ]
+        )
+    new = make_record(new_cert, "ca", store.name, certs.key_type_of(new_key), new_cert)
+    old_fp = certs.fingerprint(certs.load_cert(old_pem))
+    new.origin = CAOrigin(rotated_from=old_fp)
+    with store.transaction() as inv:
+        for r in inv.records:
+            if r.kind == "ca" and r.fingerprint == old_fp and r.superseded_by is None:
+                r.superseded_by = new.serial
+        inv.add(new)
+
+
+def retire_previous(store: CAStore) -> Path:
+    """End a rotation: drop the old CA from the trust bundle, archive it (never delete it).
+
+    Returns the archive, ``retired/<UTC timestamp>-<fingerprint prefix>/``.
+    """
+    prev = certs.load_cert((store.previous_dir / "ca.pem").read_bytes())
+    fp = certs.fingerprint(prev).replace(":", "")[:16].lower()
+    with store.lock():
+        files.ensure_dir(store.retired_dir)
+        archive = store.retired_dir / f"{_stamp()}-{fp}"
+        # bundle.pem first: once it is gone, every ca.pem written is the new CA alone.
+        store.bundle_path.unlink(missing_ok=True)
+        os.rename(store.previous_dir, archive)
+        files.ensure_dir(archive)  # tighten to 0700 if it ever was not
+    return archive

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .errors import UsageError
+from .errors import PassphraseError, UsageError
 from .names import SubjectNames
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
@@ -60,6 +60,11 @@ def generate_key(key_type: KeyType = DEFAULT_KEY_TYPE) -> PrivateKey:
         return ed25519.Ed25519PrivateKey.generate()
     bits = int(key_type.split("-")[1])
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def cert_key_type(cert: x509.Certificate) -> KeyType:
+    """The key type of a certificate's public key (certkit only makes the supported ones)."""
+    return key_type_of(cast(PublicKey, cert.public_key()))
 
 
 def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
@@ -251,18 +256,18 @@ def load_certs(data: bytes) -> list[x509.Certificate]:
 
 
 def load_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
-    """Load a PEM private key; raises :class:`UsageError` for a wrong passphrase."""
+    """Load a PEM private key; raises :class:`PassphraseError` for a missing or wrong one."""
     try:
         key = serialization.load_pem_private_key(data, passphrase)
     except TypeError:
         if passphrase is None:
-            raise UsageError(
+            raise PassphraseError(
                 "The CA key is encrypted: set CERTKIT_CA_PASSPHRASE or run on a terminal."
             ) from None
         raise UsageError("The key is not encrypted, but a passphrase was given.") from None
     except ValueError:
         if passphrase is not None:
-            raise UsageError(
+            raise PassphraseError(
                 "Wrong passphrase for the CA key: check CERTKIT_CA_PASSPHRASE, or unset it to "
                 "be asked on the terminal."
             ) from None

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from . import certs, files, paths
 from .errors import OperationError, UsageError
 from .names import DOCKER_TLS_PORT, check_port, format_host, parse_endpoint
+from .origins import CIOrigin
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -455,8 +456,9 @@ def export_settings(
 
     check_ci_name(name)
     previous = _active_records(store, name)
-    opts: dict[str, Any] = previous[-1].options if previous else {}
-    if host is None and not opts.get("host"):
+    last = previous[-1].leaf_origin if previous else None
+    last = last if isinstance(last, CIOrigin) else None
+    if host is None and not (last and last.host):
         raise UsageError(
             f"No CI secret named {name!r} was exported yet, so --host is needed: "
             f"certkit ci export {shlex.quote(name)} --host HOST."
@@ -465,11 +467,12 @@ def export_settings(
         host, parsed_port = parse_endpoint(host)
         port = parsed_port if port is None else port
     else:
-        host = str(opts["host"])
-    port = check_port(int(opts.get("port", DOCKER_TLS_PORT)) if port is None else port)
-    days = certs.check_days(int(opts.get("days", DEFAULT_DAYS)) if days is None else days)
-    key_type = certs.check_key_type(key_type or str(opts.get("key_type", certs.DEFAULT_KEY_TYPE)))
-    context = validate_context_name(context or str(opts.get("context", name)))
+        assert last is not None
+        host = last.host
+    port = check_port((last.port if last else DOCKER_TLS_PORT) if port is None else port)
+    days = certs.check_days(((last and last.days) or DEFAULT_DAYS) if days is None else days)
+    key_type = certs.check_key_type(key_type or (last and last.key_type) or certs.DEFAULT_KEY_TYPE)
+    context = validate_context_name(context or (last and last.context) or name)
     return ExportSettings(name, host, port, days, key_type, context)
 
 
@@ -510,14 +513,14 @@ def export_ci(store: CAStore, settings: ExportSettings, fmt: Format = "bundle") 
         None,
         settings.days,
         settings.key_type,
-        options={
-            "host": settings.host,
-            "port": settings.port,
-            "days": settings.days,
-            "key_type": settings.key_type,
-            "context": settings.context,
-            "format": fmt,
-        },
+        origin=CIOrigin(
+            host=settings.host,
+            port=settings.port,
+            context=settings.context,
+            days=settings.days,
+            key_type=settings.key_type,
+            format=fmt,
+        ),
     )
     superseded = _supersede(store, settings.name, issued.record.serial)
     bundle = Bundle(

@@ -21,6 +21,7 @@ from typing import Any
 from . import ca as ca_ops
 from . import certs, context, files, names, paths
 from .errors import UsageError
+from .origins import ClientOrigin
 from .store import CAStore
 
 StrPath = str | os.PathLike[str]
@@ -114,15 +115,16 @@ def client_context(
         )
     store = CAStore(ca).require()
     text = description or f"certkit: {bare_host}:{port} (CA {ca})"
-    options = {
-        "host": bare_host,
-        "port": port,
-        "docker_config": str(config_dir),
-        "description": text,
-        "context": name,
-    }
+    origin = ClientOrigin(
+        days=days if not_after is None else None,
+        context=name,
+        host=bare_host,
+        port=port,
+        docker_config=str(config_dir),
+        description=text,
+    )
     issued = ca_ops.issue(
-        store, "client", name, common_name, None, days, kt, not_after=not_after, options=options
+        store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
     )
     info = context.write_context(
         name,
@@ -190,11 +192,11 @@ def client_files(
             f"{out_dir} already holds {', '.join(existing)}; pass --force to replace them."
         )
     store = CAStore(ca).require()
-    options: dict[str, Any] = {"out": str(out_dir)}
-    if endpoint:
-        options["endpoint"] = endpoint
+    origin = ClientOrigin(
+        days=days if not_after is None else None, out=str(out_dir), endpoint=endpoint
+    )
     issued = ca_ops.issue(
-        store, "client", name, common_name, None, days, kt, not_after=not_after, options=options
+        store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
     )
     files.ensure_dir(out_dir, files.PRIVATE_DIR)
     files.atomic_write_many(
@@ -213,7 +215,9 @@ def _installed_replacing(
     """Record where ``serial`` went; the certificate it replaced there is superseded."""
     with store.transaction() as inv:
         for rec in inv.find("client", name, active=True):
-            if rec.serial != serial and rec.options.get("docker_config") == config_dir:
+            origin = rec.leaf_origin
+            same_store = isinstance(origin, ClientOrigin) and origin.docker_config == config_dir
+            if rec.serial != serial and same_store:
                 rec.superseded_by = serial
         new = inv.get(serial)
         if new is not None:

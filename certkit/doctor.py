@@ -78,7 +78,7 @@ def _expiry(report: DoctorReport, name: str, label: str, cert: Any) -> None:
 
 
 def _read_daemon_json(report: DoctorReport, sp: paths.SystemPaths) -> dict[str, Any] | None:
-    from .daemon import parse_daemon_json
+    from .host.daemonjson import parse_daemon_json
 
     path = Path(sp.daemon_json)
     try:
@@ -251,10 +251,10 @@ def _store_ca_named(fingerprint: str) -> str | None:
 
 
 def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> None:
-    from . import daemon
+    from .host import local, plan
 
     try:
-        files = daemon.read_host_files(sp)
+        files = local.read_host_files(sp)
     except CertkitError as e:
         report.add("hosts-conflict", FAIL, e.message)
         return
@@ -263,12 +263,12 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
         for name in ("hosts-conflict", "insecure-listener"):
             report.add(name, SKIP, "no docker.service, drop-in or daemon.json: no dockerd here")
         return
-    conflict = daemon.hosts_conflict(files)
+    conflict = plan.hosts_conflict(files)
     if conflict:
         report.add("hosts-conflict", FAIL, conflict)
     else:
         report.add("hosts-conflict", PASS, "hosts is set in one place only (flag or daemon.json)")
-    insecure = daemon.insecure_listeners(files)
+    insecure = plan.insecure_listeners(files)
     if not insecure:
         report.add("insecure-listener", PASS, "no TCP listener without TLS is configured")
     elif tls_on:

@@ -25,6 +25,10 @@ class UsageError(CertkitError):
     exit_code = 2
 
 
+class PassphraseError(UsageError):
+    """The CA key's passphrase is missing or wrong (exit 2)."""
+
+
 class OperationError(CertkitError):
     """The input was fine but the operation failed (exit 1)."""
 

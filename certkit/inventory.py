@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import UsageError
 from .paths import DEFAULT_CA, store_root
-from .store import CAStore, Record, list_ca_names
+from .store import CAStore, Inventory, Record, list_ca_names
 
 KINDS = ("ca", "server", "client", "ci")
 DEFAULT_WARN_DAYS = 30
@@ -77,21 +77,8 @@ class Item:
         return data
 
 
-def _newest_by_name(records: list[Record]) -> dict[tuple[str, str], Record]:
-    """The newest record of each (kind, name) that renewal has not superseded."""
-    newest: dict[tuple[str, str], Record] = {}
-    for r in records:
-        if r.superseded_by:
-            continue
-        key = (r.kind, r.name)
-        cur = newest.get(key)
-        if cur is None or (r.created, r.not_after) > (cur.created, cur.not_after):
-            newest[key] = r
-    return newest
-
-
 def _items_of(ca: str, records: list[Record], warn_days: float, now: dt.datetime) -> list[Item]:
-    newest = _newest_by_name(records)
+    newest = Inventory(records).newest_active()
     items = []
     for r in records:
         replaced_by = r.superseded_by

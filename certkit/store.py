@@ -26,17 +26,23 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import files
-from .errors import UsageError
+from .errors import PassphraseError, UsageError
+from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
 from .paths import DEFAULT_CA, store_root
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from .certs import PrivateKey
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-INVENTORY_VERSION = 1
+INVENTORY_VERSION = 2  # 2: typed origins (1: an untyped options dictionary)
 
 
 def check_ca_name(name: str) -> str:
@@ -54,8 +60,8 @@ class Record:
 
     ``name`` is what the user calls it: the host of a server certificate, the
     context name of a client, the CI name.  ``installed`` lists every path the
-    certificate (or its bundle) was written to.  ``options`` keeps what is
-    needed to issue it again the same way (SANs, port, install options).
+    certificate (or its bundle) was written to.  ``origin`` keeps what is
+    needed to issue it again the same way (see :mod:`certkit.origins`).
     """
 
     serial: str
@@ -70,7 +76,7 @@ class Record:
     issuer_fingerprint: str
     created: str
     installed: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
+    origin: Origin = field(default_factory=CAOrigin)
     superseded_by: str | None = None
 
     @property
@@ -108,10 +114,28 @@ class Record:
             return "expiring"
         return "valid"
 
+    @property
+    def leaf_origin(self) -> LeafOrigin:
+        """The origin of a leaf certificate (server, client or CI)."""
+        if isinstance(self.origin, CAOrigin):
+            raise TypeError(f"record {self.serial} is a CA, not a leaf certificate")
+        return self.origin
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "origin"}
+        data["origin"] = origin_to_json(self.origin)
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A record as :meth:`to_dict` wrote it, or as inventory version 1 did (``options``)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        kind = str(data["kind"])
+        if isinstance(data.get("origin"), dict):
+            known["origin"] = origin_from_json(kind, data["origin"])
+        else:
+            known["origin"] = origin_from_json(kind, data.get("options") or {}, legacy=True)
+        return cls(**known)
 
 
 class Inventory:
@@ -130,6 +154,21 @@ class Inventory:
 
     def get(self, serial: str) -> Record | None:
         return next((r for r in self.records if r.serial == serial), None)
+
+    def newest_active(self) -> dict[tuple[str, str], Record]:
+        """The newest not-superseded record of each (kind, name): the one in use.
+
+        Re-running ``issue-server`` or ``client-context --force`` replaces a
+        certificate without marking the old record, so only the newest counts.
+        """
+        newest: dict[tuple[str, str], Record] = {}
+        for r in self.records:
+            if r.superseded_by:
+                continue
+            cur = newest.get((r.kind, r.name))
+            if cur is None or (r.created, r.not_after) > (cur.created, cur.not_after):
+                newest[(r.kind, r.name)] = r
+        return newest
 
     def find(
         self, kind: str | None = None, name: str | None = None, active: bool = False
@@ -209,6 +248,10 @@ class CAStore:
     def issued_dir(self, serial: str) -> Path:
         return self.dir / "issued" / serial
 
+    def rotation_under_way(self) -> bool:
+        """True between ``rotate-ca start`` and ``rotate-ca finish``."""
+        return (self.previous_dir / "ca.pem").exists()
+
     def exists(self) -> bool:
         return self.cert_path.exists() and self.key_path.exists()
 
@@ -225,7 +268,7 @@ class CAStore:
         except OSError as e:
             raise UsageError(f"Cannot read {self.cert_path}: {e.strerror}.") from None
 
-    def load_cert(self) -> Any:
+    def load_cert(self) -> x509.Certificate:
         from .certs import load_cert
 
         try:
@@ -238,7 +281,7 @@ class CAStore:
 
         return is_encrypted_pem(self.key_path.read_bytes())
 
-    def load_key(self) -> Any:
+    def load_key(self) -> PrivateKey:
         """The CA private key, asking for the passphrase when it is encrypted."""
         from .certs import is_encrypted_pem, load_key
 
@@ -250,9 +293,9 @@ class CAStore:
         passphrase = get_passphrase() if is_encrypted_pem(data) else None
         try:
             return load_key(data, passphrase)
-        except UsageError as e:
-            if "passphrase" in e.message:
-                raise
+        except PassphraseError:
+            raise
+        except UsageError:
             raise UsageError(f"The CA key {self.key_path} is corrupted.") from None
 
     def trust_bundle_pem(self) -> bytes:
@@ -299,7 +342,7 @@ class CAStore:
         with self.lock():
             inv = self._read_inventory()
             yield inv
-            payload = {"version": INVENTORY_VERSION, "records": [asdict(r) for r in inv.records]}
+            payload = {"version": INVENTORY_VERSION, "records": [r.to_dict() for r in inv.records]}
             files.atomic_write(
                 self.inventory_path, json.dumps(payload, indent=2) + "\n", files.PRIVATE_FILE
             )

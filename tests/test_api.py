@@ -19,9 +19,8 @@ def test_a_provisioning_script_runs_the_main_job(tmp_path: Path, docker_config: 
     result = api.issue_server(
         store,
         "docker1.example.com",
+        api.open_target(api.HostRef(sandbox=str(root))),
         sans=["10.0.0.5"],
-        install=True,
-        root=str(root),
         options=api.InstallOptions(method="daemon-json", listen="127.0.0.1", port=2376),
     )
     assert result.serial is not None and not result.dry_run

@@ -323,8 +323,8 @@ def test_issue_servers_from_file_writes_one_directory_per_host(
     assert len(servers) == 4
     # Recorded like `issue-server --out`, so renewal rewrites the same directory.
     rec = next(r for r in servers if r["name"] == "docker2.example.com")
-    assert rec["options"]["out"] == str(d)
-    assert rec["options"]["sans"] == ["docker2.example.com", "docker2", "10.0.0.12"]
+    assert rec["origin"]["out"] == str(d)
+    assert rec["origin"]["sans"] == ["docker2.example.com", "docker2", "10.0.0.12"]
     assert str(d / "server-key.pem") in rec["installed"]
 
     # Without --out the certificates stay in the store only.

@@ -34,6 +34,7 @@ from certkit import ca, certs, names
 from certkit.ci import Bundle, check_bundle, decode_bundle
 from certkit.errors import UsageError
 from certkit.names import parse_endpoint
+from certkit.origins import CIOrigin
 from certkit.store import CAStore
 
 HOST = "docker1.example.com"
@@ -171,7 +172,8 @@ def test_export_prints_only_the_secret_and_records_a_ci_certificate() -> None:
 
     (rec,) = store.inventory().find(kind="ci")
     assert rec.name == "deploy" and rec.subject == "ci:deploy" and rec.superseded_by is None
-    assert rec.options["host"] == HOST and rec.options["port"] == 2376
+    assert isinstance(rec.origin, CIOrigin)
+    assert rec.origin.host == HOST and rec.origin.port == 2376
     cert = certs.load_cert(bundle.cert.encode())
     assert certs.serial_hex(cert) == rec.serial
     assert bundle.ca.encode() == store.trust_bundle_pem()

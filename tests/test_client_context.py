@@ -36,6 +36,7 @@ from support import (
 )
 
 from certkit import ca, certs, context, names
+from certkit.origins import ClientOrigin
 from certkit.store import CAStore
 
 DOCKER_CLIS = [
@@ -153,8 +154,9 @@ def test_docker_cli_reaches_the_daemon_through_the_context(pki: Daemon, tmp_path
     record = next(r for r in CAStore().inventory().find("client", "it"))
     tls_dir = config / "contexts" / "tls" / context.context_id("it") / "docker"
     assert record.installed == [str(tls_dir)]
-    assert record.options["host"] == "localhost" and record.options["port"] == pki.port
-    assert record.options["docker_config"] == str(config)
+    assert isinstance(record.origin, ClientOrigin)
+    assert record.origin.host == "localhost" and record.origin.port == pki.port
+    assert record.origin.docker_config == str(config)
     assert result["serial"] == record.serial
 
     # The client certificate is a proper client certificate, trusted with the CA's bundle.

@@ -11,9 +11,14 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from certkit import daemon, paths
-from certkit.daemon import HostFiles, InstallOptions, plan_install, read_host_files
+from certkit import paths
 from certkit.errors import OperationError, UsageError
+from certkit.host.daemonjson import parse_daemon_json
+from certkit.host.hostfiles import HostFiles
+from certkit.host.local import apply_plan_locally, read_host_files, restart_docker
+from certkit.host.options import InstallOptions
+from certkit.host.plan import InstallPlan, hosts_conflict, insecure_listeners, plan_install
+from certkit.host.systemd import effective_execstart
 
 DEBIAN_UNIT = Path("/lib/systemd/system/docker.service")
 PEMS = (b"CA PEM\n", b"CERT PEM\n", b"KEY PEM\n")
@@ -36,9 +41,9 @@ def _debian_unit() -> Path:
     return DEBIAN_UNIT
 
 
-def _install(sp: paths.SystemPaths, **options: object) -> daemon.InstallPlan:
+def _install(sp: paths.SystemPaths, **options: object) -> InstallPlan:
     plan = plan_install(read_host_files(sp), sp, InstallOptions(**options), *PEMS)  # type: ignore[arg-type]
-    daemon.apply_plan_locally(plan)
+    apply_plan_locally(plan)
     return plan
 
 
@@ -52,22 +57,22 @@ def _dropin(dir_: Path, name: str, text: str) -> None:
 
 def test_invalid_json_names_line_and_column() -> None:
     with pytest.raises(UsageError, match=r"line 3, column 3"):
-        daemon.parse_daemon_json('{\n  "a": 1\n  "b": 2\n}\n', "/etc/docker/daemon.json")
+        parse_daemon_json('{\n  "a": 1\n  "b": 2\n}\n', "/etc/docker/daemon.json")
 
 
 @pytest.mark.parametrize("text", ["[]", '"x"', "3"])
 def test_daemon_json_must_be_an_object(text: str) -> None:
     with pytest.raises(UsageError, match="must hold a JSON object"):
-        daemon.parse_daemon_json(text, "daemon.json")
+        parse_daemon_json(text, "daemon.json")
 
 
 def test_duplicate_keys_are_refused_not_silently_merged() -> None:
     with pytest.raises(UsageError, match="'debug' twice"):
-        daemon.parse_daemon_json('{"debug": true, "debug": false}', "daemon.json")
+        parse_daemon_json('{"debug": true, "debug": false}', "daemon.json")
 
 
 def test_empty_daemon_json_is_an_empty_object() -> None:
-    assert daemon.parse_daemon_json("  \n", "daemon.json") == {}
+    assert parse_daemon_json("  \n", "daemon.json") == {}
 
 
 # ---------------------------------------------------------------- units
@@ -75,7 +80,7 @@ def test_empty_daemon_json_is_an_empty_object() -> None:
 
 def test_last_execstart_wins_and_an_empty_one_resets(tmp_path: Path) -> None:
     sp = _root(tmp_path, unit=True)
-    assert daemon.effective_execstart(read_host_files(sp)) == [
+    assert effective_execstart(read_host_files(sp)) == [
         "/usr/sbin/dockerd",
         "-H",
         "fd://",
@@ -87,14 +92,14 @@ def test_last_execstart_wins_and_an_empty_one_resets(tmp_path: Path) -> None:
         "10-debug.conf",
         "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd \\\n  --debug\n",
     )
-    assert daemon.effective_execstart(read_host_files(sp)) == ["/usr/bin/dockerd", "--debug"]
+    assert effective_execstart(read_host_files(sp)) == ["/usr/bin/dockerd", "--debug"]
     _dropin(Path(sp.dropin_dir), "20-reset.conf", "[Service]\n# comment\nExecStart=\n")
-    assert daemon.effective_execstart(read_host_files(sp)) is None
+    assert effective_execstart(read_host_files(sp)) is None
 
 
 def test_hosts_conflict_is_found_with_its_fix(tmp_path: Path) -> None:
     sp = _root(tmp_path, '{"hosts": ["unix:///var/run/docker.sock"]}', unit=True)
-    message = daemon.hosts_conflict(read_host_files(sp))
+    message = hosts_conflict(read_host_files(sp))
     assert message is not None
     assert "fd://" in message and 'remove "hosts" from daemon.json' in message
     assert "--method daemon-json" in message
@@ -107,19 +112,19 @@ def test_hosts_from_docker_opts_count_as_flags() -> None:
         units=[unit],
         default_docker='DOCKER_OPTS="-H tcp://0.0.0.0:2375 --debug"\n',
     )
-    assert daemon.hosts_conflict(files) is not None
-    assert daemon.insecure_listeners(files) == ["tcp://0.0.0.0:2375"]
+    assert hosts_conflict(files) is not None
+    assert insecure_listeners(files) == ["tcp://0.0.0.0:2375"]
 
 
 def test_insecure_listeners_without_tls_and_the_plain_port_with_tls() -> None:
     no_tls = HostFiles(
         daemon_json='{"hosts": ["unix:///s", "tcp://0.0.0.0:2377", "tcp://10.0.0.1"]}'
     )
-    assert daemon.insecure_listeners(no_tls) == ["tcp://0.0.0.0:2377", "tcp://10.0.0.1"]
+    assert insecure_listeners(no_tls) == ["tcp://0.0.0.0:2377", "tcp://10.0.0.1"]
     tls = HostFiles(
         daemon_json='{"tlsverify": true, "hosts": ["tcp://0.0.0.0:2376", "tcp://0.0.0.0:2375"]}'
     )
-    assert daemon.insecure_listeners(tls) == ["tcp://0.0.0.0:2375"]
+    assert insecure_listeners(tls) == ["tcp://0.0.0.0:2375"]
 
 
 # ---------------------------------------------------------------- planning and applying
@@ -129,7 +134,7 @@ def test_systemd_method_on_debian_unit_keeps_every_flag(tmp_path: Path) -> None:
     sp = _root(tmp_path, '{"log-level": "warn"}\n', unit=True)
     plan = _install(sp, listen="127.0.0.1", port=2376)
     assert plan.method == "systemd"
-    args = daemon.effective_execstart(read_host_files(sp))
+    args = effective_execstart(read_host_files(sp))
     assert args == [
         "/usr/sbin/dockerd",
         "-H",
@@ -142,21 +147,21 @@ def test_systemd_method_on_debian_unit_keeps_every_flag(tmp_path: Path) -> None:
     config = json.loads(Path(sp.daemon_json).read_text())
     assert "hosts" not in config
     assert config["log-level"] == "warn"
-    assert daemon.hosts_conflict(read_host_files(sp)) is None
+    assert hosts_conflict(read_host_files(sp)) is None
 
 
 def test_daemon_json_method_moves_listeners_out_of_the_unit(tmp_path: Path) -> None:
     sp = _root(tmp_path, unit=True)
     plan = _install(sp, method="daemon-json")
     host_files = read_host_files(sp)
-    assert daemon.effective_execstart(host_files) == [
+    assert effective_execstart(host_files) == [
         "/usr/sbin/dockerd",
         "--containerd=/run/containerd/containerd.sock",
         "$DOCKER_OPTS",
     ]
     config = json.loads(Path(sp.daemon_json).read_text())
     assert config["hosts"] == [f"unix://{sp.docker_socket}", "tcp://0.0.0.0:2376"]
-    assert daemon.hosts_conflict(host_files) is None
+    assert hosts_conflict(host_files) is None
     # auto keeps the method of the first install
     again = plan_install(host_files, sp, InstallOptions(), *PEMS)
     assert (again.method, again.changed, again.backup) == (plan.method, False, None)
@@ -246,7 +251,7 @@ def test_insecure_flag_in_unit_is_removed_from_the_dropin(tmp_path: Path) -> Non
         "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2375\n",
     )
     _install(sp, remove_insecure=True)
-    assert daemon.effective_execstart(read_host_files(sp)) == [
+    assert effective_execstart(read_host_files(sp)) == [
         "/usr/sbin/dockerd",
         "-H",
         "fd://",
@@ -272,7 +277,7 @@ def test_systemd_method_refuses_hosts_in_daemon_json(tmp_path: Path) -> None:
         plan_install(read_host_files(sp), sp, InstallOptions(method="systemd"), *PEMS)
     # daemon-json resolves the existing conflict: the unit's -H goes, hosts stay.
     plan = _install(sp, method="daemon-json")
-    assert daemon.hosts_conflict(read_host_files(sp)) is None
+    assert hosts_conflict(read_host_files(sp)) is None
     assert plan.method == "daemon-json"
 
 
@@ -282,7 +287,7 @@ def test_failed_write_leaves_the_host_as_it_was(tmp_path: Path) -> None:
     plan = plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
     Path(sp.dropin).mkdir(parents=True)  # a directory where the drop-in goes: its rename fails
     with pytest.raises(OSError):
-        daemon.apply_plan_locally(plan)
+        apply_plan_locally(plan)
     assert Path(sp.daemon_json).read_text() == original
     assert not any(Path(sp.cert_dir).glob("*.pem"))
 
@@ -307,9 +312,7 @@ def test_restart_success_keeps_the_new_files(tmp_path: Path) -> None:
     sp = _root(tmp_path, '{"debug": true}\n', unit=True)
     plan = _install(sp)
     fake = FakeSystemd()
-    daemon.restart_docker(
-        plan, "0.0.0.0", 2376, run=fake.run, wait_port=lambda h, p, t: (h, p) == ("127.0.0.1", 2376)
-    )
+    restart_docker(plan, run=fake.run, wait_port=lambda h, p, t: (h, p) == ("127.0.0.1", 2376))
     assert fake.calls == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]
     assert "tlsverify" in Path(sp.daemon_json).read_text()
 
@@ -324,7 +327,7 @@ def test_restart_failure_restores_previous_files_and_restarts_again(
     assert Path(sp.dropin).exists()
     fake = FakeSystemd(fail_restart)
     with pytest.raises(OperationError, match="restored and Docker restarted with it"):
-        daemon.restart_docker(plan, "0.0.0.0", 2376, run=fake.run, wait_port=lambda h, p, t: False)
+        restart_docker(plan, run=fake.run, wait_port=lambda h, p, t: False)
     assert fake.calls[-2:] == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]
     assert len(fake.calls) == 4
     assert Path(sp.daemon_json).read_text() == original
@@ -372,7 +375,7 @@ def test_two_installs_in_one_second_keep_both_backups(tmp_path: Path) -> None:
     t = dt.datetime(2026, 11, 27, 4, 11, 7, 100, tzinfo=dt.timezone.utc)
     for port, now in ((2376, t), (2377, t + dt.timedelta(milliseconds=300))):
         plan = plan_install(read_host_files(sp), sp, InstallOptions(port=port), *PEMS, now=now)
-        daemon.apply_plan_locally(plan)
+        apply_plan_locally(plan)
     backups = sorted(Path(sp.daemon_json).parent.glob("daemon.json.certkit-backup-*"))
     assert len(backups) == 2
     assert backups[0].read_text() == original  # the user's own file is never overwritten
@@ -389,7 +392,7 @@ def test_a_symlinked_daemon_json_is_updated_where_it_points(tmp_path: Path) -> N
     link.unlink()
     link.symlink_to(managed)
     plan = plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
-    daemon.apply_plan_locally(plan)
+    apply_plan_locally(plan)
     assert link.is_symlink()
     config = json.loads(managed.read_text())
     assert config["debug"] is True and config["tlsverify"] is True

@@ -24,7 +24,12 @@ from support import (
     write_json,
 )
 
-from certkit import ca, certs, daemon, paths
+from certkit import ca, certs, paths
+from certkit.host.hostfiles import HostFiles
+from certkit.host.local import read_host_files
+from certkit.host.options import InstallOptions
+from certkit.host.systemd import effective_execstart
+from certkit.origins import ServerOrigin
 from certkit.store import CAStore
 
 DEBIAN_UNIT = Path("/lib/systemd/system/docker.service")
@@ -122,7 +127,8 @@ def test_daemon_json_install_serves_mutual_tls_and_keeps_user_settings(
     record = store.inventory().get(out["serial"])
     assert record is not None and record.kind == "server" and record.name == "localhost"
     assert str(cert_dir / "server-cert.pem") in record.installed
-    assert record.options["method"] == "daemon-json" and record.options["port"] == port
+    assert isinstance(record.origin, ServerOrigin) and record.origin.install is not None
+    assert record.origin.install.method == "daemon-json" and record.origin.install.port == port
 
 
 def test_auto_picks_systemd_for_debian_unit_and_that_command_line_serves_tls(
@@ -152,9 +158,9 @@ def test_auto_picks_systemd_for_debian_unit_and_that_command_line_serves_tls(
     )
     assert out["install"]["method"] == "systemd"
     sp = paths.system_paths(root)
-    original = daemon.effective_execstart(daemon.HostFiles(units=[("u", DEBIAN_UNIT.read_text())]))
+    original = effective_execstart(HostFiles(units=[("u", DEBIAN_UNIT.read_text())]))
     assert original is not None and "-H" in original
-    args = daemon.effective_execstart(daemon.read_host_files(sp))
+    args = effective_execstart(read_host_files(sp))
     assert args == [*original, "-H", f"tcp://127.0.0.1:{port}"]
     assert "hosts" not in json.loads(config.read_text())
 
@@ -384,19 +390,17 @@ def test_pkilint_finds_nothing_in_a_server_certificate(store: CAStore, tmp_path:
 def test_restart_runs_systemctl_and_reports_it(store: CAStore, tmp_path: Path) -> None:
     # systemctl cannot run here: the runner and the port check are fakes (the configuration
     # itself is proven against a real dockerd above).
-    from certkit.server import install_local
+    from certkit.host.local import LocalTarget
+    from certkit.host.target import install
 
     calls: list[list[str]] = []
-    sp = paths.system_paths(tmp_path / "r")
-    outcome = install_local(
-        sp,
-        daemon.InstallOptions(listen="127.0.0.1", port=2376),
-        b"CA\n",
-        b"CERT\n",
-        b"KEY\n",
-        restart=True,
+    target = LocalTarget(
+        paths.system_paths(tmp_path / "r"),
         run=lambda cmd: calls.append(cmd) or 0,  # type: ignore[func-returns-value]
         wait_port=lambda host, port, timeout: (host, port) == ("127.0.0.1", 2376),
     )
+    options = InstallOptions(listen="127.0.0.1", port=2376)
+    pems = (b"CA\n", b"CERT\n", b"KEY\n")
+    outcome = install(target, target.read_files(), options, pems, restart=True)
     assert outcome.restarted
     assert calls == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]

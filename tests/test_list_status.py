@@ -10,6 +10,7 @@ import sys
 from support import run_certkit
 
 from certkit import ca, names
+from certkit.origins import CIOrigin
 from certkit.store import CAStore
 
 
@@ -152,7 +153,7 @@ def test_short_lived_ci_certificates_are_not_always_expiring() -> None:
     """A 30-day CI certificate against the 30-day default window: due at a third left."""
     assert run_certkit("init-ca").returncode == 0
     store = CAStore()
-    ca.issue(store, "ci", "gha", "ci:gha", days=30, options={"host": "h", "port": 2376})
+    ca.issue(store, "ci", "gha", "ci:gha", days=30, origin=CIOrigin(host="h", port=2376))
     fresh = run_certkit("status")
     assert fresh.returncode == 0, fresh.stdout
     # It does expire within the window: the OK line must not claim otherwise.

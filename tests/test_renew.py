@@ -19,6 +19,7 @@ from support import free_port, run_certkit, sandbox_daemon_settings, write_json
 
 from certkit import ca, certs
 from certkit.ci import check_bundle, decode_bundle
+from certkit.origins import CIOrigin
 from certkit.store import CAStore
 
 
@@ -236,7 +237,7 @@ def test_expiring_within_renews_only_what_is_due() -> None:
     store = CAStore()
     ca.issue(store, "client", "soon", "soon", days=365)
     ca.issue(store, "client", "later", "later", days=365)
-    ca.issue(store, "ci", "gha", "ci:gha", days=30, options={"host": "docker1", "port": 2376})
+    ca.issue(store, "ci", "gha", "ci:gha", days=30, origin=CIOrigin(host="docker1", port=2376))
     _age(store, "soon", 355)  # 10 days left
     _age(store, "gha", 25)  # 5 days left
 

@@ -31,15 +31,13 @@ from support import (
 from certkit import names
 from certkit.ca import issue
 from certkit.errors import OperationError, UsageError
-from certkit.remote import (
-    SSH,
-    SSHTarget,
-    Write,
-    WriteJob,
-    check_ssh_options,
-    parse_target,
-    run_write_job,
-)
+from certkit.host.local import read_host_files
+from certkit.host.options import InstallOptions
+from certkit.host.plan import plan_install
+from certkit.host.remote import SSHTarget
+from certkit.host.scripts import Write, WriteJob, run_write_job
+from certkit.host.ssh import SSH, Destination, check_ssh_options, parse_destination
+from certkit.origins import ServerOrigin
 from certkit.store import CAStore
 
 
@@ -76,16 +74,16 @@ def _ssh(server: SSHServer, **kwargs: object) -> SSH:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("docker1", SSHTarget("docker1")),
-        ("admin@docker1.example.com", SSHTarget("docker1.example.com", "admin")),
-        ("root@10.0.0.5:2222", SSHTarget("10.0.0.5", "root", 2222)),
-        ("[2001:db8::1]:22", SSHTarget("2001:db8::1", None, 22)),
-        ("ops@[::1]", SSHTarget("::1", "ops")),
-        ("2001:db8::7", SSHTarget("2001:db8::7")),
+        ("docker1", Destination("docker1")),
+        ("admin@docker1.example.com", Destination("docker1.example.com", "admin")),
+        ("root@10.0.0.5:2222", Destination("10.0.0.5", "root", 2222)),
+        ("[2001:db8::1]:22", Destination("2001:db8::1", None, 22)),
+        ("ops@[::1]", Destination("::1", "ops")),
+        ("2001:db8::7", Destination("2001:db8::7")),
     ],
 )
-def test_ssh_targets_parse(spec: str, expected: SSHTarget) -> None:
-    assert parse_target(spec) == expected
+def test_ssh_targets_parse(spec: str, expected: Destination) -> None:
+    assert parse_destination(spec) == expected
 
 
 @pytest.mark.parametrize(
@@ -106,7 +104,7 @@ def test_ssh_targets_parse(spec: str, expected: SSHTarget) -> None:
 )
 def test_bad_ssh_targets_are_refused(spec: str) -> None:
     with pytest.raises(UsageError, match="not a valid SSH destination"):
-        parse_target(spec)
+        parse_destination(spec)
 
 
 def test_options_that_switch_off_host_key_checking_are_refused() -> None:
@@ -258,13 +256,12 @@ def _seed_host(root: Path) -> None:
 
 
 def test_remote_reading_gives_what_local_reading_gives(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit import daemon
+    from certkit.host.remote import read_remote_host_files, remote_paths
     from certkit.paths import system_paths
-    from certkit.remote import read_remote_host_files, remote_paths
 
     root = sandbox / "host"
     _seed_host(root)
-    local = daemon.read_host_files(system_paths(root))
+    local = read_host_files(system_paths(root))
     remote = read_remote_host_files(_ssh(sshd), remote_paths(str(root)))
     assert remote == local
     assert remote.daemon_json_mode == 0o640
@@ -272,19 +269,18 @@ def test_remote_reading_gives_what_local_reading_gives(sshd: SSHServer, sandbox:
 
 
 def test_remote_plan_applied_is_complete_and_idempotent(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit import daemon
+    from certkit.host.remote import read_remote_host_files, remote_paths
     from certkit.paths import system_paths
-    from certkit.remote import apply_plan_remotely, read_remote_host_files, remote_paths
 
     root = sandbox / "host"
     _seed_host(root)
     paths = remote_paths(str(root))
-    options = daemon.InstallOptions(listen="127.0.0.1", port=12376, method="systemd")
+    options = InstallOptions(listen="127.0.0.1", port=12376, method="systemd")
     pems = (b"ca\n", b"cert\n", b"key\n")
     ssh = _ssh(sshd)
-    plan = daemon.plan_install(read_remote_host_files(ssh, paths), paths, options, *pems)
+    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, *pems)
     assert plan.changed and plan.backup
-    apply_plan_remotely(plan, ssh)
+    SSHTarget(ssh, paths).apply(plan, restart=False)
 
     # What landed is what the plan says, with the plan's modes, plus the backup.
     for change in plan.changes:
@@ -297,32 +293,27 @@ def test_remote_plan_applied_is_complete_and_idempotent(sshd: SSHServer, sandbox
     assert not list(root.rglob(".*certkit-*")), "temp files left behind"
 
     # Planned again, locally or remotely: nothing to do.
-    assert not daemon.plan_install(
-        daemon.read_host_files(system_paths(root)), paths, options, *pems
-    ).changed
-    assert not daemon.plan_install(
-        read_remote_host_files(ssh, paths), paths, options, *pems
-    ).changed
+    assert not plan_install(read_host_files(system_paths(root)), paths, options, *pems).changed
+    assert not plan_install(read_remote_host_files(ssh, paths), paths, options, *pems).changed
 
 
 def test_a_file_changed_since_it_was_read_is_not_overwritten(
     sshd: SSHServer, sandbox: Path
 ) -> None:
-    from certkit import daemon
-    from certkit.remote import apply_plan_remotely, read_remote_host_files, remote_paths
+    from certkit.host.remote import read_remote_host_files, remote_paths
 
     root = sandbox / "host"
     _seed_host(root)
     paths = remote_paths(str(root))
-    options = daemon.InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
+    options = InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
     ssh = _ssh(sshd)
-    plan = daemon.plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
+    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
     (root / "etc/docker/daemon.json").write_text('{"debug": true}\n')  # someone else's edit
     before = _snapshot(root)
     with pytest.raises(
         OperationError, match=r"daemon\.json on 127\.0\.0\.1 changed since certkit read it"
     ):
-        apply_plan_remotely(plan, ssh)
+        SSHTarget(ssh, paths).apply(plan, restart=False)
     assert _snapshot(root) == before
 
 
@@ -342,20 +333,19 @@ def _fake_systemctl(server: SSHServer, root: Path, log: Path) -> None:
 
 
 def test_restart_failure_rolls_the_host_back(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit import daemon
-    from certkit.remote import apply_plan_remotely, read_remote_host_files, remote_paths
+    from certkit.host.remote import read_remote_host_files, remote_paths
 
     root = sandbox / "host"
     _seed_host(root)
     log = sandbox / "systemctl.log"
     _fake_systemctl(sshd, root, log)
     paths = remote_paths(str(root))
-    options = daemon.InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
+    options = InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
     ssh = _ssh(sshd)
-    plan = daemon.plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
+    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
     before = _snapshot(root)
     with pytest.raises(OperationError) as failed:
-        apply_plan_remotely(plan, ssh, restart=True)
+        SSHTarget(ssh, paths).apply(plan, restart=True)
     assert "Docker did not come back after the restart on 127.0.0.1" in failed.value.message
     assert "the host was left as it was" in failed.value.message
     assert "Docker was restarted with the previous configuration" in failed.value.message
@@ -369,18 +359,17 @@ def test_restart_failure_rolls_the_host_back(sshd: SSHServer, sandbox: Path) -> 
 
 
 def test_restart_success_keeps_the_new_files(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit import daemon
-    from certkit.remote import apply_plan_remotely, read_remote_host_files, remote_paths
+    from certkit.host.remote import read_remote_host_files, remote_paths
 
     root = sandbox / "host"
     _seed_host(root)
     log = sandbox / "systemctl.log"
     write_fake(sshd.bin_dir, "systemctl", f'echo "$*" >> {log}\n')
     paths = remote_paths(str(root))
-    options = daemon.InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
+    options = InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
     ssh = _ssh(sshd)
-    plan = daemon.plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
-    apply_plan_remotely(plan, ssh, restart=True)
+    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
+    SSHTarget(ssh, paths).apply(plan, restart=True)
     assert log.read_text().splitlines() == [
         "daemon-reload",
         "restart docker",
@@ -459,7 +448,8 @@ def test_issue_server_over_ssh_serves_mutual_tls_from_a_real_dockerd(
 
     store = CAStore("default")
     (record,) = store.inventory().find(kind="server")
-    assert record.options["ssh"] == sshd.target
+    assert isinstance(record.origin, ServerOrigin)
+    assert record.origin.target.ssh == sshd.target
     assert f"{sshd.target}:{certdir / 'server-key.pem'}" in record.installed
 
     dockerd(config_file=daemon_json, unix_socket=sock, tcp=[("127.0.0.1", port)])
@@ -539,33 +529,6 @@ def test_dry_run_over_ssh_shows_the_diff_and_writes_nothing(sshd: SSHServer, san
     assert _snapshot(root) == before
 
 
-def test_restart_over_ssh_rolls_back_when_docker_does_not_return(
-    sshd: SSHServer, sandbox: Path
-) -> None:
-    assert run_certkit("init-ca").returncode == 0
-    root = sandbox / "remote"
-    write_json(root / "etc/docker/daemon.json", {"log-driver": "journald"})
-    log = sandbox / "systemctl.log"
-    _fake_systemctl(sshd, root, log)
-    before = _snapshot(root)
-    r = run_certkit("issue-server", "localhost", *sshd.cli_args(), "--root", str(root), "--restart")
-    assert r.returncode == 1
-    assert "Docker did not come back after the restart" in r.stderr
-    assert "Docker was restarted with the previous configuration" in r.stderr
-    assert _snapshot(root) == before
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--sudo"], "only apply with --ssh"),
-        (["--ssh", "root@host:99999"], "not a valid SSH destination"),
-        (["--ssh", "host", "--ssh-option", "StrictHostKeyChecking=no"], "host key checking"),
-        (["--ssh", "host", "--identity", "/nonexistent/key"], "not a readable key file"),
-        (["--ssh", "host", "--root", "relative/dir"], "absolute path on the host"),
-        (["--ssh", "host", "--out", "/tmp/x"], "use one of them"),
-    ],
-)
 def test_bad_ssh_usage_is_exit_2(args: list[str], message: str) -> None:
     assert run_certkit("init-ca").returncode == 0
     r = run_certkit("issue-server", "localhost", *args)

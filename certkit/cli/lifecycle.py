@@ -12,7 +12,8 @@ from . import app
 from .output import CA_OPTION, JSON_OPTION, emit, warn
 
 if TYPE_CHECKING:
-    from ..lifecycle import DueReport, Renewed, RotationReport
+    from ..renew import DueReport, Renewed
+    from ..rotation import RotationReport
 
 renew_app = typer.Typer(
     help=(
@@ -86,7 +87,7 @@ def _renew_due(
     only_ca: str | None, within: float, restart: bool, dry_run: bool, json_out: bool
 ) -> None:
     """Renew what is due in every CA of the store (or only ``only_ca``), like ``status`` checks."""
-    from ..lifecycle import DueReport
+    from ..renew import DueReport
     from ..store import CAStore, list_ca_names
 
     names = [only_ca] if only_ca else list_ca_names()
@@ -111,7 +112,7 @@ def _renew_due(
 def _renew_due_in(
     ca: str, within: float, restart: bool, dry_run: bool
 ) -> tuple[DueReport, list[str]]:
-    from ..lifecycle import renew_due
+    from ..renew import renew_due
     from ..store import CAStore
 
     report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run)
@@ -136,7 +137,7 @@ def _renew_due_in(
 
 
 def _renewed_lines(r: Renewed) -> list[str]:
-    from ..lifecycle import RESTART_NOTE
+    from ..renew import RESTART_NOTE
 
     if r.dry_run:
         head = f"Dry run: {r.kind} {r.name}"
@@ -168,7 +169,7 @@ def _renewed_lines(r: Renewed) -> list[str]:
 
 def _ci_fetch(ca: str, name: str) -> str:
     """The command that prints the CI secret in use without issuing again."""
-    from ..lifecycle import renew_command
+    from ..renew import renew_command
     from ..store import CAStore
 
     again = renew_command(CAStore(ca), "ci", name, " --bundle-only --format bundle")
@@ -225,12 +226,12 @@ def renew_server(
 
     Example: certkit renew server docker1.example.com --san 10.0.0.5 --restart
     """
-    from ..lifecycle import ServerInstall, renew
+    from ..renew import ServerInstall, renew
     from ..store import CAStore
 
     srv = ServerInstall(
         install=install,
-        root=str(root) if root else None,
+        sandbox=str(root) if root else None,
         cert_dir=cert_dir,
         restart=restart,
         dry_run=dry_run,
@@ -264,7 +265,7 @@ def renew_client(
 
     Example: certkit renew client laptop
     """
-    from ..lifecycle import renew
+    from ..renew import renew
     from ..store import CAStore
 
     result = renew(
@@ -300,7 +301,7 @@ def renew_ci(
     """
     from ..ci import check_format, write_out
     from ..errors import UsageError
-    from ..lifecycle import renew
+    from ..renew import renew
     from ..store import CAStore
 
     if fmt is not None and check_format(fmt) in ("github", "gitlab"):
@@ -396,7 +397,7 @@ def rotate_start(
 
     Example: certkit rotate-ca start --ca prod
     """
-    from ..lifecycle import start_rotation
+    from ..rotation import start_rotation
     from ..store import CAStore
 
     report = start_rotation(CAStore(ca), key_type=key_type, common_name=cn, days=days)
@@ -409,7 +410,7 @@ def rotate_status(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
 
     Example: certkit rotate-ca status
     """
-    from ..lifecycle import rotation_status
+    from ..rotation import rotation_status
     from ..store import CAStore
 
     report = rotation_status(CAStore(ca))
@@ -428,7 +429,7 @@ def rotate_finish(
 
     Example: certkit rotate-ca finish
     """
-    from ..lifecycle import finish_rotation
+    from ..rotation import finish_rotation
     from ..store import CAStore
 
     report = finish_rotation(CAStore(ca), force=force)

@@ -15,78 +15,91 @@ if TYPE_CHECKING:
 # Options that only mean something with --install (None: not given).
 _INSTALL_ONLY = ("--root", "--listen", "--port", "--cert-dir", "--method")
 
+HOST = typer.Argument(None, help="The name (or IP) clients use to reach the Docker host.")
+SAN = typer.Option(
+    None,
+    "--san",
+    metavar="NAME_OR_IP",
+    help="Another DNS name or IP address for the certificate (repeatable).",
+)
+DAYS = typer.Option(825, "--days", help="Validity in days.")
+OUT = typer.Option(
+    None, "--out", help="Also write ca.pem, server-cert.pem, server-key.pem into this dir."
+)
+INSTALL = typer.Option(
+    False, "--install", help="Install on this Docker host: cert files + daemon.json (root)."
+)
+ROOT = typer.Option(
+    None, "--root", help="With --install: sandbox root, /etc/docker/... means ROOT/etc/docker/..."
+)
+LISTEN = typer.Option(
+    None, "--listen", help="With --install: address dockerd listens on (default 0.0.0.0)."
+)
+PORT = typer.Option(None, "--port", help="With --install: TLS port (default 2376).")
+CERT_DIR = typer.Option(
+    None, "--cert-dir", help="With --install: where the files go (default /etc/docker/certkit)."
+)
+METHOD = typer.Option(
+    None,
+    "--method",
+    help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key).",
+)
+KEEP_INSECURE = typer.Option(
+    False, "--keep-insecure", help="Keep an existing TCP listener without TLS (e.g. :2375)."
+)
+REMOVE_INSECURE = typer.Option(
+    False, "--remove-insecure", help="Remove an existing TCP listener without TLS."
+)
+RESTART = typer.Option(
+    False, "--restart", help="Restart docker after --install; roll back if it does not return."
+)
+DRY_RUN = typer.Option(
+    False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
+)
+SSH = typer.Option(
+    None, "--ssh", help="Install on a remote Docker host over SSH instead: [USER@]HOST[:PORT]."
+)
+SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
+IDENTITY = typer.Option(
+    None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
+)
+SSH_OPTION = typer.Option(
+    None,
+    "--ssh-option",
+    metavar="OPT",
+    help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion.",
+)
+FROM_FILE = typer.Option(
+    None,
+    "--from-file",
+    help="Issue one certificate per line of this file (HOST [SAN...], # comments), "
+    "with --out one subdirectory per host.",
+)
+
 
 @app.command("issue-server")
 def issue_server(
-    # Optional: --from-file HOSTS replaces it.
-    host: str = typer.Argument(None, help="The name (or IP) clients use to reach the Docker host."),
-    san: list[str] = typer.Option(
-        None,
-        "--san",
-        metavar="NAME_OR_IP",
-        help="Another DNS name or IP address for the certificate (repeatable).",
-    ),
-    days: int = typer.Option(825, "--days", help="Validity in days."),
+    host: str = HOST,  # optional: --from-file HOSTS replaces it
+    san: list[str] = SAN,
+    days: int = DAYS,
     key_type: str = KEY_TYPE_OPTION,
     ca: str = CA_OPTION,
-    out: str = typer.Option(
-        None, "--out", help="Also write ca.pem, server-cert.pem, server-key.pem into this dir."
-    ),
-    install: bool = typer.Option(
-        False, "--install", help="Install on this Docker host: cert files + daemon.json (root)."
-    ),
-    root: str = typer.Option(
-        None,
-        "--root",
-        help="With --install: sandbox root, /etc/docker/... means ROOT/etc/docker/...",
-    ),
-    listen: str = typer.Option(
-        None, "--listen", help="With --install: address dockerd listens on (default 0.0.0.0)."
-    ),
-    port: int = typer.Option(None, "--port", help="With --install: TLS port (default 2376)."),
-    cert_dir: str = typer.Option(
-        None, "--cert-dir", help="With --install: where the files go (default /etc/docker/certkit)."
-    ),
-    method: str = typer.Option(
-        None,
-        "--method",
-        help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key).",
-    ),
-    keep_insecure: bool = typer.Option(
-        False, "--keep-insecure", help="Keep an existing TCP listener without TLS (e.g. :2375)."
-    ),
-    remove_insecure: bool = typer.Option(
-        False, "--remove-insecure", help="Remove an existing TCP listener without TLS."
-    ),
-    restart: bool = typer.Option(
-        False, "--restart", help="Restart docker after --install; roll back if it does not return."
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
-    ),
-    ssh: str = typer.Option(
-        None,
-        "--ssh",
-        help="Install on a remote Docker host over SSH instead: [USER@]HOST[:PORT].",
-    ),
-    sudo: bool = typer.Option(
-        False, "--sudo", help="With --ssh: run the remote side with sudo -n."
-    ),
-    identity: str = typer.Option(
-        None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
-    ),
-    ssh_option: list[str] = typer.Option(
-        None,
-        "--ssh-option",
-        metavar="OPT",
-        help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion.",
-    ),
-    from_file: str = typer.Option(
-        None,
-        "--from-file",
-        help="Issue one certificate per line of this file (HOST [SAN...], # comments), "
-        "with --out one subdirectory per host.",
-    ),
+    out: str = OUT,
+    install: bool = INSTALL,
+    root: str = ROOT,
+    listen: str = LISTEN,
+    port: int = PORT,
+    cert_dir: str = CERT_DIR,
+    method: str = METHOD,
+    keep_insecure: bool = KEEP_INSECURE,
+    remove_insecure: bool = REMOVE_INSECURE,
+    restart: bool = RESTART,
+    dry_run: bool = DRY_RUN,
+    ssh: str = SSH,
+    sudo: bool = SUDO,
+    identity: str = IDENTITY,
+    ssh_option: list[str] = SSH_OPTION,
+    from_file: str = FROM_FILE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -100,8 +113,9 @@ def issue_server(
 
     Example (fleet): certkit issue-server --from-file hosts.txt --out ./servers
     """
-    from ..daemon import DEFAULT_LISTEN, InstallOptions
     from ..errors import UsageError
+    from ..host.options import DEFAULT_LISTEN, HostRef, InstallOptions
+    from ..host.target import open_target
     from ..names import DOCKER_TLS_PORT
     from ..server import issue_server as _issue_server
     from ..store import CAStore
@@ -126,13 +140,10 @@ def issue_server(
         raise UsageError(
             "give the Docker host's name, e.g. certkit issue-server docker1.example.com."
         )
-    given = dict(zip(_INSTALL_ONLY, (root, listen, port, cert_dir, method), strict=True))
-    given.update(
-        {"--keep-insecure": keep_insecure or None, "--remove-insecure": remove_insecure or None}
-    )
-    stray = [flag for flag, value in given.items() if value is not None]
-    if stray and not install:
-        raise UsageError(f"{', '.join(stray)} only applies with --install: add --install.")
+    _check_install_flags(install, restart, root, listen, port, cert_dir, method,
+                         keep_insecure, remove_insecure)  # fmt: skip
+    if ssh is not None and out:
+        raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
     options = InstallOptions(
         listen=listen or DEFAULT_LISTEN,
         port=port if port is not None else DOCKER_TLS_PORT,
@@ -141,46 +152,44 @@ def issue_server(
         keep_insecure=keep_insecure,
         remove_insecure=remove_insecure,
     )
-    if ssh is not None:
-        from ..remote import SSH, remote_install
-
-        if out:
-            raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
-        target = SSH.build(ssh, identity=identity, options=ssh_option or [], sudo=sudo)
-        result = remote_install(
-            CAStore(ca),
-            host,
-            target,
-            sans=list(san or []),
-            days=days,
-            key_type=key_type,
-            root=root,
-            options=options,
-            restart=restart,
-            dry_run=dry_run,
-        )
-    else:
-        result = _issue_server(
-            CAStore(ca),
-            host,
-            sans=list(san or []),
-            days=days,
-            key_type=key_type,
-            out=out,
-            install=install,
-            root=root,
-            options=options,
-            restart=restart,
-            dry_run=dry_run,
-        )
+    ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
+    target = (
+        open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
+        if install
+        else None
+    )
+    result = _issue_server(
+        CAStore(ca),
+        host,
+        target,
+        sans=list(san or []),
+        days=days,
+        key_type=key_type,
+        out=out,
+        options=options,
+        restart=restart,
+        dry_run=dry_run,
+    )
     if result.install and not json_out:
         for message in result.install.plan.warnings:
             warn(message)
     emit(json_out, result.to_json(), _lines(result, options.port))
 
 
+def _check_install_flags(install: bool, restart: bool, *install_only: object) -> None:
+    """Refuse the install options without --install (None / False: not given)."""
+    from ..errors import UsageError
+
+    if restart and not install:
+        raise UsageError("--restart restarts dockerd after --install: add --install.")
+    flags = [*_INSTALL_ONLY, "--keep-insecure", "--remove-insecure"]
+    stray = [flag for flag, value in zip(flags, install_only, strict=True) if value]
+    if stray and not install:
+        raise UsageError(f"{', '.join(stray)} only applies with --install: add --install.")
+
+
 def _lines(r: ServerResult, port: int) -> list[str]:
-    from ..daemon import RESTART_NOTE
+    from ..host.plan import RESTART_NOTE
 
     lines: list[str] = []
     if r.dry_run:

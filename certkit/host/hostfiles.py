@@ -1,0 +1,24 @@
+"""What an install reads from a Docker host: the raw texts, wherever they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HostFiles:
+    """The raw files of a Docker host that an install reads.
+
+    ``units`` are the docker.service files that exist, lowest precedence
+    first; ``dropins`` the existing ``docker.service.d/*.conf``, sorted by
+    name; ``cert_files`` the current contents of the certificate files an
+    install would write (path -> bytes, only those that exist; may be left
+    empty, then they simply count as changed).
+    """
+
+    daemon_json: str | None = None
+    daemon_json_mode: int | None = None
+    units: list[tuple[str, str]] = field(default_factory=list)
+    dropins: list[tuple[str, str]] = field(default_factory=list)
+    default_docker: str | None = None
+    cert_files: dict[str, bytes] = field(default_factory=dict)

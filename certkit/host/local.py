@@ -1,0 +1,205 @@
+"""Installing on this machine: read the host's files, write a plan, restart dockerd.
+
+:class:`LocalTarget` is the :class:`~certkit.host.target.Target` for the
+machine certkit runs on (or a sandbox root under it, ``--root``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .. import files
+from ..errors import OperationError, UsageError
+from ..paths import SystemPaths
+from .hostfiles import HostFiles
+from .options import HostRef
+from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
+
+
+def read_host_files(paths: SystemPaths) -> HostFiles:
+    """Read daemon.json, the docker units, drop-ins, /etc/default/docker and the cert files."""
+    hf = HostFiles()
+    dj = Path(paths.daemon_json)
+    try:
+        hf.daemon_json = dj.read_text(encoding="utf-8")
+        hf.daemon_json_mode = dj.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        pass
+    except UnicodeDecodeError:
+        raise UsageError(f"{dj} is not UTF-8 text: fix or remove it, then run again.") from None
+    except OSError as e:
+        raise OperationError(f"cannot read {dj}: {e.strerror}; run as root.") from None
+    for unit in paths.unit_files:
+        text = files.read_text(unit)
+        if text is not None:
+            hf.units.append((str(unit), text))
+    dropin_dir = Path(paths.dropin_dir)
+    if dropin_dir.is_dir():
+        for conf in sorted(dropin_dir.glob("*.conf"), key=lambda p: p.name):
+            hf.dropins.append((str(conf), conf.read_text(encoding="utf-8", errors="replace")))
+    hf.default_docker = files.read_text(paths.default_docker)
+    for name in (CA_FILE, CERT_FILE, KEY_FILE):
+        p = Path(paths.cert_dir) / name
+        with contextlib.suppress(OSError):
+            hf.cert_files[str(p)] = p.read_bytes()
+    return hf
+
+
+def _restore(previous: dict[str, bytes | None], modes: dict[str, int]) -> None:
+    """Put every file back as it was (None: remove it)."""
+    for path, content in previous.items():
+        # Best effort, file by file: one that cannot be restored must not stop the others.
+        with contextlib.suppress(OSError):
+            if content is None:
+                Path(path).unlink(missing_ok=True)
+            else:
+                files.atomic_write(path, content, modes.get(path, files.PUBLIC_FILE))
+
+
+def apply_plan_locally(plan: InstallPlan) -> None:
+    """Write the plan: directories, the daemon.json backup, then every file atomically.
+
+    All new files are staged next to their targets before the first rename;
+    if anything fails, the files already replaced are put back, so the host
+    is left as it was.
+    """
+    if not plan.changes:
+        return
+    for change in plan.changes:
+        files.ensure_dir(PurePosixPath(change.path).parent, change.dir_mode)
+    if plan.backup and plan.backup_content is not None:
+        files.atomic_write(plan.backup[1], plan.backup_content, plan.backup_mode)
+    modes = {c.path: c.mode for c in plan.changes}
+    try:
+        files.atomic_write_many((c.path, c.content, c.mode) for c in plan.changes)
+    except BaseException:
+        _restore(plan.previous, modes)
+        raise
+
+
+Runner = Callable[[list[str]], int]
+
+
+PortWaiter = Callable[[str, int, float], bool]
+
+
+def _run(cmd: list[str]) -> int:
+    try:
+        return subprocess.run(cmd, check=False).returncode
+    except FileNotFoundError:  # no systemctl: not a systemd host
+        return 127
+
+
+def _port_opens(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _probe_address(listen: str) -> str:
+    """Where to check a listener locally: a wildcard address is reached on loopback."""
+    addr = listen.strip("[]")
+    if addr in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if addr == "::":
+        return "::1"
+    return addr
+
+
+def restart_docker(
+    plan: InstallPlan,
+    *,
+    run: Runner = _run,
+    wait_port: PortWaiter = _port_opens,
+    timeout: float = 60,
+) -> None:
+    """``systemctl daemon-reload`` + ``restart docker``, then wait for the TLS port.
+
+    If Docker does not come back, the previous daemon.json, drop-in and
+    certificate files are restored, Docker is restarted with them, and an
+    OperationError says so.  ``run`` and ``wait_port`` are injectable: tests
+    cannot run systemctl here, so they check this logic with fakes (the
+    configuration itself is proven against a real dockerd).
+    """
+
+    def restart() -> bool:
+        if run(["systemctl", "daemon-reload"]) != 0:
+            return False
+        return run(["systemctl", "restart", "docker"]) == 0
+
+    if restart() and wait_port(_probe_address(plan.listen), plan.port, timeout):
+        return
+    _restore(plan.previous, {c.path: c.mode for c in plan.changes})
+    back = restart()
+    raise OperationError(
+        f"Docker did not come back on port {plan.port} after the restart; the previous "
+        + (
+            "configuration was restored and Docker restarted with it"
+            if back
+            else "configuration was restored but Docker failed to restart with it too"
+        )
+        + ": see journalctl -u docker for why."
+    )
+
+
+@dataclass
+class LocalTarget:
+    """This machine (or ``system.root`` standing in for ``/``): files written directly.
+
+    ``run`` and ``wait_port`` replace ``systemctl`` and the port check in tests
+    that cannot run a real systemd.
+    """
+
+    system: SystemPaths
+    run: Runner | None = None
+    wait_port: PortWaiter | None = None
+
+    @property
+    def ref(self) -> HostRef:
+        return HostRef(sandbox=str(self.system.root) if self.system.sandboxed else None)
+
+    def check(self, *, restart: bool) -> None:
+        """Refuse, before anything is issued, what this machine cannot do."""
+        if restart and self.system.sandboxed:
+            raise UsageError("--restart restarts the real dockerd, so it cannot go with --root.")
+        if not self.system.sandboxed and hasattr(os, "geteuid") and os.geteuid() != 0:
+            raise UsageError(
+                "--install writes /etc/docker and the docker unit: run as root (sudo), "
+                "or use --root DIR to install under a sandbox directory."
+            )
+
+    def read_files(self) -> HostFiles:
+        return read_host_files(self.system)
+
+    def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
+        try:
+            apply_plan_locally(plan)
+        except PermissionError as e:
+            raise OperationError(
+                f"permission denied writing {e.filename}: run as root (sudo), or use --root DIR."
+            ) from None
+        if not restart:
+            return False
+        kwargs: dict[str, Any] = {}
+        if self.run is not None:
+            kwargs["run"] = self.run
+        if self.wait_port is not None:
+            kwargs["wait_port"] = self.wait_port
+        restart_docker(plan, **kwargs)
+        return True
+
+    def where(self, path: str) -> str:
+        return path

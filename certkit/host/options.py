@@ -1,0 +1,51 @@
+"""How to install TLS on a Docker host: the choices a user makes, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..names import DOCKER_TLS_PORT
+
+METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json")
+DEFAULT_LISTEN = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How to install: where TCP listens, where the files go, which method."""
+
+    listen: str = DEFAULT_LISTEN
+    port: int = DOCKER_TLS_PORT
+    cert_dir: str | None = None  # absolute, as on the host; None: /etc/docker/certkit
+    method: str = "auto"
+    keep_insecure: bool = False
+    remove_insecure: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstallOptions:
+        """Read back :meth:`to_json` (unknown keys ignored, missing ones defaulted)."""
+        return cls(
+            listen=str(data.get("listen") or DEFAULT_LISTEN),
+            port=int(data.get("port") or DOCKER_TLS_PORT),
+            cert_dir=str(data["cert_dir"]) if data.get("cert_dir") else None,
+            method=str(data.get("method") or "auto"),
+            keep_insecure=bool(data.get("keep_insecure", False)),
+            remove_insecure=bool(data.get("remove_insecure", False)),
+        )
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """How to reach an installed host again (renewal does): recorded with its certificate.
+
+    ``ssh`` is the ``[USER@]HOST[:PORT]`` of a host reached over SSH (None:
+    this machine); ``sandbox`` a directory standing in for ``/`` (``--root``).
+    """
+
+    ssh: str | None = None
+    sudo: bool = False
+    sandbox: str | None = None

@@ -1,0 +1,445 @@
+"""Planning an install: the host's files in, every file to write out, without any I/O.
+
+:func:`plan_install` turns a host's :class:`HostFiles` (read locally or over
+SSH), the install options and the certificate PEMs into an
+:class:`InstallPlan` (every file to write, the backup to make, the unified
+diff), so a dry run and every target compute exactly the same merge.
+
+Two ways to open TCP exist and must never be mixed (``hosts`` set both as a
+``-H`` flag and in daemon.json stops dockerd from starting, moby#25471):
+
+* ``systemd``: a drop-in repeats the unit's full ExecStart and adds
+  ``-H tcp://LISTEN:PORT``; daemon.json gets the TLS keys only;
+* ``daemon-json``: ``hosts`` goes into daemon.json and, when the unit passes
+  ``-H``, a drop-in repeats its ExecStart without any ``-H``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from .. import files
+from ..errors import UsageError
+from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
+from ..paths import SERVER_FILES, SystemPaths
+from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_daemon_json
+from .hostfiles import HostFiles
+from .options import METHODS, InstallOptions
+from .systemd import (
+    base_execstart,
+    dropin_text,
+    effective_execstart,
+    expanded,
+    flag_hosts,
+    flag_value,
+    is_opts_var,
+    is_ours,
+    service_values,
+)
+
+CA_FILE, CERT_FILE, KEY_FILE = SERVER_FILES
+
+
+RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
+
+
+def hosts_conflict(files_: HostFiles) -> str | None:
+    """A sentence with the fix when ``hosts`` is both a -H flag and a daemon.json key."""
+    args = effective_execstart(files_)
+    if not args:
+        return None
+    flags = [h for _, _, h in flag_hosts(expanded(args, files_))]
+    in_json = json_hosts(config_or_empty(files_.daemon_json))
+    if not flags or not in_json:
+        return None
+    return (
+        f"hosts is set both as a -H flag of docker.service ({', '.join(flags)}) and in "
+        f'daemon.json ({", ".join(in_json)}), so dockerd refuses to start: remove "hosts" '
+        "from daemon.json, or use a drop-in whose ExecStart has no -H "
+        "(certkit issue-server HOST --install --method daemon-json writes one)"
+    )
+
+
+def _tcp_port(host: str, tls: bool) -> int | None:
+    """The port of a ``tcp://`` host (dockerd's default when none), None for other schemes."""
+    if not host.startswith("tcp://"):
+        return None
+    rest = host[len("tcp://") :].split("/", 1)[0]
+    m = re.match(r"^(?:\[[^\]]*\]|[^:]*)(?::(\d+))?$", rest)
+    if m and m.group(1):
+        return int(m.group(1))
+    return DOCKER_TLS_PORT if tls else DOCKER_PLAIN_PORT
+
+
+def _tls_on(config: dict[str, Any], args: list[str]) -> bool:
+    if "tlsverify" in config or config.get("tls") is True:
+        return True
+    flag = flag_value(args, "tlsverify") or flag_value(args, "tls")
+    return flag is not None and flag.lower() not in ("false", "0")
+
+
+def _configured_hosts(files_: HostFiles) -> tuple[list[str], list[str], dict[str, Any]]:
+    config = config_or_empty(files_.daemon_json)
+    args = expanded(effective_execstart(files_) or [], files_)
+    return [h for _, _, h in flag_hosts(args)], json_hosts(config), config
+
+
+def insecure_listeners(files_: HostFiles) -> list[str]:
+    """TCP hosts configured without TLS (from daemon.json and -H flags), e.g. ``tcp://0.0.0.0:2375``.
+
+    With TLS off every TCP host is plain HTTP.  With TLS on, dockerd serves
+    TLS on every TCP host, but one on port 2375 is still listed: whoever uses
+    it expects plain HTTP and breaks.
+    """
+    flags, in_json, config = _configured_hosts(files_)
+    args = expanded(effective_execstart(files_) or [], files_)
+    tls = _tls_on(config, args)
+    out: list[str] = []
+    for host in [*flags, *in_json]:
+        port = _tcp_port(host, tls)
+        if port is not None and (not tls or port == DOCKER_PLAIN_PORT) and host not in out:
+            out.append(host)
+    return out
+
+
+@dataclass
+class FileChange:
+    """One file an install writes: its full new content and mode."""
+
+    path: str
+    content: bytes
+    mode: int
+    dir_mode: int = files.PUBLIC_DIR  # for its directory, when it has to be created
+
+
+@dataclass
+class InstallPlan:
+    """Everything an install would do, computed without touching a file.
+
+    ``changes`` lists only files whose content (or mode) differs from what is
+    there; ``previous`` holds what each of them held before (None: absent),
+    for rolling back.  ``backup`` is ``(daemon.json, its timestamped copy)``
+    when daemon.json changes.
+    """
+
+    method: str
+    changes: list[FileChange]
+    backup: tuple[str, str] | None
+    backup_content: bytes | None
+    backup_mode: int
+    previous: dict[str, bytes | None]
+    warnings: list[str]
+    daemon_json_path: str
+    dropin_path: str
+    tcp_host: str
+    listen: str  # the address and port of tcp_host, checked after a restart
+    port: int
+    cert_paths: dict[str, str]  # "ca"/"cert"/"key" -> installed path
+    old_daemon_json: str | None = None
+    new_daemon_json: str | None = None
+    old_dropin: str | None = None
+    new_dropin: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def restart_needed(self) -> bool:
+        """dockerd reads every file an install changes only at start."""
+        return self.changed
+
+    @property
+    def written(self) -> list[str]:
+        return [c.path for c in self.changes]
+
+    def diff(self) -> str:
+        """Unified diff of daemon.json and the drop-in ("" when neither changes)."""
+        out: list[str] = []
+        for path, old, new in (
+            (self.daemon_json_path, self.old_daemon_json, self.new_daemon_json),
+            (self.dropin_path, self.old_dropin, self.new_dropin),
+        ):
+            if new is None or old == new:
+                continue
+            out.extend(
+                difflib.unified_diff(
+                    (old or "").splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    fromfile=path if old is not None else "/dev/null",
+                    tofile=path,
+                )
+            )
+        return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "changed": self.changed,
+            "restart_needed": self.restart_needed,
+            "written": self.written,
+            "backup": self.backup[1] if self.backup else None,
+            "daemon_json": self.daemon_json_path,
+            "dropin": self.new_dropin and self.dropin_path,
+            "tcp_host": self.tcp_host,
+            "cert_paths": self.cert_paths,
+            "warnings": self.warnings,
+        }
+
+
+def _choose_method(requested: str, current: list[str] | None) -> str:
+    if requested not in METHODS:
+        raise UsageError(f"--method {requested!r} is not one of: {', '.join(METHODS)}.")
+    if requested != "auto":
+        return requested
+    # Decided on the effective command line, certkit's own drop-in included, so that a
+    # second install keeps the method of the first.
+    if current and flag_hosts(current):
+        return "systemd"
+    return "daemon-json"
+
+
+def _without(args: list[str], spans: list[tuple[int, int, str]], drop: set[str]) -> list[str]:
+    removed = {i for start, end, host in spans if host in drop for i in range(start, end)}
+    return [a for i, a in enumerate(args) if i not in removed]
+
+
+def _check_later_dropins(files_: HostFiles, dropin: str) -> None:
+    """Refuse when a drop-in read after certkit.conf sets ExecStart: it would replace ours."""
+    for path, text in files_.dropins:
+        if PurePosixPath(path).name > PurePosixPath(dropin).name and service_values(
+            text, "ExecStart"
+        ):
+            raise UsageError(
+                f"{path} sets ExecStart and is read after certkit's drop-in, so it would "
+                "undo the install: rename it to sort before certkit.conf (e.g. 00-override.conf; "
+                "certkit keeps its flags) or remove its ExecStart lines, then run again."
+            )
+
+
+@dataclass
+class _Host:
+    """A host's configuration, parsed once for planning."""
+
+    config: dict[str, Any]
+    base: list[str] | None  # ExecStart without certkit's drop-in
+    base_spans: list[tuple[int, int, str]]  # its -H flags
+    opts_hosts: list[str]  # -H flags coming from $DOCKER_OPTS
+    json_hosts: list[str]
+
+    @property
+    def flag_hosts(self) -> list[str]:
+        return [h for _, _, h in self.base_spans]
+
+    @property
+    def carried(self) -> list[str]:
+        """The unit's listeners worth keeping in daemon.json (fd:// only exists under -H)."""
+        return [h for h in self.flag_hosts if not h.startswith("fd://")]
+
+
+def _parse_host(files_: HostFiles, dj_path: str) -> _Host:
+    config = parse_daemon_json(files_.daemon_json or "", dj_path)
+    if "hosts" in config and not isinstance(config["hosts"], list | str):
+        raise UsageError(f'{dj_path}: "hosts" must be a list of addresses; fix it, then run again.')
+    base = base_execstart(files_)
+    opts = [a for a in (base or []) if is_opts_var(a)][:1]
+    opts_hosts = [h for _, _, h in flag_hosts(["dockerd", *expanded(opts, files_)])]
+    return _Host(config, base, flag_hosts(base or []), opts_hosts, json_hosts(config))
+
+
+def _listeners_to_drop(
+    files_: HostFiles, host: _Host, method: str, options: InstallOptions, ours: str, sp: SystemPaths
+) -> tuple[set[str], list[str]]:
+    """TCP hosts the install removes (same port as ours; insecure ones when asked) + warnings."""
+    warnings: list[str] = []
+    if method == "systemd":
+        before = host.flag_hosts + host.opts_hosts
+    else:
+        before = host.json_hosts or host.carried
+    replaced = [h for h in before if h != ours and _tcp_port(h, True) == options.port]
+    warnings += [f"{h} used port {options.port}: replaced by {ours}" for h in replaced]
+    insecure = [h for h in insecure_listeners(files_) if h != ours and h not in replaced]
+    if insecure and not (options.keep_insecure or options.remove_insecure):
+        raise UsageError(
+            f"{', '.join(insecure)} serves the Docker API without TLS: pass --remove-insecure to "
+            "remove it (2376 becomes the one TLS port), or --keep-insecure to keep it (with TLS "
+            "on it then speaks TLS too, so its plain-HTTP users break)."
+        )
+    if insecure and options.remove_insecure:
+        stuck = [h for h in insecure if h in host.opts_hosts]
+        if stuck:
+            raise UsageError(
+                f"{', '.join(stuck)} comes from DOCKER_OPTS in {sp.default_docker}: remove it "
+                "there, then run again."
+            )
+        warnings.append(f"removing {', '.join(insecure)} (it serves the Docker API without TLS)")
+        return {*replaced, *insecure}, warnings
+    if insecure:
+        warnings.append(
+            f"keeping {', '.join(insecure)}: with TLS on it serves TLS too, so plain-HTTP users of "
+            "it break"
+        )
+    return set(replaced), warnings
+
+
+def _systemd_args(
+    host: _Host, sp: SystemPaths, dj_path: str, ours: str, drop: set[str]
+) -> list[str]:
+    """The drop-in's ExecStart: the unit's own, every flag kept, plus ``-H ours``."""
+    if host.base is None:
+        raise UsageError(
+            "no docker.service with an ExecStart was found "
+            f"({', '.join(map(str, sp.unit_files))}): use --method daemon-json."
+        )
+    if host.json_hosts:
+        raise UsageError(
+            f'{dj_path} sets "hosts", so -H flags in the unit would stop dockerd from '
+            "starting: use --method daemon-json (keeps hosts in daemon.json), or move "
+            "those hosts out of daemon.json first."
+        )
+    args = _without(host.base, host.base_spans, drop)
+    present = [h for _, _, h in flag_hosts(args)] + host.opts_hosts
+    if ours in present:
+        return args
+    if not present:  # dockerd listened on its default socket only: keep it
+        args = [*args, "-H", f"unix://{sp.docker_socket}"]
+    return [*args, "-H", ours]
+
+
+def _daemon_json_hosts(host: _Host, sp: SystemPaths, ours: str, drop: set[str]) -> list[str]:
+    """daemon.json's new ``hosts``: existing ones (or the unit's), a local socket, ours."""
+    if host.opts_hosts:
+        raise UsageError(
+            f"DOCKER_OPTS in {sp.default_docker} passes -H ({', '.join(host.opts_hosts)}), "
+            "which cannot be combined with hosts in daemon.json: remove -H from DOCKER_OPTS "
+            "or use --method systemd."
+        )
+    hosts = [h for h in (host.json_hosts or host.carried) if h not in drop]
+    # dockerd listens only where hosts says: keep local docker working.
+    if not any(h.startswith(("unix://", "fd://", "npipe://")) for h in hosts):
+        hosts.insert(0, f"unix://{sp.docker_socket}")
+    if ours not in hosts:
+        hosts.append(ours)
+    return hosts
+
+
+def _tls_settings(config: dict[str, Any], cert_paths: dict[str, str]) -> list[str]:
+    """Set the four TLS keys in ``config``; a warning for each other path replaced."""
+    warnings = []
+    for key, name in (("tlscacert", "ca"), ("tlscert", "cert"), ("tlskey", "key")):
+        old = config.get(key)
+        if old and old != cert_paths[name]:
+            warnings.append(f"{key} was {old}: now {cert_paths[name]}")
+    config["tlsverify"] = True
+    config["tlscacert"] = cert_paths["ca"]
+    config["tlscert"] = cert_paths["cert"]
+    config["tlskey"] = cert_paths["key"]
+    return warnings
+
+
+def plan_install(
+    files_: HostFiles,
+    paths: SystemPaths,
+    options: InstallOptions,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    *,
+    now: dt.datetime | None = None,
+) -> InstallPlan:
+    """Compute the whole install (no I/O): certificate files, daemon.json, drop-in, backup.
+
+    Raises UsageError, before anything is written, for an invalid daemon.json,
+    an existing ``hosts`` conflict the chosen method cannot resolve, or an
+    insecure TCP listener the user did not say to keep or remove.  Planning
+    against a host that already has this install yields no change.
+    """
+    if options.keep_insecure and options.remove_insecure:
+        raise UsageError("--keep-insecure and --remove-insecure exclude each other: pick one.")
+    listen = check_listen(options.listen, options.port)
+    ours = tcp_host(listen, options.port)
+    dj_path = str(paths.daemon_json)
+    host = _parse_host(files_, dj_path)
+    method = _choose_method(options.method, effective_execstart(files_))
+    drop, warnings = _listeners_to_drop(files_, host, method, options, ours, paths)
+
+    new_config = dict(host.config)
+    dropin_args: list[str] | None = None
+    if method == "systemd":
+        dropin_args = _systemd_args(host, paths, dj_path, ours, drop)
+    else:
+        hosts = _daemon_json_hosts(host, paths, ours, drop)
+        if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
+            new_config["hosts"] = hosts
+        if host.base_spans or any(is_ours(p) for p, _ in files_.dropins):
+            dropin_args = _without(host.base or [], host.base_spans, set(host.flag_hosts))
+    cert_dir = PurePosixPath(paths.cert_dir)
+    cert_paths = {"ca": str(cert_dir / CA_FILE), "cert": str(cert_dir / CERT_FILE)}
+    cert_paths["key"] = str(cert_dir / KEY_FILE)
+    warnings += _tls_settings(new_config, cert_paths)
+
+    dropin_path = str(paths.dropin)
+    if dropin_args is not None:
+        _check_later_dropins(files_, dropin_path)
+    old_dropin = next((t for p, t in files_.dropins if is_ours(p)), None)
+    new_dropin = dropin_text(dropin_args) if dropin_args is not None else None
+    new_json: str | None = None
+    if new_config != host.config or files_.daemon_json is None:
+        new_json = edit_daemon_json(files_.daemon_json, host.config, new_config)
+    old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
+
+    changes: list[FileChange] = []
+    previous: dict[str, bytes | None] = {}
+
+    def change(path: str, old: bytes | None, new: bytes, mode: int, dir_mode: int) -> None:
+        if old != new:
+            changes.append(FileChange(path, new, mode, dir_mode))
+            previous[path] = old
+
+    for name, pem in (("ca", ca_pem), ("cert", cert_pem), ("key", key_pem)):
+        mode = files.PRIVATE_FILE if name == "key" else files.PUBLIC_FILE
+        path = cert_paths[name]
+        change(path, files_.cert_files.get(path), pem, mode, files.PRIVATE_DIR)
+    old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
+    if new_json is not None:
+        change(dj_path, old_json, new_json.encode(), old_mode, files.PUBLIC_DIR)
+    if new_dropin is not None:
+        old = old_dropin.encode() if old_dropin is not None else None
+        change(dropin_path, old, new_dropin.encode(), files.PUBLIC_FILE, files.PUBLIC_DIR)
+
+    backup: tuple[str, str] | None = None
+    if new_json is not None and old_json is not None:
+        # Microseconds: two installs within one second must not overwrite the first backup.
+        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
+        backup = (dj_path, f"{dj_path}.certkit-backup-{stamp}")
+    return InstallPlan(
+        method=method,
+        changes=changes,
+        backup=backup,
+        backup_content=old_json if backup else None,
+        backup_mode=old_mode,
+        previous=previous,
+        warnings=warnings,
+        daemon_json_path=dj_path,
+        dropin_path=dropin_path,
+        tcp_host=ours,
+        listen=listen,
+        port=options.port,
+        cert_paths=cert_paths,
+        old_daemon_json=files_.daemon_json,
+        new_daemon_json=new_json,
+        old_dropin=old_dropin,
+        new_dropin=new_dropin,
+    )
+
+
+def live_restore_on(files_: HostFiles) -> bool:
+    """True when dockerd keeps containers running across its restart."""
+    config = config_or_empty(files_.daemon_json)
+    flag = flag_value(expanded(effective_execstart(files_) or [], files_), "live-restore")
+    return bool(config.get("live-restore")) or (flag is not None and flag != "false")

@@ -1,0 +1,145 @@
+"""Installing on a remote Docker host over SSH: :class:`SSHTarget`.
+
+The CA stays on the administrator's machine; only the server's files travel.
+An install is two round trips: one script reads the host's files, the other
+writes the plan (see :mod:`certkit.host.scripts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from .. import files
+from ..errors import UsageError
+from ..paths import SystemPaths
+from .hostfiles import HostFiles
+from .options import HostRef
+from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
+from .scripts import Write, WriteJob, parse_dump, read_script, run_write_job
+from .ssh import SSH
+
+
+def remote_paths(root: str | None = None, cert_dir: str | None = None) -> SystemPaths:
+    """The host's system paths, as the host sees them; ``root`` re-roots them (tests).
+
+    Unlike :func:`certkit.paths.system_paths`, ``root`` is a path on the host,
+    so it must be absolute: it cannot be resolved against the local directory.
+    """
+    for flag, value in (("--root", root), ("--cert-dir", cert_dir)):
+        if value is not None and not PurePosixPath(value).is_absolute():
+            raise UsageError(
+                f"{flag} must be an absolute path on the host with --ssh, got {value!r}."
+            )
+    return SystemPaths(
+        PurePosixPath(root) if root else PurePosixPath("/"),
+        PurePosixPath(cert_dir) if cert_dir else None,
+    )
+
+
+def _cert_file_paths(paths: SystemPaths) -> list[PurePosixPath]:
+    return [PurePosixPath(paths.cert_dir) / n for n in (CA_FILE, CERT_FILE, KEY_FILE)]
+
+
+def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
+    """Read the host's daemon.json, units, drop-ins and cert files in one SSH session.
+
+    Gives exactly what :func:`certkit.daemon.read_host_files` gives on the
+    host itself, so planning is the same for a local and a remote install.
+    """
+    singles = [paths.daemon_json, *paths.unit_files, paths.default_docker, *_cert_file_paths(paths)]
+    dropin_glob = PurePosixPath(paths.dropin_dir) / "*.conf"
+    found = parse_dump(ssh.run_script(read_script(singles, [dropin_glob])))
+
+    def text(path: PurePosixPath) -> str | None:
+        f = found.get(PurePosixPath(path))
+        return None if f is None else f.data.decode("utf-8", errors="replace")
+
+    hf = HostFiles()
+    dj = found.get(PurePosixPath(paths.daemon_json))
+    if dj is not None:
+        try:
+            hf.daemon_json = dj.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{dj.path} on {ssh.target.host} is not UTF-8 text: "
+                "fix or remove it, then run again."
+            ) from None
+        hf.daemon_json_mode = dj.mode
+    for unit in paths.unit_files:
+        unit_text = text(unit)
+        if unit_text is not None:
+            hf.units.append((str(unit), unit_text))
+    dropins = sorted(
+        (p for p in found if p.parent == PurePosixPath(paths.dropin_dir) and p.suffix == ".conf"),
+        key=lambda p: p.name,
+    )
+    hf.dropins = [(str(p), text(p) or "") for p in dropins]
+    hf.default_docker = text(paths.default_docker)
+    for p in _cert_file_paths(paths):
+        if p in found:
+            hf.cert_files[str(p)] = found[p].data
+    return hf
+
+
+def _missing_dirs(plan: InstallPlan) -> list[tuple[PurePosixPath, int]]:
+    """Every directory the plan's files need, parents first: the file's own dir gets its
+    ``dir_mode``, the ancestors 0755 (only those that turn out to be missing are made)."""
+    wanted: dict[PurePosixPath, int] = {}
+    for change in plan.changes:
+        parent = PurePosixPath(change.path).parent
+        for ancestor in reversed(parent.parents[:-1]):  # not "/" itself
+            wanted.setdefault(ancestor, files.PUBLIC_DIR)
+        wanted[parent] = (
+            change.dir_mode if parent not in wanted else min(wanted[parent], change.dir_mode)
+        )
+    return sorted(wanted.items(), key=lambda item: len(item[0].parts))
+
+
+def write_job_for(plan: InstallPlan, *, restart: bool = False) -> WriteJob:
+    """The remote write job that carries out ``plan`` (see :func:`write_script`)."""
+    return WriteJob(
+        writes=[Write(PurePosixPath(c.path), c.content, c.mode) for c in plan.changes],
+        dirs=_missing_dirs(plan),
+        backups=[(PurePosixPath(plan.backup[0]), PurePosixPath(plan.backup[1]))]
+        if plan.backup
+        else [],
+        expected={PurePosixPath(p): v for p, v in plan.previous.items()},
+        restart=restart,
+    )
+
+
+@dataclass
+class SSHTarget:
+    """A Docker host over SSH: read in one session, written (and restarted) in another."""
+
+    ssh: SSH
+    system: SystemPaths
+
+    @property
+    def ref(self) -> HostRef:
+        root = str(self.system.root)
+        return HostRef(str(self.ssh.target), self.ssh.sudo, None if root == "/" else root)
+
+    def check(self, *, restart: bool) -> None:
+        if restart and str(self.system.root) != "/":
+            raise UsageError("--restart restarts the real dockerd, so it cannot go with --root.")
+
+    def read_files(self) -> HostFiles:
+        return read_remote_host_files(self.ssh, self.system)
+
+    def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
+        """Write ``plan`` on the host in one SSH session; with ``restart`` restart Docker
+        there, rolling back if it does not come back.
+
+        The host is left as it was when anything fails (the error says so, or
+        says which files could not be restored), and also when a file changed on
+        the host since it was read.
+        """
+        if plan.changes or restart:
+            run_write_job(self.ssh, write_job_for(plan, restart=restart))
+        return restart
+
+    def where(self, path: str) -> str:
+        """Recorded as scp writes it, so nobody mistakes it for a local path."""
+        return f"{self.ssh.target}:{path}"

@@ -1,0 +1,149 @@
+"""The docker systemd unit: ExecStart as systemd computes it, -H flags, certkit's drop-in.
+
+Read-only parsing of unit text (``[Service]`` values with continuations, drop-ins
+replayed in order, ``$DOCKER_OPTS`` from ``/etc/default/docker``), plus the text
+of the one drop-in certkit writes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+
+from ..paths import DROPIN_NAME
+from .hostfiles import HostFiles
+
+
+def service_values(text: str, key: str) -> list[str]:
+    """Every ``key=`` value of the unit's [Service] section, in order, continuations joined."""
+    values: list[str] = []
+    section = ""
+    logical: list[str] = []
+    lines: list[str] = []
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not logical and (stripped.startswith("#") or stripped.startswith(";")):
+            continue
+        if stripped.endswith("\\"):
+            logical.append(stripped[:-1])
+            continue
+        logical.append(stripped)
+        lines.append(" ".join(part for part in logical if part))
+        logical = []
+    if logical:
+        lines.append(" ".join(logical))
+    for line in lines:
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        if section != "Service" or "=" not in line:
+            continue
+        k, _, v = line.partition("=")
+        if k.strip() == key:
+            values.append(v.strip())
+    return values
+
+
+def _split_execstart(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return value.split()
+
+
+def _execstart_of(sources: list[tuple[str, str]]) -> list[str] | None:
+    """Replay ExecStart= lines over ``sources``: the last one wins, an empty one resets."""
+    current: list[str] | None = None
+    for _, text in sources:
+        for value in service_values(text, "ExecStart"):
+            current = _split_execstart(value) if value else None
+    return current
+
+
+def effective_execstart(files_: HostFiles) -> list[str] | None:
+    """The command systemd would run for docker.service (None: no unit or no ExecStart)."""
+    return _execstart_of([*files_.units, *files_.dropins])
+
+
+def is_ours(path: str) -> bool:
+    return PurePosixPath(path).name == DROPIN_NAME
+
+
+def base_execstart(files_: HostFiles) -> list[str] | None:
+    """ExecStart without certkit's own drop-in: what an install starts from."""
+    return _execstart_of([*files_.units, *(d for d in files_.dropins if not is_ours(d[0]))])
+
+
+_H_FLAG = re.compile(r"^(?:-H|--host)(?:=(.*))?$")
+
+
+def flag_hosts(args: list[str]) -> list[tuple[int, int, str]]:
+    """``(start, end, host)`` of every -H/--host flag in ``args`` (end exclusive)."""
+    found: list[tuple[int, int, str]] = []
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        m = _H_FLAG.match(arg)
+        if m and m.group(1) is not None:
+            found.append((i, i + 1, m.group(1)))
+        elif m and i + 1 < len(args):
+            found.append((i, i + 2, args[i + 1]))
+            i += 1
+        elif arg.startswith("-H") and len(arg) > 2 and not arg.startswith("-H="):
+            found.append((i, i + 1, arg[2:]))
+        i += 1
+    return found
+
+
+def _default_docker_opts(text: str | None) -> list[str]:
+    """DOCKER_OPTS from /etc/default/docker, split as systemd's $VAR expansion does."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        if line.startswith("DOCKER_OPTS="):
+            value = line[len("DOCKER_OPTS=") :]
+            try:
+                parts = shlex.split(value)
+            except ValueError:
+                return value.split()
+            return " ".join(parts).split()
+    return []
+
+
+def is_opts_var(arg: str) -> bool:
+    return arg in ("$DOCKER_OPTS", "${DOCKER_OPTS}")
+
+
+def expanded(args: list[str], files_: HostFiles) -> list[str]:
+    out: list[str] = []
+    for arg in args:
+        out.extend(_default_docker_opts(files_.default_docker) if is_opts_var(arg) else [arg])
+    return out
+
+
+def flag_value(args: list[str], name: str) -> str | None:
+    """Value of a boolean-ish ``--name`` flag (``"true"`` when bare), else None."""
+    for arg in args[1:]:
+        if arg == f"--{name}":
+            return "true"
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _quote_arg(arg: str) -> str:
+    if is_opts_var(arg) or re.match(r"^[A-Za-z0-9_@%+=:,./$-]+$", arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dropin_text(args: list[str]) -> str:
+    return (
+        "# Written by certkit (certkit issue-server --install): the docker unit's own\n"
+        "# command line, with the listeners certkit manages. Edit with care.\n"
+        "[Service]\n"
+        "ExecStart=\n"
+        f"ExecStart={' '.join(_quote_arg(a) for a in args)}\n"
+    )

@@ -1,0 +1,107 @@
+"""One way to install on any Docker host: the :class:`Target` protocol and :func:`install`.
+
+A target is how certkit reaches a host: :class:`~certkit.host.local.LocalTarget`
+(this machine, or a sandbox root) and :class:`~certkit.host.remote.SSHTarget`
+(a host over SSH) today.  Each reads the host's files and writes a plan;
+everything between (what to change, the diff, the backup) is the pure
+:func:`~certkit.host.plan.plan_install`, so every target installs the same way.
+A new way of reaching hosts implements these few members and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..paths import SystemPaths, system_paths
+from .hostfiles import HostFiles
+from .options import HostRef, InstallOptions
+from .plan import InstallPlan, live_restore_on, plan_install
+
+
+class Target(Protocol):
+    """A Docker host that certkit can install on."""
+
+    @property
+    def system(self) -> SystemPaths:
+        """Where daemon.json, the docker unit and the certificate files are on the host."""
+        ...
+
+    @property
+    def ref(self) -> HostRef:
+        """What to record so renewal reaches this host again."""
+        ...
+
+    def check(self, *, restart: bool) -> None:
+        """Raise UsageError for what this target cannot do, before anything is issued."""
+        ...
+
+    def read_files(self) -> HostFiles:
+        """The host's daemon.json, docker units, drop-ins and certificate files."""
+        ...
+
+    def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
+        """Write the plan; restart dockerd when ``restart`` (rolling back if it fails).
+
+        Returns True when dockerd was restarted.
+        """
+        ...
+
+    def where(self, path: str) -> str:
+        """How a path on the host is recorded in the inventory."""
+        ...
+
+
+@dataclass
+class InstallOutcome:
+    """What an install did (or, in a dry run, would do)."""
+
+    plan: InstallPlan
+    live_restore: bool
+    dry_run: bool
+    restarted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.plan.to_json()
+        data.update(live_restore=self.live_restore, restarted=self.restarted)
+        if self.dry_run:
+            data["diff"] = self.plan.diff()
+        return data
+
+
+def install(
+    target: Target,
+    host_files: HostFiles,
+    options: InstallOptions,
+    pems: tuple[bytes, bytes, bytes],
+    *,
+    dry_run: bool = False,
+    restart: bool = False,
+) -> InstallOutcome:
+    """Plan the install of ``pems`` (ca, cert, key) against ``host_files``; unless
+    ``dry_run``, write it on ``target`` (and restart dockerd when asked and needed)."""
+    plan = plan_install(host_files, target.system, options, *pems)
+    outcome = InstallOutcome(plan, live_restore_on(host_files), dry_run)
+    if not dry_run:
+        outcome.restarted = target.apply(plan, restart=restart and plan.restart_needed)
+    return outcome
+
+
+def open_target(
+    ref: HostRef,
+    cert_dir: str | None = None,
+    *,
+    identity: str | None = None,
+    ssh_options: Sequence[str] = (),
+) -> Target:
+    """The target ``ref`` names: this machine (or its sandbox), or a host over SSH."""
+    if ref.ssh is None:
+        from .local import LocalTarget
+
+        return LocalTarget(system_paths(ref.sandbox, cert_dir))
+    from .remote import SSHTarget, remote_paths
+    from .ssh import SSH
+
+    ssh = SSH.build(ref.ssh, identity=identity, options=ssh_options, sudo=ref.sudo)
+    return SSHTarget(ssh, remote_paths(ref.sandbox, cert_dir))

@@ -1,0 +1,680 @@
+"""Renewal: re-issue a certificate the way it was first issued, and put it where the old one was.
+
+:func:`renew` reads everything from the record's typed origin
+(:mod:`certkit.origins`): same common name, SANs, key type and validity, with
+a new key unless the old one is reused.  The old record is marked superseded
+by the new one, then the new files go where the old ones were: a server's
+into its daemon.json paths through the same
+:class:`~certkit.host.target.Target` that installed it (this machine or SSH),
+a client's into its docker context or ``--out`` directory, a CI certificate
+into a freshly rendered secret.  ``bundle_only`` keeps the certificate and
+re-installs only the trust bundle (``tlscacert`` / the context's ``ca.pem``):
+the step a CA rotation needs on servers before any certificate changes.
+
+dockerd never reloads TLS files: every step that changes a server's files
+says a restart is needed, and only ``restart=True`` restarts it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from . import certs, files, paths
+from .ca import LeafRequest, issue_many
+from .errors import OperationError, UsageError
+from .host.options import InstallOptions
+from .host.target import InstallOutcome, Target, install, open_target
+from .inventory import renew_command as _command_for
+from .names import parse_names
+from .origins import CIOrigin, ClientOrigin, LeafOrigin, ServerOrigin, with_trust
+from .paths import DEFAULT_CA
+from .store import CAStore, Record
+
+RenewKind = Literal["server", "client", "ci"]
+RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
+
+RESTART_NOTE = (
+    "dockerd never reloads TLS files: restart it to load them "
+    "(this stops running containers unless live-restore is on)"
+)
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def ca_flag(store: CAStore) -> str:
+    """`` --ca NAME`` for a CA other than the default one, else nothing."""
+    return "" if store.name == DEFAULT_CA else f" --ca {shlex.quote(store.name)}"
+
+
+def renew_command(store: CAStore, kind: str, name: str, extra: str = "") -> str:
+    """The exact ``certkit renew`` command line for one certificate."""
+    return _command_for(store.name, kind, name, extra)
+
+
+# ---------------------------------------------------------------- finding records
+
+
+def in_use(store: CAStore) -> list[Record]:
+    """Every leaf certificate in use: the newest active one of each kind and name."""
+    if not store.inventory_path.exists():
+        return []
+    newest = store.inventory().newest_active()
+    return [r for r in newest.values() if r.kind in RENEW_KINDS]
+
+
+def find_active(store: CAStore, kind: str, name: str) -> Record:
+    """The record of the ``kind`` certificate ``name`` in use; a clear error if none."""
+    if kind not in RENEW_KINDS:
+        raise UsageError(f"Unknown kind {kind!r}; renew one of {', '.join(RENEW_KINDS)}.")
+    for r in in_use(store.require()):
+        if r.kind == kind and r.name == name:
+            return r
+    known = sorted(r.name for r in in_use(store) if r.kind == kind)
+    hint = f" Known {kind} names: {', '.join(known)}." if known else ""
+    raise UsageError(
+        f"CA {store.name!r} has no {kind} certificate named {name!r} to renew; "
+        f"see `certkit list --kind {kind}`.{hint}"
+    )
+
+
+def validity_days(record: Record) -> int:
+    """The validity it was issued with: its origin's ``days``, else notAfter - notBefore."""
+    days = record.leaf_origin.days
+    if days is not None and days > 0:
+        return days
+    backdate_days = certs.BACKDATE.total_seconds() / 86400
+    return max(1, round(record.lifetime_days - backdate_days))
+
+
+def out_dir(record: Record) -> str | None:
+    """The directory ``--out`` wrote the files to (issue-server, client --client-only, bulk)."""
+    origin = record.leaf_origin
+    return None if isinstance(origin, CIOrigin) else origin.out
+
+
+def rewritable(record: Record) -> bool:
+    """True when certkit can put a renewed certificate where this one is."""
+    origin = record.leaf_origin
+    return isinstance(origin, CIOrigin) or (isinstance(origin, ClientOrigin) and origin.rewritable)
+
+
+def _installed_trust(record: Record) -> list[str] | None:
+    """Fingerprints in the ``ca.pem`` installed with it on this machine, if one is readable."""
+    for entry in record.installed:
+        path = Path(entry)
+        candidate = path / "ca.pem" if path.is_dir() else path
+        if candidate.name != "ca.pem" or not candidate.is_file():
+            continue
+        try:
+            return bundle_fingerprints(candidate.read_bytes())
+        except (OSError, UsageError):
+            continue
+    return None
+
+
+def trusted(record: Record) -> list[str]:
+    """Fingerprints of the CAs it was installed to trust (its ``ca.pem``).
+
+    Read from the installed file when it is on this machine, else what
+    certkit recorded when it installed it, else just its issuer.
+    """
+    found = _installed_trust(record)
+    if found is not None:
+        return found
+    return list(record.leaf_origin.trust) or [record.issuer_fingerprint]
+
+
+def bundle_fingerprints(bundle_pem: bytes) -> list[str]:
+    return [certs.fingerprint(c) for c in certs.load_certs(bundle_pem)]
+
+
+# ---------------------------------------------------------------- re-issuing
+
+
+@dataclass
+class Reissued:
+    """A certificate re-issued from its record, before its files are put in place."""
+
+    old: Record
+    record: Record
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes  # the trust bundle to install with it
+
+
+def _load_stored_key(store: CAStore, record: Record) -> certs.PrivateKey:
+    path = store.issued_dir(record.serial) / "key.pem"
+    try:
+        return certs.load_key(path.read_bytes())
+    except OSError:
+        raise UsageError(
+            f"The key of {record.kind} {record.name!r} (serial {record.serial}) is not in the "
+            f"store ({path}); renew without --reuse-key to make a new one."
+        ) from None
+
+
+def request_for(
+    store: CAStore,
+    record: Record,
+    *,
+    add_names: list[str] | None = None,
+    reuse_key: bool = False,
+    days: int | None = None,
+) -> LeafRequest:
+    """How to issue ``record``'s successor; bad input raises before anything is written."""
+    if add_names and record.kind != "server":
+        raise UsageError("--san only applies to server certificates.")
+    subject_names = parse_names([*record.sans, *(add_names or [])])
+    validity = certs.check_days(days) if days is not None else validity_days(record)
+    origin: LeafOrigin = replace(record.leaf_origin, renewed_from=record.serial)
+    if isinstance(origin, ServerOrigin) and add_names:
+        origin = replace(origin, sans=tuple(subject_names.all()))
+    return LeafRequest(
+        kind=record.kind,  # type: ignore[arg-type]
+        name=record.name,
+        common_name=record.subject,
+        names=subject_names if subject_names.all() else None,
+        days=validity,
+        key_type=record.key_type,
+        key=_load_stored_key(store, record) if reuse_key else None,
+        origin=origin,
+    )
+
+
+def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> list[Reissued]:
+    """Issue every successor with one CA key load (one passphrase prompt), then supersede.
+
+    The old records are marked ``superseded_by`` their successor in one
+    inventory transaction.
+    """
+    if not batch:
+        return []
+    issued = issue_many(store, [req for _, req in batch])
+    with store.transaction() as inv:
+        for (record, _), new in zip(batch, issued, strict=True):
+            old = inv.get(record.serial)
+            if old is not None and old.superseded_by is None:
+                old.superseded_by = new.record.serial
+    return [
+        Reissued(record, new.record, new.cert_pem, new.key_pem, new.ca_pem)
+        for (record, _), new in zip(batch, issued, strict=True)
+    ]
+
+
+def record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str]) -> None:
+    """Remember which CAs were installed as trust with ``serial``, and where it went."""
+    with store.transaction() as inv:
+        rec = inv.get(serial)
+        if rec is not None:
+            rec.origin = with_trust(rec.leaf_origin, bundle_fingerprints(ca_pem))
+            rec.installed = sorted({*rec.installed, *installed})
+
+
+# ---------------------------------------------------------------- renewing
+
+
+@dataclass
+class Renewed:
+    """The outcome of one renewal (or bundle-only re-install)."""
+
+    kind: str
+    name: str
+    old_serial: str
+    serial: str
+    not_after: str
+    bundle_only: bool
+    reused_key: bool
+    installed: list[str] = field(default_factory=list)  # where its files are
+    written: list[str] = field(default_factory=list)  # the files that changed
+    restart_needed: bool = False
+    restarted: bool = False
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+    secret: str | None = None  # a CI secret (holds the key): printed only when asked
+    trust: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "secret"}
+
+
+@dataclass
+class ServerInstall:
+    """Where and how to re-install a server certificate (``renew server`` options)."""
+
+    install: bool | None = None  # None: re-install when the record says it was installed
+    sandbox: str | None = None  # --root
+    cert_dir: str | None = None
+    restart: bool = False
+    dry_run: bool = False
+    ssh: str | None = None  # [USER@]HOST[:PORT]; default: the one it was installed with
+    identity: str | None = None
+    ssh_options: tuple[str, ...] = ()
+
+
+@dataclass
+class ServerSetup:
+    """A server's re-install, checked: the host (None: not installed) and the options."""
+
+    target: Target | None
+    options: InstallOptions
+
+    def install(
+        self, pems: tuple[bytes, bytes, bytes], *, dry_run: bool = False, restart: bool = False
+    ) -> InstallOutcome:
+        assert self.target is not None
+        host_files = self.target.read_files()
+        return install(
+            self.target, host_files, self.options, pems, dry_run=dry_run, restart=restart
+        )
+
+
+def renew(
+    store: CAStore,
+    kind: str,
+    name: str,
+    *,
+    add_names: list[str] | None = None,
+    reuse_key: bool = False,
+    days: int | None = None,
+    bundle_only: bool = False,
+    server: ServerInstall | None = None,
+    ci_format: str = "bundle",
+) -> Renewed:
+    """Renew the ``kind`` certificate ``name`` and put the new files where the old ones were.
+
+    ``bundle_only`` issues nothing: the certificate in use is re-installed
+    with the current trust bundle (during a CA rotation).  For servers,
+    ``server`` says whether and where to install and whether to restart.
+    """
+    store.require()
+    record = find_active(store, kind, name)
+    if bundle_only and (add_names or reuse_key or days is not None):
+        raise UsageError("--bundle-only keeps the certificate: drop --san, --reuse-key and --days.")
+    srv = server or ServerInstall()
+    if kind == "server" and srv.dry_run:
+        return _server_dry_run(store, record, srv, bundle_only, add_names)
+    if kind == "ci":
+        from .ci import check_format
+
+        check_format(ci_format)
+    setup = check_server_setup(store, record, srv) if kind == "server" else None
+    if bundle_only:
+        cert_pem, key_pem = _stored_pair(store, record)
+        fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
+    else:
+        req = request_for(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
+        fresh = reissue_many(store, [(record, req)])[0]
+    result = put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
+    if kind == "server" and not bundle_only and store.rotation_under_way():
+        result.notes += lockout_warning(store)
+    return result
+
+
+def lockout_warning(store: CAStore) -> list[str]:
+    """A warning when clients that trust only the old CA will refuse a new-CA server."""
+    new_fp = certs.fingerprint(store.load_cert())
+    now = now_utc()
+    stuck = [
+        r
+        for r in in_use(store)
+        if r.kind in ("client", "ci")
+        and r.days_left(now) > 0
+        and rewritable(r)
+        and new_fp not in trusted(r)
+    ]
+    if not stuck:
+        return []
+    names = ", ".join(f"{r.kind} {r.name}" for r in stuck)
+    commands = "; ".join(renew_command(store, r.kind, r.name) for r in stuck)
+    verb = "trusts" if len(stuck) == 1 else "trust"
+    return [
+        f"Warning: {names} still {verb} only the old CA and will refuse this server once "
+        f"dockerd loads the new certificate; renew before the restart: {commands}"
+    ]
+
+
+def put(
+    store: CAStore,
+    fresh: Reissued,
+    setup: ServerSetup | None,
+    restart: bool,
+    ci_format: str,
+    bundle_only: bool,
+    reused_key: bool,
+) -> Renewed:
+    """Put ``fresh`` where its predecessor was, by kind; the outcome to report."""
+    result = Renewed(
+        kind=fresh.record.kind,
+        name=fresh.record.name,
+        old_serial=fresh.old.serial,
+        serial=fresh.record.serial,
+        not_after=fresh.record.not_after,
+        bundle_only=bundle_only,
+        reused_key=reused_key,
+        trust=bundle_fingerprints(fresh.ca_pem),
+    )
+    if setup is not None:
+        _put_server(store, fresh, setup, restart, result)
+    elif result.kind == "client":
+        _put_client(store, fresh, result)
+    else:
+        _put_ci(store, fresh, ci_format, result)
+    return result
+
+
+def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
+    d = store.issued_dir(record.serial)
+    try:
+        return (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
+    except OSError:
+        raise UsageError(
+            f"The files of {record.kind} {record.name!r} (serial {record.serial}) are not in "
+            f"the store ({d}); renew it without --bundle-only."
+        ) from None
+
+
+# ---- files handed out (--out dirs) and clients
+
+
+def _rewrite_out_dir(out: str, names: tuple[str, str, str], fresh: Reissued) -> list[str]:
+    """Replace the three files in a handed-out directory; the key stays 0600."""
+    d = files.ensure_dir(Path(out), files.PRIVATE_DIR) if not Path(out).exists() else Path(out)
+    written = files.atomic_write_many(
+        files.tls_files(d, names, fresh.ca_pem, fresh.cert_pem, fresh.key_pem)
+    )
+    return [str(w) for w in written]
+
+
+def _put_client(store: CAStore, fresh: Reissued, result: Renewed) -> None:
+    """Rewrite the client's docker context (or its ``--out`` files) in place."""
+    from .context import write_context
+
+    origin = fresh.old.leaf_origin
+    assert isinstance(origin, ClientOrigin)
+    if origin.host and origin.port:
+        context = origin.context or fresh.record.name
+        info = write_context(
+            context,
+            origin.host,
+            origin.port,
+            fresh.ca_pem,
+            fresh.cert_pem,
+            fresh.key_pem,
+            description=origin.description or "",
+            docker_config=origin.docker_config,
+            force=True,
+        )
+        result.installed = [str(info.tls_dir)]
+        result.written = [str(info.tls_dir / f) for f in paths.CLIENT_FILES]
+        result.notes.append(f"docker context {context!r} updated in place; no restart needed")
+    elif origin.out:
+        result.installed = result.written = _rewrite_out_dir(origin.out, paths.CLIENT_FILES, fresh)
+        result.notes.append("files replaced in place; no restart needed")
+    else:
+        d = store.issued_dir(fresh.record.serial)
+        result.notes.append(f"no context or directory recorded: the new files are in {d}")
+    record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed)
+
+
+# ---- CI
+
+
+def _put_ci(store: CAStore, fresh: Reissued, fmt: str, result: Renewed) -> None:
+    """Render the new CI secret (the caller prints or writes it only when asked)."""
+    from .ci import Bundle, check_format, render
+
+    origin = fresh.old.leaf_origin
+    assert isinstance(origin, CIOrigin)
+    bundle = Bundle(
+        host=origin.host,
+        port=origin.port,
+        context=origin.context or fresh.record.name,
+        ca=fresh.ca_pem.decode(),
+        cert=fresh.cert_pem.decode(),
+        key=fresh.key_pem.decode(),
+        not_after=fresh.record.not_after,
+    )
+    result.secret = render(bundle, check_format(fmt))
+    record_trust(store, fresh.record.serial, fresh.ca_pem, [])
+    result.notes.append(
+        "replace the CI secret with the new bundle (the old one works until it expires)"
+    )
+
+
+# ---- servers
+
+
+def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
+    """Whether to install, where, and how: the recorded install, overridden by ``srv``."""
+    origin = record.leaf_origin
+    assert isinstance(origin, ServerOrigin)
+    recorded = origin.target
+    install_now = origin.install is not None if srv.install is None else srv.install
+    sandbox = srv.sandbox if srv.sandbox is not None else recorded.sandbox
+    if srv.restart and sandbox and srv.sandbox is None:
+        raise UsageError(
+            f"{record.name} was installed under the sandbox root {sandbox}: --restart only "
+            "restarts the real dockerd; restart the sandbox's dockerd yourself."
+        )
+    # The method the first install chose: a renewal never switches methods.
+    options = origin.install or InstallOptions()
+    cert_dir = srv.cert_dir if srv.cert_dir is not None else options.cert_dir
+    options = replace(options, cert_dir=cert_dir)
+    ssh = (srv.ssh or recorded.ssh) if install_now else None
+    if not ssh and (srv.identity or srv.ssh_options) and install_now:
+        raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
+    if not install_now:
+        if srv.restart:
+            raise UsageError("--restart restarts dockerd after --install: add --install.")
+        return ServerSetup(None, options)
+    ref = replace(recorded, ssh=ssh, sandbox=sandbox)
+    target = open_target(ref, cert_dir, identity=srv.identity, ssh_options=srv.ssh_options)
+    target.check(restart=srv.restart)
+    return ServerSetup(target, options)
+
+
+def check_server_setup(store: CAStore, record: Record, srv: ServerInstall) -> ServerSetup:
+    """The install setup, checked against the host before anything is issued."""
+    setup = server_setup(record, srv)
+    if setup.target is not None:  # a daemon.json the install cannot take fails now
+        setup.install((store.trust_bundle_pem(), b"", b""), dry_run=True)
+    return setup
+
+
+def _put_server(
+    store: CAStore, fresh: Reissued, setup: ServerSetup, restart: bool, result: Renewed
+) -> None:
+    """Install the new files where the old ones were (daemon.json paths, ``--out`` dir)."""
+    written: list[str] = []
+    out = out_dir(fresh.old)
+    if out:
+        written += _rewrite_out_dir(out, paths.SERVER_FILES, fresh)
+    target = setup.target
+    if target is not None:
+        outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
+        result.written = [target.where(p) for p in outcome.plan.written]
+        written += [target.where(p) for p in outcome.plan.cert_paths.values()]
+        result.restarted = outcome.restarted
+        result.restart_needed = outcome.plan.restart_needed and not outcome.restarted
+        if outcome.plan.restart_needed and not outcome.restarted and outcome.live_restore:
+            result.notes.append("live-restore is on: containers keep running across the restart")
+    result.installed = sorted(set(written))
+    result.written = sorted({*result.written, *(written if out else [])})
+    record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed)
+    if not written:
+        d = store.issued_dir(fresh.record.serial)
+        result.notes.append(
+            f"not installed anywhere: copy {d}/cert.pem and key.pem to the host "
+            "(or renew with --install on the host)"
+        )
+
+
+def _server_dry_run(
+    store: CAStore,
+    record: Record,
+    srv: ServerInstall,
+    bundle_only: bool,
+    add_names: list[str] | None,
+) -> Renewed:
+    """What renewing would change on the host; nothing is issued or written."""
+    if add_names:
+        parse_names([*record.sans, *add_names])  # bad names fail now, not later
+    setup = server_setup(record, srv)
+    result = Renewed(
+        kind="server",
+        name=record.name,
+        old_serial=record.serial,
+        serial=record.serial if bundle_only else "(new)",
+        not_after=record.not_after,
+        bundle_only=bundle_only,
+        reused_key=False,
+        dry_run=True,
+        trust=bundle_fingerprints(store.trust_bundle_pem()),
+    )
+    if setup.target is None:
+        result.notes.append("not installed: only the store (and --out dir) would get new files")
+        return result
+    if bundle_only:
+        cert_pem, key_pem = _stored_pair(store, record)
+    else:  # placeholders: a new certificate and key always change those two files
+        cert_pem, key_pem = b"", b""
+    outcome = setup.install((store.trust_bundle_pem(), cert_pem, key_pem), dry_run=True)
+    result.installed = [setup.target.where(p) for p in outcome.plan.cert_paths.values()]
+    result.written = [setup.target.where(p) for p in outcome.plan.written]
+    result.restart_needed = outcome.plan.restart_needed
+    diff = outcome.plan.diff()
+    result.notes.append(diff.rstrip("\n") if diff else "daemon.json and the drop-in unchanged")
+    return result
+
+
+# ---------------------------------------------------------------- renew --expiring-within
+
+
+@dataclass
+class DueReport:
+    """What ``renew --expiring-within DAYS`` found and did."""
+
+    within_days: float
+    due: list[dict[str, Any]]
+    renewed: list[Renewed]
+    failed: list[dict[str, str]]
+    ca_due: list[dict[str, Any]]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "within_days": self.within_days,
+            "dry_run": self.dry_run,
+            "due": self.due,
+            "renewed": [r.to_json() for r in self.renewed],
+            "failed": self.failed,
+            "ca_due": self.ca_due,
+        }
+
+
+def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> list[Record]:
+    """Certificates in use that are expired or expire within ``within_days``, soonest first.
+
+    Short-lived CI certificates are due once a third of their validity is
+    left (:meth:`Record.due_within`, the rule ``certkit status`` uses too).
+    """
+    if within_days < 0:
+        raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
+    now = now or now_utc()
+    return sorted(
+        (r for r in in_use(store) if r.due_within(within_days, now)),
+        key=lambda r: r.days_left(now),
+    )
+
+
+def _due_listing(store: CAStore, records: list[Record], now: dt.datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "serial": r.serial,
+            "not_after": r.not_after,
+            "days_left": round(r.days_left(now), 1),
+            "command": renew_command(store, r.kind, r.name),
+        }
+        for r in records
+    ]
+
+
+def _ca_due(store: CAStore, within_days: float, now: dt.datetime) -> list[dict[str, Any]]:
+    ca_cert = store.load_cert()
+    if certs.days_left(ca_cert, now) > within_days:
+        return []
+    return [
+        {
+            "ca": store.name,
+            "not_after": ca_cert.not_valid_after_utc.isoformat(),
+            "command": f"certkit rotate-ca start{ca_flag(store)}",
+        }
+    ]
+
+
+def renew_due(
+    store: CAStore,
+    within_days: float,
+    *,
+    restart: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[Renewed], None] | None = None,
+) -> DueReport:
+    """Renew every certificate in use expiring within ``within_days`` the way it was issued.
+
+    Servers are re-installed where they were installed (restarted only with
+    ``restart``); contexts are rewritten; CI secrets are re-issued and listed
+    (their bundles are not printed: run ``certkit renew ci NAME`` for each).
+    One failure does not stop the others; it is reported.
+    """
+    store.require()
+    now = now_utc()
+    records = due(store, within_days, now)
+    listing = _due_listing(store, records, now)
+    report = DueReport(within_days, listing, [], [], _ca_due(store, within_days, now), dry_run)
+    if dry_run:
+        return report
+    batch: list[tuple[Record, LeafRequest]] = []
+    setups: dict[str, ServerSetup | None] = {}
+    for r in records:  # everything checked first: a refused install issues nothing
+        try:
+            setups[r.serial] = (
+                check_server_setup(store, r, ServerInstall(restart=restart))
+                if r.kind == "server"
+                else None
+            )
+            batch.append((r, request_for(store, r)))
+        except (UsageError, OperationError) as e:
+            report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})
+    for fresh in reissue_many(store, batch):
+        try:
+            done = put(store, fresh, setups[fresh.old.serial], restart, "bundle", False, False)
+        except (UsageError, OperationError) as e:
+            report.failed.append(
+                {
+                    "kind": fresh.old.kind,
+                    "name": fresh.old.name,
+                    "error": f"issued serial {fresh.record.serial} but could not install it: "
+                    f"{e.message}",
+                }
+            )
+            continue
+        done.secret = None  # never print CI keys in a bulk run
+        report.renewed.append(done)
+        if progress is not None:
+            progress(done)
+    return report

@@ -1,0 +1,293 @@
+"""CA rotation: change CAs without locking anyone out.
+
+Rotation keeps two CAs alive for as long as certificates of both are in use::
+
+    rotate-ca start    new CA signs from now on; the old one moves to
+                       cas/<name>/previous/; bundle.pem = new + old CA
+    (re-install and renew everything, see RotationReport.steps)
+    rotate-ca finish   bundle.pem removed; previous/ archived under
+                       cas/<name>/retired/<timestamp>-<fingerprint>/
+
+Every helper that writes a ``ca.pem`` writes :meth:`CAStore.trust_bundle_pem`,
+so during a rotation servers and clients trust both CAs.  The CA files
+themselves are written by :mod:`certkit.ca` (:func:`~certkit.ca.begin_rotation`,
+:func:`~certkit.ca.retire_previous`); this module decides the order of the
+steps and reports what still depends on the old CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+
+from . import certs
+from .ca import begin_rotation, retire_previous
+from .errors import OperationError, UsageError
+from .renew import RENEW_KINDS, ca_flag, in_use, now_utc, renew_command, rewritable, trusted
+from .store import CAStore, get_passphrase
+
+
+@dataclass
+class CASummary:
+    """One CA certificate, as the rotation commands show it."""
+
+    subject: str
+    fingerprint: str
+    key_type: str
+    not_after: str
+    path: str
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, path: Path) -> CASummary:
+        return cls(
+            subject=certs.common_name(cert),
+            fingerprint=certs.fingerprint(cert),
+            key_type=certs.cert_key_type(cert),
+            not_after=cert.not_valid_after_utc.isoformat(),
+            path=str(path),
+        )
+
+
+@dataclass
+class Dependent:
+    """A certificate in use that a rotation step still has to deal with."""
+
+    kind: str
+    name: str
+    serial: str
+    not_after: str
+    installed: list[str]
+    command: str
+    why: str
+    trusts_new: bool = True  # a server whose tlscacert does not list the new CA yet: False
+
+    def line(self) -> str:
+        return f"{self.kind:6} {self.name:24} {self.why}: {self.command}"
+
+
+@dataclass
+class RotationReport:
+    """Where a CA rotation stands and what must be done next, in order."""
+
+    ca: str
+    state: Literal["none", "rotating", "finished", "started"]
+    current: CASummary
+    previous: CASummary | None
+    bundle_path: str | None
+    archived: str | None = None
+    dependents: list[Dependent] = field(default_factory=list)  # still signed by the old CA
+    reinstall: list[Dependent] = field(default_factory=list)  # trust files to re-install
+    steps: list[str] = field(default_factory=list)
+    restart_needed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _previous_cert(store: CAStore) -> x509.Certificate | None:
+    path = store.previous_dir / "ca.pem"
+    if not path.exists():
+        return None
+    return certs.load_cert(path.read_bytes())
+
+
+_STAMP_SUFFIX = re.compile(r" \d{8}(T\d{6}Z)?$")
+
+
+def _next_common_name(old_cn: str, now: dt.datetime) -> str:
+    """``certkit CA prod 20261127``: the old name with a date, so the two CAs differ by name."""
+    base = _STAMP_SUFFIX.sub("", old_cn)[:40]
+    cn = f"{base} {now:%Y%m%d}"
+    return cn if cn != old_cn else f"{base} {now:%Y%m%dT%H%M%SZ}"
+
+
+def start_rotation(
+    store: CAStore,
+    *,
+    key_type: str | None = None,
+    common_name: str | None = None,
+    days: int = 3650,
+) -> RotationReport:
+    """Make the next CA: it signs from now on; both CAs are trusted until :func:`finish_rotation`.
+
+    The old CA moves to ``previous/`` (kept as is, key included); the new
+    key has the old one's key type unless ``key_type``, and is encrypted
+    with the same passphrase when the old one was.  ``bundle.pem`` gets the
+    new CA certificate followed by the old one.
+    """
+    store.require()
+    if store.rotation_under_way():
+        raise UsageError(
+            f"A rotation of CA {store.name!r} is already under way; see "
+            f"`certkit rotate-ca status{ca_flag(store)}` and finish it first."
+        )
+    old_cert = store.load_cert()
+    kt = certs.check_key_type(key_type or certs.cert_key_type(old_cert))
+    certs.check_days(days)
+    old_key_pem = store.key_path.read_bytes()
+    passphrase: bytes | None = None
+    if certs.is_encrypted_pem(old_key_pem):
+        passphrase = get_passphrase()
+        certs.load_key(old_key_pem, passphrase)  # a wrong passphrase stops here
+    now = now_utc()
+    key = certs.generate_key(kt)
+    cn = common_name or _next_common_name(certs.common_name(old_cert), now)
+    new_cert = certs.make_ca(key, cn, days)
+    begin_rotation(store, new_cert, key, passphrase)
+    return rotation_status(store, started=True)
+
+
+def rotation_status(store: CAStore, *, started: bool = False) -> RotationReport:
+    """What still depends on the previous CA, and the next steps in order."""
+    store.require()
+    current = store.load_cert()
+    prev = _previous_cert(store)
+    report = RotationReport(
+        ca=store.name,
+        state="none",
+        current=CASummary.of(current, store.cert_path),
+        previous=CASummary.of(prev, store.previous_dir / "ca.pem") if prev else None,
+        bundle_path=str(store.bundle_path) if store.bundle_path.exists() else None,
+    )
+    if prev is None:
+        report.reinstall = _stale_trust(store, certs.fingerprint(current))
+        _after_finish_steps(store, report)
+        return report
+    report.state = "started" if started else "rotating"
+    old_fp, new_fp = certs.fingerprint(prev), certs.fingerprint(current)
+    report.dependents = _old_ca_dependents(store, old_fp, new_fp)
+    _rotation_steps(store, report, new_fp)
+    return report
+
+
+def _old_ca_dependents(store: CAStore, old_fp: str, new_fp: str) -> list[Dependent]:
+    """Certificates in use, not expired, that the previous CA signed: each needs renewing."""
+    now = now_utc()
+    out = []
+    for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
+        if r.issuer_fingerprint != old_fp or r.days_left(now) <= 0:
+            continue
+        trusts_new = new_fp in trusted(r)
+        why = "signed by the old CA"
+        if r.kind == "server" and not trusts_new:
+            why += ", does not trust the new CA yet"
+        out.append(
+            Dependent(
+                r.kind,
+                r.name,
+                r.serial,
+                r.not_after,
+                list(r.installed),
+                renew_command(store, r.kind, r.name),
+                why,
+                trusts_new=trusts_new,
+            )
+        )
+    return out
+
+
+def _stale_trust(store: CAStore, current_fp: str) -> list[Dependent]:
+    """Servers, contexts and CI secrets whose ``ca.pem`` still lists another CA."""
+    why = {
+        "server": "tlscacert still trusts the old CA",
+        "client": "ca.pem still trusts the old CA",
+        "ci": "the CI secret's CA still includes the old CA",
+    }
+    extra = {
+        "server": " --bundle-only",
+        "client": " --bundle-only",
+        "ci": " --bundle-only --format bundle",
+    }
+    out = []
+    for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
+        if trusted(r) == [current_fp]:
+            continue
+        if r.kind == "client" and not rewritable(r):
+            continue  # nothing certkit could rewrite
+        cmd = renew_command(store, r.kind, r.name, extra[r.kind])
+        out.append(
+            Dependent(r.kind, r.name, r.serial, r.not_after, list(r.installed), cmd, why[r.kind])
+        )
+    return out
+
+
+def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None:
+    """The order that never locks anyone out, as commands for what is left."""
+    servers = [d for d in report.dependents if d.kind == "server"]
+    untrusting = [d for d in servers if not d.trusts_new]
+    clients = [d for d in report.dependents if d.kind != "server"]
+    steps: list[str] = []
+    if untrusting:
+        steps.append(
+            "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):"
+        )
+        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in untrusting]
+    if clients:
+        steps.append("2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):")
+        steps += [f"     {d.command}" for d in clients]
+    if servers:
+        steps.append("3. Renew servers under the new CA (dockerd must restart):")
+        steps += [f"     {_server_cmd(store, d.name, '')}" for d in servers]
+    steps.append(
+        ("4. " if report.dependents else "Nothing depends on the old CA any more. Next: ")
+        + f"certkit rotate-ca finish{ca_flag(store)}"
+    )
+    report.steps = steps
+    report.restart_needed = bool(servers)
+
+
+def _server_cmd(store: CAStore, name: str, extra: str) -> str:
+    return renew_command(store, "server", name, f"{extra} --restart")
+
+
+def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
+    servers = [d for d in report.reinstall if d.kind == "server"]
+    contexts = [d for d in report.reinstall if d.kind == "client"]
+    secrets = [d for d in report.reinstall if d.kind == "ci"]
+    steps: list[str] = []
+    if servers:
+        steps.append("Re-install tlscacert on servers (dockerd must restart to drop the old CA):")
+        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in servers]
+    if contexts:
+        steps.append("Re-write the contexts' ca.pem (no restart needed):")
+        steps += [f"     {d.command}" for d in contexts]
+    if secrets:
+        steps.append("Update the CI secrets (their bundle still trusts the old CA):")
+        steps += [f"     {d.command} | gh secret set CERTKIT_BUNDLE" for d in secrets]
+    report.steps = steps
+    report.restart_needed = bool(servers)
+
+
+def finish_rotation(store: CAStore, *, force: bool = False) -> RotationReport:
+    """Drop the previous CA from the trust bundle and archive it (never delete it).
+
+    Refused (exit 1, with the list) while a certificate in use still depends
+    on the previous CA, unless ``force``.  Afterwards servers and contexts
+    still hold the two-CA ``ca.pem`` until re-installed: the report lists them.
+    """
+    store.require()
+    prev = _previous_cert(store)
+    if prev is None:
+        raise UsageError(
+            f"No rotation of CA {store.name!r} is under way; start one with "
+            f"`certkit rotate-ca start{ca_flag(store)}`."
+        )
+    status = rotation_status(store)
+    if status.dependents and not force:
+        lines = "; ".join(f"{d.kind} {d.name} ({d.command})" for d in status.dependents)
+        raise OperationError(
+            f"{len(status.dependents)} certificate(s) in use still depend on the old CA of "
+            f"{store.name!r}: {lines}. Renew them first, or pass --force to cut them off."
+        )
+    archive = retire_previous(store)
+    report = rotation_status(store)
+    report.state = "finished"
+    report.previous = CASummary.of(prev, archive / "ca.pem")
+    report.archived = str(archive)
+    report.dependents = status.dependents  # cut off by --force
+    return report
