@@ -438,6 +438,7 @@ def test_atomic_write_many_failure_replaces_nothing(tmp_path: Path, count: int) 
 # ---------------------------------------------------------------- scripts/bench
 
 
+@pytest.mark.slow
 def test_bench_quick_runs_end_to_end(tmp_path: Path) -> None:
     """The benchmark works (timings are not asserted: they depend on the machine)."""
     out = tmp_path / "bench.json"
