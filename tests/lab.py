@@ -267,7 +267,11 @@ def _seed(host: LabHost, pubkey: str) -> None:
     sudoers = root / "etc/sudoers.d/certkit-lab"
     sudoers.write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n")
     sudoers.chmod(0o440)
-    for home, user in (("root", "root"), (f"home/{SUDO_USER}", SUDO_USER), (f"home/{PLAIN_USER}", PLAIN_USER)):
+    for home, user in (
+        ("root", "root"),
+        (f"home/{SUDO_USER}", SUDO_USER),
+        (f"home/{PLAIN_USER}", PLAIN_USER),
+    ):
         ssh_dir = root / home / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         (ssh_dir / "authorized_keys").write_text(pubkey)
@@ -317,7 +321,20 @@ class Lab:
         self.token = secrets.token_hex(3)
         self.base = short_tempdir("cklab")
         self.key = self.base / "id_lab"
-        _must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "certkit-lab", "-f", str(self.key)])
+        _must(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "certkit-lab",
+                "-f",
+                str(self.key),
+            ]
+        )
 
     def boot(self, count: int = 1) -> list[LabHost]:
         """Boot ``count`` hosts side by side; return once docker and sshd run in each."""
@@ -331,7 +348,9 @@ class Lab:
 
     # -- one host's life
 
-    def _start(self, ) -> LabHost:
+    def _start(
+        self,
+    ) -> LabHost:
         n = len(self.hosts)
         started = time.monotonic()
         base = self.base / f"h{n}"
@@ -487,8 +506,8 @@ def booted_lab() -> Iterator[Lab]:
         assert not problems, "lab teardown left things behind:\n" + "\n".join(problems)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
+@pytest.fixture(name="lab")
+def lab_fixture() -> Iterator[Lab]:
     """Boots lab hosts on demand (``lab.host()``, ``lab.boot(3)``): a fresh boot per
     test, torn down even when the test fails."""
     require_lab()
