@@ -288,9 +288,11 @@ def test_failed_write_leaves_the_host_as_it_was(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- restart with rollback
-# systemctl cannot run in this test environment, so the runner and the port check are
-# fakes here; the configurations themselves are proven against a real dockerd in
-# test_issue_server.py.
+# restart_docker against the real systemctl (success, and rollback when dockerd cannot
+# bind its port) runs on a lab host in test_lab.py.  These fakes stay for what a real
+# systemd cannot be made to do: report the restart as done while the TLS port never
+# opens (docker.service is Type=notify, so it is active only once dockerd listens); they
+# also pin the exact systemctl sequence of the rollback, and run without root.
 
 
 class FakeSystemd:

@@ -379,24 +379,3 @@ def test_pkilint_finds_nothing_in_a_server_certificate(store: CAStore, tmp_path:
         )
         # pkilint prints one empty line when it has no finding (and a report, exit 1, else).
         assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "", ""), key_type
-
-
-def test_restart_runs_systemctl_and_reports_it(store: CAStore, tmp_path: Path) -> None:
-    # systemctl cannot run here: the runner and the port check are fakes (the configuration
-    # itself is proven against a real dockerd above).
-    from certkit.server import install_local
-
-    calls: list[list[str]] = []
-    sp = paths.system_paths(tmp_path / "r")
-    outcome = install_local(
-        sp,
-        daemon.InstallOptions(listen="127.0.0.1", port=2376),
-        b"CA\n",
-        b"CERT\n",
-        b"KEY\n",
-        restart=True,
-        run=lambda cmd: calls.append(cmd) or 0,  # type: ignore[func-returns-value]
-        wait_port=lambda host, port, timeout: (host, port) == ("127.0.0.1", 2376),
-    )
-    assert outcome.restarted
-    assert calls == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]

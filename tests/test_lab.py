@@ -166,8 +166,18 @@ def test_host_broken_by_the_hosts_conflict_is_repaired_with_sudo(host: LabHost, 
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
 
+def snapshot(host: LabHost) -> dict[str, bytes]:
+    """Every file certkit may write, backups and temp files included."""
+    return {
+        str(p): p.read_bytes()
+        for d in ("/etc/docker", "/etc/systemd/system")
+        for p in sorted(host.path(d).rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
 def test_restart_rolls_back_when_port_2376_is_taken(host: LabHost, ca: None) -> None:
-    before = host.dockerd_args()
+    before, files = host.dockerd_args(), snapshot(host)
     host.check(HOLD_2376)
     r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
     assert r.returncode == 1
@@ -181,8 +191,7 @@ def test_restart_rolls_back_when_port_2376_is_taken(host: LabHost, ca: None) -> 
     assert_docker_healthy(host)
     assert host.dockerd_args() == before
     assert not host.path(DROPIN).exists()
-    assert not host.path("/etc/docker/daemon.json").exists()
-    assert not list(host.path("/etc/docker").glob("certkit/*.pem"))
+    assert snapshot(host) == files
 
 
 # ---------------------------------------------------------------- renewal, CA rotation
