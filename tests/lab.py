@@ -403,7 +403,10 @@ class Lab:
             [
                 NSPAWN, "--boot", f"--directory={host.merged}", f"--machine={name}",
                 "--register=no", "--keep-unit", "--capability=all",
-                "--tmpfs=/var/lib/docker", f"--network-namespace-path=/run/netns/{name}",
+                "--tmpfs=/var/lib/docker",
+                # certkit inside (host.certkit) runs from this checkout, wherever it is
+                # (nspawn gives the host its own /tmp).
+                f"--bind-ro={REPO}", f"--network-namespace-path=/run/netns/{name}",
                 "--console=read-only", "--quiet",
             ],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
