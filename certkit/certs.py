@@ -116,7 +116,7 @@ def _builder(
     not_after: dt.datetime | None,
     serial: int | None,
 ) -> x509.CertificateBuilder:
-    start = (now or dt.datetime.now(dt.timezone.utc)) - BACKDATE
+    start = (now or dt.datetime.now(dt.UTC)) - BACKDATE
     end = not_after or (start + BACKDATE + dt.timedelta(days=days))
     return (
         x509.CertificateBuilder()
@@ -331,5 +331,5 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def days_left(cert: x509.Certificate, now: dt.datetime | None = None) -> float:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return (cert.not_valid_after_utc - now).total_seconds() / 86400

@@ -306,7 +306,7 @@ def check_bundle(
     the bundle's CA certificates (several during a CA rotation), and that it
     and its CA are valid now.  Expiring within :data:`WARN_DAYS` is a warning.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     parse_endpoint(bundle.host, bundle.port)
     ca_certs = _load(lambda: certs.load_certs(bundle.ca.encode()), source, "CA certificate")
     cert = _load(lambda: certs.load_cert(bundle.cert.encode()), source, "certificate")

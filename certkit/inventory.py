@@ -124,7 +124,7 @@ def list_items(
     if warn_days < 0:
         raise UsageError(f"--warn-days must not be negative, got {warn_days:g}.")
     names = [CAStore(ca).require().name] if ca else list_ca_names()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     items: list[Item] = []
     for name in names:
         items += _items_of(name, CAStore(name).inventory().records, warn_days, now)

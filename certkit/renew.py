@@ -45,7 +45,7 @@ RESTART_NOTE = (
 
 
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def ca_flag(store: CAStore) -> str:

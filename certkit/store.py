@@ -84,7 +84,7 @@ class Record:
         return dt.datetime.fromisoformat(self.not_after)
 
     def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         return (self.not_after_dt - now).total_seconds() / 86400
 
     @property

@@ -286,7 +286,7 @@ def _accepted(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> tupl
 
 
 def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> None:
-    left = (not_after - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400
+    left = (not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
     date = not_after.strftime("%Y-%m-%d %H:%M UTC")
     if left <= 0:
         report.add(name, FAIL, f"the {label} expired on {date}; renew it")

@@ -691,7 +691,7 @@ def main() -> int:
     t = tools(certkit)
     work = Path(tempfile.mkdtemp(prefix="certkit-bench-"))
     (work / "runs").mkdir()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
         make_seeds(work, t)

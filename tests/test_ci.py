@@ -388,7 +388,7 @@ def test_bootstrap_accepts_a_bundle_holding_two_cas_during_a_rotation(tmp_path: 
 
 def test_bootstrap_warns_about_docker_host_and_an_expiring_certificate(tmp_path: Path) -> None:
     store = _init()
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     issued = ca.issue(store, "ci", "deploy", "ci:deploy", not_after=soon)
     bundle = Bundle(
         HOST,
@@ -417,7 +417,7 @@ def _bad_secrets(store: CAStore, good: str) -> dict[str, str]:
     stranger_ca = certs.make_ca(stranger_key, "someone else's CA")
     leaf_key = certs.generate_key()
     foreign = certs.make_leaf(stranger_ca, stranger_key, leaf_key.public_key(), "ci", "ci:deploy")
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     expired = ca.issue(store, "ci", "deploy", "ci:deploy", not_after=past)
     return {
         "empty": "   ",

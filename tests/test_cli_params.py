@@ -29,7 +29,7 @@ from certkit.cli import _fastparams
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Color(str, Enum):
+class Color(str, Enum):  # noqa: UP042 - typer sees str+Enum choices like this
     RED = "red"
     GREEN = "green"
 

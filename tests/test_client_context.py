@@ -211,7 +211,7 @@ def test_expired_client_certificate_is_refused(pki: Daemon, tmp_path: Path) -> N
     from certkit.client import client_context as api_client_context
 
     config = tmp_path / "docker"
-    yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     api_client_context("old", "localhost", pki.port, docker_config=config, not_after=yesterday)
     res = docker(config, "--context", "old", "version")
     assert res.returncode != 0

@@ -293,9 +293,11 @@ def test_failed_write_leaves_the_host_as_it_was(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- restart with rollback
-# systemctl cannot run in this test environment, so the runner and the port check are
-# fakes here; the configurations themselves are proven against a real dockerd in
-# test_issue_server.py.
+# restart_docker against the real systemctl (success, and rollback when dockerd cannot
+# bind its port) runs on a lab host in test_lab.py.  These fakes stay for what a real
+# systemd cannot be made to do: report the restart as done while the TLS port never
+# opens (docker.service is Type=notify, so it is active only once dockerd listens); they
+# also pin the exact systemctl sequence of the rollback, and run without root.
 
 
 class FakeSystemd:
@@ -313,7 +315,11 @@ def test_restart_success_keeps_the_new_files(tmp_path: Path) -> None:
     plan = _install(sp)
     fake = FakeSystemd()
     restart_docker(plan, run=fake.run, wait_port=lambda h, p, t: (h, p) == ("127.0.0.1", 2376))
-    assert fake.calls == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]
+    assert fake.calls == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "reset-failed", "docker.service", "docker.socket"],
+        ["systemctl", "restart", "docker"],
+    ]
     assert "tlsverify" in Path(sp.daemon_json).read_text()
 
 
@@ -328,8 +334,12 @@ def test_restart_failure_restores_previous_files_and_restarts_again(
     fake = FakeSystemd(fail_restart)
     with pytest.raises(OperationError, match="restored and Docker restarted with it"):
         restart_docker(plan, run=fake.run, wait_port=lambda h, p, t: False)
-    assert fake.calls[-2:] == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]
-    assert len(fake.calls) == 4
+    assert fake.calls[-3:] == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "reset-failed", "docker.service", "docker.socket"],
+        ["systemctl", "restart", "docker"],
+    ]
+    assert len(fake.calls) == 6
     assert Path(sp.daemon_json).read_text() == original
     assert not Path(sp.dropin).exists()
     assert not any(Path(sp.cert_dir).glob("*.pem"))
@@ -372,7 +382,7 @@ def test_cert_dir_stays_under_the_root(tmp_path: Path, cert_dir: str) -> None:
 def test_two_installs_in_one_second_keep_both_backups(tmp_path: Path) -> None:
     original = '{"debug": true}\n'
     sp = _root(tmp_path, original)
-    t = dt.datetime(2026, 11, 27, 4, 11, 7, 100, tzinfo=dt.timezone.utc)
+    t = dt.datetime(2026, 11, 27, 4, 11, 7, 100, tzinfo=dt.UTC)
     for port, now in ((2376, t), (2377, t + dt.timedelta(milliseconds=300))):
         plan = plan_install(read_host_files(sp), sp, InstallOptions(port=port), *PEMS, now=now)
         apply_plan_locally(plan)

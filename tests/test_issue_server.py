@@ -27,7 +27,6 @@ from support import (
 from certkit import ca, certs, paths
 from certkit.host.hostfiles import HostFiles
 from certkit.host.local import read_host_files
-from certkit.host.options import InstallOptions
 from certkit.host.systemd import effective_execstart
 from certkit.origins import ServerOrigin
 from certkit.store import CAStore
@@ -385,22 +384,3 @@ def test_pkilint_finds_nothing_in_a_server_certificate(store: CAStore, tmp_path:
         )
         # pkilint prints one empty line when it has no finding (and a report, exit 1, else).
         assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "", ""), key_type
-
-
-def test_restart_runs_systemctl_and_reports_it(store: CAStore, tmp_path: Path) -> None:
-    # systemctl cannot run here: the runner and the port check are fakes (the configuration
-    # itself is proven against a real dockerd above).
-    from certkit.host.local import LocalTarget
-    from certkit.host.target import install
-
-    calls: list[list[str]] = []
-    target = LocalTarget(
-        paths.system_paths(tmp_path / "r"),
-        run=lambda cmd: calls.append(cmd) or 0,  # type: ignore[func-returns-value]
-        wait_port=lambda host, port, timeout: (host, port) == ("127.0.0.1", 2376),
-    )
-    options = InstallOptions(listen="127.0.0.1", port=2376)
-    pems = (b"CA\n", b"CERT\n", b"KEY\n")
-    outcome = install(target, target.read_files(), options, pems, restart=True)
-    assert outcome.restarted
-    assert calls == [["systemctl", "daemon-reload"], ["systemctl", "restart", "docker"]]

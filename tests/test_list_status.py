@@ -38,7 +38,7 @@ def test_status_exits_1_with_the_renew_command_inside_the_window() -> None:
 def test_status_reports_expired_items_and_every_kind_of_renew_command() -> None:
     store = _init()
     prod = _init("prod")
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     ca.issue(
         store, "server", "docker1.lan", "docker1.lan", names.parse_names(["docker1.lan"]), days=5
     )
@@ -161,7 +161,7 @@ def test_short_lived_ci_certificates_are_not_always_expiring() -> None:
     assert "none needs renewal yet (window 30 days)" in fresh.stdout
     with store.transaction() as inv:
         (rec,) = inv.find(kind="ci")
-        rec.not_after = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=9)).isoformat()
+        rec.not_after = (dt.datetime.now(dt.UTC) + dt.timedelta(days=9)).isoformat()
         rec.not_before = (
             dt.datetime.fromisoformat(rec.not_after) - dt.timedelta(days=30)
         ).isoformat()

@@ -41,7 +41,7 @@ def assert_serial_and_validity(cert: x509.Certificate) -> None:
     assert serial > 0
     assert serial.bit_length() >= 64  # at least 64 random bits (CA/B BR 7.1)
     assert serial.bit_length() // 8 + 1 <= 20  # DER INTEGER of at most 20 octets (RFC 5280)
-    backdated = dt.datetime.now(dt.timezone.utc) - cert.not_valid_before_utc
+    backdated = dt.datetime.now(dt.UTC) - cert.not_valid_before_utc
     assert dt.timedelta(minutes=1) <= backdated <= dt.timedelta(minutes=15), backdated
     assert cert.not_valid_after_utc > cert.not_valid_before_utc
 
@@ -243,7 +243,7 @@ def test_strict_mode_is_really_on(tmp_path: Path) -> None:
     made = chain("ec-p256")
     key = made.ca_key
     name = made.ca.subject
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     lax_ca = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -2,8 +2,9 @@
 
 The remote host is this machine, reached through a test sshd on a loopback
 port (tests/sshd_support.py) with host key checking on.  Commands that do
-not exist here (systemctl with a running systemd, sudo) are replaced by fake
-scripts first on the remote PATH, and said so where it happens.
+not work here (sudo) are replaced by fake scripts first on the remote PATH,
+and said so where it happens; --restart against a real systemctl, and real
+sudo, are tested on lab hosts (tests/test_lab.py).
 """
 
 from __future__ import annotations
@@ -317,68 +318,6 @@ def test_a_file_changed_since_it_was_read_is_not_overwritten(
     assert _snapshot(root) == before
 
 
-# ---------------------------------------------------------------- --restart
-
-
-def _fake_systemctl(server: SSHServer, root: Path, log: Path) -> None:
-    """No systemd runs here: a fake systemctl first on the remote PATH logs its calls,
-    and 'restart docker' fails whenever daemon.json has TLS on (a daemon that cannot start)."""
-    write_fake(
-        server.bin_dir,
-        "systemctl",
-        f'echo "$*" >> {log}\n'
-        f'[ "$1" = restart ] && grep -q tlsverify {root}/etc/docker/daemon.json && exit 1\n'
-        "exit 0\n",
-    )
-
-
-def test_restart_failure_rolls_the_host_back(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit.host.remote import read_remote_host_files, remote_paths
-
-    root = sandbox / "host"
-    _seed_host(root)
-    log = sandbox / "systemctl.log"
-    _fake_systemctl(sshd, root, log)
-    paths = remote_paths(str(root))
-    options = InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
-    ssh = _ssh(sshd)
-    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
-    before = _snapshot(root)
-    with pytest.raises(OperationError) as failed:
-        SSHTarget(ssh, paths).apply(plan, restart=True)
-    assert "Docker did not come back after the restart on 127.0.0.1" in failed.value.message
-    assert "the host was left as it was" in failed.value.message
-    assert "Docker was restarted with the previous configuration" in failed.value.message
-    assert _snapshot(root) == before
-    assert log.read_text().splitlines() == [
-        "daemon-reload",
-        "restart docker",
-        "daemon-reload",
-        "restart docker",
-    ]
-
-
-def test_restart_success_keeps_the_new_files(sshd: SSHServer, sandbox: Path) -> None:
-    from certkit.host.remote import read_remote_host_files, remote_paths
-
-    root = sandbox / "host"
-    _seed_host(root)
-    log = sandbox / "systemctl.log"
-    write_fake(sshd.bin_dir, "systemctl", f'echo "$*" >> {log}\n')
-    paths = remote_paths(str(root))
-    options = InstallOptions(listen="127.0.0.1", port=12376, method="daemon-json")
-    ssh = _ssh(sshd)
-    plan = plan_install(read_remote_host_files(ssh, paths), paths, options, b"c", b"c", b"k")
-    SSHTarget(ssh, paths).apply(plan, restart=True)
-    assert log.read_text().splitlines() == [
-        "daemon-reload",
-        "restart docker",
-        "is-active --quiet docker",
-    ]
-    assert "tlsverify" in (root / "etc/docker/daemon.json").read_text()
-    assert not list(root.rglob(".*certkit-*"))
-
-
 # ---------------------------------------------------------------- the command
 
 
@@ -529,6 +468,17 @@ def test_dry_run_over_ssh_shows_the_diff_and_writes_nothing(sshd: SSHServer, san
     assert _snapshot(root) == before
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sudo"], "only apply with --ssh"),
+        (["--ssh", "root@host:99999"], "not a valid SSH destination"),
+        (["--ssh", "host", "--ssh-option", "StrictHostKeyChecking=no"], "host key checking"),
+        (["--ssh", "host", "--identity", "/nonexistent/key"], "not a readable key file"),
+        (["--ssh", "host", "--root", "relative/dir"], "absolute path on the host"),
+        (["--ssh", "host", "--out", "/tmp/x"], "use one of them"),
+    ],
+)
 def test_bad_ssh_usage_is_exit_2(args: list[str], message: str) -> None:
     assert run_certkit("init-ca").returncode == 0
     r = run_certkit("issue-server", "localhost", *args)

@@ -185,7 +185,7 @@ def test_expired_client_certificate_is_explained(
     store: CAStore, sandbox: Path, dockerd: Any
 ) -> None:
     port = _start(dockerd, sandbox, _certkit_style(store, ["localhost"]))
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     args = _client(store, "late", not_after=past)
     r = run_certkit("verify", f"localhost:{port}", *args, "--insecure-port", "0")
     assert r.returncode == 1

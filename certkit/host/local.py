@@ -138,6 +138,10 @@ def restart_docker(
     def restart() -> bool:
         if run(["systemctl", "daemon-reload"]) != 0:
             return False
+        # Debian's unit allows 3 starts per 60 s (the boot's included), and one failed start
+        # uses up the rest through Restart=on-failure; daemon-reload resets that count only
+        # on systemd < 255. reset-failed clears it on every version (its status is not ours).
+        run(["systemctl", "reset-failed", "docker.service", "docker.socket"])
         return run(["systemctl", "restart", "docker"]) == 0
 
     if restart() and wait_port(_probe_address(plan.listen), plan.port, timeout):

@@ -415,7 +415,7 @@ def plan_install(
     backup: tuple[str, str] | None = None
     if new_json is not None and old_json is not None:
         # Microseconds: two installs within one second must not overwrite the first backup.
-        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
         backup = (dj_path, f"{dj_path}.certkit-backup-{stamp}")
     return InstallPlan(
         method=method,

@@ -153,9 +153,7 @@ def write_script(job: WriteJob, host: str) -> str:
     temp file created under ``umask 077`` in the target directory; the mode
     is set with ``chmod`` before the file is moved over its target.
     """
-    q = sh_quote
     on = f"on {host}"
-    n = len(job.writes)
     tmp = [w.path.with_name(f".{w.path.name}.certkit-{job.token}.new") for w in job.writes]
     old = [w.path.with_name(f".{w.path.name}.certkit-{job.token}.old") for w in job.writes]
     s = [
@@ -166,18 +164,46 @@ def write_script(job: WriteJob, host: str) -> str:
         "command -v sha256sum >/dev/null 2>&1 || "
         "fail 'sha256sum (from coreutils) is missing on the host: install coreutils.'",
     ]
+    s += _unchanged_checks(job, on)
+    s += _undo_functions(job, tmp, old)
+    s += _staging(job, tmp, on)
+    s += _keeping_copies(job, old, on)
+    s.append("sync")
+    for i, w in enumerate(job.writes):
+        s.append(
+            f"mv -f -- {sh_quote(tmp[i])} {sh_quote(w.path)} && m{i}=1 "
+            f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
+        )
+    if job.restart:
+        s += _restart(on)
+    s += [f"rm -f -- {' '.join(sh_quote(o) for o in old)}", "sync", f"echo {_OK}"]
+    return "\n".join(s) + "\n"
+
+
+def _unchanged_checks(job: WriteJob, on: str) -> list[str]:
+    """Stop, changing nothing, when a target no longer holds what the plan was made from."""
+    s = []
     for path, before in job.expected.items():
         changed = f'fail "{_dq(path)} {on} changed since certkit read it: run again. {_SAME}"'
         if before is None:
-            s.append(f"{{ [ -e {q(path)} ] || [ -L {q(path)} ]; }} && {changed}")
+            s.append(f"{{ [ -e {sh_quote(path)} ] || [ -L {sh_quote(path)} ]; }} && {changed}")
         else:
             digest = hashlib.sha256(before).hexdigest()
             s.append(
-                f'[ "$(sha256sum < {q(path)} 2>/dev/null | cut -c1-64)" = {digest} ] || {changed}'
+                f'[ "$(sha256sum < {sh_quote(path)} 2>/dev/null | cut -c1-64)" = {digest} ] '
+                f"|| {changed}"
             )
-    # Bookkeeping: cI = dir I created, eI = target I existed, mI = target I moved.
-    s += [f"c{i}=0" for i in range(len(job.dirs))]
-    s += [f"e{i}=0; m{i}=0" for i in range(n)]
+    return s
+
+
+def _undo_functions(job: WriteJob, tmp: list[PurePosixPath], old: list[PurePosixPath]) -> list[str]:
+    """Bookkeeping and the shell functions that undo a partial write.
+
+    ``cI`` = dir I created, ``eI`` = target I existed, ``mI`` = target I moved.
+    """
+    q = sh_quote
+    s = [f"c{i}=0" for i in range(len(job.dirs))]
+    s += [f"e{i}=0; m{i}=0" for i in range(len(job.writes))]
     discard = " ".join(q(t) for t in tmp)
     backups = " ".join(q(copy) for _, copy in job.backups)
     s += [
@@ -194,7 +220,7 @@ def write_script(job: WriteJob, host: str) -> str:
         "restore() {",
         "  bad=''",
     ]
-    for i in reversed(range(n)):
+    for i in reversed(range(len(job.writes))):
         target, shown = q(job.writes[i].path), _dq(job.writes[i].path)
         s += [
             f'  if [ "$m{i}" = 1 ]; then',
@@ -204,7 +230,8 @@ def write_script(job: WriteJob, host: str) -> str:
             f"  else rm -f -- {q(old[i])}",
             "  fi",
         ]
-    s += [
+    return [
+        *s,
         "  discard; drop_dirs",
         '  [ -z "$bad" ]',
         "}",
@@ -214,6 +241,12 @@ def write_script(job: WriteJob, host: str) -> str:
         f'them as .*.certkit-{job.token}.old"; fi',
         "}",
     ]
+
+
+def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
+    """Create the missing directories, then every new file next to its target."""
+    q = sh_quote
+    s = []
     for i, (d, mode) in enumerate(job.dirs):
         # An existing private directory is tightened, never loosened.
         tighten = f"chmod {mode:o} -- {q(d)}" if not mode & 0o077 else ":"
@@ -233,11 +266,17 @@ def write_script(job: WriteJob, host: str) -> str:
             f"$(id -un) (if permission was denied: {_AS_ROOT[:-1]}; else the disk is full or "
             f'read-only). {_SAME}"; }}',
         ]
-    for src, copy in job.backups:
-        s.append(
-            f"cp -p -- {q(src)} {q(copy)} "
-            f'|| {{ discard; drop_dirs; fail "cannot back up {_dq(src)} {on}. {_SAME}"; }}'
-        )
+    return s
+
+
+def _keeping_copies(job: WriteJob, old: list[PurePosixPath], on: str) -> list[str]:
+    """Back up daemon.json, and keep a copy of every target to restore it on failure."""
+    q = sh_quote
+    s = [
+        f"cp -p -- {q(src)} {q(copy)} "
+        f'|| {{ discard; drop_dirs; fail "cannot back up {_dq(src)} {on}. {_SAME}"; }}'
+        for src, copy in job.backups
+    ]
     for i, w in enumerate(job.writes):
         target = q(w.path)
         s.append(
@@ -246,32 +285,28 @@ def write_script(job: WriteJob, host: str) -> str:
             f"|| {{ rm -f -- {' '.join(q(o) for o in old)}; discard; drop_dirs; "
             f'fail "cannot keep a copy of {_dq(w.path)} {on}. {_SAME}"; }}; fi'
         )
-    s.append("sync")
-    for i, w in enumerate(job.writes):
-        s.append(
-            f"mv -f -- {q(tmp[i])} {q(w.path)} && m{i}=1 "
-            f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
-        )
-    if job.restart:
-        # No systemd runs in the test machine: tests put a fake systemctl first on PATH.
-        # systemctl must not read the script (our stdin), and its output is not ours.
-        s += [
-            "if ! { systemctl daemon-reload && systemctl restart docker "
-            "&& systemctl is-active --quiet docker; } </dev/null >&2; then",
-            '  st="$(state)"',
-            "  { systemctl daemon-reload && systemctl restart docker; } </dev/null >&2 "
-            '&& back="Docker was restarted with the previous configuration" '
-            '|| back="Docker did not start with the previous configuration either"',
-            f'  fail "Docker did not come back after the restart {on} '
-            '(see journalctl -u docker there); $st, and $back."',
-            "fi",
-        ]
-    s += [
-        f"rm -f -- {' '.join(q(o) for o in old)}",
-        "sync",
-        f"echo {_OK}",
+    return s
+
+
+def _restart(on: str) -> list[str]:
+    """Restart Docker; when it does not come back, restore the files and restart again.
+
+    ``reset-failed``: Debian's unit allows 3 starts per 60 s and one failed start
+    uses up the rest (see :func:`certkit.host.local.restart_docker`).  systemctl
+    must not read the script (our stdin), and its output is not ours.
+    """
+    return [
+        "restart() { systemctl daemon-reload && "
+        "{ systemctl reset-failed docker.service docker.socket; systemctl restart docker; }; }",
+        "if ! { restart && systemctl is-active --quiet docker; } </dev/null >&2; then",
+        '  st="$(state)"',
+        "  restart </dev/null >&2 "
+        '&& back="Docker was restarted with the previous configuration" '
+        '|| back="Docker did not start with the previous configuration either"',
+        f'  fail "Docker did not come back after the restart {on} '
+        '(see journalctl -u docker there); $st, and $back."',
+        "fi",
     ]
-    return "\n".join(s) + "\n"
 
 
 def run_write_job(ssh: SSH, job: WriteJob) -> None:

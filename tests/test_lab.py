@@ -1,0 +1,319 @@
+"""certkit against a real systemd: Debian's docker.service booted in systemd-nspawn.
+
+Every test boots fresh lab hosts (tests/lab.py): this machine's own root
+through an overlay, systemd as PID 1, Debian's unmodified ``docker.service``
+(``-H fd://``, ``$DOCKER_OPTS`` from ``/etc/default/docker``,
+``Restart=on-failure``, ``StartLimitBurst=3`` per 60 s), sshd, and the users
+``root``, ``ops`` (passwordless sudo) and ``guest`` (no sudo rights).  certkit
+reaches them exactly as a user would: ``--ssh`` with host key checking on, or
+run inside the host (nsenter) against the real ``systemctl``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from lab import PLAIN_USER, SUDO_USER, Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
+from support import refused, run_certkit, strict_context
+
+pytestmark = pytest.mark.lab
+
+DROPIN = "/etc/systemd/system/docker.service.d/certkit.conf"
+# What a user has in /etc/default/docker: the drop-in must keep it.
+USER_OPTS = 'DOCKER_OPTS="--label certkit-lab=kept"\n'
+CONFLICT = "the following directives are specified both as a flag and in the configuration file"
+# A process inside the host that takes port 2376 before dockerd can (systemd-run: it
+# outlives our nsenter).
+HOLD_2376 = (
+    "systemd-run --unit=holder python3 -c 'import socket, time; s = socket.socket(); "
+    's.bind(("0.0.0.0", 2376)); s.listen(); time.sleep(3600)\''
+)
+
+
+def ok(*args: str) -> str:
+    r = run_certkit(*args)
+    assert r.returncode == 0, f"certkit {' '.join(args)}: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+@pytest.fixture
+def host(lab: Lab) -> LabHost:
+    return lab.host()
+
+
+@pytest.fixture
+def ca() -> None:
+    ok("init-ca")
+
+
+# ---------------------------------------------------------------- what the tests look at
+
+
+def context_tls(docker_config: Path, name: str) -> Path:
+    """The directory of a docker context's ca.pem, cert.pem, key.pem."""
+    for meta in (docker_config / "contexts/meta").rglob("meta.json"):
+        if json.loads(meta.read_text())["Name"] == name:
+            return docker_config / "contexts/tls" / meta.parent.name / "docker"
+    raise AssertionError(f"no docker context {name!r}")
+
+
+def served_serial(host: LabHost, tls: Path) -> int:
+    """The serial of the certificate dockerd serves on 2376, to a client with ``tls``'s files
+    (raises when that client is refused)."""
+    ctx = strict_context(tls / "ca.pem", tls / "cert.pem", tls / "key.pem")
+    with (
+        socket.create_connection((host.address, 2376), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=host.address) as s,
+    ):
+        s.sendall(
+            f"GET /_ping HTTP/1.1\r\nHost: {host.address}\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 "), "the API did not answer /_ping"
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def installed_serial(host: LabHost) -> int:
+    pem = host.path("/etc/docker/certkit/server-cert.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+def no_cert_refused(host: LabHost, tls: Path) -> bool:
+    return refused(host.address, 2376, strict_context(tls / "ca.pem"))
+
+
+def assert_docker_healthy(host: LabHost) -> None:
+    """docker.service active, never start-limit-hit, the local socket answering."""
+    assert host.state() == "active", host.journal()[-3000:]
+    assert not host.start_limit_hit()
+    host.check("docker version --format '{{.Server.Version}}'")
+
+
+# ---------------------------------------------------------------- install over SSH
+
+
+def test_stock_debian_host_installed_over_ssh_with_restart(
+    host: LabHost, ca: None, docker_config: Path
+) -> None:
+    host.path("/etc/default/docker").write_text(
+        host.path("/etc/default/docker").read_text() + USER_OPTS
+    )
+    out = ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert "Installed (systemd method, listening on tcp://0.0.0.0:2376)" in out
+    assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
+
+    # docker.service runs the drop-in's command line, with /etc/default/docker's options.
+    assert_docker_healthy(host)
+    assert "$DOCKER_OPTS" in host.path(DROPIN).read_text()
+    args = host.dockerd_args()
+    assert args[:3] == ["/usr/sbin/dockerd", "-H", "fd://"]
+    assert "--label" in args and "certkit-lab=kept" in args
+    assert args[-2:] == ["-H", "tcp://0.0.0.0:2376"]
+    assert host.check("docker info --format '{{.Labels}}'").strip() == "[certkit-lab=kept]"
+
+    # From this machine: a client of the CA passes every check, one without a cert is refused.
+    ok("client-context", "lab", "--host", host.address)
+    assert "All 10 checks passed." in ok("verify", "--context", "lab")
+    tls = context_tls(docker_config, "lab")
+    assert served_serial(host, tls) == installed_serial(host)
+    assert no_cert_refused(host, tls)
+
+    # certkit doctor, run on the host itself, finds nothing wrong.
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "No problem found." in doctor.stdout
+
+
+def test_host_broken_by_the_hosts_conflict_is_repaired_with_sudo(host: LabHost, ca: None) -> None:
+    # The classic mistake: "hosts" in daemon.json while the unit passes -H fd://.
+    host.path("/etc/docker/daemon.json").write_text(
+        '{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}\n'
+    )
+    assert host.sh("systemctl restart docker").returncode == 1
+    assert host.state() == "failed"
+    assert CONFLICT in host.journal()
+
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  hosts-conflict" in doctor.stdout
+
+    # A user without sudo rights gets one sentence, and nothing changes.
+    r = run_certkit("issue-server", host.address, *host.cli_args(PLAIN_USER), "--sudo")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"certkit: error: sudo on {host.address} needs a password, and certkit only runs "
+        "'sudo -n': give this user passwordless sudo, or connect as root."
+    ]
+    # The sudo user without --sudo is told to pass it.
+    repair = ["--method", "daemon-json", "--remove-insecure", "--restart"]
+    r = run_certkit("issue-server", host.address, *host.cli_args(SUDO_USER), *repair)
+    assert r.returncode != 0
+    assert "connect as root or pass --sudo" in r.stderr
+    assert not host.path(DROPIN).exists()
+
+    out = ok("issue-server", host.address, *host.cli_args(SUDO_USER), "--sudo", *repair)
+    assert "Docker restarted" in out
+    assert_docker_healthy(host)
+    ok("client-context", "lab", "--host", host.address)
+    assert "All 10 checks passed." in ok("verify", "--context", "lab")
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+
+def snapshot(host: LabHost) -> dict[str, bytes]:
+    """Every file certkit may write, backups and temp files included."""
+    return {
+        str(p): p.read_bytes()
+        for d in ("/etc/docker", "/etc/systemd/system")
+        for p in sorted(host.path(d).rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_restart_rolls_back_when_port_2376_is_taken(host: LabHost, ca: None) -> None:
+    before, files = host.dockerd_args(), snapshot(host)
+    host.check(HOLD_2376)
+    r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"certkit: error: Docker did not come back after the restart on {host.address} "
+        "(see journalctl -u docker there); the host was left as it was, and Docker was "
+        "restarted with the previous configuration."
+    ]
+    assert "address already in use" in host.journal()
+    # Docker runs again, as before: stock command line, no drop-in, no daemon.json.
+    assert_docker_healthy(host)
+    assert host.dockerd_args() == before
+    assert not host.path(DROPIN).exists()
+    assert snapshot(host) == files
+
+
+# ---------------------------------------------------------------- renewal, CA rotation
+
+
+def test_renewal_and_ca_rotation_with_real_restarts_keep_every_client_in(
+    host: LabHost, ca: None, docker_config: Path
+) -> None:
+    """Seven restarts of docker.service within a minute of boot (StartLimitBurst=3 per 60 s):
+    none hits the start limit, and after each one dockerd serves the installed certificate."""
+    ssh = host.cli_args("root")[2:]  # --identity and --ssh-option: the record has the target
+    ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    ok("client-context", "old", "--host", host.address)
+    old = context_tls(docker_config, "old")
+    serial = served_serial(host, old)
+
+    def restarted_with_new_serial() -> None:
+        nonlocal serial
+        assert_docker_healthy(host)
+        now = installed_serial(host)
+        assert now != serial, "the installed certificate did not change"
+        assert served_serial(host, old) == now
+        serial = now
+
+    def everyone_in() -> None:
+        assert served_serial(host, old) == serial
+        if (docker_config / "contexts/meta").exists() and any(
+            json.loads(m.read_text())["Name"] == "new"
+            for m in (docker_config / "contexts/meta").rglob("meta.json")
+        ):
+            assert served_serial(host, context_tls(docker_config, "new")) == serial
+
+    for _ in range(2):
+        out = ok("renew", "server", host.address, *ssh, "--restart")
+        assert "dockerd restarted and answers on its TLS port." in out
+        restarted_with_new_serial()
+
+    # 1. A new CA; the server learns to trust both (a restart, same certificate).
+    ok("rotate-ca", "start")
+    ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
+    assert_docker_healthy(host)
+    ok("client-context", "new", "--host", host.address)
+    everyone_in()
+    # 2. The clients move to the new CA, 3. then the server does.
+    ok("renew", "client", "old")
+    everyone_in()
+    ok("renew", "server", host.address, *ssh, "--restart")
+    restarted_with_new_serial()
+    everyone_in()
+    # 4. The old CA goes: the server's bundle, then the clients'.
+    ok("rotate-ca", "finish")
+    ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
+    assert_docker_healthy(host)
+    ok("renew", "client", "new", "--bundle-only")
+    ok("renew", "client", "old", "--bundle-only")
+    everyone_in()
+    assert "All 10 checks passed." in ok("verify", "--context", "old")
+    assert "All 10 checks passed." in ok("verify", "--context", "new")
+
+
+def test_start_limit_of_the_debian_unit_never_stops_a_certkit_restart(
+    host: LabHost, ca: None
+) -> None:
+    # The lab has the limit for real: the start at boot counts, the third restart is refused.
+    for _ in range(2):
+        host.check("systemctl restart docker")
+    assert host.sh("systemctl restart docker").returncode == 1
+    assert host.start_limit_hit()
+
+    # certkit's restarts still go through, again and again, a rollback's included.
+    ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert_docker_healthy(host)
+    ssh = host.cli_args("root")[2:]
+    for _ in range(3):
+        ok("renew", "server", host.address, *ssh, "--restart")
+        assert_docker_healthy(host)
+    r = run_certkit(
+        "issue-server", host.address, *host.cli_args("root"), "--port", "22", "--restart"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Docker was restarted with the previous configuration" in r.stderr
+    assert_docker_healthy(host)
+    assert host.dockerd_args()[-2:] == ["-H", "tcp://0.0.0.0:2376"]
+
+
+# ---------------------------------------------------------------- local mode, several hosts
+
+
+def test_local_install_inside_the_host_with_the_real_systemctl(host: LabHost) -> None:
+    def certkit(*args: str) -> str:
+        r = host.certkit(*args)
+        assert r.returncode == 0, f"certkit {' '.join(args)}: {r.stdout}{r.stderr}"
+        return r.stdout
+
+    certkit("init-ca")
+    # Port 2376 taken: the restart fails, the files go back, docker restarts as it was.
+    host.check(HOLD_2376)
+    r = host.certkit("issue-server", host.address, "--install", "--restart")
+    assert r.returncode == 1
+    assert (
+        "certkit: error: Docker did not come back on port 2376 after the restart; the previous "
+        "configuration was restored and Docker restarted with it" in r.stderr
+    )
+    assert_docker_healthy(host)
+    assert not host.path(DROPIN).exists()
+
+    host.check("systemctl stop holder")
+    out = certkit("issue-server", host.address, "--install", "--restart")
+    assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
+    assert_docker_healthy(host)
+    certkit("client-context", "self", "--host", host.address)
+    assert "All 10 checks passed." in certkit("verify", "--context", "self")
+    assert "No problem found." in certkit("doctor")
+
+
+def test_several_hosts_boot_side_by_side_and_install_independently(lab: Lab, ca: None) -> None:
+    started = time.monotonic()
+    hosts = lab.boot(2)
+    print(f"2 lab hosts booted in {time.monotonic() - started:.1f}s")
+    assert len({h.address for h in hosts}) == 2
+    for h in hosts:
+        ok("issue-server", h.address, *h.cli_args("root"), "--restart")
+        ok("client-context", h.name, "--host", h.address)
+    for h in hosts:
+        assert "All 10 checks passed." in ok("verify", "--context", h.name)
