@@ -32,6 +32,7 @@ from .context import (
     write_context,
 )
 from .doctor import doctor
+from .due import renew_due
 from .errors import CertkitError, OperationError, UsageError
 from .host.local import LocalTarget, read_host_files
 from .host.options import HostRef, InstallOptions
@@ -39,7 +40,7 @@ from .host.plan import plan_install
 from .host.target import Target, open_target
 from .inventory import list_items, status
 from .names import parse_names
-from .renew import renew, renew_due
+from .renew import renew
 from .rotation import finish_rotation, rotation_status, start_rotation
 from .server import issue_server
 from .store import CAStore, Record

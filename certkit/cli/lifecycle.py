@@ -12,7 +12,8 @@ from . import app
 from .output import CA_OPTION, JSON_OPTION, emit, warn
 
 if TYPE_CHECKING:
-    from ..renew import DueReport, Renewed
+    from ..due import DueReport
+    from ..renew import Renewed
     from ..rotation import RotationReport
 
 renew_app = typer.Typer(
@@ -87,7 +88,7 @@ def _renew_due(
     only_ca: str | None, within: float, restart: bool, dry_run: bool, json_out: bool
 ) -> None:
     """Renew what is due in every CA of the store (or only ``only_ca``), like ``status`` checks."""
-    from ..renew import DueReport
+    from ..due import DueReport
     from ..store import CAStore, list_ca_names
 
     names = [only_ca] if only_ca else list_ca_names()
@@ -112,7 +113,7 @@ def _renew_due(
 def _renew_due_in(
     ca: str, within: float, restart: bool, dry_run: bool
 ) -> tuple[DueReport, list[str]]:
-    from ..renew import renew_due
+    from ..due import renew_due
     from ..store import CAStore
 
     report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run)

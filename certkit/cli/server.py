@@ -10,6 +10,7 @@ from . import app
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, next_step, warn
 
 if TYPE_CHECKING:
+    from ..host.options import InstallOptions
     from ..server import ServerResult
 
 # Options that only mean something with --install (None: not given).
@@ -114,27 +115,17 @@ def issue_server(
     Example (fleet): certkit issue-server --from-file hosts.txt --out ./servers
     """
     from ..errors import UsageError
-    from ..host.options import DEFAULT_LISTEN, HostRef, InstallOptions
+    from ..host.options import HostRef
     from ..host.target import open_target
-    from ..names import DOCKER_TLS_PORT
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
-    if ssh is None and (sudo or identity or ssh_option):
-        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
+    _check_ssh_flags(ssh, out, sudo or bool(identity) or bool(ssh_option))
     install = install or ssh is not None  # --ssh installs on that host
     if from_file is not None:
-        install_flags = (root, listen, port, cert_dir, method, keep_insecure, remove_insecure)
-        if host or san or install or dry_run or restart or any(install_flags):
-            raise UsageError(
-                "--from-file issues the certificates only (no install): drop HOST, --san "
-                "and the install options; the hosts and their names come from the file."
-            )
-        from .bulk import issue_servers_from_file
-
-        issue_servers_from_file(
-            from_file, out=out, ca=ca, days=days, key_type=key_type, force=False, json_out=json_out
-        )
+        flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
+        _from_file(from_file, host, san, any(flags) or remove_insecure, out, ca, days, key_type,
+                   json_out)  # fmt: skip
         return
     if not host:
         raise UsageError(
@@ -142,22 +133,10 @@ def issue_server(
         )
     _check_install_flags(install, restart, root, listen, port, cert_dir, method,
                          keep_insecure, remove_insecure)  # fmt: skip
-    if ssh is not None and out:
-        raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
-    options = InstallOptions(
-        listen=listen or DEFAULT_LISTEN,
-        port=port if port is not None else DOCKER_TLS_PORT,
-        cert_dir=cert_dir,
-        method=method or "auto",
-        keep_insecure=keep_insecure,
-        remove_insecure=remove_insecure,
-    )
+    options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
-    target = (
-        open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
-        if install
-        else None
-    )
+    opts = ssh_option or ()
+    target = open_target(ref, cert_dir, identity=identity, ssh_options=opts) if install else None
     result = _issue_server(
         CAStore(ca),
         host,
@@ -171,9 +150,63 @@ def issue_server(
         dry_run=dry_run,
     )
     if result.install and not json_out:
-        for message in result.install.plan.warnings:
-            warn(message)
+        list(map(warn, result.install.plan.warnings))
     emit(json_out, result.to_json(), _lines(result, options.port))
+
+
+def _from_file(
+    path: str,
+    host: str | None,
+    san: list[str] | None,
+    install_flags: bool,
+    out: str | None,
+    ca: str,
+    days: int,
+    key_type: str,
+    json_out: bool,
+) -> None:
+    """``--from-file``: one certificate per line of the file, no install."""
+    from ..errors import UsageError
+    from .bulk import issue_servers_from_file
+
+    if host or san or install_flags:
+        raise UsageError(
+            "--from-file issues the certificates only (no install): drop HOST, --san "
+            "and the install options; the hosts and their names come from the file."
+        )
+    issue_servers_from_file(
+        path, out=out, ca=ca, days=days, key_type=key_type, force=False, json_out=json_out
+    )
+
+
+def _install_options(
+    listen: str | None,
+    port: int | None,
+    cert_dir: str | None,
+    method: str | None,
+    keep_insecure: bool,
+    remove_insecure: bool,
+) -> InstallOptions:
+    from ..host.options import DEFAULT_LISTEN, InstallOptions
+    from ..names import DOCKER_TLS_PORT
+
+    return InstallOptions(
+        listen=listen or DEFAULT_LISTEN,
+        port=port if port is not None else DOCKER_TLS_PORT,
+        cert_dir=cert_dir,
+        method=method or "auto",
+        keep_insecure=keep_insecure,
+        remove_insecure=remove_insecure,
+    )
+
+
+def _check_ssh_flags(ssh: str | None, out: str | None, ssh_only: bool) -> None:
+    from ..errors import UsageError
+
+    if ssh is None and ssh_only:
+        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
+    if ssh is not None and out:
+        raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
 
 
 def _check_install_flags(install: bool, restart: bool, *install_only: object) -> None:

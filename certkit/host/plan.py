@@ -342,6 +342,49 @@ def _tls_settings(config: dict[str, Any], cert_paths: dict[str, str]) -> list[st
     return warnings
 
 
+_MODES = {"ca": files.PUBLIC_FILE, "cert": files.PUBLIC_FILE, "key": files.PRIVATE_FILE}
+
+
+def _utf8(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _listeners(
+    files_: HostFiles, host: _Host, method: str, sp: SystemPaths, ours: str, drop: set[str]
+) -> tuple[dict[str, Any], list[str] | None]:
+    """daemon.json's new content (TLS keys still to add) and the drop-in's ExecStart, if any."""
+    new_config = dict(host.config)
+    if method == "systemd":
+        return new_config, _systemd_args(host, sp, str(sp.daemon_json), ours, drop)
+    hosts = _daemon_json_hosts(host, sp, ours, drop)
+    if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
+        new_config["hosts"] = hosts
+    dropin_args: list[str] | None = None
+    if host.base_spans or any(is_ours(p) for p, _ in files_.dropins):
+        dropin_args = _without(host.base or [], host.base_spans, set(host.flag_hosts))
+    return new_config, dropin_args
+
+
+def _backup(dj_path: str, now: dt.datetime | None) -> tuple[str, str]:
+    """daemon.json and the name of its timestamped copy."""
+    # Microseconds: two installs within one second must not overwrite the first backup.
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+    return (dj_path, f"{dj_path}.certkit-backup-{stamp}")
+
+
+def _changes(
+    wanted: list[tuple[str, bytes | None, bytes | None, int, int]],
+) -> tuple[list[FileChange], dict[str, bytes | None]]:
+    """The files that change: ``(path, old, new, mode, dir_mode)``, new None meaning untouched."""
+    changes: list[FileChange] = []
+    previous: dict[str, bytes | None] = {}
+    for path, old, new, mode, dir_mode in wanted:
+        if new is not None and old != new:
+            changes.append(FileChange(path, new, mode, dir_mode))
+            previous[path] = old
+    return changes, previous
+
+
 def plan_install(
     files_: HostFiles,
     paths: SystemPaths,
@@ -367,17 +410,7 @@ def plan_install(
     host = _parse_host(files_, dj_path)
     method = _choose_method(options.method, effective_execstart(files_))
     drop, warnings = _listeners_to_drop(files_, host, method, options, ours, paths)
-
-    new_config = dict(host.config)
-    dropin_args: list[str] | None = None
-    if method == "systemd":
-        dropin_args = _systemd_args(host, paths, dj_path, ours, drop)
-    else:
-        hosts = _daemon_json_hosts(host, paths, ours, drop)
-        if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
-            new_config["hosts"] = hosts
-        if host.base_spans or any(is_ours(p) for p, _ in files_.dropins):
-            dropin_args = _without(host.base or [], host.base_spans, set(host.flag_hosts))
+    new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
     cert_dir = PurePosixPath(paths.cert_dir)
     cert_paths = {"ca": str(cert_dir / CA_FILE), "cert": str(cert_dir / CERT_FILE)}
     cert_paths["key"] = str(cert_dir / KEY_FILE)
@@ -392,31 +425,26 @@ def plan_install(
     if new_config != host.config or files_.daemon_json is None:
         new_json = edit_daemon_json(files_.daemon_json, host.config, new_config)
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
-
-    changes: list[FileChange] = []
-    previous: dict[str, bytes | None] = {}
-
-    def change(path: str, old: bytes | None, new: bytes, mode: int, dir_mode: int) -> None:
-        if old != new:
-            changes.append(FileChange(path, new, mode, dir_mode))
-            previous[path] = old
-
-    for name, pem in (("ca", ca_pem), ("cert", cert_pem), ("key", key_pem)):
-        mode = files.PRIVATE_FILE if name == "key" else files.PUBLIC_FILE
-        path = cert_paths[name]
-        change(path, files_.cert_files.get(path), pem, mode, files.PRIVATE_DIR)
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
-    if new_json is not None:
-        change(dj_path, old_json, new_json.encode(), old_mode, files.PUBLIC_DIR)
-    if new_dropin is not None:
-        old = old_dropin.encode() if old_dropin is not None else None
-        change(dropin_path, old, new_dropin.encode(), files.PUBLIC_FILE, files.PUBLIC_DIR)
+    pems = {"ca": ca_pem, "cert": cert_pem, "key": key_pem}
+    changes, previous = _changes(
+        [
+            *(
+                (path, files_.cert_files.get(path), pems[name], _MODES[name], files.PRIVATE_DIR)
+                for name, path in cert_paths.items()
+            ),
+            (dj_path, old_json, _utf8(new_json), old_mode, files.PUBLIC_DIR),
+            (
+                dropin_path,
+                _utf8(old_dropin),
+                _utf8(new_dropin),
+                files.PUBLIC_FILE,
+                files.PUBLIC_DIR,
+            ),
+        ]
+    )
 
-    backup: tuple[str, str] | None = None
-    if new_json is not None and old_json is not None:
-        # Microseconds: two installs within one second must not overwrite the first backup.
-        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
-        backup = (dj_path, f"{dj_path}.certkit-backup-{stamp}")
+    backup = _backup(dj_path, now) if new_json is not None and old_json is not None else None
     return InstallPlan(
         method=method,
         changes=changes,

@@ -1,0 +1,154 @@
+"""``renew --expiring-within DAYS``: renew everything in use that is due, the way it was issued.
+
+The expiry rule is the one ``certkit status`` uses (:meth:`Record.due_within`);
+each certificate is renewed through :mod:`certkit.renew`, all of them checked
+first and issued with one CA key load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import certs
+from .ca import LeafRequest
+from .errors import OperationError, UsageError
+from .renew import (
+    Renewed,
+    ServerInstall,
+    ServerSetup,
+    ca_flag,
+    check_server_setup,
+    in_use,
+    now_utc,
+    put,
+    reissue_many,
+    renew_command,
+    request_for,
+)
+from .store import CAStore, Record
+
+
+@dataclass
+class DueReport:
+    """What ``renew --expiring-within DAYS`` found and did."""
+
+    within_days: float
+    due: list[dict[str, Any]]
+    renewed: list[Renewed]
+    failed: list[dict[str, str]]
+    ca_due: list[dict[str, Any]]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "within_days": self.within_days,
+            "dry_run": self.dry_run,
+            "due": self.due,
+            "renewed": [r.to_json() for r in self.renewed],
+            "failed": self.failed,
+            "ca_due": self.ca_due,
+        }
+
+
+def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> list[Record]:
+    """Certificates in use that are expired or expire within ``within_days``, soonest first.
+
+    Short-lived CI certificates are due once a third of their validity is
+    left (:meth:`Record.due_within`, the rule ``certkit status`` uses too).
+    """
+    if within_days < 0:
+        raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
+    now = now or now_utc()
+    return sorted(
+        (r for r in in_use(store) if r.due_within(within_days, now)),
+        key=lambda r: r.days_left(now),
+    )
+
+
+def _due_listing(store: CAStore, records: list[Record], now: dt.datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "serial": r.serial,
+            "not_after": r.not_after,
+            "days_left": round(r.days_left(now), 1),
+            "command": renew_command(store, r.kind, r.name),
+        }
+        for r in records
+    ]
+
+
+def _ca_due(store: CAStore, within_days: float, now: dt.datetime) -> list[dict[str, Any]]:
+    ca_cert = store.load_cert()
+    if certs.days_left(ca_cert, now) > within_days:
+        return []
+    return [
+        {
+            "ca": store.name,
+            "not_after": ca_cert.not_valid_after_utc.isoformat(),
+            "command": f"certkit rotate-ca start{ca_flag(store)}",
+        }
+    ]
+
+
+def renew_due(
+    store: CAStore,
+    within_days: float,
+    *,
+    restart: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[Renewed], None] | None = None,
+) -> DueReport:
+    """Renew every certificate in use expiring within ``within_days`` the way it was issued.
+
+    Servers are re-installed where they were installed (restarted only with
+    ``restart``); contexts are rewritten; CI secrets are re-issued and listed
+    (their bundles are not printed: run ``certkit renew ci NAME`` for each).
+    One failure does not stop the others; it is reported.
+    """
+    store.require()
+    now = now_utc()
+    records = due(store, within_days, now)
+    listing = _due_listing(store, records, now)
+    report = DueReport(within_days, listing, [], [], _ca_due(store, within_days, now), dry_run)
+    if dry_run:
+        return report
+    batch: list[tuple[Record, LeafRequest]] = []
+    setups: dict[str, ServerSetup | None] = {}
+    for r in records:  # everything checked first: a refused install issues nothing
+        try:
+            setups[r.serial] = (
+                check_server_setup(store, r, ServerInstall(restart=restart))
+                if r.kind == "server"
+                else None
+            )
+            batch.append((r, request_for(store, r)))
+        except (UsageError, OperationError) as e:
+            report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})
+    for fresh in reissue_many(store, batch):
+        try:
+            done = put(store, fresh, setups[fresh.old.serial], restart, "bundle", False, False)
+        except (UsageError, OperationError) as e:
+            report.failed.append(
+                {
+                    "kind": fresh.old.kind,
+                    "name": fresh.old.name,
+                    "error": f"issued serial {fresh.record.serial} but could not install it: "
+                    f"{e.message}",
+                }
+            )
+            continue
+        done.secret = None  # never print CI keys in a bulk run
+        report.renewed.append(done)
+        if progress is not None:
+            progress(done)
+    return report
