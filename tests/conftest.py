@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Dockerd, dockerd_available, short_tempdir, start_dockerd
+from support import Dockerd, cli_ok, dockerd_available, short_tempdir, start_dockerd
+
+from certkit.store import CAStore
 
 # Variables that would make a test talk to, or read from, the developer's setup.
 _SCRUB = (
@@ -52,6 +54,13 @@ def _require(tool: str, env_var: str) -> None:
         if os.environ.get(env_var) == "1":
             pytest.fail(f"{tool} is required ({env_var}=1) but not installed")
         pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture
+def store(isolated_env: dict[str, Path]) -> CAStore:
+    """The default CA, made with the real ``certkit init-ca``."""
+    cli_ok("init-ca")
+    return CAStore("default")
 
 
 @pytest.fixture

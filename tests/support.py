@@ -42,6 +42,18 @@ def run_certkit(
     )
 
 
+def cli_ok(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run certkit, assert it exits 0 (showing its output when not), return its stdout."""
+    r = run_certkit(*args, env=env)
+    assert r.returncode == 0, f"certkit {' '.join(args)}: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def cli_json(*args: str) -> Any:
+    """:func:`cli_ok` with ``--json``: the parsed document."""
+    return json.loads(cli_ok(*args, "--json"))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

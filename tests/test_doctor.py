@@ -65,12 +65,6 @@ def _context(config_dir: Path, name: str, host: str, store: CAStore, mode: int =
     return tls
 
 
-@pytest.fixture
-def store() -> CAStore:
-    assert run_certkit("init-ca").returncode == 0
-    return CAStore("default")
-
-
 def test_debian_unit_plus_hosts_in_daemon_json_is_reported_with_the_fix(
     tmp_path: Path, store: CAStore
 ) -> None:

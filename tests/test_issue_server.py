@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from support import (
     REPO,
+    cli_json,
     free_port,
     refused,
     run_certkit,
@@ -34,25 +35,12 @@ from certkit.store import CAStore
 DEBIAN_UNIT = Path("/lib/systemd/system/docker.service")
 
 
-@pytest.fixture
-def store() -> CAStore:
-    r = run_certkit("init-ca")
-    assert r.returncode == 0, r.stderr
-    return CAStore("default")
-
-
 def _client(store: CAStore, out: Path, name: str = "it") -> tuple[Path, Path]:
     issued = ca.issue(store, "client", name, name)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}-cert.pem").write_bytes(issued.cert_pem)
     (out / f"{name}-key.pem").write_bytes(issued.key_pem)
     return out / f"{name}-cert.pem", out / f"{name}-key.pem"
-
-
-def _ok(*args: str) -> dict[str, Any]:
-    r = run_certkit(*args, "--json")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -91,7 +79,7 @@ def test_daemon_json_install_serves_mutual_tls_and_keeps_user_settings(
     config = root / "etc" / "docker" / "daemon.json"
     write_json(config, user)
     port = free_port()
-    out = _ok(
+    out = cli_json(
         "issue-server",
         "localhost",
         "--san",
@@ -142,7 +130,7 @@ def test_auto_picks_systemd_for_debian_unit_and_that_command_line_serves_tls(
     config = root / "etc" / "docker" / "daemon.json"
     write_json(config, sandbox_daemon_settings(sandbox))
     port = free_port()
-    out = _ok(
+    out = cli_json(
         "issue-server",
         "localhost",
         "--san",
@@ -213,7 +201,7 @@ def test_second_install_changes_no_configuration(store: CAStore, tmp_path: Path)
     )
     write_json(root / "etc" / "docker" / "daemon.json", {"debug": True})
     args = ("issue-server", "docker1.example.com", "--install", "--root", str(root))
-    first = _ok(*args)
+    first = cli_json(*args)
     assert first["install"]["backup"] is not None
     config_files = [
         root / "etc" / "docker" / "daemon.json",
@@ -221,7 +209,7 @@ def test_second_install_changes_no_configuration(store: CAStore, tmp_path: Path)
     ]
     assert len(config_files) == 2
     before = {p: p.read_bytes() for p in config_files}
-    second = _ok(*args)
+    second = cli_json(*args)
     assert second["install"]["backup"] is None
     assert {p: p.read_bytes() for p in config_files} == before
     assert len(list((root / "etc" / "docker").glob("daemon.json.certkit-backup-*"))) == 1
@@ -246,7 +234,7 @@ def test_insecure_listener_is_refused_unless_kept_or_removed(
     assert r.returncode == 2
     assert "tcp://0.0.0.0:2375" in r.stderr and "--remove-insecure" in r.stderr
     assert _tree(root) == before
-    out = _ok(
+    out = cli_json(
         "issue-server", "docker1.example.com", "--install", "--root", str(root), "--remove-insecure"
     )
     hosts = json.loads((root / "etc" / "docker" / "daemon.json").read_text())["hosts"]
@@ -282,7 +270,7 @@ def test_option_combinations_that_make_no_sense_are_refused(
 
 
 def test_out_bundle_for_copying_to_a_host(store: CAStore, tmp_path: Path) -> None:
-    out = _ok(
+    out = cli_json(
         "issue-server", "docker1.example.com", "--san", "10.0.0.5", "--out", str(tmp_path / "b")
     )
     bundle = tmp_path / "b"
@@ -307,7 +295,7 @@ def test_out_that_is_a_file_is_refused_before_issuing(store: CAStore, tmp_path: 
 
 
 def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) -> None:
-    out = _ok(
+    out = cli_json(
         "issue-server",
         "10.1.2.3",
         "--san",
@@ -337,7 +325,7 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
 
 def test_names_are_normalized_as_clients_match_them(store: CAStore, tmp_path: Path) -> None:
     # Upper case and a trailing dot are the same DNS name; a bracketed IPv6 is an IP SAN.
-    out = _ok("issue-server", "Docker1.Example.COM.", "--san", "[2001:DB8::5]")
+    out = cli_json("issue-server", "Docker1.Example.COM.", "--san", "[2001:DB8::5]")
     assert out["host"] == "docker1.example.com"
     assert out["names"] == ["docker1.example.com", "2001:db8::5"]
     (record,) = store.inventory().find(kind="server")
@@ -376,7 +364,7 @@ def test_pkilint_finds_nothing_in_a_server_certificate(store: CAStore, tmp_path:
         pytest.skip("pkilint is not installed in .venv")
     for key_type in ("ec-p256", "rsa-2048"):
         out = tmp_path / key_type
-        _ok("issue-server", "docker.example.com", "--key-type", key_type, "--out", str(out))
+        cli_json("issue-server", "docker.example.com", "--key-type", key_type, "--out", str(out))
         r = subprocess.run(
             [str(lint), "lint", "-s", "WARNING", str(out / "server-cert.pem")],
             capture_output=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from lab import PLAIN_USER, SUDO_USER, Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
-from support import refused, run_certkit, strict_context
+from support import cli_ok, refused, run_certkit, strict_context
 
 pytestmark = pytest.mark.lab
 
@@ -35,12 +35,6 @@ HOLD_2376 = (
 )
 
 
-def ok(*args: str) -> str:
-    r = run_certkit(*args)
-    assert r.returncode == 0, f"certkit {' '.join(args)}: {r.stdout}{r.stderr}"
-    return r.stdout
-
-
 @pytest.fixture
 def host(lab: Lab) -> LabHost:
     return lab.host()
@@ -48,7 +42,7 @@ def host(lab: Lab) -> LabHost:
 
 @pytest.fixture
 def ca() -> None:
-    ok("init-ca")
+    cli_ok("init-ca")
 
 
 # ---------------------------------------------------------------- what the tests look at
@@ -104,7 +98,7 @@ def test_stock_debian_host_installed_over_ssh_with_restart(
     host.path("/etc/default/docker").write_text(
         host.path("/etc/default/docker").read_text() + USER_OPTS
     )
-    out = ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    out = cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
     assert "Installed (systemd method, listening on tcp://0.0.0.0:2376)" in out
     assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
 
@@ -118,8 +112,8 @@ def test_stock_debian_host_installed_over_ssh_with_restart(
     assert host.check("docker info --format '{{.Labels}}'").strip() == "[certkit-lab=kept]"
 
     # From this machine: a client of the CA passes every check, one without a cert is refused.
-    ok("client-context", "lab", "--host", host.address)
-    assert "All 10 checks passed." in ok("verify", "--context", "lab")
+    cli_ok("client-context", "lab", "--host", host.address)
+    assert "All 10 checks passed." in cli_ok("verify", "--context", "lab")
     tls = context_tls(docker_config, "lab")
     assert served_serial(host, tls) == installed_serial(host)
     assert no_cert_refused(host, tls)
@@ -157,11 +151,11 @@ def test_host_broken_by_the_hosts_conflict_is_repaired_with_sudo(host: LabHost, 
     assert "connect as root or pass --sudo" in r.stderr
     assert not host.path(DROPIN).exists()
 
-    out = ok("issue-server", host.address, *host.cli_args(SUDO_USER), "--sudo", *repair)
+    out = cli_ok("issue-server", host.address, *host.cli_args(SUDO_USER), "--sudo", *repair)
     assert "Docker restarted" in out
     assert_docker_healthy(host)
-    ok("client-context", "lab", "--host", host.address)
-    assert "All 10 checks passed." in ok("verify", "--context", "lab")
+    cli_ok("client-context", "lab", "--host", host.address)
+    assert "All 10 checks passed." in cli_ok("verify", "--context", "lab")
     doctor = host.certkit("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
@@ -203,8 +197,8 @@ def test_renewal_and_ca_rotation_with_real_restarts_keep_every_client_in(
     """Seven restarts of docker.service within a minute of boot (StartLimitBurst=3 per 60 s):
     none hits the start limit, and after each one dockerd serves the installed certificate."""
     ssh = host.cli_args("root")[2:]  # --identity and --ssh-option: the record has the target
-    ok("issue-server", host.address, *host.cli_args("root"), "--restart")
-    ok("client-context", "old", "--host", host.address)
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    cli_ok("client-context", "old", "--host", host.address)
     old = context_tls(docker_config, "old")
     serial = served_serial(host, old)
 
@@ -225,31 +219,31 @@ def test_renewal_and_ca_rotation_with_real_restarts_keep_every_client_in(
             assert served_serial(host, context_tls(docker_config, "new")) == serial
 
     for _ in range(2):
-        out = ok("renew", "server", host.address, *ssh, "--restart")
+        out = cli_ok("renew", "server", host.address, *ssh, "--restart")
         assert "dockerd restarted and answers on its TLS port." in out
         restarted_with_new_serial()
 
     # 1. A new CA; the server learns to trust both (a restart, same certificate).
-    ok("rotate-ca", "start")
-    ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
+    cli_ok("rotate-ca", "start")
+    cli_ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
     assert_docker_healthy(host)
-    ok("client-context", "new", "--host", host.address)
+    cli_ok("client-context", "new", "--host", host.address)
     everyone_in()
     # 2. The clients move to the new CA, 3. then the server does.
-    ok("renew", "client", "old")
+    cli_ok("renew", "client", "old")
     everyone_in()
-    ok("renew", "server", host.address, *ssh, "--restart")
+    cli_ok("renew", "server", host.address, *ssh, "--restart")
     restarted_with_new_serial()
     everyone_in()
     # 4. The old CA goes: the server's bundle, then the clients'.
-    ok("rotate-ca", "finish")
-    ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
+    cli_ok("rotate-ca", "finish")
+    cli_ok("renew", "server", host.address, *ssh, "--bundle-only", "--restart")
     assert_docker_healthy(host)
-    ok("renew", "client", "new", "--bundle-only")
-    ok("renew", "client", "old", "--bundle-only")
+    cli_ok("renew", "client", "new", "--bundle-only")
+    cli_ok("renew", "client", "old", "--bundle-only")
     everyone_in()
-    assert "All 10 checks passed." in ok("verify", "--context", "old")
-    assert "All 10 checks passed." in ok("verify", "--context", "new")
+    assert "All 10 checks passed." in cli_ok("verify", "--context", "old")
+    assert "All 10 checks passed." in cli_ok("verify", "--context", "new")
 
 
 def test_start_limit_of_the_debian_unit_never_stops_a_certkit_restart(
@@ -262,11 +256,11 @@ def test_start_limit_of_the_debian_unit_never_stops_a_certkit_restart(
     assert host.start_limit_hit()
 
     # certkit's restarts still go through, again and again, a rollback's included.
-    ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
     assert_docker_healthy(host)
     ssh = host.cli_args("root")[2:]
     for _ in range(3):
-        ok("renew", "server", host.address, *ssh, "--restart")
+        cli_ok("renew", "server", host.address, *ssh, "--restart")
         assert_docker_healthy(host)
     r = run_certkit(
         "issue-server", host.address, *host.cli_args("root"), "--port", "22", "--restart"
@@ -313,7 +307,7 @@ def test_several_hosts_boot_side_by_side_and_install_independently(lab: Lab, ca:
     print(f"2 lab hosts booted in {time.monotonic() - started:.1f}s")
     assert len({h.address for h in hosts}) == 2
     for h in hosts:
-        ok("issue-server", h.address, *h.cli_args("root"), "--restart")
-        ok("client-context", h.name, "--host", h.address)
+        cli_ok("issue-server", h.address, *h.cli_args("root"), "--restart")
+        cli_ok("client-context", h.name, "--host", h.address)
     for h in hosts:
-        assert "All 10 checks passed." in ok("verify", "--context", h.name)
+        assert "All 10 checks passed." in cli_ok("verify", "--context", h.name)

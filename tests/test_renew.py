@@ -15,18 +15,12 @@ from typing import Any
 
 import pytest
 from sshd_support import SSHServer, sshd_binary, start_sshd
-from support import free_port, run_certkit, sandbox_daemon_settings, write_json
+from support import cli_ok, free_port, run_certkit, sandbox_daemon_settings, write_json
 
 from certkit import ca, certs
 from certkit.ci import check_bundle, decode_bundle
 from certkit.origins import CIOrigin
 from certkit.store import CAStore
-
-
-def _ok(*args: str) -> str:
-    r = run_certkit(*args)
-    assert r.returncode == 0, f"{args}: {r.stdout}{r.stderr}"
-    return r.stdout
 
 
 def _tree(path: Path) -> dict[str, bytes]:
@@ -45,7 +39,7 @@ def _seed_root(base: Path, port: int) -> tuple[Path, Path, str]:
 
 
 def _install_server(root: Path, port: int) -> None:
-    _ok(
+    cli_ok(
         "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--root", str(root),
         "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(port),
     )  # fmt: skip
@@ -83,13 +77,13 @@ def _active(store: CAStore, kind: str, name: str) -> Any:
 def test_renewed_server_after_a_restart_serves_an_unchanged_client_context(
     sandbox: Path, dockerd: Any, docker_config: Path
 ) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     port = free_port()
     root, config, sock = _seed_root(sandbox, port)
     _install_server(root, port)
     daemon = dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
-    _ok("client-context", "it", "--host", "localhost", "--port", str(port))
+    cli_ok("client-context", "it", "--host", "localhost", "--port", str(port))
     first = _docker_version("it")
     assert first.returncode == 0 and first.stdout.strip(), first.stderr
     context_files = _tree(docker_config / "contexts")
@@ -99,12 +93,12 @@ def test_renewed_server_after_a_restart_serves_an_unchanged_client_context(
 
     # A dry run changes nothing, in the store or under ROOT.
     store_before, root_before = _tree(store.dir), _tree(root)
-    out = _ok("renew", "server", "localhost", "--dry-run")
+    out = cli_ok("renew", "server", "localhost", "--dry-run")
     assert f"would write {cert_dir}/server-cert.pem" in out
     assert "A restart would be needed" in out
     assert (_tree(store.dir), _tree(root)) == (store_before, root_before)
 
-    out = _ok("renew", "server", "localhost")
+    out = cli_ok("renew", "server", "localhost")
     new = _active(store, "server", "localhost")
     assert new.serial != old.serial
     assert store.inventory().get(old.serial).superseded_by == new.serial  # type: ignore[union-attr]
@@ -133,7 +127,7 @@ def test_renewed_server_after_a_restart_serves_an_unchanged_client_context(
 
 
 def test_renew_server_options_add_names_reuse_key_and_refuse_bad_input(sandbox: Path) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     root, _, _ = _seed_root(sandbox, 2376)
     _install_server(root, free_port())
@@ -141,7 +135,7 @@ def test_renew_server_options_add_names_reuse_key_and_refuse_bad_input(sandbox: 
     old_key = (root / "etc/docker/certkit/server-key.pem").read_bytes()
 
     data = json.loads(
-        _ok("renew", "server", "localhost", "--reuse-key", "--san", "docker1.lan", "--json")
+        cli_ok("renew", "server", "localhost", "--reuse-key", "--san", "docker1.lan", "--json")
     )
     assert data["ok"] and data["reused_key"] and data["restart_needed"]
     new = _active(store, "server", "localhost")
@@ -166,15 +160,15 @@ def test_renew_server_options_add_names_reuse_key_and_refuse_bad_input(sandbox: 
 
 
 def test_renew_client_rewrites_the_context_in_place(docker_config: Path) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
-    _ok("client-context", "laptop", "--host", "docker1.example.com", "--days", "90")
+    cli_ok("client-context", "laptop", "--host", "docker1.example.com", "--days", "90")
     meta = next((docker_config / "contexts/meta").rglob("meta.json")).read_bytes()
     tls = next((docker_config / "contexts/tls").rglob("cert.pem")).parent
     old = _active(store, "client", "laptop")
     old_key = (tls / "key.pem").read_bytes()
 
-    out = _ok("renew", "client", "laptop")
+    out = cli_ok("renew", "client", "laptop")
     assert "no restart needed" in out
     new = _active(store, "client", "laptop")
     assert store.inventory().get(old.serial).superseded_by == new.serial  # type: ignore[union-attr]
@@ -185,15 +179,15 @@ def test_renew_client_rewrites_the_context_in_place(docker_config: Path) -> None
     assert 89 <= new.days_left() <= 90  # the validity it was first issued with
 
     key = (tls / "key.pem").read_bytes()
-    _ok("renew", "client", "laptop", "--reuse-key", "--days", "10")
+    cli_ok("renew", "client", "laptop", "--reuse-key", "--days", "10")
     assert (tls / "key.pem").read_bytes() == key
     assert _active(store, "client", "laptop").days_left() <= 10
 
 
 def test_renew_ci_prints_the_secret_only_when_asked(tmp_path: Path) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
-    _ok(
+    cli_ok(
         "ci", "export", "deploy", "--host", "docker1.example.com:2376", "--out", str(tmp_path / "s")
     )
     old = _active(store, "ci", "deploy")
@@ -233,7 +227,7 @@ def _age(store: CAStore, name: str, days: int) -> None:
 
 
 def test_expiring_within_renews_only_what_is_due() -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     ca.issue(store, "client", "soon", "soon", days=365)
     ca.issue(store, "client", "later", "later", days=365)
@@ -241,13 +235,13 @@ def test_expiring_within_renews_only_what_is_due() -> None:
     _age(store, "soon", 355)  # 10 days left
     _age(store, "gha", 25)  # 5 days left
 
-    data = json.loads(_ok("renew", "--expiring-within", "30", "--dry-run", "--json"))
+    data = json.loads(cli_ok("renew", "--expiring-within", "30", "--dry-run", "--json"))
     assert [(d["kind"], d["name"]) for d in data["due"]] == [("ci", "gha"), ("client", "soon")]
     assert data["renewed"] == []
     soon = _active(store, "client", "soon")
     assert soon.superseded_by is None
 
-    out = _ok("renew", "--expiring-within", "30")
+    out = cli_ok("renew", "--expiring-within", "30")
     assert "Renewed client soon" in out and "Renewed ci gha" in out
     assert "PRIVATE KEY" not in out
     assert "certkit renew ci gha --bundle-only --format bundle" in out
@@ -256,7 +250,7 @@ def test_expiring_within_renews_only_what_is_due() -> None:
     assert _active(store, "ci", "gha").days_left() > 29
     assert _active(store, "client", "later").superseded_by is None
 
-    assert "Nothing expires within 30 days." in _ok("renew", "--expiring-within", "30")
+    assert "Nothing expires within 30 days." in cli_ok("renew", "--expiring-within", "30")
     r = run_certkit("renew")
     assert r.returncode == 2 and "--expiring-within" in r.stdout
     r = run_certkit("renew", "--expiring-within", "30", "client", "soon")
@@ -301,10 +295,10 @@ def sshd(sandbox: Path) -> Iterator[SSHServer]:
 
 
 def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbox: Path) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     root, _, _ = _seed_root(sandbox, 2376)
-    _ok(
+    cli_ok(
         "issue-server", "localhost", "--san", "127.0.0.1", *sshd.cli_args(), "--root", str(root),
         "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(free_port()),
     )  # fmt: skip
@@ -332,8 +326,8 @@ def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbo
 
 
 def test_expiring_within_covers_every_ca_like_status_does() -> None:
-    _ok("init-ca")
-    _ok("init-ca", "--ca", "staging")
+    cli_ok("init-ca")
+    cli_ok("init-ca", "--ca", "staging")
     default, staging = CAStore(), CAStore("staging")
     ca.issue(default, "client", "dev", "dev", days=365)
     ca.issue(staging, "client", "qa", "qa", days=365)
@@ -341,11 +335,11 @@ def test_expiring_within_covers_every_ca_like_status_does() -> None:
     _age(staging, "qa", 355)
     assert run_certkit("status").returncode == 1
 
-    data = json.loads(_ok("renew", "--expiring-within", "30", "--json"))
+    data = json.loads(cli_ok("renew", "--expiring-within", "30", "--json"))
     assert sorted(r["name"] for r in data["renewed"]) == ["dev", "qa"]
     assert run_certkit("status").returncode == 0
 
     only = json.loads(
-        _ok("renew", "--expiring-within", "400", "--ca", "staging", "--dry-run", "--json")
+        cli_ok("renew", "--expiring-within", "400", "--ca", "staging", "--dry-run", "--json")
     )
     assert [d["name"] for d in only["due"]] == ["qa"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from support import (
+    cli_ok,
     free_port,
     refused,
     run_certkit,
@@ -20,12 +21,6 @@ from support import (
 
 from certkit import ca, certs, names
 from certkit.store import CAStore
-
-
-def _ok(*args: str, env: dict[str, str] | None = None) -> str:
-    r = run_certkit(*args, env=env)
-    assert r.returncode == 0, f"{args}: {r.stdout}{r.stderr}"
-    return r.stdout
 
 
 def _fingerprints(pem: bytes) -> list[str]:
@@ -39,13 +34,13 @@ def _tree(path: Path) -> dict[str, bytes]:
 
 
 def test_start_makes_a_new_signing_ca_and_a_two_ca_bundle() -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     old_pem = store.cert_path.read_bytes()
     old_key = store.key_path.read_bytes()
     old_fp = certs.fingerprint(store.load_cert())
 
-    out = _ok("rotate-ca", "start")
+    out = cli_ok("rotate-ca", "start")
     assert "No dockerd needs a restart yet." in out
 
     new = store.load_cert()
@@ -73,15 +68,15 @@ def test_start_makes_a_new_signing_ca_and_a_two_ca_bundle() -> None:
 
 
 def test_status_lists_what_the_old_ca_signed_with_the_renew_command() -> None:
-    _ok("init-ca", "--ca", "prod")
+    cli_ok("init-ca", "--ca", "prod")
     store = CAStore("prod")
     ca.issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]), days=825)
     ca.issue(store, "client", "laptop", "laptop")
     ca.issue(store, "ci", "deploy", "ci:deploy", days=30)
-    _ok("rotate-ca", "start", "--ca", "prod")
+    cli_ok("rotate-ca", "start", "--ca", "prod")
     ca.issue(store, "client", "new-one", "new-one")  # under the new CA: not listed
 
-    data = json.loads(_ok("rotate-ca", "status", "--ca", "prod", "--json"))
+    data = json.loads(cli_ok("rotate-ca", "status", "--ca", "prod", "--json"))
     assert data["state"] == "rotating"
     listed = {(d["kind"], d["name"]): d["command"] for d in data["dependents"]}
     assert listed == {
@@ -102,12 +97,12 @@ def test_status_lists_what_the_old_ca_signed_with_the_renew_command() -> None:
 
 
 def test_finish_refuses_with_the_list_then_archives_with_force() -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     old_fp = certs.fingerprint(store.load_cert())
     ca.issue(store, "server", "docker1", "docker1", names.parse_names(["docker1"]))
     ca.issue(store, "client", "laptop", "laptop")
-    _ok("rotate-ca", "start")
+    cli_ok("rotate-ca", "start")
     before = _tree(store.dir)
 
     r = run_certkit("rotate-ca", "finish")
@@ -136,43 +131,43 @@ def test_finish_refuses_with_the_list_then_archives_with_force() -> None:
 
 
 def test_finish_is_allowed_once_nothing_depends_on_the_old_ca() -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     past = ca.issue(store, "client", "gone", "gone")
     with store.transaction() as inv:  # an expired or superseded certificate does not count
         rec = inv.get(past.record.serial)
         assert rec is not None
         rec.not_after = "2020-01-01T00:00:00+00:00"
-    _ok("rotate-ca", "start")
-    out = _ok("rotate-ca", "status")
+    cli_ok("rotate-ca", "start")
+    out = cli_ok("rotate-ca", "status")
     assert "Nothing in use is signed by the old CA any more." in out
-    out = _ok("rotate-ca", "finish")
+    out = cli_ok("rotate-ca", "finish")
     assert "Archived (not deleted)" in out
 
 
 def test_renewing_a_server_before_its_clients_warns_who_would_be_locked_out(
     tmp_path: Path,
 ) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     root = tmp_path / "root"
-    _ok("issue-server", "docker1", "--install", "--root", str(root))
-    _ok("client-context", "laptop", "--host", "docker1")
-    _ok("rotate-ca", "start")
+    cli_ok("issue-server", "docker1", "--install", "--root", str(root))
+    cli_ok("client-context", "laptop", "--host", "docker1")
+    cli_ok("rotate-ca", "start")
 
     # Step 3 before step 2: laptop's ca.pem knows only the old CA.
-    out = _ok("renew", "server", "docker1")
+    out = cli_ok("renew", "server", "docker1")
     assert "Warning: client laptop still trusts only the old CA" in out
     assert "certkit renew client laptop" in out
 
-    _ok("renew", "client", "laptop")
-    assert "Warning" not in _ok("renew", "server", "docker1")
+    cli_ok("renew", "client", "laptop")
+    assert "Warning" not in cli_ok("renew", "server", "docker1")
 
 
 def test_encrypted_ca_key_stays_encrypted_and_a_wrong_passphrase_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = {"CERTKIT_CA_PASSPHRASE": "correct horse"}
-    _ok("init-ca", "--encrypt", env=env)
+    cli_ok("init-ca", "--encrypt", env=env)
     store = CAStore()
     before = _tree(store.dir)
 
@@ -181,7 +176,7 @@ def test_encrypted_ca_key_stays_encrypted_and_a_wrong_passphrase_changes_nothing
     assert "Wrong passphrase" in r.stderr
     assert _tree(store.dir) == before
 
-    _ok("rotate-ca", "start", "--key-type", "ec-p384", env=env)
+    cli_ok("rotate-ca", "start", "--key-type", "ec-p384", env=env)
     new_key = store.key_path.read_bytes()
     assert certs.is_encrypted_pem(new_key)
     key = certs.load_key(new_key, b"correct horse")
@@ -221,14 +216,14 @@ def _gets_in(port: int, ca_file: Path, cert: Path, key: Path) -> bool:
 def test_rotation_end_to_end_against_a_real_dockerd(
     sandbox: Path, dockerd: Any, docker_config: Path, tmp_path: Path
 ) -> None:
-    _ok("init-ca")
+    cli_ok("init-ca")
     store = CAStore()
     port = free_port()
     root = sandbox / "root"
     sock = str(sandbox / "docker.sock")
     config = root / "etc/docker/daemon.json"
     write_json(config, {**sandbox_daemon_settings(sandbox), "hosts": [f"unix://{sock}"]})
-    _ok(
+    cli_ok(
         "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--root", str(root),
         "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(port),
     )  # fmt: skip
@@ -240,7 +235,7 @@ def test_rotation_end_to_end_against_a_real_dockerd(
         daemon.stop()
         daemon = dockerd(config_file=config, unix_socket=sock, tcp=[("127.0.0.1", port)])
 
-    _ok("client-context", "old", "--host", "localhost", "--port", str(port))
+    cli_ok("client-context", "old", "--host", "localhost", "--port", str(port))
     # Keep the old-CA client's files: after its renewal they prove who gets in.
     old_files = tmp_path / "old-client"
     shutil.copytree(_context_tls(docker_config, "old"), old_files)
@@ -248,21 +243,21 @@ def test_rotation_end_to_end_against_a_real_dockerd(
     old_ca_fp = certs.fingerprint(store.load_cert())
     assert _docker_version("old").returncode == 0
 
-    out = _ok("rotate-ca", "start")
+    out = cli_ok("rotate-ca", "start")
     new_ca_fp = certs.fingerprint(store.load_cert())
     assert "certkit renew server localhost --bundle-only --restart" in out
 
     # 1. The server learns to trust both CAs; its certificate stays.
-    out = _ok("renew", "server", "localhost", "--bundle-only")
+    out = cli_ok("renew", "server", "localhost", "--bundle-only")
     assert "Restart needed" in out
     assert _fingerprints(tlscacert.read_bytes()) == [new_ca_fp, old_ca_fp]
     restart()
-    status = json.loads(_ok("rotate-ca", "status", "--json"))
+    status = json.loads(cli_ok("rotate-ca", "status", "--json"))
     server_dep = [d for d in status["dependents"] if d["kind"] == "server"]
     assert "does not trust" not in server_dep[0]["why"]
 
     # A client of the NEW CA and the client of the OLD CA both get in (two-CA tlscacert).
-    _ok("client-context", "new", "--host", "localhost", "--port", str(port))
+    cli_ok("client-context", "new", "--host", "localhost", "--port", str(port))
     new_tls = _context_tls(docker_config, "new")
     assert _fingerprints((new_tls / "ca.pem").read_bytes()) == [new_ca_fp, old_ca_fp]
     assert _docker_version("new").returncode == 0, _docker_version("new").stderr
@@ -277,9 +272,9 @@ def test_rotation_end_to_end_against_a_real_dockerd(
     assert store.bundle_path.exists() and store.previous_dir.exists()
 
     # 2. Clients move to the new CA, 3. then the server does.
-    _ok("renew", "client", "old")
+    cli_ok("renew", "client", "old")
     assert _docker_version("old").returncode == 0  # new cert, server still on the old CA
-    out = _ok("renew", "server", "localhost")
+    out = cli_ok("renew", "server", "localhost")
     assert "Restart needed" in out
     restart()
     assert _docker_version("new").returncode == 0
@@ -287,13 +282,13 @@ def test_rotation_end_to_end_against_a_real_dockerd(
     assert _gets_in(port, store.bundle_path, old_cert, old_key)  # not cut off yet
 
     # 4. finish, then re-install the server's tlscacert without the old CA.
-    out = _ok("rotate-ca", "finish")
+    out = cli_ok("rotate-ca", "finish")
     assert "certkit renew server localhost --bundle-only --restart" in out
     assert "certkit renew client new --bundle-only" in out
-    _ok("renew", "server", "localhost", "--bundle-only")
+    cli_ok("renew", "server", "localhost", "--bundle-only")
     assert _fingerprints(tlscacert.read_bytes()) == [new_ca_fp]
     restart()
-    _ok("renew", "client", "new", "--bundle-only")
+    cli_ok("renew", "client", "new", "--bundle-only")
     assert _fingerprints((new_tls / "ca.pem").read_bytes()) == [new_ca_fp]
 
     assert _docker_version("new").returncode == 0
@@ -301,10 +296,10 @@ def test_rotation_end_to_end_against_a_real_dockerd(
     # The old CA's client certificate is refused by the daemon now.
     assert not _gets_in(port, store.cert_path, old_cert, old_key)
     # status keeps pointing at every ca.pem that still lists the old CA, until none does.
-    reinstall = json.loads(_ok("rotate-ca", "status", "--json"))["reinstall"]
+    reinstall = json.loads(cli_ok("rotate-ca", "status", "--json"))["reinstall"]
     assert [(d["kind"], d["name"], d["command"]) for d in reinstall] == [
         ("client", "old", "certkit renew client old --bundle-only")
     ]
-    _ok("renew", "client", "old", "--bundle-only")
-    assert json.loads(_ok("rotate-ca", "status", "--json"))["reinstall"] == []
+    cli_ok("renew", "client", "old", "--bundle-only")
+    assert json.loads(cli_ok("rotate-ca", "status", "--json"))["reinstall"] == []
     assert _docker_version("old").returncode == 0

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import (
     free_port,
     run_certkit,
@@ -64,12 +63,6 @@ def _lines(out: str) -> dict[str, str]:
         if len(parts) > 1 and parts[0] in ("PASS", "WARN", "FAIL"):
             found[parts[1]] = line
     return found
-
-
-@pytest.fixture
-def store() -> CAStore:
-    assert run_certkit("init-ca").returncode == 0
-    return CAStore("default")
 
 
 def test_certkit_daemon_passes_every_check_even_with_requests_ca_vars_set(
