@@ -1,0 +1,115 @@
+"""Typed origins: every kind round-trips, and an inventory written before them still renews.
+
+Inventory version 1 (certkit before typed origins) kept how a certificate was
+issued in a flat ``options`` dictionary.  ``_as_version_1`` writes a store's
+inventory back in that shape, key for key as the old writers did
+(issue-server, --ssh, --out, client-context, --client-only, ci export, bulk,
+renewal), and the tests check that today's code reads it, lists it and renews
+every kind the way it was first issued.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import cli_json, cli_ok
+
+from certkit.ci import decode_bundle
+from certkit.host.options import HostRef, InstallOptions
+from certkit.origins import (
+    CAOrigin,
+    CIOrigin,
+    ClientOrigin,
+    Origin,
+    ServerOrigin,
+    origin_from_json,
+    origin_to_json,
+)
+from certkit.store import CAStore
+
+
+@pytest.mark.parametrize(
+    ("kind", "origin"),
+    [
+        ("ca", CAOrigin(rotated_from="AB:CD")),
+        ("server", ServerOrigin(sans=("docker1", "10.0.0.5"), days=90, out="/srv/out")),
+        (
+            "server",
+            ServerOrigin(
+                sans=("docker1",),
+                install=InstallOptions(listen="10.0.0.5", port=2377, method="systemd"),
+                target=HostRef(ssh="ops@docker1:2222", sudo=True, sandbox="/tmp/root"),
+                trust=("AA", "BB"),
+                renewed_from="0f",
+            ),
+        ),
+        ("client", ClientOrigin(context="prod", host="docker1", port=2376, docker_config="/d")),
+        ("client", ClientOrigin(out="/srv/client", endpoint="tcp://docker1:2376", days=30)),
+        ("ci", CIOrigin(host="docker1", port=2376, context="gha", days=30, key_type="ec-p384")),
+    ],
+)
+def test_every_origin_round_trips_through_json(kind: str, origin: Origin) -> None:
+    stored = json.loads(json.dumps(origin_to_json(origin)))
+    assert origin_from_json(kind, stored) == origin
+
+
+def _v1_options(kind: str, origin: dict[str, Any]) -> dict[str, Any]:
+    """The flat dictionary the version-1 writers recorded for this origin."""
+    if kind == "server":
+        target = origin.pop("target")
+        install = origin.pop("install")
+        options = {**origin, "install": install is not None, "root": target["sandbox"]}
+        if target["ssh"]:
+            options.update(ssh=target["ssh"], sudo=target["sudo"])
+        options.update(install or {})
+    else:
+        options = dict(origin)
+    return {k: v for k, v in options.items() if v not in (None, (), [])}
+
+
+def _as_version_1(store: CAStore) -> None:
+    data = json.loads(store.inventory_path.read_text())
+    assert data["version"] == 2
+    for record in data["records"]:
+        record["options"] = _v1_options(record["kind"], record.pop("origin"))
+    data["version"] = 1
+    store.inventory_path.write_text(json.dumps(data, indent=2))
+
+
+def test_a_version_1_inventory_lists_and_renews_every_kind(
+    store: CAStore, tmp_path: Path, docker_config: Path
+) -> None:
+    root = tmp_path / "root"
+    cli_ok("issue-server", "docker1", "--san", "10.0.0.5", "--install", "--root", str(root),
+           "--method", "daemon-json", "--port", "2377")  # fmt: skip
+    cli_ok("issue-server", "docker2", "--out", str(tmp_path / "srv"))
+    cli_ok("client-context", "prod", "--host", "docker1", "--port", "2377")
+    cli_ok("client-context", "files", "--host", "docker1", "--client-only",
+           "--out", str(tmp_path / "files"))  # fmt: skip
+    cli_ok("ci", "export", "gha", "--host", "docker1:2377", "--days", "20")
+    cli_ok("issue-client", "bulk-1", "--out", str(tmp_path / "bulk"))
+    cli_ok("renew", "client", "prod")  # a renewed record: renewed_from and trust
+    before = cli_json("list")
+    _as_version_1(store)
+    assert cli_json("list") == before
+
+    server = cli_json("renew", "server", "docker1")  # under the recorded --root
+    server_files = ("ca.pem", "server-cert.pem", "server-key.pem")
+    assert server["installed"] == sorted(str(root / "etc/docker/certkit" / f) for f in server_files)
+    config = json.loads((root / "etc/docker/daemon.json").read_text())
+    assert "tcp://0.0.0.0:2377" in config["hosts"]  # the recorded port and method, not defaults
+    out = cli_json("renew", "server", "docker2")["installed"]
+    assert out == sorted(str(tmp_path / "srv" / f) for f in server_files)
+    context = cli_json("renew", "client", "prod")
+    assert context["notes"][0].startswith("docker context 'prod' updated in place")
+    files = cli_json("renew", "client", "files")
+    written = sorted(str(tmp_path / "files" / f) for f in ("ca.pem", "cert.pem", "key.pem"))
+    assert files["installed"] == written
+    bundle = decode_bundle(cli_ok("renew", "ci", "gha", "--format", "bundle").strip())
+    assert (bundle.host, bundle.port, bundle.context) == ("docker1", 2377, "gha")
+    ci_days = [i["days_left"] for i in cli_json("list", "--kind", "ci")]
+    assert 19 < max(ci_days) <= 20  # the recorded --days 20, not the 30-day default
+    assert json.loads(store.inventory_path.read_text())["version"] == 2
