@@ -20,7 +20,6 @@ this module loads ``cryptography`` but never the docker SDK.
 from __future__ import annotations
 
 from .ca import CAInfo, Issued, LeafRequest, describe_ca, init_ca, issue, issue_many, list_cas
-from .certs import KEY_TYPES
 from .ci import bootstrap, decode_bundle, export_ci, export_settings
 from .client import client_context, client_files
 from .context import (
@@ -31,6 +30,7 @@ from .context import (
     set_current_context,
     write_context,
 )
+from .defaults import KEY_TYPES
 from .doctor import doctor
 from .due import renew_due
 from .errors import CertkitError, OperationError, UsageError

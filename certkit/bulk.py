@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import files
-from .certs import DEFAULT_KEY_TYPE, Kind, check_days, check_key_type
+from .certs import Kind, check_days, check_key_type
+from .defaults import CLIENT_DAYS, DEFAULT_KEY_TYPE, SERVER_DAYS
 from .errors import OperationError, UsageError
 from .names import SubjectNames, common_name_for, looks_like_ip, parse_names
 from .origins import ClientOrigin, LeafOrigin, ServerOrigin
@@ -307,7 +308,7 @@ def issue_clients(
     *,
     out: StrPath,
     ca: str = DEFAULT_CA,
-    days: int = 365,
+    days: int = CLIENT_DAYS,
     key_type: str = DEFAULT_KEY_TYPE,
     flat: bool = False,
     force: bool = False,
@@ -341,7 +342,7 @@ def issue_servers(
     *,
     out: StrPath | None = None,
     ca: str = DEFAULT_CA,
-    days: int = 825,
+    days: int = SERVER_DAYS,
     key_type: str = DEFAULT_KEY_TYPE,
     force: bool = False,
     root: Path | None = None,
@@ -371,27 +372,3 @@ def issue_servers(
     )
     result.out = str(base) if base else None
     return result
-
-
-def issue_servers_from_file(
-    path: StrPath,
-    *,
-    out: StrPath | None = None,
-    ca: str = DEFAULT_CA,
-    days: int = 825,
-    key_type: str = DEFAULT_KEY_TYPE,
-    force: bool = False,
-    root: Path | None = None,
-    progress: Progress | None = None,
-) -> BulkResult:
-    """``certkit issue-server --from-file HOSTS``: :func:`read_hosts` then :func:`issue_servers`."""
-    return issue_servers(
-        read_hosts(path),
-        out=out,
-        ca=ca,
-        days=days,
-        key_type=key_type,
-        force=force,
-        root=root,
-        progress=progress,
-    )

@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography import x509
 
-from . import certs, files
+from . import certs, defaults, files
 from .certs import PrivateKey
 from .errors import UsageError
 from .names import SubjectNames
@@ -76,8 +76,8 @@ def describe_ca(store: CAStore) -> CAInfo:
 def init_ca(
     name: str = "default",
     common_name: str | None = None,
-    key_type: str = certs.DEFAULT_KEY_TYPE,
-    days: int = 3650,
+    key_type: str = defaults.DEFAULT_KEY_TYPE,
+    days: int = defaults.CA_DAYS,
     *,
     encrypt: bool = False,
     passphrase: bytes | None = None,
@@ -222,8 +222,8 @@ class LeafRequest:
     name: str
     common_name: str
     names: SubjectNames | None = None
-    days: int = 365
-    key_type: str = certs.DEFAULT_KEY_TYPE
+    days: int = defaults.CLIENT_DAYS
+    key_type: str = defaults.DEFAULT_KEY_TYPE
     key: PrivateKey | None = None  # reuse this key instead of making one
     not_after: dt.datetime | None = None
     origin: Origin | None = None  # how it was issued (None: every default)
@@ -311,8 +311,8 @@ def issue(
     name: str,
     common_name: str,
     names: SubjectNames | None = None,
-    days: int = 365,
-    key_type: str = certs.DEFAULT_KEY_TYPE,
+    days: int = defaults.CLIENT_DAYS,
+    key_type: str = defaults.DEFAULT_KEY_TYPE,
     *,
     key: PrivateKey | None = None,
     not_after: dt.datetime | None = None,

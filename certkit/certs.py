@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
-from typing import Literal, cast, get_args
+from typing import Literal, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -19,12 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .defaults import (
+    CA_DAYS,
+    CLIENT_DAYS,
+    DEFAULT_KEY_TYPE,
+    KEY_TYPES,
+    KeyType,
+)
 from .errors import PassphraseError, UsageError
 from .names import SubjectNames
-
-KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
-KEY_TYPES: tuple[str, ...] = get_args(KeyType)
-DEFAULT_KEY_TYPE: KeyType = "ec-p256"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -133,7 +136,7 @@ def _builder(
 def make_ca(
     key: PrivateKey,
     common_name: str = "certkit CA",
-    days: int = 3650,
+    days: int = CA_DAYS,
     *,
     now: dt.datetime | None = None,
     serial: int | None = None,
@@ -174,7 +177,7 @@ def make_leaf(
     kind: Kind,
     common_name: str,
     names: SubjectNames | None = None,
-    days: int = 365,
+    days: int = CLIENT_DAYS,
     *,
     now: dt.datetime | None = None,
     not_after: dt.datetime | None = None,

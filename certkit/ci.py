@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from . import certs, files, paths
+from . import certs, defaults, files, paths
 from .errors import OperationError, UsageError
 from .names import DOCKER_TLS_PORT, check_port, format_host, parse_endpoint
 from .origins import CIOrigin
@@ -51,7 +51,6 @@ CONTEXT_ENV = "CERTKIT_CONTEXT"
 LAYOUT_ENVS = (HOST_ENV, CA_ENV, CERT_ENV, KEY_ENV)
 GITHUB_ENV = "GITHUB_ENV"
 
-DEFAULT_DAYS = 30
 WARN_DAYS = 7
 # GitLab refuses CI/CD variable values longer than this.
 GITLAB_MAX_VALUE = 10_000
@@ -470,8 +469,12 @@ def export_settings(
         assert last is not None
         host = last.host
     port = check_port((last.port if last else DOCKER_TLS_PORT) if port is None else port)
-    days = certs.check_days(((last and last.days) or DEFAULT_DAYS) if days is None else days)
-    key_type = certs.check_key_type(key_type or (last and last.key_type) or certs.DEFAULT_KEY_TYPE)
+    if days is None:
+        days = (last and last.days) or defaults.CI_DAYS
+    days = certs.check_days(days)
+    key_type = certs.check_key_type(
+        key_type or (last and last.key_type) or defaults.DEFAULT_KEY_TYPE
+    )
     context = validate_context_name(context or (last and last.context) or name)
     return ExportSettings(name, host, port, days, key_type, context)
 
@@ -575,9 +578,9 @@ def export_command(settings: ExportSettings, ca_name: str) -> str:
     parts = ["certkit", "ci", "export", settings.name, "--host", settings.host]
     if settings.port != DOCKER_TLS_PORT:
         parts += ["--port", str(settings.port)]
-    if settings.days != DEFAULT_DAYS:
+    if settings.days != defaults.CI_DAYS:
         parts += ["--days", str(settings.days)]
-    if settings.key_type != certs.DEFAULT_KEY_TYPE:
+    if settings.key_type != defaults.DEFAULT_KEY_TYPE:
         parts += ["--key-type", settings.key_type]
     if settings.context != settings.name:
         parts += ["--context", settings.context]

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from . import ca as ca_ops
-from . import certs, context, files, names, paths
+from . import certs, context, defaults, files, names, paths
 from .errors import UsageError
 from .origins import ClientOrigin
 from .store import CAStore
 
 StrPath = str | os.PathLike[str]
-DEFAULT_DAYS = 365
 
 
 @dataclass
@@ -79,8 +78,8 @@ def client_context(
     port: int = names.DOCKER_TLS_PORT,
     *,
     cn: str | None = None,
-    days: int = DEFAULT_DAYS,
-    key_type: str = certs.DEFAULT_KEY_TYPE,
+    days: int = defaults.CLIENT_DAYS,
+    key_type: str = defaults.DEFAULT_KEY_TYPE,
     ca: str = paths.DEFAULT_CA,
     description: str | None = None,
     docker_config: StrPath | None = None,
@@ -162,8 +161,8 @@ def client_files(
     port: int = names.DOCKER_TLS_PORT,
     *,
     cn: str | None = None,
-    days: int = DEFAULT_DAYS,
-    key_type: str = certs.DEFAULT_KEY_TYPE,
+    days: int = defaults.CLIENT_DAYS,
+    key_type: str = defaults.DEFAULT_KEY_TYPE,
     ca: str = paths.DEFAULT_CA,
     force: bool = False,
     not_after: dt.datetime | None = None,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from . import certs
+from . import certs, defaults
 from .ca import begin_rotation, retire_previous
 from .errors import OperationError, UsageError
 from .renew import RENEW_KINDS, ca_flag, in_use, now_utc, renew_command, rewritable, trusted
@@ -111,7 +111,7 @@ def start_rotation(
     *,
     key_type: str | None = None,
     common_name: str | None = None,
-    days: int = 3650,
+    days: int = defaults.CA_DAYS,
 ) -> RotationReport:
     """Make the next CA: it signs from now on; both CAs are trusted until :func:`finish_rotation`.
 
@@ -221,24 +221,31 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
     servers = [d for d in report.dependents if d.kind == "server"]
     untrusting = [d for d in servers if not d.trusts_new]
     clients = [d for d in report.dependents if d.kind != "server"]
-    steps: list[str] = []
-    if untrusting:
-        steps.append(
-            "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):"
-        )
-        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in untrusting]
-    if clients:
-        steps.append("2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):")
-        steps += [f"     {d.command}" for d in clients]
-    if servers:
-        steps.append("3. Renew servers under the new CA (dockerd must restart):")
-        steps += [f"     {_server_cmd(store, d.name, '')}" for d in servers]
+    steps = [
+        *_section(
+            "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):",
+            [_server_cmd(store, d.name, " --bundle-only") for d in untrusting],
+        ),
+        *_section(
+            "2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):",
+            [d.command for d in clients],
+        ),
+        *_section(
+            "3. Renew servers under the new CA (dockerd must restart):",
+            [_server_cmd(store, d.name, "") for d in servers],
+        ),
+    ]
     steps.append(
         ("4. " if report.dependents else "Nothing depends on the old CA any more. Next: ")
         + f"certkit rotate-ca finish{ca_flag(store)}"
     )
     report.steps = steps
     report.restart_needed = bool(servers)
+
+
+def _section(title: str, commands: list[str]) -> list[str]:
+    """A numbered step and its commands, indented; nothing when no command is left."""
+    return [title, *(f"     {c}" for c in commands)] if commands else []
 
 
 def _server_cmd(store: CAStore, name: str, extra: str) -> str:
@@ -249,16 +256,19 @@ def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
     servers = [d for d in report.reinstall if d.kind == "server"]
     contexts = [d for d in report.reinstall if d.kind == "client"]
     secrets = [d for d in report.reinstall if d.kind == "ci"]
-    steps: list[str] = []
-    if servers:
-        steps.append("Re-install tlscacert on servers (dockerd must restart to drop the old CA):")
-        steps += [f"     {_server_cmd(store, d.name, ' --bundle-only')}" for d in servers]
-    if contexts:
-        steps.append("Re-write the contexts' ca.pem (no restart needed):")
-        steps += [f"     {d.command}" for d in contexts]
-    if secrets:
-        steps.append("Update the CI secrets (their bundle still trusts the old CA):")
-        steps += [f"     {d.command} | gh secret set CERTKIT_BUNDLE" for d in secrets]
+    steps = [
+        *_section(
+            "Re-install tlscacert on servers (dockerd must restart to drop the old CA):",
+            [_server_cmd(store, d.name, " --bundle-only") for d in servers],
+        ),
+        *_section(
+            "Re-write the contexts' ca.pem (no restart needed):", [d.command for d in contexts]
+        ),
+        *_section(
+            "Update the CI secrets (their bundle still trusts the old CA):",
+            [f"{d.command} | gh secret set CERTKIT_BUNDLE" for d in secrets],
+        ),
+    ]
     report.steps = steps
     report.restart_needed = bool(servers)
 

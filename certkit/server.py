@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import certs, files, paths
+from . import certs, defaults, files, paths
 from .ca import issue, mark_installed
 from .errors import UsageError
 from .host.options import HostRef, InstallOptions
@@ -21,8 +21,6 @@ from .host.target import InstallOutcome, Target, install
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
 from .store import CAStore
-
-DEFAULT_DAYS = 825
 
 
 @dataclass
@@ -107,8 +105,8 @@ def issue_server(
     target: Target | None = None,
     *,
     sans: list[str] | None = None,
-    days: int = DEFAULT_DAYS,
-    key_type: str = certs.DEFAULT_KEY_TYPE,
+    days: int = defaults.SERVER_DAYS,
+    key_type: str = defaults.DEFAULT_KEY_TYPE,
     out: str | None = None,
     options: InstallOptions | None = None,
     restart: bool = False,

@@ -309,7 +309,7 @@ def test_issue_servers_from_file_writes_one_directory_per_host(
     hosts = tmp_path / "hosts.txt"
     hosts.write_text(HOSTS)
     out = tmp_path / "servers"
-    result = bulk.issue_servers_from_file(hosts, out=out)
+    result = bulk.issue_servers(bulk.read_hosts(hosts), out=out)
     assert [i.name for i in result.items] == [e.host for e in bulk.parse_hosts(HOSTS)]
     d = out / "docker2.example.com"
     assert sorted(p.name for p in d.iterdir()) == ["ca.pem", "server-cert.pem", "server-key.pem"]
@@ -328,7 +328,7 @@ def test_issue_servers_from_file_writes_one_directory_per_host(
     assert str(d / "server-key.pem") in rec["installed"]
 
     # Without --out the certificates stay in the store only.
-    again = bulk.issue_servers_from_file(hosts)
+    again = bulk.issue_servers(bulk.read_hosts(hosts))
     assert again.out is None and all(i.dir is None for i in again.items)
 
 
@@ -387,7 +387,7 @@ def test_bulk_certificates_serve_a_real_dockerd(
 ) -> None:
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("localhost 127.0.0.1\nother.example.com\n")
-    servers = bulk.issue_servers_from_file(hosts, out=sandbox / "servers")
+    servers = bulk.issue_servers(bulk.read_hosts(hosts), out=sandbox / "servers")
     clients = bulk.issue_clients(bulk.numbered_names("ci", 3), out=sandbox / "clients")
     server_dir = Path(str(servers.items[0].dir))
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..defaults import CLIENT_DAYS
 from . import app
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 
@@ -46,7 +47,7 @@ def issue_client(
     from_file: str = typer.Option(
         None, "--from-file", help="File with one client name per line (# comments allowed)."
     ),
-    days: int = typer.Option(365, "--days", help="Validity in days."),
+    days: int = typer.Option(CLIENT_DAYS, "--days", help="Validity in days."),
     key_type: str = KEY_TYPE_OPTION,
     ca: str = CA_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace existing files in --out."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..defaults import CA_DAYS
 from . import app
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 
@@ -16,7 +17,7 @@ def init_ca(
     ca: str = CA_OPTION,
     cn: str = typer.Option(None, "--cn", help="Common name of the CA (default: certkit CA NAME)."),
     key_type: str = KEY_TYPE_OPTION,
-    days: int = typer.Option(3650, "--days", help="Validity in days."),
+    days: int = typer.Option(CA_DAYS, "--days", help="Validity in days."),
     encrypt: bool = typer.Option(
         False,
         "--encrypt",

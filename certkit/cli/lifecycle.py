@@ -8,8 +8,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..defaults import CA_DAYS
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit, warn
+from .output import (
+    CA_OPTION,
+    CERT_DIR_OPTION,
+    IDENTITY_OPTION,
+    JSON_OPTION,
+    RESTART_OPTION,
+    ROOT_OPTION,
+    SSH_OPTION,
+    SSH_OPTIONS_OPTION,
+    emit,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ..due import DueReport
@@ -194,30 +206,15 @@ def renew_server(
         "--install/--no-install",
         help="Re-install into daemon.json's paths (default: when it was installed).",
     ),
-    root: Path = typer.Option(
-        None, "--root", help="Sandbox root: /etc/docker/... means ROOT/etc/docker/..."
-    ),
-    cert_dir: str = typer.Option(
-        None, "--cert-dir", help="Certificate dir (default: as installed)."
-    ),
-    restart: bool = typer.Option(
-        False, "--restart", help="Restart dockerd afterwards; roll back if it does not come back."
-    ),
+    root: Path = ROOT_OPTION,
+    cert_dir: str = CERT_DIR_OPTION,
+    restart: bool = RESTART_OPTION,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change, change nothing."
     ),
-    ssh: str = typer.Option(
-        None, "--ssh", help="Re-install over SSH on [USER@]HOST[:PORT] (default: as installed)."
-    ),
-    identity: str = typer.Option(
-        None, "--identity", help="For a server installed over SSH: the SSH key file (ssh -i)."
-    ),
-    ssh_option: list[str] = typer.Option(
-        None,
-        "--ssh-option",
-        metavar="OPT",
-        help="For a server installed over SSH: an ssh -o option.",
-    ),
+    ssh: str = SSH_OPTION,
+    identity: str = IDENTITY_OPTION,
+    ssh_option: list[str] = SSH_OPTIONS_OPTION,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -391,7 +388,7 @@ def rotate_start(
         None, "--key-type", help="Key type of the new CA (default: the old CA's)."
     ),
     cn: str = typer.Option(None, "--cn", help="Common name of the new CA (default: old + date)."),
-    days: int = typer.Option(3650, "--days", help="Validity of the new CA in days."),
+    days: int = typer.Option(CA_DAYS, "--days", help="Validity of the new CA in days."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Make the next CA; servers and clients trust both CAs until `rotate-ca finish`.

@@ -8,10 +8,38 @@ from typing import Any
 
 import typer
 
+from ..defaults import DEFAULT_KEY_TYPE, KEY_TYPES
+
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for machines.")
 CA_OPTION = typer.Option("default", "--ca", help="Name of the CA in the store.")
-KEY_TYPE_OPTION = typer.Option(
-    "ec-p256", "--key-type", help="ec-p256 | ec-p384 | rsa-2048 | rsa-3072 | rsa-4096 | ed25519."
+KEY_TYPE_OPTION = typer.Option(DEFAULT_KEY_TYPE, "--key-type", help=" | ".join(KEY_TYPES) + ".")
+
+
+# ---- reaching a Docker host: issue-server and renew server
+ROOT_OPTION = typer.Option(
+    None, "--root", help="Sandbox root: /etc/docker/... means ROOT/etc/docker/..."
+)
+CERT_DIR_OPTION = typer.Option(
+    None,
+    "--cert-dir",
+    help="Where the files go on the host (default /etc/docker/certkit; renew: as installed).",
+)
+RESTART_OPTION = typer.Option(
+    False, "--restart", help="Restart dockerd afterwards; roll back if it does not come back."
+)
+SSH_OPTION = typer.Option(
+    None,
+    "--ssh",
+    help="Install on a Docker host over SSH: [USER@]HOST[:PORT] (renew: default as installed).",
+)
+IDENTITY_OPTION = typer.Option(
+    None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
+)
+SSH_OPTIONS_OPTION = typer.Option(
+    None,
+    "--ssh-option",
+    metavar="OPT",
+    help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion (repeatable).",
 )
 
 

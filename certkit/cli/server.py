@@ -6,8 +6,22 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..defaults import SERVER_DAYS
 from . import app
-from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, next_step, warn
+from .output import (
+    CA_OPTION,
+    CERT_DIR_OPTION,
+    IDENTITY_OPTION,
+    JSON_OPTION,
+    KEY_TYPE_OPTION,
+    RESTART_OPTION,
+    ROOT_OPTION,
+    SSH_OPTION,
+    SSH_OPTIONS_OPTION,
+    emit,
+    next_step,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ..host.options import InstallOptions
@@ -23,23 +37,17 @@ SAN = typer.Option(
     metavar="NAME_OR_IP",
     help="Another DNS name or IP address for the certificate (repeatable).",
 )
-DAYS = typer.Option(825, "--days", help="Validity in days.")
+DAYS = typer.Option(SERVER_DAYS, "--days", help="Validity in days.")
 OUT = typer.Option(
     None, "--out", help="Also write ca.pem, server-cert.pem, server-key.pem into this dir."
 )
 INSTALL = typer.Option(
     False, "--install", help="Install on this Docker host: cert files + daemon.json (root)."
 )
-ROOT = typer.Option(
-    None, "--root", help="With --install: sandbox root, /etc/docker/... means ROOT/etc/docker/..."
-)
 LISTEN = typer.Option(
     None, "--listen", help="With --install: address dockerd listens on (default 0.0.0.0)."
 )
 PORT = typer.Option(None, "--port", help="With --install: TLS port (default 2376).")
-CERT_DIR = typer.Option(
-    None, "--cert-dir", help="With --install: where the files go (default /etc/docker/certkit)."
-)
 METHOD = typer.Option(
     None,
     "--method",
@@ -51,25 +59,10 @@ KEEP_INSECURE = typer.Option(
 REMOVE_INSECURE = typer.Option(
     False, "--remove-insecure", help="Remove an existing TCP listener without TLS."
 )
-RESTART = typer.Option(
-    False, "--restart", help="Restart docker after --install; roll back if it does not return."
-)
 DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
 )
-SSH = typer.Option(
-    None, "--ssh", help="Install on a remote Docker host over SSH instead: [USER@]HOST[:PORT]."
-)
 SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
-IDENTITY = typer.Option(
-    None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
-)
-SSH_OPTION = typer.Option(
-    None,
-    "--ssh-option",
-    metavar="OPT",
-    help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion.",
-)
 FROM_FILE = typer.Option(
     None,
     "--from-file",
@@ -87,19 +80,19 @@ def issue_server(
     ca: str = CA_OPTION,
     out: str = OUT,
     install: bool = INSTALL,
-    root: str = ROOT,
+    root: str = ROOT_OPTION,
     listen: str = LISTEN,
     port: int = PORT,
-    cert_dir: str = CERT_DIR,
+    cert_dir: str = CERT_DIR_OPTION,
     method: str = METHOD,
     keep_insecure: bool = KEEP_INSECURE,
     remove_insecure: bool = REMOVE_INSECURE,
-    restart: bool = RESTART,
+    restart: bool = RESTART_OPTION,
     dry_run: bool = DRY_RUN,
-    ssh: str = SSH,
+    ssh: str = SSH_OPTION,
     sudo: bool = SUDO,
-    identity: str = IDENTITY,
-    ssh_option: list[str] = SSH_OPTION,
+    identity: str = IDENTITY_OPTION,
+    ssh_option: list[str] = SSH_OPTIONS_OPTION,
     from_file: str = FROM_FILE,
     json_out: bool = JSON_OPTION,
 ) -> None:
