@@ -23,7 +23,7 @@ from .ca import CAInfo, Issued, LeafRequest, describe_ca, init_ca, issue, issue_
 from .certs import KEY_TYPES
 from .ci import bootstrap, decode_bundle, export_ci, export_settings
 from .client import client_context, client_files
-from .context import (
+from .dockercli import (
     export_context,
     import_context,
     read_context,

@@ -10,7 +10,7 @@ Two halves that never meet on the same machine:
 * :func:`bootstrap` runs on a bare CI runner.  It reads the secret from the
   environment (:func:`read_secret`), checks it completely before writing
   anything (:func:`check_bundle`), then writes the docker context with
-  :mod:`certkit.context` and tells later steps about it (``$GITHUB_ENV`` or
+  :mod:`certkit.dockercli` and tells later steps about it (``$GITHUB_ENV`` or
   ``export`` lines).  It needs no certkit store and never creates one.
 
 Error messages name the variable and what is wrong with it, never its value:
@@ -452,7 +452,7 @@ def export_settings(
     So ``certkit ci export NAME`` re-exports (rotates) with the same host,
     port, validity and context as the first time.
     """
-    from .context import validate_context_name
+    from .dockercli import validate_context_name
 
     check_ci_name(name)
     previous = _active_records(store, name)
@@ -478,7 +478,7 @@ def export_settings(
 
 def check_ci_name(name: str) -> str:
     """A CI name is also the default context name, so docker's rule applies (and CN length)."""
-    from .context import validate_context_name
+    from .dockercli import validate_context_name
 
     validate_context_name(name)
     if len(name) > 61:  # the CN "ci:NAME" must fit in 64 characters
@@ -718,7 +718,7 @@ def bootstrap(
     appended to ``$GITHUB_ENV`` when that is set.  No certkit store is read
     or created.
     """
-    from .context import (
+    from .dockercli import (
         docker_context_override_warning,
         docker_host_override_warning,
         set_current_context,
