@@ -334,7 +334,7 @@ def _check_contexts(report: DoctorReport, config_dir: Path) -> list[str]:
 
 def _check_env(report: DoctorReport, config_dir: Path, contexts: list[str]) -> None:
     docker_host = os.environ.get("DOCKER_HOST", "")
-    current = os.environ.get("DOCKER_CONTEXT") or dockercli.current_context(config_dir)
+    current = dockercli.selected_context(config_dir)
     if docker_host and (contexts or current):
         which = f"context {current!r}" if current else "your docker contexts"
         report.add(

@@ -42,7 +42,7 @@ KEY_ENV = "CERTKIT_KEY_PEM"
 CONTEXT_ENV = "CERTKIT_CONTEXT"
 LAYOUT_ENVS = (HOST_ENV, CA_ENV, CERT_ENV, KEY_ENV)
 
-WARN_DAYS = 7
+WARN_DAYS = 7  # check_bundle warns when the certificate has less left
 
 Format = Literal["bundle", "env", "github", "gitlab", "json"]
 FORMATS: tuple[str, ...] = get_args(Format)

@@ -27,6 +27,7 @@ from .env import (
     docker_py_advice,
     env_variables,
     render_env,
+    selected_context,
 )
 from .store import (
     ENDPOINT,
@@ -73,6 +74,7 @@ __all__ = [
     "remove_context",
     "render_env",
     "save_context",
+    "selected_context",
     "set_current_context",
     "validate_context_name",
     "write_context",

@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 
 from ..errors import UsageError
+from ..files import StrPath
+from .config import current_context
 from .store import TLS_FILES, ContextInfo
 
 # Variables that make requests (hence docker-py) ignore the context's ca.pem.
@@ -21,6 +23,15 @@ SHELLS = ("bash", "zsh", "fish", "powershell", "cmd")
 
 
 # ---------------------------------------------------------------- overrides and advice
+
+
+def selected_context(docker_config: StrPath | None = None) -> str | None:
+    """The context the docker CLI uses when no ``--context``, ``-H`` or ``DOCKER_HOST`` picks one.
+
+    That is ``DOCKER_CONTEXT``, else ``currentContext`` in config.json; None
+    means the built-in default context.
+    """
+    return os.environ.get("DOCKER_CONTEXT") or current_context(docker_config)
 
 
 def docker_host_override_warning() -> str | None:
