@@ -22,7 +22,8 @@ from __future__ import annotations
 from .ca import CAInfo, Issued, LeafRequest, describe_ca, init_ca, issue, issue_many, list_cas
 from .ci import bootstrap, decode_bundle, export_ci, export_settings
 from .client import client_context, client_files
-from .context import (
+from .defaults import KEY_TYPES
+from .dockercli import (
     export_context,
     import_context,
     read_context,
@@ -30,7 +31,6 @@ from .context import (
     set_current_context,
     write_context,
 )
-from .defaults import KEY_TYPES
 from .doctor import doctor
 from .due import renew_due
 from .errors import CertkitError, OperationError, UsageError

@@ -3,7 +3,7 @@
 :func:`client_context` is what ``certkit client-context`` does: check the
 input, issue a client certificate (EKU clientAuth) from a CA in the store,
 write it with the CA's trust bundle as a docker context
-(:mod:`certkit.context`), optionally make that context current, and record
+(:mod:`certkit.dockercli`), optionally make that context current, and record
 in the inventory where it went so renewal can rewrite it in place.
 :func:`client_files` is the ``--client-only`` variant for clients that are
 not the docker CLI: just ``ca.pem``, ``cert.pem`` and ``key.pem`` in a
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ca as ca_ops
-from . import certs, context, defaults, files, names, paths
+from . import certs, defaults, dockercli, files, names, paths
 from .errors import UsageError
 from .origins import ClientOrigin
 from .store import CAStore
@@ -38,7 +38,7 @@ class ClientResult:
     not_after: str
     ca: str
     host: str | None = None  # tcp://HOST:PORT, None for --client-only without a host
-    context: context.ContextInfo | None = None
+    context: dockercli.ContextInfo | None = None
     used: bool = False
     config_path: Path | None = None  # config.json, when --use changed it
     out_dir: Path | None = None  # --client-only
@@ -98,7 +98,7 @@ def client_context(
     >>> r.context.host
     'tcp://docker1.example.com:2376'
     """
-    name = context.validate_context_name(name) if name else context.default_name_for(host)
+    name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(host)
     endpoint = names.format_host(host, port)
     bare_host = endpoint[len("tcp://") : endpoint.rindex(":")].strip("[]")
     common_name = _check_cn(cn or name)
@@ -106,8 +106,8 @@ def client_context(
     if not_after is None:
         certs.check_days(days)
     config_dir = paths.docker_config_dir(docker_config)
-    context.check_writable(config_dir)
-    if context.context_exists(name, config_dir) and not force:
+    dockercli.check_writable(config_dir)
+    if dockercli.context_exists(name, config_dir) and not force:
         raise UsageError(
             f"A docker context named {name!r} already exists in {config_dir}; "
             "pass --force to replace it (a new certificate is issued), or choose another name."
@@ -125,7 +125,7 @@ def client_context(
     issued = ca_ops.issue(
         store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
     )
-    info = context.write_context(
+    info = dockercli.write_context(
         name,
         bare_host,
         port,
@@ -139,18 +139,18 @@ def client_context(
     _installed_replacing(store, issued.record.serial, name, str(config_dir), str(info.tls_dir))
     result = _result(issued, name, ca, endpoint)
     result.context = info
-    result.files = {f: str(info.tls_dir / f) for f in context.TLS_FILES}
+    result.files = {f: str(info.tls_dir / f) for f in dockercli.TLS_FILES}
     if use:
-        result.config_path = context.set_current_context(name, config_dir)
+        result.config_path = dockercli.set_current_context(name, config_dir)
         result.used = True
         for warning in (
-            context.docker_host_override_warning(),
-            context.docker_context_override_warning(name),
+            dockercli.docker_host_override_warning(),
+            dockercli.docker_context_override_warning(name),
         ):
             if warning:
                 result.warnings.append(warning)
-    context.ensure_config_file(config_dir)  # so docker-py finds the context, see there
-    result.docker_py = context.docker_py_advice(name)
+    dockercli.ensure_config_file(config_dir)  # so docker-py finds the context, see there
+    result.docker_py = dockercli.docker_py_advice(name)
     return result
 
 
@@ -175,7 +175,7 @@ def client_files(
     """
     if not name and not host:
         raise UsageError("Give a NAME or --host for the client certificate.")
-    name = context.validate_context_name(name) if name else context.default_name_for(str(host))
+    name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(str(host))
     endpoint = names.format_host(host, port) if host else None
     common_name = _check_cn(cn or name)
     kt = certs.check_key_type(key_type)
@@ -184,8 +184,8 @@ def client_files(
     out_dir = Path(out).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory.")
-    context.check_writable(out_dir, "--out")
-    existing = [f for f in context.TLS_FILES if (out_dir / f).exists()]
+    dockercli.check_writable(out_dir, "--out")
+    existing = [f for f in dockercli.TLS_FILES if (out_dir / f).exists()]
     if existing and not force:
         raise UsageError(
             f"{out_dir} already holds {', '.join(existing)}; pass --force to replace them."
@@ -204,7 +204,7 @@ def client_files(
     ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
     result = _result(issued, name, ca, endpoint)
     result.out_dir = out_dir
-    result.files = {f: str(out_dir / f) for f in context.TLS_FILES}
+    result.files = {f: str(out_dir / f) for f in dockercli.TLS_FILES}
     return result
 
 

@@ -12,19 +12,16 @@ With ``root`` every system path is read under that directory (the same
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .context import CA_BUNDLE_VARS, current_context
+from . import dockercli, paths
+from .checks import FAIL, PASS, SKIP, WARN, Check, Checklist
 from .errors import CertkitError, UsageError
-from .verify import FAIL, PASS, WARN, Check, Checklist
 
-SKIP = "SKIP"
 WARN_DAYS = 30
 
 
@@ -290,29 +287,15 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
 # ---------------------------------------------------------------- docker client side
 
 
-def _contexts(config_dir: Path) -> list[tuple[str, str, Path]]:
-    """(name, host, tls dir) of every context in the store."""
-    found = []
-    for meta_path in sorted((config_dir / "contexts" / "meta").glob("*/meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-            name = str(meta["Name"])
-            host = str(meta["Endpoints"]["docker"].get("Host", ""))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
-        tls_dir = config_dir / "contexts" / "tls" / meta_path.parent.name / "docker"
-        found.append((name, host, tls_dir))
-    return found
-
-
-def _check_context(report: DoctorReport, name: str, host: str, tls_dir: Path) -> None:
+def _check_context(report: DoctorReport, info: dockercli.ContextInfo) -> None:
     from . import certs
 
+    name, host, tls_dir = info.name, info.host, info.tls_dir
     check = f"context {name}"
     if not host.startswith(("tcp://", "https://")):
         report.add(check, SKIP, f"{host or 'no host'}: not a TCP endpoint, no TLS needed")
         return
-    missing = [f for f in ("ca.pem", "cert.pem", "key.pem") if not (tls_dir / f).is_file()]
+    missing = [f for f in dockercli.TLS_FILES if not (tls_dir / f).is_file()]
     if missing:
         report.add(
             check,
@@ -322,9 +305,7 @@ def _check_context(report: DoctorReport, name: str, host: str, tls_dir: Path) ->
         )
         return
     loose = [
-        f"{f} {_mode(tls_dir / f):04o}"
-        for f in ("ca.pem", "cert.pem", "key.pem")
-        if _mode(tls_dir / f) & 0o077
+        f"{f} {_mode(tls_dir / f):04o}" for f in dockercli.TLS_FILES if _mode(tls_dir / f) & 0o077
     ]
     if loose:
         status = FAIL if any(x.startswith("key.pem") for x in loose) else WARN
@@ -343,19 +324,17 @@ def _check_context(report: DoctorReport, name: str, host: str, tls_dir: Path) ->
 
 
 def _check_contexts(report: DoctorReport, config_dir: Path) -> list[str]:
-    contexts = _contexts(config_dir)
+    contexts = dockercli.list_contexts(config_dir)
     if not contexts:
         report.add("contexts", SKIP, f"no docker context in {config_dir}")
-    for name, host, tls_dir in contexts:
-        _check_context(report, name, host, tls_dir)
-    return [c[0] for c in contexts]
+    for info in contexts:
+        _check_context(report, info)
+    return [info.name for info in contexts]
 
 
 def _check_env(report: DoctorReport, config_dir: Path, contexts: list[str]) -> None:
-    from .context import docker_py_advice
-
     docker_host = os.environ.get("DOCKER_HOST", "")
-    current = os.environ.get("DOCKER_CONTEXT") or current_context(config_dir)
+    current = dockercli.selected_context(config_dir)
     if docker_host and (contexts or current):
         which = f"context {current!r}" if current else "your docker contexts"
         report.add(
@@ -368,11 +347,11 @@ def _check_env(report: DoctorReport, config_dir: Path, contexts: list[str]) -> N
         report.add("DOCKER_HOST", PASS, f"DOCKER_HOST={docker_host} (no context to override)")
     else:
         report.add("DOCKER_HOST", PASS, "DOCKER_HOST is not set: docker contexts apply")
-    advice = docker_py_advice(current)
+    advice = dockercli.docker_py_advice(current)
     if advice:
         report.add("ca-bundle-env", WARN, " ".join(advice))
     else:
-        report.add("ca-bundle-env", PASS, f"{' and '.join(CA_BUNDLE_VARS)} are not set")
+        report.add("ca-bundle-env", PASS, f"{' and '.join(dockercli.CA_BUNDLE_VARS)} are not set")
 
 
 # ---------------------------------------------------------------- entry point

@@ -392,7 +392,7 @@ def _rewrite_out_dir(out: str, names: tuple[str, str, str], fresh: Reissued) -> 
 
 def _put_client(store: CAStore, fresh: Reissued, result: Renewed) -> None:
     """Rewrite the client's docker context (or its ``--out`` files) in place."""
-    from .context import write_context
+    from .dockercli import write_context
 
     origin = fresh.old.leaf_origin
     assert isinstance(origin, ClientOrigin)

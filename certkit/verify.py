@@ -24,41 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import files
+from . import dockercli, files
+from .checks import FAIL, PASS, WARN, Check, Checklist
 from .errors import UsageError
 from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 WARN_DAYS = 30
 MAX_RESPONSE = 1 << 20  # /_ping and /version answers are tiny
-
-
-@dataclass
-class Check:
-    """One line of the audit."""
-
-    name: str
-    status: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "message": self.message}
-
-
-class Checklist:
-    """What every PASS/WARN/FAIL report shares (``verify`` and ``doctor``)."""
-
-    checks: list[Check]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != FAIL for c in self.checks)
-
-    def count(self, status: str) -> int:
-        return sum(c.status == status for c in self.checks)
-
-    def add(self, name: str, status: str, message: str) -> None:
-        self.checks.append(Check(name, status, message))
 
 
 @dataclass
@@ -103,31 +75,30 @@ class Report(Checklist):
 
 def context_endpoint(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:
     """The ``tcp://`` host and TLS files of docker context ``name``."""
-    from .context import read_context
+    info = dockercli.read_context(name, docker_config)
+    return info.host, _context_credentials(info)
 
-    info = read_context(name, docker_config)
-    creds = Credentials(
-        info.tls_dir / "ca.pem", info.tls_dir / "cert.pem", info.tls_dir / "key.pem",
-        f"context {name}",
-    )  # fmt: skip
-    return info.host, creds
+
+def _context_credentials(info: dockercli.ContextInfo) -> Credentials:
+    ca, cert, key = (info.tls_file(f) for f in dockercli.TLS_FILES)
+    return Credentials(ca, cert, key, f"context {info.name}")
 
 
 def find_context_for(host: str, port: int, docker_config: str | None = None) -> str | None:
     """The name of the one context whose endpoint is ``tcp://host:port``, if any."""
-    from .paths import docker_config_dir
-
-    meta_root = docker_config_dir(docker_config) / "contexts" / "meta"
-    found = []
-    for meta_path in sorted(meta_root.glob("*/meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-            ep = parse_endpoint(str(meta["Endpoints"]["docker"]["Host"]))
-        except (OSError, ValueError, KeyError, TypeError, UsageError):
-            continue
-        if ep == (host, port):
-            found.append(str(meta.get("Name", "")))
+    found = [
+        info.name
+        for info in dockercli.list_contexts(docker_config)
+        if _endpoint_or_none(info.host) == (host, port)
+    ]
     return found[0] if len(found) == 1 else None
+
+
+def _endpoint_or_none(host: str) -> tuple[str, int] | None:
+    try:
+        return parse_endpoint(host)
+    except UsageError:
+        return None
 
 
 def _check_files(creds: Credentials) -> None:

@@ -35,7 +35,7 @@ from support import (
     write_tcp_daemon_json,
 )
 
-from certkit import ca, certs, context, names
+from certkit import ca, certs, dockercli, names
 from certkit.origins import ClientOrigin
 from certkit.store import CAStore
 
@@ -152,7 +152,7 @@ def test_docker_cli_reaches_the_daemon_through_the_context(pki: Daemon, tmp_path
 
     # The inventory knows the certificate, where it went and how to make it again.
     record = next(r for r in CAStore().inventory().find("client", "it"))
-    tls_dir = config / "contexts" / "tls" / context.context_id("it") / "docker"
+    tls_dir = config / "contexts" / "tls" / dockercli.context_id("it") / "docker"
     assert record.installed == [str(tls_dir)]
     assert isinstance(record.origin, ClientOrigin)
     assert record.origin.host == "localhost" and record.origin.port == pki.port
@@ -200,7 +200,7 @@ def test_use_warns_that_docker_host_overrides_contexts(pki: Daemon, tmp_path: Pa
 def test_a_client_without_a_certificate_is_refused(pki: Daemon, tmp_path: Path) -> None:
     config = tmp_path / "docker"
     client_context(pki, "it", config)
-    tls_dir = context.read_context("it", config).tls_dir
+    tls_dir = dockercli.read_context("it", config).tls_dir
     ca_file = tls_dir / "ca.pem"
     good = strict_context(ca_file, tls_dir / "cert.pem", tls_dir / "key.pem")
     assert tls_get("127.0.0.1", pki.port, "/_ping", good, "localhost") == (200, b"OK")
@@ -234,8 +234,8 @@ def test_key_is_private_even_under_umask_000(pki: Daemon, tmp_path: Path) -> Non
     )
     res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    info = context.read_context("loose", config)
-    for name in context.TLS_FILES:
+    info = dockercli.read_context("loose", config)
+    for name in dockercli.TLS_FILES:
         assert mode(info.tls_dir / name) == 0o600, name
     assert mode(info.tls_dir) == mode(info.tls_dir.parent) == 0o700
     assert mode(config / "contexts" / "tls") == 0o700
@@ -316,7 +316,7 @@ def test_bad_input_is_refused_and_nothing_is_issued(pki: Daemon, tmp_path: Path)
     res = run_certkit("client-context", *args)
     assert res.returncode == 2 and "point --out at" in res.stderr, res.stderr
     assert len(CAStore().inventory().records) == before
-    assert not context.context_exists("ok", config)
+    assert not dockercli.context_exists("ok", config)
     first = next(r for r in CAStore().inventory().find("client", "taken"))
     replaced = client_context(pki, "taken", config, "--force")
     assert server_version(config, "taken") == pki.version
@@ -349,7 +349,7 @@ def test_docker_py_with_the_context_files_even_with_ca_bundle_variables(
 ) -> None:
     config = tmp_path / "docker"
     client_context(pki, "it", config)
-    tls_dir = context.read_context("it", config).tls_dir
+    tls_dir = dockercli.read_context("it", config).tls_dir
     explicit = (
         "import docker\n"
         "tls = docker.tls.TLSConfig(\n"
@@ -449,7 +449,7 @@ def test_export_and_import_interoperate_with_the_docker_cli(pki: Daemon, tmp_pat
         )
         assert res.returncode == 0, res.stderr
         assert server_version(there, f"back{i}") == pki.version
-        info = context.read_context(f"back{i}", there)
+        info = dockercli.read_context(f"back{i}", there)
         assert mode(info.tls_dir / "key.pem") == 0o600
 
 

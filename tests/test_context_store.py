@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support import run_certkit
 
-from certkit import certs, context, names
+from certkit import certs, dockercli, names
 from certkit.errors import OperationError, UsageError
 
 
@@ -66,17 +66,17 @@ def cli() -> str:
 
 @pytest.mark.parametrize("name", ["prod", "a1", "docker1.lan", "ci+deploy", "x_y-z"])
 def test_valid_context_names(name: str) -> None:
-    assert context.validate_context_name(name) == name
+    assert dockercli.validate_context_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["default", "x", "-prod", ".hidden", "a b", "a/b", "", "é1"])
 def test_invalid_context_names_are_refused(name: str) -> None:
     with pytest.raises(UsageError):
-        context.validate_context_name(name)
+        dockercli.validate_context_name(name)
 
 
 def test_context_id_is_the_sha256_of_the_name() -> None:
-    assert context.context_id("t1") == (
+    assert dockercli.context_id("t1") == (
         "628b49d96dcde97a430dd4f597705899e09a968f793491e4b704cae33a40dc02"
     )
 
@@ -101,12 +101,12 @@ def test_bad_hosts_are_refused(host: str) -> None:
 
 
 def test_default_names_come_from_the_host() -> None:
-    assert context.default_name_for("docker1.example.com") == "docker1"
-    assert context.default_name_for("10.0.0.5") == "10-0-0-5"
-    assert context.default_name_for("::1") == "docker-1"
+    assert dockercli.default_name_for("docker1.example.com") == "docker1"
+    assert dockercli.default_name_for("10.0.0.5") == "10-0-0-5"
+    assert dockercli.default_name_for("::1") == "docker-1"
     # The name follows the endpoint's normalised host: lower case, IDN as A-labels.
-    assert context.default_name_for("Docker1.Example.COM") == "docker1"
-    assert context.default_name_for("bücher.example") == "xn--bcher-kva"
+    assert dockercli.default_name_for("Docker1.Example.COM") == "docker1"
+    assert dockercli.default_name_for("bücher.example") == "xn--bcher-kva"
 
 
 # ---------------------------------------------------------------- the store format
@@ -131,10 +131,10 @@ def test_written_context_is_byte_identical_to_docker_context_create(
         f"host=tcp://[::1]:2376,ca={tmp_path}/ca.pem,cert={tmp_path}/cert.pem,"
         f"key={tmp_path}/key.pem",
     )
-    info = context.write_context(
+    info = dockercli.write_context(
         "prod", "::1", 2376, CA, CERT, KEY, description="Prod daemon", docker_config=ours
     )
-    rel = f"contexts/meta/{context.context_id('prod')}/meta.json"
+    rel = f"contexts/meta/{dockercli.context_id('prod')}/meta.json"
     assert info.meta_path == ours / rel
     assert (ours / rel).read_bytes() == (theirs / rel).read_bytes()
     assert json.loads(info.meta_path.read_text()) == {
@@ -154,7 +154,9 @@ def test_written_context_is_byte_identical_to_docker_context_create(
 def test_modes_hold_under_umask_000(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+        info = dockercli.write_context(
+            "prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path
+        )
     finally:
         os.umask(old)
     assert mode(info.tls_dir / "key.pem") == 0o600
@@ -167,14 +169,14 @@ def test_modes_hold_under_umask_000(tmp_path: Path) -> None:
 
 
 def test_existing_context_is_not_replaced_without_force(tmp_path: Path) -> None:
-    context.write_context("prod", "old", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    dockercli.write_context("prod", "old", 2376, CA, CERT, KEY, docker_config=tmp_path)
     with pytest.raises(UsageError, match="--force"):
-        context.write_context("prod", "new", 2376, CA, CERT, KEY, docker_config=tmp_path)
-    assert context.read_context("prod", tmp_path).host == "tcp://old:2376"
-    context.write_context(
+        dockercli.write_context("prod", "new", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    assert dockercli.read_context("prod", tmp_path).host == "tcp://old:2376"
+    dockercli.write_context(
         "prod", "new", 2376, b"ca2", CERT, KEY, docker_config=tmp_path, force=True
     )
-    info = context.read_context("prod", tmp_path)
+    info = dockercli.read_context("prod", tmp_path)
     assert info.host == "tcp://new:2376"
     assert (info.tls_dir / "ca.pem").read_bytes() == b"ca2"
     assert not list(info.tls_dir.glob(".*.tmp"))  # no temp file left behind
@@ -182,7 +184,7 @@ def test_existing_context_is_not_replaced_without_force(tmp_path: Path) -> None:
 
 def test_read_context_of_a_missing_context_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="certkit client-context"):
-        context.read_context("nope", tmp_path)
+        dockercli.read_context("nope", tmp_path)
 
 
 # ---------------------------------------------------------------- config.json
@@ -203,20 +205,20 @@ def test_set_current_context_keeps_every_other_byte(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     tmp_path.chmod(0o755)
     config.write_text(DOCKER_LOGIN_CONFIG)
-    context.set_current_context("prod", tmp_path)
+    dockercli.set_current_context("prod", tmp_path)
     text = config.read_text()
     assert text == DOCKER_LOGIN_CONFIG[:-2] + ',\n\t"currentContext": "prod"\n}'
     assert mode(config) == 0o600
     assert mode(tmp_path) == 0o755  # an existing dir keeps its owner's mode
     # Switching again replaces only the value.
-    context.set_current_context("staging", tmp_path)
+    dockercli.set_current_context("staging", tmp_path)
     assert config.read_text() == text.replace('"prod"', '"staging"')
-    assert context.current_context(tmp_path) == "staging"
+    assert dockercli.current_context(tmp_path) == "staging"
 
 
 def test_set_current_context_creates_a_private_config(tmp_path: Path) -> None:
     target = tmp_path / "new"
-    context.set_current_context("prod", target)
+    dockercli.set_current_context("prod", target)
     assert json.loads((target / "config.json").read_text()) == {"currentContext": "prod"}
     assert mode(target) == 0o700 and mode(target / "config.json") == 0o600
 
@@ -226,7 +228,7 @@ def test_set_current_context_follows_a_symlinked_config(tmp_path: Path) -> None:
     real.write_text('{"auths": {}}')
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.json").symlink_to(real)
-    context.set_current_context("prod", tmp_path / "cfg")
+    dockercli.set_current_context("prod", tmp_path / "cfg")
     assert (tmp_path / "cfg" / "config.json").is_symlink()
     assert json.loads(real.read_text()) == {"auths": {}, "currentContext": "prod"}
 
@@ -234,22 +236,22 @@ def test_set_current_context_follows_a_symlinked_config(tmp_path: Path) -> None:
 def test_a_broken_config_json_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"auths": {')
     with pytest.raises(UsageError, match="not a JSON object"):
-        context.set_current_context("prod", tmp_path)
+        dockercli.set_current_context("prod", tmp_path)
     assert (tmp_path / "config.json").read_text() == '{"auths": {'
 
 
 def test_docker_cli_sees_the_current_context(cli: str, tmp_path: Path) -> None:
     docker(cli, tmp_path, "context", "create", "other", "--docker", "host=tcp://o:2376")
-    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
-    context.set_current_context("prod", tmp_path)
+    dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    dockercli.set_current_context("prod", tmp_path)
     shown = docker(cli, tmp_path, "context", "show")
     assert shown.stdout.strip() == "prod"
 
 
 def test_docker_host_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert context.docker_host_override_warning() is None
+    assert dockercli.docker_host_override_warning() is None
     monkeypatch.setenv("DOCKER_HOST", "tcp://elsewhere:2376")
-    warning = context.docker_host_override_warning()
+    warning = dockercli.docker_host_override_warning()
     assert warning and "unset DOCKER_HOST" in warning and "tcp://elsewhere:2376" in warning
 
 
@@ -263,7 +265,7 @@ def _env_output(*args: str) -> str:
 
 
 def test_env_in_every_shell(docker_config: Path) -> None:
-    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY)
+    info = dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY)
     assert _env_output("prod") == (
         'export DOCKER_TLS_VERIFY="1"\n'
         'export DOCKER_HOST="tcp://docker1:2376"\n'
@@ -290,7 +292,7 @@ def test_env_in_every_shell(docker_config: Path) -> None:
 def test_env_output_evaluates_in_bash_even_with_odd_paths(tmp_path: Path) -> None:
     """``eval $(certkit env NAME)`` sets the variables, with spaces and $ in the path."""
     odd = tmp_path / "my docker $HOME"
-    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
+    info = dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
     script = (
         f"eval $({_certkit()} env prod --shell bash --docker-config {_sq(odd)}); "
         'printf "%s\\n" "$DOCKER_TLS_VERIFY" "$DOCKER_HOST" "$DOCKER_CERT_PATH"'
@@ -303,7 +305,7 @@ def test_env_output_evaluates_in_bash_even_with_odd_paths(tmp_path: Path) -> Non
 def test_env_hint_is_a_command_that_works_with_runs_of_spaces(tmp_path: Path) -> None:
     """The printed ``eval`` line, run as shown, keeps a path with two spaces intact."""
     odd = tmp_path / "two  spaces"
-    info = context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
+    info = dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=odd)
     out = _env_output("prod", "--docker-config", str(odd))
     hint = out.splitlines()[-1].removeprefix("# ")
     assert hint.startswith('eval "$(certkit env prod')
@@ -319,10 +321,10 @@ def test_an_unwritable_config_dir_is_one_sentence(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(OperationError, match="Cannot write to the docker config dir"):
-        context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=blocker / "d")
+        dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=blocker / "d")
     with pytest.raises(UsageError, match="cannot be written"):
-        context.check_writable(blocker / "d")
-    context.check_writable(tmp_path / "new" / "dir")  # creatable: fine
+        dockercli.check_writable(blocker / "d")
+    dockercli.check_writable(tmp_path / "new" / "dir")  # creatable: fine
 
 
 def test_no_home_directory_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,10 +362,10 @@ def test_certkit_export_is_accepted_by_docker_context_import(tmp_path: Path) -> 
     if not DOCKER_CLIS:
         pytest.skip("the docker CLI is not installed")
     ours = tmp_path / "ours"
-    context.write_context(
+    dockercli.write_context(
         "prod", "docker1", 2376, CA, CERT, KEY, description="d", docker_config=ours
     )
-    data = context.export_context("prod", ours)
+    data = dockercli.export_context("prod", ours)
     archive = tmp_path / "prod.dockercontext"
     archive.write_bytes(data)
     with tarfile.open(archive) as tar:
@@ -381,7 +383,7 @@ def test_certkit_export_is_accepted_by_docker_context_import(tmp_path: Path) -> 
         inspect = json.loads(docker(cli, theirs, "context", "inspect", "moved").stdout)[0]
         assert inspect["Endpoints"]["docker"]["Host"] == "tcp://docker1:2376"
         assert sorted(inspect["TLSMaterial"]["docker"]) == ["ca.pem", "cert.pem", "key.pem"]
-        tls = theirs / "contexts" / "tls" / context.context_id("moved") / "docker"
+        tls = theirs / "contexts" / "tls" / dockercli.context_id("moved") / "docker"
         assert (tls / "key.pem").read_bytes() == KEY
 
 
@@ -407,7 +409,7 @@ def test_docker_context_export_is_accepted_by_certkit_import(tmp_path: Path) -> 
         # The docker CLI ends its tar without the end-of-archive blocks: certkit copes.
         res = run_certkit("context", "import", str(archive), "--docker-config", str(ours))
         assert res.returncode == 0, res.stderr
-        info = context.read_context("prod", ours)
+        info = dockercli.read_context("prod", ours)
         assert info.host == "tcp://docker1:2376"
         assert (info.tls_dir / "key.pem").read_bytes() == KEY
         assert mode(info.tls_dir / "key.pem") == 0o600 and mode(info.tls_dir) == 0o700
@@ -435,7 +437,7 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
     return info, None
 
 
-META = json.dumps(context.meta_document("prod", "tcp://docker1:2376")).encode()
+META = json.dumps(dockercli.meta_document("prod", "tcp://docker1:2376")).encode()
 
 
 @pytest.mark.parametrize(
@@ -480,15 +482,15 @@ def test_import_refuses_a_truncated_file(tmp_path: Path) -> None:
     data = _tar(_file("meta.json", META), _file("tls/docker/key.pem", b"k" * 2000))
     cut = data[: data.index(b"k" * 100) + 1000]
     with pytest.raises(UsageError, match="truncated"):
-        context.read_archive(cut)
+        dockercli.read_archive(cut)
 
 
 def test_import_keeps_an_existing_context_without_force(tmp_path: Path) -> None:
-    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
-    data = context.export_context("prod", tmp_path)
+    dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path)
+    data = dockercli.export_context("prod", tmp_path)
     with pytest.raises(UsageError, match="--force"):
-        context.import_context(data, docker_config=tmp_path)
-    info = context.import_context(data, "prod2", docker_config=tmp_path)
+        dockercli.import_context(data, docker_config=tmp_path)
+    info = dockercli.import_context(data, "prod2", docker_config=tmp_path)
     assert json.loads(info.meta_path.read_text())["Name"] == "prod2"
 
 
@@ -522,13 +524,13 @@ def _as_zip(tar_bytes: bytes) -> bytes:
 
 
 def test_a_zipped_context_is_imported_like_the_docker_cli_does(tmp_path: Path) -> None:
-    context.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path / "a")
+    dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=tmp_path / "a")
     archive = tmp_path / "prod.zip"
-    archive.write_bytes(_as_zip(context.export_context("prod", tmp_path / "a")))
+    archive.write_bytes(_as_zip(dockercli.export_context("prod", tmp_path / "a")))
     ours = tmp_path / "b"
     res = run_certkit("context", "import", str(archive), "zipped", "--docker-config", str(ours))
     assert res.returncode == 0, res.stderr
-    info = context.read_context("zipped", ours)
+    info = dockercli.read_context("zipped", ours)
     assert info.host == "tcp://docker1:2376"
     assert (info.tls_dir / "key.pem").read_bytes() == KEY
     assert mode(info.tls_dir / "key.pem") == 0o600
@@ -550,5 +552,5 @@ def test_zip_import_refuses_anything_but_a_context(
     members: list[tuple[str, bytes, int]], why: str, tmp_path: Path
 ) -> None:
     with pytest.raises(UsageError, match=why):
-        context.import_context(_zip(*members), "x1", docker_config=tmp_path / "c")
+        dockercli.import_context(_zip(*members), "x1", docker_config=tmp_path / "c")
     assert not (tmp_path / "c").exists()

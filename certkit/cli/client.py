@@ -188,7 +188,7 @@ def env(
 
     Example: eval "$(certkit env prod)"
     """
-    from ..context import docker_py_advice, env_variables, read_context, render_env
+    from ..dockercli import docker_py_advice, env_variables, read_context, render_env
 
     info = read_context(name, docker_config)
     variables = env_variables(info)
@@ -241,7 +241,7 @@ def export(
 
     Example: certkit context export prod --out prod.dockercontext
     """
-    from ..context import export_context
+    from ..dockercli import export_context
     from ..errors import UsageError
 
     data = export_context(name, docker_config)
@@ -286,7 +286,7 @@ def import_(
 
     Example: certkit context import prod.dockercontext
     """
-    from ..context import (
+    from ..dockercli import (
         MAX_ARCHIVE,
         docker_context_override_warning,
         docker_host_override_warning,

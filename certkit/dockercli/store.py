@@ -1,0 +1,310 @@
+"""The context store: where the docker CLI keeps its contexts, and how to read and write them.
+
+A docker context is two things under the docker config dir (facts doc
+section 2)::
+
+    contexts/meta/<sha256(name)>/meta.json          0755 dir, 0644 file
+    contexts/tls/<sha256(name)>/docker/ca.pem       0700 dirs, 0600 files
+                                      /cert.pem
+                                      /key.pem
+
+This module is the only one that knows that layout: everyone else asks it
+(:func:`read_context`, :func:`list_contexts`, :func:`write_context`) and gets
+a :class:`ContextInfo`.  certkit writes the format itself instead of going
+through docker-py's ``Context.save`` (which copies files under the umask and
+renames ``tcp://`` to ``https://``), every file atomically through
+:mod:`certkit.files`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import files, paths
+from ..errors import OperationError, UsageError
+from ..files import StrPath
+from ..names import format_host, ip_or_none, normalize_dns_name
+
+TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
+ENDPOINT = "docker"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")
+
+
+# ---------------------------------------------------------------- names
+
+
+def validate_context_name(name: str) -> str:
+    """Return ``name`` if the docker CLI accepts it as a context name, else raise UsageError."""
+    if name == "default":
+        raise UsageError(
+            "'default' is reserved by the docker CLI for its built-in context; choose another name."
+        )
+    if not _NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid docker context name: use at least two characters, "
+            "letters, digits, '_', '.', '+' and '-', starting with a letter or digit."
+        )
+    return name
+
+
+def context_id(name: str) -> str:
+    """The directory name the docker CLI uses for context ``name``: sha256 hex of the name."""
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def default_name_for(host: str) -> str:
+    """A context name derived from a host: ``Docker1.example.com`` -> ``docker1``.
+
+    IP addresses keep all their digits (``10.0.0.5`` -> ``10-0-0-5``) since the
+    first part alone would name the network, not the host.
+    """
+    bare = host.strip().strip("[]")
+    if ip_or_none(bare) is not None:
+        candidate = re.sub(r"[^a-zA-Z0-9]+", "-", bare).strip("-")
+    else:
+        from contextlib import suppress
+
+        with suppress(UsageError):  # a bad host is reported by format_host
+            bare = normalize_dns_name(bare)  # as in the endpoint: lower case, IDN A-labels
+        candidate = bare.split(".")[0]
+    candidate = re.sub(r"[^a-zA-Z0-9_.+-]", "-", candidate).strip("-_.+")
+    if len(candidate) < 2 or candidate == "default":
+        candidate = f"docker-{candidate}".rstrip("-")
+    return validate_context_name(candidate)
+
+
+# ---------------------------------------------------------------- the layout
+
+
+@dataclass
+class ContextInfo:
+    """A docker context on disk: its name, endpoint and where its files are."""
+
+    name: str
+    host: str  # tcp://HOST:PORT
+    meta_path: Path
+    tls_dir: Path  # .../contexts/tls/<id>/docker
+    config_dir: Path
+    description: str = ""
+
+    def tls_file(self, name: str) -> Path:
+        return self.tls_dir / name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "description": self.description,
+            "meta_path": str(self.meta_path),
+            "tls_dir": str(self.tls_dir),
+            "docker_config": str(self.config_dir),
+        }
+
+
+def _meta_root(config_dir: Path) -> Path:
+    return config_dir / "contexts" / "meta"
+
+
+def _tls_root(config_dir: Path) -> Path:
+    return config_dir / "contexts" / "tls"
+
+
+def _locate(name: str, config_dir: Path) -> tuple[Path, Path]:
+    """(meta dir, tls dir) of context ``name`` in ``config_dir``."""
+    digest = context_id(name)
+    return _meta_root(config_dir) / digest, _tls_root(config_dir) / digest
+
+
+def ensure_config_dir(config_dir: Path) -> None:
+    """Create the docker config dir private (0700) when it does not exist yet.
+
+    config.json holds registry credentials; an existing dir keeps the mode its
+    owner gave it.
+    """
+    if not config_dir.exists():
+        files.ensure_dir(config_dir, files.PRIVATE_DIR)
+
+
+def unwritable(config_dir: Path, e: OSError) -> OperationError:
+    """The error for a failed write under the docker config dir."""
+    return OperationError(
+        f"Cannot write to the docker config dir {config_dir} ({e.strerror or e}); "
+        "point DOCKER_CONFIG or --docker-config at a writable directory."
+    )
+
+
+def check_writable(directory: Path, option: str = "DOCKER_CONFIG or --docker-config") -> None:
+    """UsageError unless ``directory`` is, or can be created as, a writable directory.
+
+    Called before a certificate is issued, so a bad ``--docker-config`` (or
+    ``--out``, named by ``option``) costs nothing.
+    """
+    cur = directory
+    while not cur.exists() and cur != cur.parent:
+        cur = cur.parent
+    if not cur.is_dir() or not os.access(cur, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{directory} cannot be written ({cur} is not a writable directory); "
+            f"point {option} at a writable directory."
+        )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def context_exists(name: str, docker_config: StrPath | None = None) -> bool:
+    meta_dir, _ = _locate(name, paths.docker_config_dir(docker_config))
+    return (meta_dir / "meta.json").exists()
+
+
+def read_context(name: str, docker_config: StrPath | None = None) -> ContextInfo:
+    """The context ``name`` as stored; UsageError when it does not exist or is unreadable."""
+    config_dir = paths.docker_config_dir(docker_config)
+    meta_dir, tls_root = _locate(name, config_dir)
+    meta_path = meta_dir / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise UsageError(
+            f"No docker context named {name!r} in {config_dir}; "
+            "create one with `certkit client-context NAME --host HOST`."
+        ) from None
+    except (OSError, ValueError):
+        raise UsageError(f"The context metadata {meta_path} is unreadable or corrupted.") from None
+    try:
+        host = str(meta["Endpoints"][ENDPOINT]["Host"])
+        description = str((meta.get("Metadata") or {}).get("Description", ""))
+    except (KeyError, TypeError, AttributeError):
+        raise UsageError(f"Context {name!r} has no docker endpoint in {meta_path}.") from None
+    return ContextInfo(name, host, meta_path, tls_root / ENDPOINT, config_dir, description)
+
+
+def list_contexts(docker_config: StrPath | None = None) -> list[ContextInfo]:
+    """Every readable context in the store, in the order of their directory ids.
+
+    A meta.json that cannot be read, or has no name or no docker endpoint, is
+    skipped (the docker CLI would not list it either).  ``host`` is empty for
+    an endpoint without a ``Host``.
+    """
+    config_dir = paths.docker_config_dir(docker_config)
+    found = []
+    for meta_path in sorted(_meta_root(config_dir).glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            name = str(meta["Name"])
+            host = str(meta["Endpoints"][ENDPOINT].get("Host", ""))
+            description = str((meta.get("Metadata") or {}).get("Description", ""))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        tls_dir = _tls_root(config_dir) / meta_path.parent.name / ENDPOINT
+        found.append(ContextInfo(name, host, meta_path, tls_dir, config_dir, description))
+    return found
+
+
+# ---------------------------------------------------------------- writing
+
+
+def meta_document(name: str, host: str, description: str = "") -> dict[str, Any]:
+    """meta.json exactly as the docker CLI writes it (key order included)."""
+    return {
+        "Name": name,
+        "Metadata": {"Description": description} if description else {},
+        "Endpoints": {ENDPOINT: {"Host": host, "SkipTLSVerify": False}},
+    }
+
+
+def save_context(
+    name: str,
+    meta: dict[str, Any],
+    tls: Mapping[str, bytes],
+    docker_config: StrPath | None = None,
+    *,
+    force: bool = False,
+) -> ContextInfo:
+    """Write one context as given (TLS files first, then meta.json) and read it back.
+
+    ``meta`` is the meta.json document (see :func:`meta_document`), ``tls``
+    maps TLS file names (:data:`TLS_FILES`) to their content; a replaced
+    context loses the TLS files the new one lacks.
+    """
+    config_dir = paths.docker_config_dir(docker_config)
+    meta_dir, tls_root = _locate(name, config_dir)
+    if (meta_dir / "meta.json").exists() and not force:
+        raise UsageError(
+            f"A docker context named {name!r} already exists in {config_dir}; "
+            "pass --force to replace it, or choose another name."
+        )
+    try:
+        _write(meta, tls, config_dir, meta_dir, tls_root)
+    except OSError as e:
+        raise unwritable(config_dir, e) from None
+    return read_context(name, config_dir)
+
+
+def _write(
+    meta: dict[str, Any], tls: Mapping[str, bytes], config_dir: Path, meta_dir: Path, tls_root: Path
+) -> None:
+    """The writes of :func:`save_context`, which turns their OSError into one sentence."""
+    ensure_config_dir(config_dir)
+    files.ensure_dir(config_dir / "contexts", files.PUBLIC_DIR)
+    files.ensure_dir(_meta_root(config_dir), files.PUBLIC_DIR)
+    files.ensure_dir(meta_dir, files.PUBLIC_DIR)
+    files.ensure_dir(_tls_root(config_dir), files.PRIVATE_DIR)
+    files.ensure_dir(tls_root, files.PRIVATE_DIR)
+    tls_dir = files.ensure_dir(tls_root / ENDPOINT, files.PRIVATE_DIR)
+    if tls:
+        files.atomic_write_many(
+            [(tls_dir / fname, data, files.PRIVATE_FILE) for fname, data in tls.items()]
+        )
+    for stale in TLS_FILES:  # a replaced context must not keep files the new one lacks
+        if stale not in tls:
+            (tls_dir / stale).unlink(missing_ok=True)
+    # meta.json last: the docker CLI sees the context only once its TLS files are in place.
+    meta_json = json.dumps(meta, separators=(",", ":"))
+    files.atomic_write(meta_dir / "meta.json", meta_json, files.PUBLIC_FILE)
+
+
+def write_context(
+    name: str,
+    host: str,
+    port: int,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    *,
+    description: str = "",
+    docker_config: StrPath | None = None,
+    force: bool = False,
+) -> ContextInfo:
+    """Create (or with ``force`` replace) the docker context ``name`` for ``tcp://host:port``.
+
+    ``ca_pem`` is what the client trusts (use ``CAStore.trust_bundle_pem()``),
+    ``cert_pem``/``key_pem`` the client certificate and its unencrypted key.
+    The result is what ``docker context create`` would have written: the
+    docker CLI, ``docker context ls`` and docker-py 7.2+ all read it.
+
+    >>> info = write_context("prod", "docker1", 2376, ca, cert, key)  # doctest: +SKIP
+    >>> info.host
+    'tcp://docker1:2376'
+    """
+    validate_context_name(name)
+    endpoint = format_host(host, port)
+    meta = meta_document(name, endpoint, description)
+    tls = {"ca.pem": ca_pem, "cert.pem": cert_pem, "key.pem": key_pem}
+    return save_context(name, meta, tls, docker_config, force=force)
+
+
+def remove_context(name: str, docker_config: StrPath | None = None) -> None:
+    """Delete context ``name`` (meta first, so it disappears before its files do)."""
+    import shutil
+
+    meta_dir, tls_root = _locate(name, paths.docker_config_dir(docker_config))
+    shutil.rmtree(meta_dir, ignore_errors=True)
+    shutil.rmtree(tls_root, ignore_errors=True)
