@@ -450,10 +450,20 @@ class Lab:
 def _cgroup_pids(name: str) -> list[int]:
     pids: set[int] = set()
     for root in CGROUP_ROOTS:
-        for procs in (root / "certkit-lab" / name).rglob("cgroup.procs"):
+        for procs in _cgroup_files(root / "certkit-lab" / name):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in procs.read_text().split())
     return sorted(pids)
+
+
+def _cgroup_files(group: Path) -> list[Path]:
+    """Every cgroup.procs under ``group``; systemd may remove cgroups while we walk them."""
+    for _ in range(20):
+        try:
+            return list(group.rglob("cgroup.procs"))
+        except OSError:
+            time.sleep(0.05)
+    return list(group.rglob("cgroup.procs"))
 
 
 def _remove_cgroups(name: str) -> list[str]:
