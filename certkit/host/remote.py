@@ -16,7 +16,7 @@ from ..paths import SystemPaths
 from .hostfiles import HostFiles
 from .options import HostRef
 from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
-from .scripts import Write, WriteJob, parse_dump, read_script, run_write_job
+from .scripts import RemoteFile, Write, WriteJob, parse_dump, read_script, run_write_job
 from .ssh import SSH
 
 
@@ -41,15 +41,28 @@ def _cert_file_paths(paths: SystemPaths) -> list[PurePosixPath]:
     return [PurePosixPath(paths.cert_dir) / n for n in (CA_FILE, CERT_FILE, KEY_FILE)]
 
 
+def remote_read_paths(
+    paths: SystemPaths,
+) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
+    """What the read script dumps: the single files, and the drop-in glob."""
+    singles = [paths.daemon_json, *paths.unit_files, paths.default_docker, *_cert_file_paths(paths)]
+    return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
+
+
 def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
     """Read the host's daemon.json, units, drop-ins and cert files in one SSH session.
 
     Gives exactly what :func:`certkit.daemon.read_host_files` gives on the
     host itself, so planning is the same for a local and a remote install.
     """
-    singles = [paths.daemon_json, *paths.unit_files, paths.default_docker, *_cert_file_paths(paths)]
-    dropin_glob = PurePosixPath(paths.dropin_dir) / "*.conf"
-    found = parse_dump(ssh.run_script(read_script(singles, [dropin_glob])))
+    found = parse_dump(ssh.run_script(read_script(*remote_read_paths(paths))))
+    return host_files_from_dump(found, paths, ssh.target.host)
+
+
+def host_files_from_dump(
+    found: dict[PurePosixPath, RemoteFile], paths: SystemPaths, host: str
+) -> HostFiles:
+    """The :class:`HostFiles` in what the read script printed (see :func:`parse_dump`)."""
 
     def text(path: PurePosixPath) -> str | None:
         f = found.get(PurePosixPath(path))
@@ -62,8 +75,7 @@ def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
             hf.daemon_json = dj.data.decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError(
-                f"{dj.path} on {ssh.target.host} is not UTF-8 text: "
-                "fix or remove it, then run again."
+                f"{dj.path} on {host} is not UTF-8 text: fix or remove it, then run again."
             ) from None
         hf.daemon_json_mode = dj.mode
     for unit in paths.unit_files:

@@ -32,6 +32,7 @@ _EOF = "CERTKIT-EOF"
 
 
 _OK = "CERTKIT-OK"
+WRITE_OK = _OK  # the write script's last line: every step finished
 
 
 @dataclass

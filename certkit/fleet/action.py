@@ -1,0 +1,137 @@
+"""The action plugin ``certkit.docker.daemon_tls``'s work, without Ansible.
+
+:func:`run_action` turns the task's arguments and the host's inventory
+variables into a :class:`~certkit.fleet.converge.HostSpec`, converges the
+host through an :class:`~certkit.fleet.target.AnsibleTarget` and returns
+Ansible's result dictionary (``changed``, ``failed``, ``msg``, ``diff``, and
+everything certkit knows under ``certkit``).  Never a private key: the key
+only travels inside the write script, on the connection's standard input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import defaults
+from ..errors import CertkitError, UsageError
+from ..host.options import HostRef, InstallOptions
+from ..host.remote import remote_paths
+from ..names import DOCKER_TLS_PORT
+from ..store import CAStore
+from .converge import RENEW_WITHIN, Converge, HostSpec
+from .target import AnsibleTarget, Runner
+
+ARGS = frozenset(
+    {
+        "ca", "sans", "port", "listen", "method", "cert_dir", "renew_within", "days",
+        "keep_insecure", "remove_insecure", "client_cert", "client_key", "restart", "name",
+    }
+)  # fmt: skip
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _sans(value: Any) -> tuple[str, ...]:
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    raise UsageError(f"sans must be a list of names, got {value!r}.")
+
+
+def _number(args: dict[str, Any], key: str, default: float) -> float:
+    value = args.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{key} must be a number, got {value!r}.") from None
+
+
+def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
+    """The host's :class:`HostSpec` from the task's arguments and its inventory variables."""
+    unknown = sorted(set(args) - ARGS)
+    if unknown:
+        raise UsageError(
+            f"unknown argument(s) {', '.join(unknown)}; known: {', '.join(sorted(ARGS))}."
+        )
+    name = args.get("name") or hostvars.get("ansible_host") or hostvars.get("inventory_hostname")
+    if not name:
+        raise UsageError("the host has neither ansible_host nor an inventory name.")
+    options = InstallOptions(
+        listen=str(args.get("listen") or "0.0.0.0"),
+        port=int(_number(args, "port", DOCKER_TLS_PORT)),
+        cert_dir=str(args["cert_dir"]) if args.get("cert_dir") else None,
+        method=str(args.get("method") or "auto"),
+        keep_insecure=_bool(args.get("keep_insecure")),
+        remove_insecure=_bool(args.get("remove_insecure")),
+    )
+    return HostSpec(
+        str(name),
+        _sans(args.get("sans")),
+        options,
+        renew_within=_number(args, "renew_within", RENEW_WITHIN),
+        days=int(_number(args, "days", defaults.SERVER_DAYS)),
+    )
+
+
+def host_ref(hostvars: dict[str, Any]) -> HostRef:
+    """How the record remembers the host: ``USER@ADDRESS[:PORT]`` as SSH would reach it."""
+    address = hostvars.get("ansible_host") or hostvars.get("inventory_hostname")
+    user = hostvars.get("ansible_user") or hostvars.get("remote_user")
+    port = hostvars.get("ansible_port")
+    dest = f"{user + '@' if user else ''}{address}{':' + str(port) if port else ''}"
+    return HostRef(dest, bool(hostvars.get("become")))
+
+
+def run_action(
+    args: dict[str, Any], hostvars: dict[str, Any], run: Runner, *, check: bool
+) -> dict[str, Any]:
+    """Converge the host; Ansible's result dictionary."""
+    host = str(hostvars.get("inventory_hostname") or hostvars.get("ansible_host") or "host")
+    try:
+        spec = spec_from(args, hostvars)
+        store = CAStore(str(args.get("ca") or "default")).require()
+        client = None
+        if args.get("client_cert") and args.get("client_key"):
+            client = (str(args["client_cert"]), str(args["client_key"]))
+        target = AnsibleTarget(
+            run, remote_paths(None, spec.options.cert_dir), host_ref(hostvars), host
+        )
+        address = str(hostvars.get("ansible_host") or host)
+        restart = _bool(args.get("restart"))
+        outcome = Converge(store, target, spec, address, restart, check, client).run()
+    except CertkitError as e:
+        return {"changed": False, "failed": True, "msg": str(e), "certkit": {"host": host}}
+    data = outcome.to_json()
+    result: dict[str, Any] = {
+        "changed": outcome.changed,
+        "failed": outcome.failed,
+        "msg": outcome.msg or _summary(data, check),
+        "certkit": data,
+    }
+    if outcome.diff:
+        result["diff"] = {"prepared": outcome.diff}
+    return result
+
+
+def _summary(data: dict[str, Any], check: bool) -> str:
+    """One line for Ansible's output."""
+    if not data["changed"]:
+        return f"converged: serving certificate {data['serial']}"
+    would = "would " if check else ""
+    parts = []
+    if data["reasons"]:
+        parts.append(f"{would}issue a certificate ({'; '.join(data['reasons'])})")
+    if data["written"]:
+        parts.append(f"{would}write {', '.join(data['written'])}")
+    if data["restarted"] or (check and data["restart_needed"]):
+        parts.append(f"{would}restart dockerd")
+    return "; ".join(parts) or "changed"

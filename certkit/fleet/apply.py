@@ -1,0 +1,256 @@
+"""``certkit fleet apply``: the bundled playbook through ansible-runner, one result per host.
+
+The controller runs everything that knows certificates: ansible-runner
+starts ``ansible-playbook`` with ``playbooks/apply.yml`` of the shipped
+collection, and Ansible runs the action plugin ``certkit.docker.daemon_tls``
+for each host (in ``--forks`` parallel workers, ``--serial`` hosts per
+batch).  The hosts only run the read and write scripts (``sh``, coreutils,
+``systemctl``).  Each host's result comes back as an ansible-runner event;
+hosts that Ansible could not reach are failed hosts too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..store import PASSPHRASE_ENV, CAStore
+from .admin import AdminClient, ensure_admin_client, write_contexts
+from .converge import RENEW_WITHIN
+
+ACTION = "certkit.docker.daemon_tls"
+_RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
+
+
+@dataclass
+class FleetOptions:
+    """What ``fleet apply`` was asked to do."""
+
+    inventory: str
+    group: str = "all"
+    limit: str | None = None
+    restart: bool = False
+    check: bool = False
+    serial: int = 0  # 0: every host in one batch
+    forks: int = 10
+    contexts: bool = False
+    ca: str = "default"
+    renew_within: float = RENEW_WITHIN
+    docker_config: str | None = None
+
+
+@dataclass
+class FleetResult:
+    """Every host's outcome (the action's ``certkit`` data, or a failure)."""
+
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contexts: list[str] = field(default_factory=list)
+    check: bool = False
+    status: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(h for h, d in self.hosts.items() if d.get("failed"))
+
+    @property
+    def not_serving(self) -> list[str]:
+        """Hosts left with a change dockerd has not loaded (run without restart)."""
+        return sorted(
+            h for h, d in self.hosts.items() if not d.get("failed") and d.get("restart_needed")
+        )
+
+    @property
+    def ok(self) -> bool:
+        if not self.hosts:
+            return False
+        return not self.failed and (self.check or not self.not_serving)
+
+    @property
+    def changed(self) -> list[str]:
+        return sorted(h for h, d in self.hosts.items() if d.get("changed"))
+
+    @property
+    def issued(self) -> list[str]:
+        return sorted(h for h, d in self.hosts.items() if d.get("issued"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "check": self.check,
+            "hosts": self.hosts,
+            "changed": self.changed,
+            "issued": self.issued,
+            "failed": self.failed,
+            "restart_needed": self.not_serving,
+            "contexts": self.contexts,
+            "ansible_status": self.status,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def check_inventory(path: str) -> str:
+    """An inventory file or directory that exists, made absolute (ansible-runner needs it)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"Inventory {path} does not exist: give an Ansible inventory file.")
+    return str(p.absolute())
+
+
+def _check_options(opts: FleetOptions) -> None:
+    if opts.serial < 0:
+        raise UsageError(f"--serial must be 0 (all at once) or more, got {opts.serial}.")
+    if opts.forks < 1:
+        raise UsageError(f"--forks must be 1 or more, got {opts.forks}.")
+    if opts.renew_within < 0:
+        raise UsageError(f"--renew-within must be 0 or more days, got {opts.renew_within:g}.")
+
+
+def _need_ansible() -> None:
+    try:
+        import ansible_runner  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "certkit fleet needs Ansible: pip install 'certkit[fleet]' "
+            "(ansible-core and ansible-runner)."
+        ) from None
+    ansible_tool("ansible-playbook")
+
+
+def ansible_tool(name: str) -> str:
+    """Ansible's command ``name``: beside this Python (its virtualenv), else on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise UsageError(f"{name} is not on PATH: pip install 'certkit[fleet]'.")
+    return found
+
+
+def _env(store: CAStore) -> dict[str, str]:
+    from .. import ansible
+
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": str(ansible.COLLECTIONS_PATH),
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "PATH": f"{Path(ansible_tool('ansible-playbook')).parent}{os.pathsep}"
+        + os.environ.get("PATH", ""),
+    }
+    if store.key_encrypted():
+        from ..store import get_passphrase
+
+        # The action plugin runs in Ansible's workers, which have no terminal to ask on.
+        env[PASSPHRASE_ENV] = get_passphrase().decode()
+    return env
+
+
+def apply(opts: FleetOptions) -> FleetResult:
+    """Run the bundled playbook on ``opts.inventory``; every host's result."""
+    import time
+
+    _check_options(opts)
+    inventory = check_inventory(opts.inventory)
+    store = CAStore(opts.ca).require()
+    _need_ansible()
+    started = time.monotonic()
+    admin = ensure_admin_client(store, opts.renew_within, check=opts.check)
+    result = _run_playbook(opts, inventory, store, admin)
+    if opts.contexts and not opts.check:
+        serving = [
+            (h, str(d["address"]), int(d["port"]))
+            for h, d in sorted(result.hosts.items())
+            if d.get("serving")
+        ]
+        result.contexts = write_contexts(admin, serving, opts.docker_config)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run_playbook(
+    opts: FleetOptions, inventory: str, store: CAStore, admin: AdminClient
+) -> FleetResult:
+    import ansible_runner
+
+    from .. import ansible
+
+    extravars: dict[str, Any] = {
+        "certkit_hosts": opts.group,
+        "certkit_serial": opts.serial,
+        "certkit_ca": store.name,
+        "certkit_restart": opts.restart,
+        "certkit_renew_within": opts.renew_within,
+    }
+    if admin.key.exists():
+        extravars["certkit_client_cert"] = str(admin.cert)
+        extravars["certkit_client_key"] = str(admin.key)
+    work = tempfile.mkdtemp(prefix="certkit-fleet-")
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=work,
+            playbook=str(ansible.APPLY_PLAYBOOK),
+            inventory=inventory,
+            limit=opts.limit,
+            forks=opts.forks,
+            extravars=extravars,
+            envvars=_env(store),
+            cmdline="--check --diff" if opts.check else None,
+            quiet=True,
+            settings={"suppress_ansible_output": True},
+        )
+        result = FleetResult(check=opts.check, status=str(runner.status))
+        for event in runner.events:
+            _take(result, event)
+        _add_silent_failures(result, runner)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _take(result: FleetResult, event: dict[str, Any]) -> None:
+    """One host's result from an ansible-runner event (our action's, or unreachable)."""
+    if event.get("event") not in _RESULT_EVENTS:
+        return
+    data = event.get("event_data") or {}
+    host = str(data.get("host") or "")
+    res = data.get("res") or {}
+    if event["event"] == "runner_on_unreachable":
+        msg = str(res.get("msg") or "unreachable").strip()
+        result.hosts[host] = {"host": host, "failed": True, "unreachable": True, "msg": msg}
+        return
+    if data.get("task_action") != ACTION:
+        return
+    info = dict(res.get("certkit") or {"host": host})
+    info["failed"] = event["event"] == "runner_on_failed" or bool(res.get("failed"))
+    info["msg"] = str(res.get("msg") or info.get("msg") or "")
+    if data.get("task", "").startswith("certkit restart") and host in result.hosts:
+        # The role's handler converged it again with a restart: that result wins.
+        info["changed"] = bool(info.get("changed") or result.hosts[host].get("changed"))
+    result.hosts[host] = info
+
+
+def _add_silent_failures(result: FleetResult, runner: Any) -> None:
+    """Hosts the recap counts as failed or unreachable without an event of ours."""
+    stats = runner.stats or {}
+    for key in ("failures", "dark"):
+        for host in stats.get(key) or {}:
+            if host not in result.hosts:
+                result.hosts[host] = {"host": host, "failed": True, "msg": f"ansible: {key}"}
+    if not result.hosts and runner.rc != 0:
+        raise UsageError(
+            f"ansible-playbook failed before any host ran (exit {runner.rc}): {_last_lines(runner)}"
+        )
+
+
+def _last_lines(runner: Any) -> str:
+    try:
+        text = runner.stdout.read()
+    except (AttributeError, OSError, ValueError):
+        return "no output"
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return " ".join(lines[-3:]) or "no output"

@@ -1,0 +1,246 @@
+"""Converging one Docker host to "serves mutual TLS with a good certificate" (the fleet's step).
+
+Runs on the Ansible controller, inside the action plugin
+``certkit.docker.daemon_tls``, once per host.  The host is *converged* when
+
+* its installed certificate was signed by the current CA, covers every name
+  the inventory gives, is not due within ``renew_within`` days, and its key
+  matches it;
+* certkit's own :func:`~certkit.host.plan.plan_install` finds nothing to
+  change (daemon.json, the drop-in, ``ca.pem`` = the trust bundle);
+* docker.service is active and serves that very certificate on the TLS port.
+
+Then nothing is issued and nothing written.  Otherwise a certificate is
+issued only when the installed one is not good (through the one pipeline,
+:func:`certkit.server.issue_server`), the plan is written with backups, and
+dockerd restarted with rollback; a host whose docker is down is restarted
+(with ``restart``) or reported failed, never called converged.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import certs, defaults
+from ..errors import CertkitError, UsageError
+from ..host.options import InstallOptions
+from ..host.target import InstallOutcome, install
+from ..names import check_port, parse_names
+from ..server import issue_server
+from ..store import CAStore
+from .target import AnsibleTarget
+
+PROBE_SECONDS = 20.0  # how long dockerd may take to open its TLS port after a restart
+RENEW_WITHIN = 30.0  # days: a certificate due this soon is replaced (fleet apply --renew-within)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """What the inventory says about one host."""
+
+    name: str  # the certificate's primary name (ansible_host, or the inventory name)
+    sans: tuple[str, ...] = ()
+    options: InstallOptions = field(default_factory=InstallOptions)
+    renew_within: float = RENEW_WITHIN
+    days: int = defaults.SERVER_DAYS
+    key_type: str = defaults.DEFAULT_KEY_TYPE
+
+    def names(self) -> list[str]:
+        return parse_names([self.name, *self.sans]).all()
+
+
+@dataclass
+class HostOutcome:
+    """What converging one host did (or, in check mode, would do)."""
+
+    host: str
+    changed: bool = False
+    failed: bool = False
+    msg: str = ""
+    issued: str | None = None  # the serial of a new certificate
+    reasons: list[str] = field(default_factory=list)  # why a certificate is (to be) issued
+    written: list[str] = field(default_factory=list)
+    restarted: bool = False
+    restart_needed: bool = False
+    serving: bool = False  # dockerd serves the installed certificate on the port
+    docker: str = "unknown"
+    diff: str = ""
+    warnings: list[str] = field(default_factory=list)
+    address: str = ""
+    port: int = 2376
+    serial: str | None = None  # of the installed certificate
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def certificate_problems(
+    store: CAStore, target: AnsibleTarget, spec: HostSpec
+) -> tuple[list[str], tuple[bytes, bytes] | None]:
+    """Why the installed certificate must be replaced ([] when it is good), and its
+    (cert, key) PEMs when it is."""
+    files_ = target.read_files().cert_files
+    sp = target.system
+    cert_pem = files_.get(str(sp.cert_dir / "server-cert.pem"))
+    key_pem = files_.get(str(sp.cert_dir / "server-key.pem"))
+    if not cert_pem or not key_pem:
+        return ["no certificate installed"], None
+    try:
+        cert = certs.load_cert(cert_pem)
+        key = certs.load_key(key_pem)
+    except UsageError:
+        return ["the installed certificate or key is unreadable"], None
+    problems = []
+    if not certs.signed_by(cert, store.load_cert()):
+        problems.append("not issued by the current CA")
+    missing = [n for n in spec.names() if n not in certs.san_names(cert)]
+    if missing:
+        problems.append(f"does not name {', '.join(missing)}")
+    left = certs.days_left(cert)
+    if left <= spec.renew_within:
+        problems.append(f"expires in {max(left, 0):.0f} days (renewal at {spec.renew_within:g})")
+    if not certs.key_matches_cert(key, cert):
+        problems.append("the key does not match the certificate")
+    return problems, None if problems else (cert_pem, key_pem)
+
+
+def served_serial(
+    address: str, port: int, ca_pem: bytes, client: tuple[str, str] | None, timeout: float
+) -> tuple[str | None, str]:
+    """The serial (hex) of the certificate dockerd serves on ``address:port``, polled
+    until ``timeout``; (None, why) when no TLS session trusting ``ca_pem`` opens."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    ctx.check_hostname = False  # the serial is compared instead: stricter than a name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client:
+        ctx.load_cert_chain(client[0], client[1])
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    while True:
+        try:
+            with (
+                socket.create_connection((address, port), timeout=5) as raw,
+                ctx.wrap_socket(raw) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+            if der:
+                from cryptography import x509
+
+                return certs.serial_hex(x509.load_der_x509_certificate(der)), ""
+        except (OSError, ssl.SSLError) as e:
+            why = str(e) or type(e).__name__
+        if time.monotonic() >= deadline:
+            return None, why
+        time.sleep(0.5)
+
+
+@dataclass
+class Converge:
+    """One host's convergence: inputs, and the outcome being filled in."""
+
+    store: CAStore
+    target: AnsibleTarget
+    spec: HostSpec
+    address: str
+    restart: bool
+    check: bool
+    client: tuple[str, str] | None = None  # client cert and key files for the TLS probe
+    probe_seconds: float = PROBE_SECONDS
+
+    def run(self) -> HostOutcome:
+        out = HostOutcome(self.target.host, address=self.address, port=self.spec.options.port)
+        try:
+            check_port(self.spec.options.port)
+            self._converge(out)
+        except CertkitError as e:
+            out.failed, out.msg = True, str(e)
+        out.docker = self.target.docker_state
+        return out
+
+    def _converge(self, out: HostOutcome) -> None:
+        host_files = self.target.read_files()
+        out.docker = self.target.docker_state
+        problems, pems = certificate_problems(self.store, self.target, self.spec)
+        out.reasons = problems
+        outcome: InstallOutcome | None
+        if problems:
+            result = issue_server(
+                self.store,
+                self.spec.name,
+                self.target,
+                sans=list(self.spec.sans),
+                days=self.spec.days,
+                key_type=self.spec.key_type,
+                options=self.spec.options,
+                restart=self.restart,
+                dry_run=self.check,
+            )
+            out.issued = result.serial
+            outcome = result.install
+        else:
+            assert pems is not None
+            trio = (self.store.trust_bundle_pem(), *pems)
+            outcome = install(
+                self.target,
+                host_files,
+                self.spec.options,
+                trio,
+                dry_run=self.check,
+                restart=self.restart,
+            )
+        assert outcome is not None
+        plan = outcome.plan
+        out.changed = plan.changed
+        out.written = plan.written
+        out.warnings = plan.warnings
+        out.diff = plan.diff()
+        out.restarted = outcome.restarted
+        out.restart_needed = plan.changed and not outcome.restarted
+        if self.check:
+            self._check_docker(out)
+            return
+        cert_path = plan.cert_paths["cert"]
+        new = {c.path: c.content for c in plan.changes}
+        installed = new.get(cert_path, host_files.cert_files.get(cert_path))
+        out.serial = certs.serial_hex(certs.load_cert(installed)) if installed else None
+        self._make_it_serve(out, changed=plan.changed)
+
+    def _check_docker(self, out: HostOutcome) -> None:
+        """Check mode: a host whose docker is down would be restarted (a pending change)."""
+        if self.target.docker_state != "active":
+            out.changed = True
+            out.restart_needed = True
+            out.msg = f"docker.service is {self.target.docker_state}: it would be restarted"
+
+    def _make_it_serve(self, out: HostOutcome, *, changed: bool) -> None:
+        """After the write: dockerd must serve the installed certificate (restarting it when
+        it is down and ``restart`` allows), or the host failed."""
+        installed = out.serial
+        if changed and not out.restarted:
+            out.msg = "written; dockerd reads it at its next restart (run with restart)"
+            return
+        timeout = self.probe_seconds if out.restarted else 2.0
+        serial, why = self._probe(timeout)
+        if serial != installed and not out.restarted and self.restart:
+            # Down, failed, or running an older configuration: restart it (rollback rule).
+            self.target.restart_docker()
+            out.restarted = out.changed = True
+            serial, why = self._probe(self.probe_seconds)
+        out.serving = serial is not None and serial == installed
+        if not out.serving:
+            out.failed = True
+            seen = f"serves certificate {serial}" if serial else f"no TLS session ({why})"
+            hint = "" if self.restart else "; run with restart to restart it"
+            out.msg = (
+                f"dockerd on {self.address}:{self.spec.options.port} does not serve the "
+                f"installed certificate {installed}: {seen}; docker.service was "
+                f"{self.target.docker_state}{hint}."
+            )
+
+    def _probe(self, timeout: float) -> tuple[str | None, str]:
+        bundle = self.store.trust_bundle_pem()
+        return served_serial(self.address, self.spec.options.port, bundle, self.client, timeout)
