@@ -175,7 +175,7 @@ def test_fleet_converges_rolls_back_one_host_and_stays_converged(
     # A third apply changes no file on any host and issues nothing.
     files = {h.name: snapshot(h) for h in hosts}
     records = server_records()
-    rc, out = fleet("apply", str(inv), "--restart", "--contexts")
+    rc, out = fleet("apply", str(inv), "--restart", "--contexts", "--serial", "1", "--forks", "2")
     assert rc == 0, out
     assert out["changed"] == [] and out["issued"] == [] and out["contexts"] == []
     assert {h.name: snapshot(h) for h in hosts} == files
