@@ -134,6 +134,20 @@ def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
     assert "--serial must be 0" in r.stderr
 
 
+def test_unreachable_host_is_named_and_exit_1(tmp_path: Path) -> None:
+    cli_ok("init-ca")
+    inv = tmp_path / "hosts.ini"
+    # Port 1 on loopback: ssh is refused at once (a real connection failure, no waiting).
+    inv.write_text("[docker_hosts]\nh1 ansible_host=127.0.0.1 ansible_port=1\n")
+    r = run_certkit("fleet", "apply", str(inv), "--restart")
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert any(ln.startswith("  FAILED   h1: ") for ln in lines), r.stdout
+    assert lines[-1] == "Failed: h1."
+    rc, out = fleet("apply", str(inv), "--restart")
+    assert rc == 1 and out["failed"] == ["h1"] and out["hosts"]["h1"]["unreachable"]
+
+
 # ---------------------------------------------------------------- three lab hosts
 
 

@@ -22,6 +22,7 @@ from ..errors import UsageError
 from ..store import PASSPHRASE_ENV, CAStore
 from .admin import AdminClient, ensure_admin_client, write_contexts
 from .converge import RENEW_WITHIN
+from .inventory import ansible_tool, check_inventory, inventory_hosts
 
 ACTION = "certkit.docker.daemon_tls"
 _RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
@@ -94,14 +95,6 @@ class FleetResult:
         }
 
 
-def check_inventory(path: str) -> str:
-    """An inventory file or directory that exists, made absolute (ansible-runner needs it)."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UsageError(f"Inventory {path} does not exist: give an Ansible inventory file.")
-    return str(p.absolute())
-
-
 def _check_options(opts: FleetOptions) -> None:
     if opts.serial < 0:
         raise UsageError(f"--serial must be 0 (all at once) or more, got {opts.serial}.")
@@ -120,17 +113,6 @@ def _need_ansible() -> None:
             "(ansible-core and ansible-runner)."
         ) from None
     ansible_tool("ansible-playbook")
-
-
-def ansible_tool(name: str) -> str:
-    """Ansible's command ``name``: beside this Python (its virtualenv), else on PATH."""
-    import sys
-
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise UsageError(f"{name} is not on PATH: pip install 'certkit[fleet]'.")
-    return found
 
 
 def _env(store: CAStore) -> dict[str, str]:
@@ -161,6 +143,13 @@ def apply(opts: FleetOptions) -> FleetResult:
     started = time.monotonic()
     admin = ensure_admin_client(store, opts.renew_within, check=opts.check)
     result = _run_playbook(opts, inventory, store, admin)
+    if opts.serial and result.failed:
+        # Ansible ends the play at a batch where every host failed: name who was not run.
+        for h in inventory_hosts(inventory, opts.group, opts.limit):
+            result.hosts.setdefault(
+                h.name,
+                {"host": h.name, "failed": True, "msg": "not run: an earlier batch failed"},
+            )
     if opts.contexts and not opts.check:
         serving = [
             (h, str(d["address"]), int(d["port"]))

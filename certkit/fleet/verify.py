@@ -8,26 +8,14 @@ the credential is the fleet's client certificate (see :mod:`.admin`).
 
 from __future__ import annotations
 
-import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OperationError, UsageError
-from ..names import DOCKER_TLS_PORT
 from ..store import CAStore
 from .admin import existing_admin_client
-from .apply import ansible_tool, check_inventory
-
-
-@dataclass(frozen=True)
-class FleetHost:
-    """An inventory host as certkit reaches its Docker endpoint."""
-
-    name: str
-    address: str
-    port: int = DOCKER_TLS_PORT
+from .inventory import FleetHost, inventory_hosts
 
 
 @dataclass
@@ -46,58 +34,6 @@ class FleetReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "failed": self.failed, "hosts": self.hosts}
-
-
-def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
-    """Hosts of ``group`` and its children, as ``ansible-inventory --list`` shows them."""
-    if group == "all":
-        return sorted((data.get("_meta") or {}).get("hostvars") or {}) or _group_hosts(data, "*")
-    seen: set[str] = set()
-    hosts: set[str] = set()
-    todo = [group] if group != "*" else [g for g in data if g != "_meta"]
-    while todo:
-        g = todo.pop()
-        if g in seen or g not in data:
-            continue
-        seen.add(g)
-        hosts.update(data[g].get("hosts") or [])
-        todo.extend(data[g].get("children") or [])
-    return sorted(hosts)
-
-
-def inventory_hosts(
-    inventory: str, group: str = "all", limit: str | None = None
-) -> list[FleetHost]:
-    """The inventory's hosts in ``group`` (and ``limit``), with their Docker endpoints."""
-    argv = [ansible_tool("ansible-inventory"), "-i", check_inventory(inventory), "--list"]
-    if limit:
-        argv += ["--limit", limit]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise UsageError(
-            "ansible-inventory is not on PATH: pip install 'certkit[fleet]'."
-        ) from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise UsageError(f"Ansible cannot read the inventory {inventory}: {last}")
-    data = json.loads(done.stdout)
-    if group != "all" and group not in data:
-        raise UsageError(f"The inventory {inventory} has no group {group!r}.")
-    hostvars = (data.get("_meta") or {}).get("hostvars") or {}
-    found = []
-    for name in _group_hosts(data, group):
-        hv = hostvars.get(name) or {}
-        found.append(
-            FleetHost(
-                name,
-                str(hv.get("ansible_host") or name),
-                int(hv.get("certkit_port") or DOCKER_TLS_PORT),
-            )
-        )
-    if not found:
-        raise UsageError(f"No host of group {group!r} in {inventory} matches.")
-    return found
 
 
 def verify_fleet(
