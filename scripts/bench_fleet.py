@@ -11,6 +11,11 @@ Boots three lab hosts (tests/lab.py) per scenario, each fresh, and times:
   three fresh hosts in the same run.  Running it again re-issues and restarts
   every time: it has no converged re-run.
 
+* with ``--baseline-ansible BIN`` (the bin directory of an Ansible that has
+  community.crypto, e.g. ``pip install 'ansible>=12,<13'`` in a venv of its
+  own): ``scripts/bench_fleet_baseline.yml``, the community.crypto-style
+  playbook, first run, re-run and ``--check``, on three fresh hosts.
+
 Writes a table and the same numbers as JSON (``bench-results/fleet.json``).
 """
 
@@ -91,9 +96,37 @@ def bench_sequential(work: Path) -> dict[str, object]:
     }
 
 
+def playbook(argv: list[str]) -> float:
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return took
+
+
+def bench_baseline(work: Path, ansible_bin: Path) -> dict[str, object]:
+    with booted_lab() as lab:
+        hosts = lab.boot(3)
+        inv = str(inventory(work / "baseline.ini", hosts))
+        argv = [
+            str(ansible_bin / "ansible-playbook"),
+            "-i",
+            inv,
+            str(REPO / "scripts" / "bench_fleet_baseline.yml"),
+            "-e",
+            f"baseline_ca_dir={work / 'baseline-ca'}",
+        ]
+        first = playbook(argv)
+        again = playbook(argv)
+        check = playbook([*argv, "--check"])
+    return {"first_run_s": round(first, 2), "rerun_s": round(again, 2), "check_s": round(check, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each converged step")
+    parser.add_argument("--baseline-ansible", help="bin dir of an Ansible with community.crypto")
     parser.add_argument("--json-out", default=str(REPO / "bench-results" / "fleet.json"))
     args = parser.parse_args()
     missing = lab_missing()
@@ -103,16 +136,23 @@ def main() -> None:
         work = Path(tmp)
         results = {"fleet_apply": bench_fleet(work, args.repeat)}
         results["issue_server_x3"] = bench_sequential(work)
+        if args.baseline_ansible:
+            results["community_crypto_playbook"] = bench_baseline(work, Path(args.baseline_ansible))
     fl, sq = results["fleet_apply"], results["issue_server_x3"]
+    bl = results.get("community_crypto_playbook", {})
     rows = [
-        ("3 hosts, first run", sq["first_run_s"], fl["first_run_s"]),
-        ("3 hosts, re-run", sq["rerun_s"], fl["converged_rerun_s"]),
-        ("3 hosts, --check (converged)", None, fl["check_s"]),
-        ("3 hosts, fleet verify", None, fl["verify_s"]),
+        ("3 hosts, first run", sq["first_run_s"], bl.get("first_run_s"), fl["first_run_s"]),
+        ("3 hosts, re-run", sq["rerun_s"], bl.get("rerun_s"), fl["converged_rerun_s"]),
+        ("3 hosts, --check (converged)", None, bl.get("check_s"), fl["check_s"]),
+        ("3 hosts, fleet verify", None, None, fl["verify_s"]),
     ]
-    print(f"{'':32} {'issue-server x3':>16} {'fleet apply':>12}")
-    for label, seq, fleet in rows:
-        print(f"{label:32} {'-' if seq is None else f'{seq:.1f} s':>16} {fleet:>10.1f} s")
+
+    def cell(v: object) -> str:
+        return "-" if v is None else f"{v:.1f} s"
+
+    print(f"{'':30} {'issue-server x3':>16} {'community.crypto':>17} {'fleet apply':>12}")
+    for label, seq, base, fleet in rows:
+        print(f"{label:30} {cell(seq):>16} {cell(base):>17} {cell(fleet):>12}")
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -17,11 +17,8 @@ from pathlib import Path
 import pytest
 from lab import SUDO_USER, Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
 from support import cli_json, cli_ok, run_certkit
+from test_lab import HOLD_2376, snapshot
 
-HOLD_2376 = (
-    "systemd-run --unit=holder python3 -c 'import socket, time; s = socket.socket(); "
-    's.bind(("0.0.0.0", 2376)); s.listen(); time.sleep(3600)\''
-)
 DROPIN = "/etc/systemd/system/docker.service.d/certkit.conf"
 
 
@@ -47,16 +44,6 @@ def inventory(
         lines.append("ansible_become=true")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def snapshot(host: LabHost) -> dict[str, bytes]:
-    """Every file certkit may write on the host, backups included."""
-    return {
-        str(p): p.read_bytes()
-        for d in ("/etc/docker", "/etc/systemd/system")
-        for p in sorted(host.path(d).rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
 
 
 def docker_via_context(name: str) -> str:
