@@ -208,6 +208,15 @@ def test_fleet_converges_rolls_back_one_host_and_stays_converged(
     assert docker_via_context("h2")
     assert snapshot(h2) == files[h2.name]
 
+    # Someone else breaks h1's daemon.json and restarts docker: apply fails loudly, naming it.
+    h1 = hosts[0]
+    h1.path("/etc/docker/daemon.json").write_text('{"tlsverify": true,,}\n')
+    h1.sh("systemctl restart docker")
+    assert h1.state() == "failed"
+    rc, out = fleet("apply", str(inv), "--restart")
+    assert rc == 1 and out["failed"] == ["h1"], out
+    assert "/etc/docker/daemon.json" in str(out["hosts"]["h1"]["msg"])
+
 
 @pytest.mark.lab
 @pytest.mark.slow
