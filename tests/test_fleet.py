@@ -25,19 +25,19 @@ DROPIN = "/etc/systemd/system/docker.service.d/certkit.conf"
 def inventory(
     path: Path, hosts: list[LabHost], user: str = "root", extra: dict[str, str] | None = None
 ) -> Path:
-    """An INI inventory of the lab hosts, group docker_hosts, named h1, h2, ..."""
+    """An INI inventory of the lab hosts, group docker_hosts, named h1, h2, ...; each host's
+    own known_hosts (Ansible checks host keys, and so must certkit fleet)."""
     lines = ["[docker_hosts]"]
     for i, h in enumerate(hosts, 1):
-        line = f"h{i} ansible_host={h.address}"
+        ssh_args = " ".join(f"-o {o}" for o in h.ssh_options())
+        line = f"h{i} ansible_host={h.address} ansible_ssh_common_args='{ssh_args}'"
         if extra and f"h{i}" in extra:
             line += " " + extra[f"h{i}"]
         lines.append(line)
-    ssh_args = " ".join(f"-o {o}" for o in hosts[0].ssh_options())
     lines += [
         "[docker_hosts:vars]",
         f"ansible_user={user}",
         f"ansible_ssh_private_key_file={hosts[0].key}",
-        f"ansible_ssh_common_args='{ssh_args}'",
         "ansible_python_interpreter=/usr/bin/python3",
     ]
     if user != "root":
@@ -239,8 +239,21 @@ def test_role_from_plain_ansible_playbook_with_become(
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": path, "ANSIBLE_NOCOLOR": "1"}
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), str(playbook)]
 
-    # Check mode: a diff, nothing written.
+    # certkit fleet keeps Ansible's host key checking on (ansible-runner turns it off).
     before = snapshot(host)
+    stranger = tmp_path / "stranger.ini"
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    stranger.write_text(
+        inv.read_text().replace(str(host.known_hosts), str(empty)).replace("/dev/null", str(empty))
+    )
+    assert str(empty) in stranger.read_text()
+    rc, out = fleet("apply", str(stranger), "--restart")
+    assert rc == 1 and out["failed"] == ["h1"], out
+    assert "Host key verification failed" in str(out["hosts"]["h1"]["msg"])
+    assert snapshot(host) == before
+
+    # Check mode: a diff, nothing written.
     done = subprocess.run([*argv, "--check", "--diff"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "tlsverify" in done.stdout and "changed=1" in done.stdout

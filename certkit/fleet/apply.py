@@ -121,6 +121,9 @@ def _env(store: CAStore) -> dict[str, str]:
     env = {
         "ANSIBLE_COLLECTIONS_PATH": str(ansible.COLLECTIONS_PATH),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        # ansible-runner turns host key checking off unless told: certkit keeps it on
+        # (as its --ssh does), unless the user's own environment says otherwise.
+        "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
         "PATH": f"{Path(ansible_tool('ansible-playbook')).parent}{os.pathsep}"
         + os.environ.get("PATH", ""),
     }

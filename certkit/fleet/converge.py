@@ -29,7 +29,7 @@ from .. import certs, defaults
 from ..errors import CertkitError, UsageError
 from ..host.options import InstallOptions
 from ..host.target import InstallOutcome, install
-from ..names import check_port, parse_names
+from ..names import DOCKER_TLS_PORT, check_port, parse_names
 from ..server import issue_server
 from ..store import CAStore
 from .target import AnsibleTarget
@@ -71,7 +71,7 @@ class HostOutcome:
     diff: str = ""
     warnings: list[str] = field(default_factory=list)
     address: str = ""
-    port: int = 2376
+    port: int = DOCKER_TLS_PORT
     serial: str | None = None  # of the installed certificate
 
     def to_json(self) -> dict[str, Any]:
