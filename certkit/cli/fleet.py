@@ -82,7 +82,11 @@ def apply(
         docker_config,
     )  # fmt: skip
     result = run_apply(opts)
-    lines = [_host_line(h, d, check) for h, d in sorted(result.hosts.items())]
+    lines = []
+    for h, d in sorted(result.hosts.items()):
+        lines.append(_host_line(h, d, check))
+        if check and d.get("diff"):
+            lines += ["      " + ln for ln in str(d["diff"]).splitlines()]
     changed, failed = result.changed, result.failed
     summary = (
         f"{len(result.hosts)} hosts: {len(changed)} {'to change' if check else 'changed'}, "
