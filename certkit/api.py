@@ -12,9 +12,15 @@ script gets the same checks, the same atomic writes and the same inventory::
     api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
     bundle = api.export_ci(store, api.export_settings(store, "deploy", host="docker1.example.com"))
 
+For docker-py, :func:`docker_client` gives a ``docker.DockerClient`` for a
+docker context that keeps working where ``REQUESTS_CA_BUNDLE`` is set::
+
+    api.docker_client("docker1").containers.list()
+
 Errors a user can cause raise :class:`UsageError` (the CLI's exit code 2);
 operations that fail raise :class:`OperationError` (exit code 1).  Importing
-this module loads ``cryptography`` but never the docker SDK.
+this module loads ``cryptography`` but never the docker SDK (only calling
+:func:`docker_client` does).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .dockercli import (
     set_current_context,
     write_context,
 )
+from .dockerpy import docker_client
 from .doctor import doctor
 from .due import renew_due
 from .errors import CertkitError, OperationError, UsageError
@@ -65,6 +72,7 @@ __all__ = [
     "client_files",
     "decode_bundle",
     "describe_ca",
+    "docker_client",
     "doctor",
     "export_ci",
     "export_context",

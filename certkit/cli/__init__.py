@@ -23,10 +23,10 @@ app = typer.Typer(
     help=(
         "Mutual-TLS remote access to Docker daemons: a CA, server certificates installed "
         "into daemon.json, docker contexts, CI secrets.\n\n"
-        "Start with: certkit init-ca"
+        "Start with: certkit setup HOST --ssh root@HOST --restart"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -51,6 +51,7 @@ def _root(
 # Register the commands (each module only imports typer at import time), in
 # the order `certkit --help` lists them: the main job first.
 # isort: off
+from . import setup as _setup  # noqa: E402,F401
 from . import ca as _ca  # noqa: E402,F401
 from . import server as _server  # noqa: E402,F401
 from . import client as _client  # noqa: E402,F401

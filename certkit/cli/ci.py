@@ -177,6 +177,11 @@ def bootstrap(
         "--print-env",
         help='Print only `export` lines on stdout, for eval "$(certkit ci bootstrap --print-env)".',
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Then prove the connection: docker-py reaches the daemon through the context.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create the docker context from the CI secret, inside the CI job.
@@ -186,13 +191,24 @@ def bootstrap(
     it appends DOCKER_CONTEXT to $GITHUB_ENV so later steps use the context.
 
     Example: CERTKIT_BUNDLE=... certkit ci bootstrap && docker version
+
+    Example (fail the job early when the daemon is unreachable): certkit ci bootstrap --check
     """
     from ..ci import bootstrap as _bootstrap
 
     result = _bootstrap(from_env=from_env, context=context, docker_config=docker_config, use=use)
     lines = _bootstrap_lines(result)
+    data = result.to_json()
+    if check:
+        from ..dockerpy import prove
+
+        proof = prove(result.context, result.docker_config)
+        data["check"] = proof.to_json()
+        lines.insert(
+            -1, f"Checked: docker-py reached Docker {proof.engine} (API {proof.api_version})."
+        )
     if json_out:
-        emit(True, result.to_json())
+        emit(True, data)
     elif print_env:
         for line in result.export_lines():
             typer.echo(line)

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import JSON_OPTION, emit
+from .output import JSON_OPTION, emit, warn
 
 if TYPE_CHECKING:
+    from ..checks import Check
     from ..inventory import Item
+    from ..verify import Credentials
 
 
 def _names(item: Item) -> str:
@@ -61,15 +63,35 @@ def status(
         30, "--warn-days", help="Report what expires within this many days."
     ),
     ca: str = typer.Option(None, "--ca", help="Only this CA (default: every CA in the store)."),
+    fmt: str = typer.Option(
+        "text",
+        "--format",
+        help="text | prometheus (node_exporter textfile format: expiry timestamps, rotation).",
+    ),
+    out: str = typer.Option(
+        None, "--out", help="With --format prometheus: write this file atomically (0644)."
+    ),
+    verify_endpoints: bool = typer.Option(
+        False,
+        "--verify",
+        help="With --format prometheus: also audit every installed server endpoint live.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Exit 1 when a certificate is expired or expires within --warn-days, with its renew command.
 
     Superseded certificates are ignored.  Made for cron and monitoring checks:
-    silent success is one line, exit 0.
+    silent success is one line, exit 0.  With --format prometheus it exports
+    the expiry of every certificate in use instead (exit 0 once written: the
+    alert rules decide), e.g. every 15 minutes from cron or a systemd timer.
 
     Example: certkit status --warn-days 21 || mail -s "certkit" ops@example.com
+
+    Example: certkit status --format prometheus --out /var/lib/node_exporter/textfile/certkit.prom
     """
+    if fmt != "text" or out is not None or verify_endpoints:
+        _prometheus(fmt, out, verify_endpoints, ca, json_out)
+        return
     from ..inventory import status as _status
 
     report = _status(warn_days, ca)
@@ -90,6 +112,34 @@ def status(
     emit(json_out, report.to_json(), lines)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _prometheus(
+    fmt: str, out: str | None, verify_endpoints: bool, ca: str | None, json_out: bool
+) -> None:
+    """``status --format prometheus``: the metrics on stdout, or into --out FILE."""
+    from ..errors import UsageError
+    from ..metrics import check_out, collect, write
+
+    if fmt not in ("text", "prometheus"):
+        raise UsageError(f"--format is text or prometheus, not {fmt!r}.")
+    if fmt != "prometheus":
+        raise UsageError("--out and --verify go with --format prometheus: add it.")
+    if json_out and out is None:
+        raise UsageError("--json and --format prometheus both want stdout: add --out FILE.")
+    path = check_out(out) if out is not None else None
+    metrics = collect(ca, verify=verify_endpoints)
+    if path is None:
+        typer.echo(metrics.text, nl=False)
+        return
+    written = write(path, metrics)
+    data = {**metrics.to_json(), "out": str(written)}
+    lines = [f"Wrote {len(metrics.certificates)} certificates' expiry to {written} (0644)."]
+    for e in metrics.endpoints:
+        lines.append(f"  {'PASS' if e.ok else 'FAIL'}  {e.host}:{e.port}  {e.message}")
+    emit(json_out, data, lines)
+    if not written.name.endswith(".prom"):
+        warn("node_exporter's textfile collector reads only *.prom files: rename --out.")
 
 
 @app.command("verify")
@@ -126,6 +176,8 @@ def verify(
 
     host, port, creds = resolve(endpoint, context, ca, cert, key, docker_config)
     report = _verify(host, port, creds, timeout, insecure_port or None)
+    if not any(c.name == "connect" for c in report.checks):  # unreachable: said once is enough
+        report.checks += _docker_py_checks(host, port, creds, timeout)
     lines = [f"Verifying tcp://{host}:{port} with {creds.source} ({creds.cert})"]
     lines += [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")
@@ -138,6 +190,15 @@ def verify(
     emit(json_out, report.to_json(), lines)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _docker_py_checks(host: str, port: int, creds: Credentials, timeout: float) -> list[Check]:
+    """The docker-py lines: the same endpoint and files, through certkit.api.docker_client."""
+    from ..dockerpy import Endpoint, check
+    from ..names import format_host
+
+    tls = (str(creds.ca), str(creds.cert), str(creds.key))
+    return check(Endpoint(format_host(host, port), tls, creds.source), timeout)
 
 
 @app.command("doctor")

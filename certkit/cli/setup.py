@@ -1,0 +1,149 @@
+"""``certkit setup``: CA, server certificate installed, client context, verify: one command."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from . import app
+from .output import (
+    CA_OPTION,
+    CERT_DIR_OPTION,
+    IDENTITY_OPTION,
+    JSON_OPTION,
+    RESTART_OPTION,
+    ROOT_OPTION,
+    SSH_OPTION,
+    SSH_OPTIONS_OPTION,
+    emit,
+    next_step,
+    warn,
+)
+from .server import LISTEN, METHOD, PORT, SAN, SUDO
+
+if TYPE_CHECKING:
+    from ..setup import SetupResult
+
+
+@app.command("setup")
+def setup(
+    host: str = typer.Argument(..., help="The name (or IP) clients use to reach the Docker host."),
+    ssh: str = SSH_OPTION,
+    install: bool = typer.Option(
+        False, "--install", help="Install on this machine (root), or under --root DIR."
+    ),
+    root: str = ROOT_OPTION,
+    context: str = typer.Option(
+        None, "--context", help="Name of the docker context (default: HOST's first label)."
+    ),
+    san: list[str] = SAN,
+    listen: str = LISTEN,
+    port: int = PORT,
+    method: str = METHOD,
+    cert_dir: str = CERT_DIR_OPTION,
+    restart: bool = RESTART_OPTION,
+    ca: str = CA_OPTION,
+    docker_config: str = typer.Option(
+        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
+    ),
+    sudo: bool = SUDO,
+    identity: str = IDENTITY_OPTION,
+    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Set up one Docker host for mutual TLS in one step; a second run changes nothing.
+
+    Creates the CA if there is none, issues and installs the server
+    certificate (over SSH or on this machine), writes and selects the docker
+    context, and verifies the endpoint when dockerd was restarted.  Each step
+    is skipped when its result is already in place.
+
+    Exit codes: 0 done, 1 an operation or the verification failed, 2 bad input
+    or a host configuration certkit refuses to touch (nothing written).
+
+    Example: certkit setup docker1.example.com --ssh root@docker1.example.com --restart
+
+    Example (on the Docker host): sudo certkit setup docker1.example.com --install --restart
+    """
+    from ..errors import UsageError
+    from ..host.options import DEFAULT_LISTEN, HostRef, InstallOptions
+    from ..host.target import open_target
+    from ..names import DOCKER_TLS_PORT
+    from ..setup import setup as _setup
+
+    if (ssh is None) == (not install):
+        raise UsageError(
+            "Say where dockerd runs: --ssh [USER@]HOST (over SSH) or --install (this machine)."
+            if ssh is None
+            else "--ssh installs over SSH and --install on this machine: use one of them."
+        )
+    if ssh is None and (sudo or identity or ssh_option):
+        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
+    options = InstallOptions(
+        listen=listen or DEFAULT_LISTEN,
+        port=DOCKER_TLS_PORT if port is None else port,
+        cert_dir=cert_dir,
+        method=method or "auto",
+    )
+    ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
+    target = open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
+    result = _setup(
+        host,
+        target,
+        context=context,
+        sans=list(san or []),
+        options=options,
+        ca=ca,
+        restart=restart,
+        docker_config=docker_config,
+    )
+    if not json_out:
+        list(map(warn, result.warnings))
+    emit(json_out, result.to_json(), _lines(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _lines(r: SetupResult) -> list[str]:
+    lines = [f"CA {r.ca!r}: {'created' if r.ca_created else 'already there'}."]
+    if r.server is not None:
+        plan = r.server.install.plan if r.server.install else None
+        lines.append(
+            f"Server certificate for {', '.join(r.names)}: issued (serial {r.server.serial}, "
+            f"until {(r.server.not_after or '')[:10]}) and installed"
+            + (f" ({plan.method} method, {len(plan.written)} files written)." if plan else ".")
+        )
+    elif r.server_current is not None:
+        cur = r.server_current
+        lines.append(
+            f"Server certificate for {', '.join(r.names)}: unchanged (serial {cur.serial}, "
+            f"{cur.describe_expiry()}), installed as configured."
+        )
+    if r.client is not None:
+        lines.append(f"Context {r.context!r} -> {r.endpoint}: written and selected.")
+    elif r.client_current is not None:
+        state = "selected now" if r.selected else "already selected"
+        lines.append(f"Context {r.context!r} -> {r.endpoint}: unchanged ({state}).")
+    if r.verify is not None:
+        fails = [c for c in r.verify.checks if c.status == "FAIL"]
+        lines += [f"FAIL  {c.name:21} {c.message}" for c in fails]
+        lines.append(f"Verify: {len(r.verify.checks) - len(fails)}/{len(r.verify.checks)} passed.")
+    if not r.changed:
+        lines.append("Nothing changed.")
+    if r.restart_needed:
+        lines.append(
+            next_step(
+                "restart dockerd (sudo systemctl restart docker, or re-run with --restart), "
+                f"then certkit verify --context {r.context}"
+            )
+        )
+    elif r.verify is not None and not r.verify.ok and not r.restarted:
+        lines.append(
+            next_step(
+                "dockerd may still run its previous configuration: sudo systemctl restart docker"
+            )
+        )
+    else:
+        lines.append(next_step(f"docker --context {r.context} version"))
+    return lines
