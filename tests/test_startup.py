@@ -127,3 +127,14 @@ def test_status_and_list_do_not_import_the_docker_sdk(
     assert "certkit.cli.inspect" in modules
     assert loaded(modules, DOCKER_SDK) == []
     assert loaded(modules, PYDANTIC) == []
+
+
+def test_prometheus_format_imports_prometheus_client_only_there(
+    tmp_path: Path, certkit_home: Path
+) -> None:
+    imported(tmp_path, "init-ca")
+    text = imported(tmp_path, "status")
+    assert "certkit.cli.inspect" in text and loaded(text, ("prometheus_client",)) == []
+    metrics = imported(tmp_path, "status", "--format", "prometheus")
+    assert "certkit.metrics" in metrics and loaded(metrics, ("prometheus_client",))
+    assert loaded(metrics, DOCKER_SDK + CRYPTO + PYDANTIC) == []
