@@ -114,6 +114,8 @@ def _lines(r: SetupResult) -> list[str]:
             f"until {(r.server.not_after or '')[:10]}) and installed"
             + (f" ({plan.method} method, {len(plan.written)} files written)." if plan else ".")
         )
+        if r.restarted and plan is not None:
+            lines.append(f"Docker restarted and listens on {plan.tcp_host}.")
     elif r.server_current is not None:
         cur = r.server_current
         lines.append(
