@@ -113,7 +113,7 @@ def test_stock_debian_host_installed_over_ssh_with_restart(
 
     # From this machine: a client of the CA passes every check, one without a cert is refused.
     cli_ok("client-context", "lab", "--host", host.address)
-    assert "All 10 checks passed." in cli_ok("verify", "--context", "lab")
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
     tls = context_tls(docker_config, "lab")
     assert served_serial(host, tls) == installed_serial(host)
     assert no_cert_refused(host, tls)
@@ -155,7 +155,7 @@ def test_host_broken_by_the_hosts_conflict_is_repaired_with_sudo(host: LabHost, 
     assert "Docker restarted" in out
     assert_docker_healthy(host)
     cli_ok("client-context", "lab", "--host", host.address)
-    assert "All 10 checks passed." in cli_ok("verify", "--context", "lab")
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
     doctor = host.certkit("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
@@ -242,8 +242,8 @@ def test_renewal_and_ca_rotation_with_real_restarts_keep_every_client_in(
     cli_ok("renew", "client", "new", "--bundle-only")
     cli_ok("renew", "client", "old", "--bundle-only")
     everyone_in()
-    assert "All 10 checks passed." in cli_ok("verify", "--context", "old")
-    assert "All 10 checks passed." in cli_ok("verify", "--context", "new")
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "old")
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "new")
 
 
 def test_start_limit_of_the_debian_unit_never_stops_a_certkit_restart(
@@ -297,7 +297,7 @@ def test_local_install_inside_the_host_with_the_real_systemctl(host: LabHost) ->
     assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
     assert_docker_healthy(host)
     certkit("client-context", "self", "--host", host.address)
-    assert "All 10 checks passed." in certkit("verify", "--context", "self")
+    assert "All 11 checks passed." in certkit("verify", "--context", "self")
     assert "No problem found." in certkit("doctor")
 
 
@@ -310,4 +310,4 @@ def test_several_hosts_boot_side_by_side_and_install_independently(lab: Lab, ca:
         cli_ok("issue-server", h.address, *h.cli_args("root"), "--restart")
         cli_ok("client-context", h.name, "--host", h.address)
     for h in hosts:
-        assert "All 10 checks passed." in cli_ok("verify", "--context", h.name)
+        assert "All 11 checks passed." in cli_ok("verify", "--context", h.name)
