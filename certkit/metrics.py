@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import files
 from .errors import OperationError, UsageError
 from .inventory import Item, status
+from .names import format_host
 from .origins import ServerOrigin
 from .store import CAStore
 
@@ -105,7 +106,7 @@ def audit(host: str, port: int, timeout: float, docker_config: str | None) -> En
 
     started = time.time()
     try:
-        h, p, creds = resolve(f"{host}:{port}", docker_config=docker_config)
+        h, p, creds = resolve(format_host(host, port), docker_config=docker_config)
         report = verify(h, p, creds, timeout)
     except UsageError as e:
         return EndpointAudit(host, port, False, started, e.message)
