@@ -20,10 +20,20 @@ from .output import (
     next_step,
     warn,
 )
-from .server import LISTEN, METHOD, PORT, SAN, SUDO
 
 if TYPE_CHECKING:
     from ..setup import SetupResult
+
+# issue-server's options, worded for setup (where they apply to --ssh as well as --install).
+SAN = typer.Option(
+    None, "--san", metavar="NAME_OR_IP", help="Another name or IP for the certificate (repeatable)."
+)
+LISTEN = typer.Option(None, "--listen", help="Address dockerd listens on (default 0.0.0.0).")
+PORT = typer.Option(None, "--port", help="TLS port of dockerd and of the context (default 2376).")
+METHOD = typer.Option(
+    None, "--method", help="auto | systemd (-H flag in a drop-in) | daemon-json (hosts key)."
+)
+SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
 
 
 @app.command("setup")
