@@ -112,8 +112,8 @@ def docker_client(
     does not: with ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` set.
 
     ``context`` defaults to the context the docker CLI would use
-    (``DOCKER_CONTEXT``, else ``currentContext``); any context works, a
-    certkit one or not.  ``version=None`` negotiates the API version with the
+    (``DOCKER_CONTEXT``, else ``currentContext``; ``DOCKER_HOST`` is not
+    read); any context works, a certkit one or not.  ``version=None`` negotiates the API version with the
     daemon (one request now); give one (``"1.41"``) to build the client
     without calling the daemon.  The client ignores the environment for the
     connection to the daemon: the CA-bundle variables, and also

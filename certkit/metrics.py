@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import files
+from . import dockercli, files
 from .errors import OperationError, UsageError
 from .inventory import Item, status
-from .names import format_host
+from .names import format_host, parse_endpoint
 from .origins import ServerOrigin
 from .store import CAStore
 
@@ -87,34 +87,55 @@ def timestamp(iso: str) -> float:
     return when.timestamp()
 
 
-def installed_endpoints(items: list[Item]) -> list[tuple[str, int]]:
-    """``(host, port)`` of every active server certificate installed on a Docker host."""
-    found: dict[tuple[str, int], None] = {}
+def installed_endpoints(items: list[Item]) -> list[tuple[str, str, int]]:
+    """``(ca, host, port)`` of every active server certificate installed on a Docker host."""
+    found: dict[tuple[str, str, int], None] = {}
     for item in items:
         if item.kind != "server" or not item.installed:
             continue
         record = CAStore(item.ca).inventory().get(item.serial)
         origin = record.origin if record is not None else None
         if isinstance(origin, ServerOrigin) and origin.install is not None:
-            found[(item.name, origin.install.port)] = None
+            found[(item.ca, item.name, origin.install.port)] = None
     return list(found)
 
 
-def audit(host: str, port: int, timeout: float, docker_config: str | None) -> EndpointAudit:
-    """Run ``certkit verify HOST:PORT`` with the context pointing there; never raises."""
-    from .verify import resolve, verify
+def context_for(
+    ca: str, host: str, port: int, items: list[Item], docker_config: str | None
+) -> str | None:
+    """The docker context to audit ``host:port`` with: one pointing there, preferably one
+    holding a client certificate of ``ca`` (per ``items``), else None."""
+    ours = {p for i in items if i.kind == "client" and i.ca == ca for p in i.installed}
+    here = []
+    for info in dockercli.list_contexts(docker_config):
+        try:
+            if parse_endpoint(info.host) == (host, port):
+                here.append(info)
+        except UsageError:  # not a tcp:// endpoint
+            continue
+    here.sort(key=lambda info: str(info.tls_dir) not in ours)
+    return here[0].name if here else None
+
+
+def audit(
+    host: str, port: int, context: str | None, timeout: float, docker_config: str | None
+) -> EndpointAudit:
+    """Run ``certkit verify`` against ``host:port`` with ``context``; never raises."""
+    from .verify import context_endpoint, verify
 
     started = time.time()
+    if context is None:
+        why = f"no docker context points at {format_host(host, port)}"
+        return EndpointAudit(host, port, False, started, why)
     try:
-        h, p, creds = resolve(format_host(host, port), docker_config=docker_config)
-        report = verify(h, p, creds, timeout)
+        report = verify(host, port, context_endpoint(context, docker_config)[1], timeout)
     except UsageError as e:
         return EndpointAudit(host, port, False, started, e.message)
     failed = [c for c in report.checks if c.status == "FAIL"]
     message = (
         f"{failed[0].name}: {failed[0].message}"
         if failed
-        else f"all {len(report.checks)} checks passed"
+        else f"all {len(report.checks)} checks passed (context {context})"
     )
     return EndpointAudit(host, port, report.ok, started, message)
 
@@ -156,7 +177,10 @@ def collect(
     _ca_metrics(registry, report.cas, active)
     endpoints: list[EndpointAudit] = []
     if verify:
-        endpoints = [audit(h, p, timeout, docker_config) for h, p in installed_endpoints(active)]
+        endpoints = [
+            audit(h, p, context_for(c, h, p, active, docker_config), timeout, docker_config)
+            for c, h, p in installed_endpoints(active)
+        ]
         _endpoint_metrics(registry, endpoints)
     text = generate_latest(registry).decode()
     return Metrics(text, active, report.cas, endpoints)

@@ -257,10 +257,26 @@ def test_ci_bootstrap_check_fails_when_the_daemon_is_unreachable(
     assert "Connection refused" in r.stderr
 
 
+def test_a_context_another_ca_wrote_is_not_replaced(live: Live) -> None:
+    r = run_certkit("init-ca", "--ca", "other", env=live.env)
+    assert r.returncode == 0, r.stderr
+    r = run_certkit(
+        "client-context", "theirs", "--host", "localhost", "--port", str(live.port),
+        "--ca", "other", env=live.env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before = tree(live.root, live.base / "home", live.base / "docker")
+    args = [a if a != "ck" else "theirs" for a in live.setup_args]
+    r = run_certkit(*args, env=live.env)
+    assert r.returncode == 2 and "was not written by CA 'default'" in r.stderr, r.stderr
+    assert tree(live.root, live.base / "home", live.base / "docker") == before
+
+
 # ---------------------------------------------------------------- metrics
 
 
-def test_status_prometheus_verify_audits_the_installed_endpoint(live: Live) -> None:
+def test_status_prometheus_verify_audits_the_installed_endpoint(live: Live, tmp_path: Path) -> None:
+    """With two contexts on the endpoint (``theirs`` of another CA, above), the store's wins."""
     r = run_certkit("status", "--format", "prometheus", "--verify", env=live.env)
     assert r.returncode == 0, r.stderr
     found = {f.name: f.samples for f in text_string_to_metric_families(r.stdout)}
@@ -268,4 +284,22 @@ def test_status_prometheus_verify_audits_the_installed_endpoint(live: Live) -> N
         (s.labels["host"], s.labels["port"]): s.value
         for s in found["certkit_endpoint_verify_success"]
     }
-    assert audited[("localhost", str(live.port))] == 1
+    assert audited == {("localhost", str(live.port)): 1}
+    out = tmp_path / "certkit.prom"
+    args = ("status", "--format", "prometheus", "--verify", "--out", str(out), "--json")
+    r = run_certkit(*args, env=live.env)
+    (endpoint,) = json.loads(r.stdout)["endpoints"]
+    assert endpoint["ok"] is True and "(context ck)" in endpoint["message"], endpoint
+
+
+# ---------------------------------------------------------------- without a daemon
+
+
+def test_a_host_certkit_refuses_leaves_no_ca_behind(certkit_home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "etc" / "docker").mkdir(parents=True)
+    (root / "etc" / "docker" / "daemon.json").write_text("{not json")
+    r = run_certkit("setup", "docker1.example.com", "--install", "--root", str(root))
+    assert r.returncode == 2 and "daemon.json" in r.stderr and "Traceback" not in r.stderr
+    assert not certkit_home.exists() or not any(certkit_home.rglob("ca.pem"))
+    assert [p.name for p in root.rglob("*") if p.is_file()] == ["daemon.json"]
