@@ -113,12 +113,12 @@ def docker_client(
 
     ``context`` defaults to the context the docker CLI would use
     (``DOCKER_CONTEXT``, else ``currentContext``; ``DOCKER_HOST`` is not
-    read); any context works, a certkit one or not.  ``version=None`` negotiates the API version with the
-    daemon (one request now); give one (``"1.41"``) to build the client
-    without calling the daemon.  The client ignores the environment for the
-    connection to the daemon: the CA-bundle variables, and also
-    ``HTTPS_PROXY``/``NO_PROXY`` and ``~/.netrc`` (set ``client.api.proxies``
-    to use a proxy).
+    read); any context works, a certkit one or not.  ``version=None``
+    negotiates the API version with the daemon (one request now); give one
+    (``"1.41"``) to build the client without calling the daemon.  The client
+    ignores the environment for the connection to the daemon: the CA-bundle
+    variables, and also ``HTTPS_PROXY``/``NO_PROXY`` and ``~/.netrc`` (set
+    ``client.api.proxies`` to use a proxy).
 
     >>> from certkit.api import docker_client
     >>> docker_client("docker1").version()["Version"]  # doctest: +SKIP
