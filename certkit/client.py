@@ -112,6 +112,8 @@ def client_context(
             f"A docker context named {name!r} already exists in {config_dir}; "
             "pass --force to replace it (a new certificate is issued), or choose another name."
         )
+    if use:  # an unreadable or invalid config.json must cost no certificate
+        dockercli.check_current_context(name, config_dir)
     store = CAStore(ca).require()
     text = description or f"certkit: {bare_host}:{port} (CA {ca})"
     origin = ClientOrigin(

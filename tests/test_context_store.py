@@ -274,9 +274,10 @@ def test_env_in_every_shell(docker_config: Path) -> None:
         '# eval "$(certkit env prod)"\n'
     )
     fish = _env_output("prod", "--shell", "fish")
-    assert 'set -gx DOCKER_CERT_PATH "' in fish and "# eval (certkit env prod --shell fish)" in fish
+    assert f"set -gx DOCKER_CERT_PATH '{info.tls_dir}';" in fish
+    assert "# eval (certkit env prod --shell fish)" in fish
     ps = _env_output("prod", "--shell", "powershell")
-    assert '$Env:DOCKER_HOST = "tcp://docker1:2376"' in ps and "| Invoke-Expression" in ps
+    assert "$Env:DOCKER_HOST = 'tcp://docker1:2376'" in ps and "| Invoke-Expression" in ps
     cmd = _env_output("prod", "--shell", "cmd")
     assert 'SET "DOCKER_TLS_VERIFY=1"\n' in cmd and "REM Run this command" in cmd
     assert _env_output("prod", "--unset").startswith(

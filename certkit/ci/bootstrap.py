@@ -20,6 +20,7 @@ from typing import Any
 from .. import dockercli, paths
 from ..errors import OperationError, UsageError
 from ..names import format_host
+from ..untrusted import has_controls
 from .bundle import BUNDLE_ENV, CONTEXT_ENV, Bundle, Checked, check_bundle, read_secret
 
 GITHUB_ENV = "GITHUB_ENV"
@@ -89,13 +90,16 @@ def bootstrap(
     name = _context_name(checked, context, source)
     config_dir = paths.docker_config_dir(docker_config)
     github_env = _github_env_path(env)
-
-    info = _write(bundle, checked, name, config_dir)
-    if use:
-        dockercli.set_current_context(name, docker_config=config_dir)
     later = {"DOCKER_CONTEXT": name}
     if config_dir != _home_docker_config():
         later["DOCKER_CONFIG"] = str(config_dir)
+    _check_later(later)
+    if use:
+        dockercli.check_current_context(name, config_dir)
+
+    info = _write(bundle, checked, name, config_dir)  # everything above writes nothing
+    if use:
+        dockercli.set_current_context(name, docker_config=config_dir)
     if github_env is not None:
         _append_github_env(github_env, later)
     warnings = list(checked.warnings)
@@ -168,11 +172,19 @@ def _github_env_path(env: Mapping[str, str]) -> Path | None:
     return p
 
 
+def _check_later(variables: Mapping[str, str]) -> None:
+    """The values later steps get go into ``$GITHUB_ENV`` lines and ``export`` lines."""
+    for k, v in variables.items():
+        if has_controls(v):
+            raise UsageError(
+                f"Cannot pass {k} to later steps: its value contains a line break or "
+                "another control character."
+            )
+
+
 def _append_github_env(path: Path, variables: Mapping[str, str]) -> None:
     """Append ``NAME=value`` lines to the runner's env file (the runner owns it: no rewrite)."""
-    for k, v in variables.items():
-        if "\n" in v or "\r" in v:
-            raise UsageError(f"Cannot pass {k} to later steps: its value contains a line break.")
+    _check_later(variables)
     lines = "".join(f"{k}={v}\n" for k, v in variables.items())
     try:
         with open(path, "a+b") as f:

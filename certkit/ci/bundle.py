@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from .. import certs
 from ..errors import UsageError
 from ..names import format_host, parse_endpoint
+from ..untrusted import refuse_controls
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -50,7 +51,7 @@ FORMATS: tuple[str, ...] = get_args(Format)
 RECIPE_FORMATS = ("github", "gitlab")
 
 _FIELDS = ("host", "port", "context", "ca", "cert", "key", "not_after")
-_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_-]*$")
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=_-]*")  # always fullmatch: "$" accepts a "\n"
 
 
 def check_format(value: str) -> Format:
@@ -126,7 +127,7 @@ def decode_bundle(text: str, source: str = BUNDLE_ENV) -> Bundle:
                 f"{source} holds a PEM file, not a certkit bundle; store the output of "
                 f"`certkit ci export` in it, or use {CA_ENV}, {CERT_ENV} and {KEY_ENV}."
             )
-        if not _BASE64_CHARS.match(compact):
+        if not _BASE64_CHARS.fullmatch(compact):
             raise UsageError(
                 f"{source} is not a certkit bundle: it contains characters that base64 never "
                 "uses; store the output of `certkit ci export` in it."
@@ -219,7 +220,7 @@ def _pem_value(env: Mapping[str, str], var: str) -> str:
             raw = raw.replace("\\n", "\n")
         return raw + "\n"
     compact = "".join(raw.split())
-    decoded = _b64decode(compact) if _BASE64_CHARS.match(compact) else b""
+    decoded = _b64decode(compact) if _BASE64_CHARS.fullmatch(compact) else b""
     try:
         text = decoded.decode("ascii")
     except UnicodeDecodeError:
@@ -241,7 +242,7 @@ def read_secret(env: Mapping[str, str] | None = None, from_env: str | None = Non
     """
     env = os.environ if env is None else env
     var = from_env or BUNDLE_ENV
-    if from_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", from_env):
+    if from_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", from_env):
         raise UsageError(f"--from-env {from_env!r} is not an environment variable name.")
     raw = env.get(var, "")
     if from_env is None and not raw.strip() and any(env.get(v, "").strip() for v in LAYOUT_ENVS):
@@ -292,6 +293,8 @@ def check_bundle(
     and its CA are valid now.  Expiring within :data:`WARN_DAYS` is a warning.
     """
     now = now or dt.datetime.now(dt.UTC)
+    refuse_controls(bundle.host, f"The host in {source},")
+    refuse_controls(bundle.context, f"The context name in {source},")
     parse_endpoint(bundle.host, bundle.port)
     ca_certs = _load(lambda: certs.load_certs(bundle.ca.encode()), source, "CA certificate")
     cert = _load(lambda: certs.load_cert(bundle.cert.encode()), source, "certificate")

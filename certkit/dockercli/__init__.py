@@ -17,7 +17,12 @@ reading ``meta.json`` files themselves, as docker/cli's own
 from __future__ import annotations
 
 from .archive import MAX_ARCHIVE, ContextArchive, export_context, import_context, read_archive
-from .config import current_context, ensure_config_file, set_current_context
+from .config import (
+    check_current_context,
+    current_context,
+    ensure_config_file,
+    set_current_context,
+)
 from .env import (
     CA_BUNDLE_VARS,
     SHELLS,
@@ -33,6 +38,7 @@ from .store import (
     ENDPOINT,
     TLS_FILES,
     ContextInfo,
+    check_endpoint,
     check_writable,
     context_exists,
     context_id,
@@ -55,6 +61,8 @@ __all__ = [
     "ContextArchive",
     "ContextInfo",
     "ca_bundle_override",
+    "check_current_context",
+    "check_endpoint",
     "check_writable",
     "context_exists",
     "context_id",

@@ -20,10 +20,12 @@ from typing import Any
 from .. import files
 from ..errors import UsageError
 from ..files import StrPath
+from ..untrusted import refuse_controls
 from .store import (
     ENDPOINT,
     TLS_FILES,
     ContextInfo,
+    check_endpoint,
     read_context,
     save_context,
     validate_context_name,
@@ -140,7 +142,7 @@ def _tar_members(data: bytes, source: str) -> dict[str, bytes]:
                     raise UsageError(f"{source} is truncated inside {member.name!r}.")
                 extracted = tar.extractfile(member)
                 assert extracted is not None
-                found[PurePosixPath(member.name).name] = extracted.read()
+                _add_member(found, member.name, extracted.read(), source)
     except tarfile.TarError as e:
         raise UsageError(f"{source} is not a docker context export (tar: {e}).") from None
     return found
@@ -152,7 +154,6 @@ def _zip_members(data: bytes, source: str) -> dict[str, bytes]:
     import zipfile
 
     found: dict[str, bytes] = {}
-    seen: set[str] = set()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
@@ -165,19 +166,28 @@ def _zip_members(data: bytes, source: str) -> dict[str, bytes]:
                     kind = "file" if not mode or stat.S_ISREG(mode) else "other"
                 if _classify(info.filename.rstrip("/"), kind, info.file_size, source) == "dir":
                     continue
-                if info.filename in seen:
-                    raise UsageError(f"{source} holds {info.filename!r} twice; refusing it.")
-                seen.add(info.filename)
                 with zf.open(info) as f:  # read at most the limit: file_size may lie
                     content = f.read(MAX_MEMBER + 1)
                 if len(content) > MAX_MEMBER:
                     raise UsageError(f"{source} holds {info.filename!r} of over 4 MiB.")
-                found[PurePosixPath(info.filename).name] = content
+                _add_member(found, info.filename, content, source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
         raise UsageError(f"{source} is not a readable zip ({e}).") from None
     except RuntimeError:  # zipfile's "File is encrypted, password required"
         raise UsageError(f"{source} is an encrypted zip; export the context again.") from None
     return found
+
+
+def _add_member(found: dict[str, bytes], name: str, content: bytes, source: str) -> None:
+    """Keep a checked member under its file name; a second one of that name is refused.
+
+    Tar keeps the last of two members of one name and ``./meta.json`` is
+    ``meta.json``: a duplicate means two readers could see two contexts.
+    """
+    key = PurePosixPath(name).name
+    if key in found:
+        raise UsageError(f"{source} holds {key!r} twice ({name!r}); refusing to import it.")
+    found[key] = content
 
 
 def _check_member(member: tarfile.TarInfo, source: str) -> str:
@@ -227,4 +237,15 @@ def _check_meta(raw: bytes, source: str) -> dict[str, Any]:
         raise UsageError(f"{source} has a meta.json without a docker endpoint.") from None
     if not isinstance(meta, dict) or not isinstance(host, str):
         raise UsageError(f"{source} has a malformed meta.json.")
+    endpoint = meta["Endpoints"][ENDPOINT]
+    if endpoint.get("SkipTLSVerify"):
+        raise UsageError(
+            f"{source} holds a context with SkipTLSVerify: true, which trusts any server; "
+            "refusing to import it (export a context that verifies the daemon)."
+        )
+    name = str(meta.get("Name", ""))
+    metadata = meta.get("Metadata")
+    description = metadata.get("Description", "") if isinstance(metadata, dict) else ""
+    refuse_controls(str(description), f"The description in {source},")
+    endpoint["Host"] = check_endpoint(host, name)  # canonical: what `certkit env` renders
     return meta

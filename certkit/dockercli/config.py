@@ -25,22 +25,32 @@ def set_current_context(name: str, docker_config: StrPath | None = None) -> Path
     was.  The file is replaced atomically with mode 0600, and followed when
     it is a symlink (as the docker CLI does).
     """
-    validate_context_name(name)
     config_dir = paths.docker_config_dir(docker_config)
+    target, text = check_current_context(name, config_dir)
     ensure_config_dir(config_dir)
-    config = config_dir / "config.json"
+    try:
+        files.atomic_write(target, text, files.PRIVATE_FILE)
+    except OSError as e:
+        raise unwritable(config_dir, e) from None
+    return config_dir / "config.json"
+
+
+def check_current_context(name: str, docker_config: StrPath | None = None) -> tuple[Path, str]:
+    """(the file to write, its new text) for making ``name`` current; writes nothing.
+
+    Called before anything is issued or written, so an unreadable or invalid
+    config.json costs nothing.
+    """
+    validate_context_name(name)
+    config = paths.docker_config_dir(docker_config) / "config.json"
     target = config.resolve() if config.is_symlink() else config
     try:
         text = target.read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file yet; an unwritable dir fails later
         text = ""
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"Cannot read {config}: {e}; fix or remove it first.") from None
-    try:
-        files.atomic_write(target, _with_current_context(text, name, config), files.PRIVATE_FILE)
-    except OSError as e:
-        raise unwritable(config_dir, e) from None
-    return config
+    return target, _with_current_context(text, name, config)
 
 
 def current_context(docker_config: StrPath | None = None) -> str | None:

@@ -10,12 +10,14 @@ gives them for a context and :func:`render_env` writes them for five shells.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Mapping
 
 from ..errors import UsageError
 from ..files import StrPath
+from ..untrusted import refuse_controls
 from .config import current_context
-from .store import TLS_FILES, ContextInfo
+from .store import TLS_FILES, ContextInfo, check_endpoint
 
 # Variables that make requests (hence docker-py) ignore the context's ca.pem.
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -94,11 +96,17 @@ def docker_py_advice(name: str | None = None) -> list[str]:
 
 
 def env_variables(info: ContextInfo) -> dict[str, str]:
-    """What ``certkit env`` exports: the variables ``docker-machine env`` used to."""
-    if not info.host.startswith("tcp://"):
+    """What ``certkit env`` exports: the variables ``docker-machine env`` used to.
+
+    The endpoint goes through the endpoint parser again (a meta.json may have
+    been written by anyone who could write the docker config dir), and no
+    value may hold a control character: each would become shell code.
+    """
+    host = check_endpoint(info.host, info.name)
+    if info.skip_tls_verify:
         raise UsageError(
-            f"Context {info.name!r} does not point at a tcp:// host ({info.host}); "
-            "`certkit env` is for remote daemons over TLS."
+            f"Context {info.name!r} has SkipTLSVerify: true, which trusts any server; "
+            f"recreate it with `certkit client-context {info.name} --force`."
         )
     missing = [f for f in TLS_FILES if not (info.tls_dir / f).exists()]
     if missing:
@@ -106,11 +114,8 @@ def env_variables(info: ContextInfo) -> dict[str, str]:
             f"Context {info.name!r} has no {', '.join(missing)} in {info.tls_dir}; "
             "recreate it with `certkit client-context --force`."
         )
-    return {
-        "DOCKER_TLS_VERIFY": "1",
-        "DOCKER_HOST": info.host,
-        "DOCKER_CERT_PATH": str(info.tls_dir),
-    }
+    cert_path = refuse_controls(str(info.tls_dir), "The docker config path")
+    return {"DOCKER_TLS_VERIFY": "1", "DOCKER_HOST": host, "DOCKER_CERT_PATH": cert_path}
 
 
 def render_env(
@@ -123,8 +128,13 @@ def render_env(
 ) -> str:
     """Shell code that sets (or unsets) ``variables``, then comments, like ``docker-machine env``.
 
-    Comments come last on purpose: the unquoted ``eval $(certkit env NAME)`` joins the
-    output into one line, where everything after the first ``#`` is ignored.
+    Each shell's value is encoded so that every character stays itself
+    (bash/zsh ``$'\\xHH'`` for anything but ``[A-Za-z0-9_./:,@%+=-]``, so even
+    the unquoted ``eval $(certkit env NAME)`` can neither split nor glob it;
+    fish and PowerShell single quotes), and cmd, which has no reliable
+    quoting, gets only values from a strict allow-list.  Comments come last on
+    purpose: the unquoted idiom joins the output into one line, where
+    everything after the first ``#`` is ignored.
     """
     if shell not in SHELLS:
         raise UsageError(f"Unknown shell {shell!r}: use one of {', '.join(SHELLS)}.")
@@ -140,13 +150,51 @@ def render_env(
 
 
 def _set_line(shell: str, key: str, value: str) -> str:
+    refuse_controls(value, f"The value of {key}")
     if shell == "fish":
-        return f'set -gx {key} "{_escape(value, chr(92) + chr(34) + "$")}";'
+        quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+        return f"set -gx {key} '{quoted}';"
     if shell == "powershell":
-        return f'$Env:{key} = "{_escape(value, "`" + chr(34) + "$", "`")}"'
+        # Verbatim string: only the four single-quote characters are special, doubled.
+        quoted = "".join(c * 2 if c in _PS_QUOTES else c for c in value)
+        return f"$Env:{key} = '{quoted}'"
     if shell == "cmd":
-        return f'SET "{key}={value}"'  # quoted: a path with & or ^ stays one value
-    return f'export {key}="{_escape(value, chr(92) + chr(34) + "$`")}"'
+        return f'SET "{key}={_cmd_value(key, value)}"'
+    return f"export {key}={_posix_word(value)}"
+
+
+# Characters bash and zsh take literally even unquoted (no split, no glob, no expansion).
+_POSIX_PLAIN = frozenset(string.ascii_letters + string.digits + "_./:,@%+=-")
+# PowerShell ends a single-quoted string at any of these (U+2018, U+2019, U+201A, U+201B).
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+# What cmd gets: letters, digits and path punctuation; never " % ! ^ & | < > or quotes.
+_CMD_PUNCTUATION = frozenset(" _.,:/\\@+=~-[]()")
+
+
+def _posix_word(value: str) -> str:
+    """``value`` as one bash/zsh word: plain runs in ``"..."``, others as ``$'\\xHH'``."""
+    out, run = [], ""
+    for c in value:
+        if c in _POSIX_PLAIN:
+            run += c
+            continue
+        if run:
+            out.append(f'"{run}"')
+            run = ""
+        out.append("$'" + "".join(f"\\x{b:02x}" for b in c.encode()) + "'")
+    if run or not out:
+        out.append(f'"{run}"')
+    return "".join(out)
+
+
+def _cmd_value(key: str, value: str) -> str:
+    bad = sorted({c for c in value if not (c.isalnum() or c in _CMD_PUNCTUATION)})
+    if bad:
+        raise UsageError(
+            f"The value of {key} contains {''.join(bad)!r}, which cmd cannot be given safely; "
+            "use --shell powershell, or a docker config path of letters, digits and / . _ -."
+        )
+    return value
 
 
 def _unset_line(shell: str, key: str) -> str:
@@ -155,10 +203,6 @@ def _unset_line(shell: str, key: str) -> str:
         "powershell": f"Remove-Item Env:\\{key}",
         "cmd": f"SET {key}=",
     }.get(shell, f"unset {key}")
-
-
-def _escape(value: str, specials: str, escape: str = "\\") -> str:
-    return "".join(escape + c if c in specials else c for c in value)
 
 
 def _eval_hint(shell: str, command: str) -> str:

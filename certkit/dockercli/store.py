@@ -30,11 +30,12 @@ from typing import Any
 from .. import files, paths
 from ..errors import OperationError, UsageError
 from ..files import StrPath
-from ..names import format_host, ip_or_none, normalize_dns_name
+from ..names import format_host, ip_or_none, normalize_dns_name, parse_endpoint
+from ..untrusted import refuse_controls
 
 TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
 ENDPOINT = "docker"
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.+-]+")  # fullmatch: "$" would let "\n" through
 
 
 # ---------------------------------------------------------------- names
@@ -46,7 +47,7 @@ def validate_context_name(name: str) -> str:
         raise UsageError(
             "'default' is reserved by the docker CLI for its built-in context; choose another name."
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid docker context name: use at least two characters, "
             "letters, digits, '_', '.', '+' and '-', starting with a letter or digit."
@@ -80,6 +81,29 @@ def default_name_for(host: str) -> str:
     return validate_context_name(candidate)
 
 
+def check_endpoint(host: str, context: str) -> str:
+    """The canonical ``tcp://HOST:PORT`` of a context's endpoint; UsageError for anything else.
+
+    Every endpoint that crosses a trust boundary (an imported archive, a
+    meta.json about to be rendered by ``certkit env``) goes through the one
+    endpoint parser: a TLS context points at ``tcp://`` and nothing else
+    (no ``ssh://``, ``unix://``, paths, users, quotes or control characters).
+    """
+    refuse_controls(host, f"The endpoint of context {context!r},")
+    if not host.startswith("tcp://"):
+        raise UsageError(
+            f"Context {context!r} points at {host!r}, not at a tcp:// host: "
+            "certkit handles only TLS contexts (tcp://HOST:PORT)."
+        )
+    try:
+        bare, port = parse_endpoint(host)
+        return format_host(bare, port)
+    except UsageError as e:
+        raise UsageError(
+            f"Context {context!r} has an invalid endpoint {host!r} ({e.message.rstrip('.')})."
+        ) from None
+
+
 # ---------------------------------------------------------------- the layout
 
 
@@ -93,6 +117,7 @@ class ContextInfo:
     tls_dir: Path  # .../contexts/tls/<id>/docker
     config_dir: Path
     description: str = ""
+    skip_tls_verify: bool = False  # the endpoint's SkipTLSVerify: the CLI trusts any server
 
     def tls_file(self, name: str) -> Path:
         return self.tls_dir / name
@@ -105,6 +130,7 @@ class ContextInfo:
             "meta_path": str(self.meta_path),
             "tls_dir": str(self.tls_dir),
             "docker_config": str(self.config_dir),
+            "skip_tls_verify": self.skip_tls_verify,
         }
 
 
@@ -178,12 +204,22 @@ def read_context(name: str, docker_config: StrPath | None = None) -> ContextInfo
         ) from None
     except (OSError, ValueError):
         raise UsageError(f"The context metadata {meta_path} is unreadable or corrupted.") from None
+    parsed = _parse_meta(meta)
+    if parsed is None or "Host" not in meta["Endpoints"][ENDPOINT]:
+        raise UsageError(f"Context {name!r} has no docker endpoint in {meta_path}.")
+    _, host, description, skip = parsed
+    return ContextInfo(name, host, meta_path, tls_root / ENDPOINT, config_dir, description, skip)
+
+
+def _parse_meta(meta: Any) -> tuple[str, str, str, bool] | None:
+    """(Name, Host, Description, SkipTLSVerify) of a meta.json document, None when malformed."""
     try:
-        host = str(meta["Endpoints"][ENDPOINT]["Host"])
+        endpoint = meta["Endpoints"][ENDPOINT]
+        host = str(endpoint.get("Host", ""))
         description = str((meta.get("Metadata") or {}).get("Description", ""))
+        return str(meta.get("Name", "")), host, description, bool(endpoint.get("SkipTLSVerify"))
     except (KeyError, TypeError, AttributeError):
-        raise UsageError(f"Context {name!r} has no docker endpoint in {meta_path}.") from None
-    return ContextInfo(name, host, meta_path, tls_root / ENDPOINT, config_dir, description)
+        return None
 
 
 def list_contexts(docker_config: StrPath | None = None) -> list[ContextInfo]:
@@ -198,13 +234,14 @@ def list_contexts(docker_config: StrPath | None = None) -> list[ContextInfo]:
     for meta_path in sorted(_meta_root(config_dir).glob("*/meta.json")):
         try:
             meta = json.loads(meta_path.read_text())
-            name = str(meta["Name"])
-            host = str(meta["Endpoints"][ENDPOINT].get("Host", ""))
-            description = str((meta.get("Metadata") or {}).get("Description", ""))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError):
             continue
+        parsed = _parse_meta(meta)
+        if parsed is None or not parsed[0]:
+            continue
+        name, host, description, skip = parsed
         tls_dir = _tls_root(config_dir) / meta_path.parent.name / ENDPOINT
-        found.append(ContextInfo(name, host, meta_path, tls_dir, config_dir, description))
+        found.append(ContextInfo(name, host, meta_path, tls_dir, config_dir, description, skip))
     return found
 
 

@@ -1,0 +1,245 @@
+"""Trust boundaries on the client side, attacked the way issue 20 found them.
+
+Each test plays the attacker: whoever hands over a context archive or a CI
+bundle, whoever could plant a meta.json, or a Docker host that answers with
+terminal escapes.  The shells are real (bash; zsh and fish where installed,
+.ci/run installs them); PowerShell and cmd cannot run here, so their output
+is checked by a parser of their quoting rules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from support import run_certkit
+
+from certkit import certs, dockercli
+
+CERTKIT = f"{sys.executable} -m certkit"
+
+
+def _pems() -> tuple[bytes, bytes, bytes]:
+    ca_key = certs.generate_key()
+    ca = certs.make_ca(ca_key, "test CA", 1)
+    key = certs.generate_key()
+    cert = certs.make_leaf(ca, ca_key, key.public_key(), "client", "prod", None, 1)
+    return certs.cert_pem(ca), certs.cert_pem(cert), certs.key_pem(key)
+
+
+CA, CERT, KEY = _pems()
+
+
+def _archive(meta: dict[str, object], extra: tuple[tuple[str, bytes], ...] = ()) -> bytes:
+    """An export tar with ``meta`` as meta.json and the three TLS files."""
+    buf = io.BytesIO()
+    members = [
+        ("meta.json", json.dumps(meta).encode()),
+        ("tls/docker/ca.pem", CA),
+        ("tls/docker/cert.pem", CERT),
+        ("tls/docker/key.pem", KEY),
+        *extra,
+    ]
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _meta(host: str, name: str = "prod", **endpoint: object) -> dict[str, object]:
+    return {
+        "Name": name,
+        "Metadata": {},
+        "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False, **endpoint}},
+    }
+
+
+def _import(tmp_path: Path, data: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    archive = tmp_path / "evil.dockercontext"
+    archive.write_bytes(data)
+    return run_certkit(
+        "context", "import", str(archive), *args, "--docker-config", str(tmp_path / "c")
+    )
+
+
+def _plant(config: Path, name: str, host: str) -> None:
+    """A context written as the docker CLI would, then its meta.json replaced by an attacker."""
+    info = dockercli.write_context(name, "docker1", 2376, CA, CERT, KEY, docker_config=config)
+    info.meta_path.write_text(json.dumps(_meta(host, name)))
+
+
+# ---------------------------------------------------------------- certkit env: shell injection
+
+EVIL_HOSTS = [
+    "tcp://docker1:2376\u201d; Start-Process calc.exe; \u201c",  # PowerShell's other quotes
+    'tcp://docker1:2376"; touch /tmp/certkit-pwned; "',
+    "tcp://docker1:2376\nSET PWNED=1",  # a second command line for cmd's FOR /f
+    "tcp://docker1:2376\r\n",
+    "tcp://docker*:2376",  # globbed by the unquoted eval $(certkit env X)
+    "tcp://docker1:2376/$(id)",
+    "tcp://docker1:2376`id`",
+    "tcp://user@docker1:2376",
+    "tcp://docker1:2376 ; id",
+    "tcp://docker1:2376\x1b]0;title\x07",
+]
+
+
+@pytest.mark.parametrize("host", EVIL_HOSTS)
+def test_import_refuses_a_host_that_is_not_an_endpoint(host: str, tmp_path: Path) -> None:
+    res = _import(tmp_path, _archive(_meta(host)))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "c").exists()  # nothing written
+
+
+@pytest.mark.parametrize("shell", dockercli.SHELLS)
+@pytest.mark.parametrize("host", EVIL_HOSTS)
+def test_env_refuses_a_planted_host_in_every_shell(shell: str, host: str, tmp_path: Path) -> None:
+    """A meta.json written by someone else is checked again before it becomes shell code."""
+    _plant(tmp_path / "c", "prod", host)
+    res = run_certkit("env", "prod", "--shell", shell, "--docker-config", str(tmp_path / "c"))
+    assert res.returncode == 2, res.stdout
+    assert res.stdout == "" and "Traceback" not in res.stderr
+    assert "\x1b" not in res.stderr
+
+
+def test_import_stores_the_canonical_endpoint(tmp_path: Path) -> None:
+    res = _import(tmp_path, _archive(_meta("tcp://Docker1.Example.COM:2376")), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["host"] == "tcp://docker1.example.com:2376"
+
+
+# The characters a docker config path may hold that each shell treats specially.
+ODD = "sp ace  two*glob?[x] 'q\" $HOME `id` ;&|<>()!%^#~ \\back \u2019\u201c é"
+
+
+def _odd_context(tmp_path: Path, host: str = "docker1") -> tuple[Path, dockercli.ContextInfo]:
+    config = tmp_path / ODD
+    info = dockercli.write_context("prod", host, 2376, CA, CERT, KEY, docker_config=config)
+    return config, info
+
+
+def _sq(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+SHOW = 'printf "%s\\n" "$DOCKER_TLS_VERIFY" "$DOCKER_HOST" "$DOCKER_CERT_PATH"'
+
+
+def _plant_globs(cwd: Path) -> None:
+    """Files an unquoted ``eval $(certkit env X)`` would glob into the assignments."""
+    (cwd / "export").mkdir()
+    trap = cwd / 'DOCKER_HOST="tcp:'
+    trap.mkdir()
+    (trap / '1:2376"').write_text("")
+    (trap / "1]:2376'").write_text("")
+    (cwd / "DOCKER_HOST=tcp:").mkdir()
+    (cwd / "DOCKER_HOST=tcp:" / "1").write_text("")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+@pytest.mark.parametrize("quoted", [True, False])
+def test_posix_shells_get_every_character_back(shell: str, quoted: bool, tmp_path: Path) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed (.ci/run installs it)")
+    config, info = _odd_context(tmp_path, "::1")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    _plant_globs(cwd)
+    sub = f"$({CERTKIT} env prod --shell bash --docker-config {_sq(str(config))})"
+    word = '"' + sub + '"' if quoted else sub
+    script = f"eval {word}; {SHOW}"
+    out = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["1", "tcp://[::1]:2376", str(info.tls_dir)]
+
+
+def test_fish_gets_every_character_back(tmp_path: Path) -> None:
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed (.ci/run installs it)")
+    config, info = _odd_context(tmp_path, "::1")
+    cmd = f"{CERTKIT} env prod --shell fish --docker-config {_sq(str(config))}"
+    script = f"eval ({cmd}); printf '%s\\n' $DOCKER_TLS_VERIFY $DOCKER_HOST $DOCKER_CERT_PATH"
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "x")}
+    out = subprocess.run(
+        ["fish", "--no-config", "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["1", "tcp://[::1]:2376", str(info.tls_dir)]
+
+
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+def _powershell_assignments(text: str) -> dict[str, str]:
+    """``$Env:K = '...'`` lines, decoded by PowerShell's rules for verbatim strings.
+
+    In a single-quoted string every character is literal except the four
+    single-quote characters, which end it unless doubled; anything after the
+    closing quote would be code.
+    """
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        prefix, _, rest = line.partition(" = ")
+        assert prefix.startswith("$Env:") and rest[:1] in _PS_QUOTES, line
+        value, i = "", 1
+        while True:
+            c = rest[i]
+            if c in _PS_QUOTES:
+                if i + 1 < len(rest) and rest[i + 1] in _PS_QUOTES:
+                    value, i = value + c, i + 2
+                    continue
+                assert rest[i + 1 :] == "", f"code after the string: {line!r}"
+                break
+            value, i = value + c, i + 1
+        found[prefix.removeprefix("$Env:")] = value
+    return found
+
+
+def test_powershell_gets_every_character_back(tmp_path: Path) -> None:
+    config, info = _odd_context(tmp_path, "::1")
+    res = run_certkit("env", "prod", "--shell", "powershell", "--docker-config", str(config))
+    assert res.returncode == 0, res.stderr
+    assert _powershell_assignments(res.stdout) == {
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_HOST": "tcp://[::1]:2376",
+        "DOCKER_CERT_PATH": str(info.tls_dir),
+    }
+
+
+def test_cmd_gets_only_allow_listed_values(tmp_path: Path) -> None:
+    config, _ = _odd_context(tmp_path)
+    res = run_certkit("env", "prod", "--shell", "cmd", "--docker-config", str(config))
+    assert res.returncode == 2 and res.stdout == ""
+    assert "cmd cannot be given safely" in res.stderr
+    plain = tmp_path / "plain dir (x86)"
+    info = dockercli.write_context("prod", "::1", 2376, CA, CERT, KEY, docker_config=plain)
+    res = run_certkit("env", "prod", "--shell", "cmd", "--docker-config", str(plain))
+    assert res.returncode == 0, res.stderr
+    sets = [line for line in res.stdout.splitlines() if not line.startswith("REM")]
+    assert sets == [
+        'SET "DOCKER_TLS_VERIFY=1"',
+        'SET "DOCKER_HOST=tcp://[::1]:2376"',
+        f'SET "DOCKER_CERT_PATH={info.tls_dir}"',
+    ]
+    for line in sets:  # one quoted SET each: nothing cmd would expand or end the quote with
+        assert not set(line[5:-1]) & set('"%!^&|<>\r\n')
+
+
+def test_env_refuses_a_config_path_with_a_control_character(tmp_path: Path) -> None:
+    config = tmp_path / "a\nb"
+    dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=config)
+    res = run_certkit("env", "prod", "--docker-config", str(config))
+    assert res.returncode == 2 and res.stdout == ""
+    assert "control characters" in res.stderr
