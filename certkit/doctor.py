@@ -292,6 +292,14 @@ def _check_context(report: DoctorReport, info: dockercli.ContextInfo) -> None:
 
     name, host, tls_dir = info.name, info.host, info.tls_dir
     check = f"context {name}"
+    if info.skip_tls_verify:
+        report.add(
+            check,
+            FAIL,
+            f"{host or 'no host'} with SkipTLSVerify: true: the docker CLI trusts any server "
+            f"there; recreate it: certkit client-context {name} --host HOST --force",
+        )
+        return
     if not host.startswith(("tcp://", "https://")):
         report.add(check, SKIP, f"{host or 'no host'}: not a TCP endpoint, no TLS needed")
         return

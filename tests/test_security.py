@@ -9,6 +9,7 @@ is checked by a parser of their quoting rules.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,271 @@ def test_env_refuses_a_config_path_with_a_control_character(tmp_path: Path) -> N
     res = run_certkit("env", "prod", "--docker-config", str(config))
     assert res.returncode == 2 and res.stdout == ""
     assert "control characters" in res.stderr
+
+
+# ---------------------------------------------------------------- import: what an archive may say
+
+
+@pytest.mark.parametrize(
+    ("host", "endpoint"),
+    [
+        ("tcp://docker1:2376", {"SkipTLSVerify": True}),
+        ("tcp://docker1:2376", {"SkipTLSVerify": 1}),
+        ("ssh://root@docker1", {}),
+        ("unix:///var/run/docker.sock", {}),
+        ("npipe:////./pipe/docker_engine", {}),
+        ("https://docker1:2376", {}),
+    ],
+)
+def test_import_refuses_a_context_that_does_not_verify_a_tls_daemon(
+    host: str, endpoint: dict[str, object], tmp_path: Path
+) -> None:
+    res = _import(tmp_path, _archive(_meta(host, **endpoint)))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "SkipTLSVerify" in res.stderr or "tcp://" in res.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def _raw_tar(*members: tuple[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _raw_zip(*members: tuple[str, bytes]) -> bytes:
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # duplicates on purpose
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+GOOD = json.dumps(_meta("tcp://docker1:2376")).encode()
+EVIL = json.dumps(_meta("tcp://evil.example:2376")).encode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _raw_tar(("meta.json", GOOD), ("meta.json", EVIL)),  # tar: the last one wins
+        _raw_tar(("meta.json", GOOD), ("./meta.json", EVIL)),
+        _raw_tar(("meta.json", GOOD), ("tls/docker/ca.pem", CA), ("tls/docker/./ca.pem", CA)),
+        _raw_zip(("meta.json", GOOD), ("./meta.json", EVIL)),  # slipped past the zip check
+        _raw_zip(("meta.json", GOOD), ("tls/docker/key.pem", KEY), ("tls/./docker/key.pem", KEY)),
+    ],
+)
+def test_import_refuses_duplicate_members(data: bytes, tmp_path: Path) -> None:
+    res = _import(tmp_path, data, "x1")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "twice" in res.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def _pax_override() -> bytes:
+    """A member named harmlessly in its header whose PAX ``path`` record says otherwise."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("meta.json")
+        info.size = len(GOOD)
+        tar.addfile(info, io.BytesIO(GOOD))
+        info = tarfile.TarInfo("tls/docker/ca.pem")
+        info.pax_headers = {"path": "../../.bashrc"}
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"x=1"))
+    return buf.getvalue()
+
+
+def _device() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("meta.json"), io.BytesIO(b""))
+        dev = tarfile.TarInfo("tls/docker/key.pem")
+        dev.type, dev.devmajor, dev.devminor = tarfile.CHRTYPE, 1, 3
+        tar.addfile(dev)
+    return buf.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.json", GOOD)
+        info = zipfile.ZipInfo("tls/docker/cert.pem")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, b"\0" * (64 * 1024 * 1024))
+    data = buf.getvalue()
+    assert len(data) < 1024 * 1024
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (_pax_override(), "unsafe path"),
+        (_device(), "not a regular file"),
+        (_zip_bomb(), "over 4 MiB"),
+        (_raw_tar(("meta.json", GOOD), ("tls\\docker\\key.pem", KEY)), "unsafe path"),
+    ],
+)
+def test_import_keeps_refusing_archive_tricks(data: bytes, why: str, tmp_path: Path) -> None:
+    """What held before issue 20 (PAX paths, devices, zip bombs, backslashes): kept."""
+    res = _import(tmp_path, data, "x1")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert why in res.stderr
+    assert not (tmp_path / "c").exists()
+    assert not (tmp_path.parent / ".bashrc").exists()
+
+
+def test_import_use_with_an_invalid_config_json_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "c"
+    config.mkdir()
+    (config / "config.json").write_text("[not an object")
+    res = _import(tmp_path, _archive(_meta("tcp://docker1:2376")), "--use")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert sorted(p.name for p in config.iterdir()) == ["config.json"]
+
+
+def test_doctor_fails_a_context_that_skips_tls_verification(tmp_path: Path) -> None:
+    config = tmp_path / "c"
+    info = dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=config)
+    meta = json.loads(info.meta_path.read_text())
+    meta["Endpoints"]["docker"]["SkipTLSVerify"] = True  # what `docker context create` can do
+    info.meta_path.write_text(json.dumps(meta))
+    (tmp_path / "root").mkdir()
+    res = run_certkit(
+        "doctor", "--root", str(tmp_path / "root"), "--docker-config", str(config), "--json"
+    )
+    assert res.returncode == 1, res.stdout + res.stderr
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert checks["context prod"]["status"] == "FAIL"
+    assert "SkipTLSVerify" in checks["context prod"]["message"]
+    env = run_certkit("env", "prod", "--docker-config", str(config))
+    assert env.returncode == 2 and env.stdout == ""
+
+
+# ---------------------------------------------------------------- CI bundles, validate first
+
+
+def _bundle_json(store: object) -> dict[str, object]:
+    res = run_certkit(
+        "ci", "export", "runner1", "--host", "docker1.example.com", "--format", "json"
+    )
+    assert res.returncode == 0, res.stderr
+    return dict(json.loads(res.stdout))
+
+
+def _encode(data: dict[str, object]) -> str:
+    return base64.b64encode(json.dumps(data).encode()).decode()
+
+
+def _bootstrap(tmp_path: Path, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+    github_env = tmp_path / "github_env"
+    github_env.write_text("")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "DOCKER_CONFIG": str(tmp_path / "runner-docker"),
+        "GITHUB_ENV": str(github_env),
+        "CERTKIT_BUNDLE": secret,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "certkit", "ci", "bootstrap", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "runner-docker").exists()
+    assert (tmp_path / "github_env").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("context", "runner1\n"),  # "$" in a regex let this through, after writing the context
+        ("context", "runner1\r"),
+        ("context", "-runner1"),
+        ("context", "run ner1"),
+        ("host", "docker1.example.com\n"),
+        ("host", "docker1.example.com\nHOST=evil"),
+        ("host", "-oProxyCommand=id"),
+        ("host", "ssh://docker1.example.com"),
+        ("host", "docker1.example.com:2377"),
+        ("host", "docker1\u201d.example.com"),
+        ("port", 0),
+        ("port", 65536),
+        ("port", "2376"),
+    ],
+)
+def test_a_crafted_bundle_is_refused_before_anything_is_written(
+    field: str, value: object, store: object, tmp_path: Path
+) -> None:
+    data = _bundle_json(store)
+    data[field] = value
+    res = _bootstrap(tmp_path, _encode(data))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "eyJ2Ijo",  # base64 cut mid-way
+        "e30=e30=",  # padding in the middle
+        "Zm9v\nYmFy=\n=",
+        "A",
+        "////",
+        base64.b64encode(b"\xff\xfe{").decode(),
+    ],
+)
+def test_a_malformed_bundle_is_one_sentence(secret: str, tmp_path: Path) -> None:
+    res = _bootstrap(tmp_path, secret)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("certkit: error:") and "Traceback" not in res.stderr
+    _nothing_written(tmp_path)
+
+
+def test_bootstrap_checks_the_docker_config_path_before_writing(
+    store: object, tmp_path: Path
+) -> None:
+    secret = _encode(_bundle_json(store))
+    odd = tmp_path / "x\nA=1"
+    res = _bootstrap(tmp_path, secret, "--docker-config", str(odd))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert not odd.exists()
+    _nothing_written(tmp_path)
+
+
+def test_bootstrap_use_with_an_invalid_config_json_writes_nothing(
+    store: object, tmp_path: Path
+) -> None:
+    secret = _encode(_bundle_json(store))
+    config = tmp_path / "runner-docker"
+    config.mkdir()
+    (config / "config.json").write_text("{broken")
+    res = _bootstrap(tmp_path, secret)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert sorted(p.name for p in config.iterdir()) == ["config.json"]
+    assert (tmp_path / "github_env").read_text() == ""
+
+
+def test_client_context_use_with_an_invalid_config_json_issues_nothing(
+    store: object, docker_config: Path
+) -> None:
+    docker_config.mkdir(parents=True, exist_ok=True)
+    (docker_config / "config.json").write_text('{"auths": {}')
+    before = run_certkit("list", "--json").stdout
+    res = run_certkit("client-context", "aa", "--host", "docker1", "--use")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert run_certkit("list", "--json").stdout == before  # no certificate issued or recorded
+    assert sorted(p.name for p in docker_config.iterdir()) == ["config.json"]

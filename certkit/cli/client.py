@@ -288,10 +288,13 @@ def import_(
     """
     from ..dockercli import (
         MAX_ARCHIVE,
+        check_current_context,
         docker_context_override_warning,
         docker_host_override_warning,
         import_context,
+        read_archive,
         set_current_context,
+        validate_context_name,
     )
     from ..errors import UsageError
 
@@ -304,6 +307,9 @@ def import_(
         except OSError as e:
             raise UsageError(f"Cannot read {file}: {e.strerror}.") from None
         source = file
+    if use:  # an invalid config.json is refused before the context is written
+        target = validate_context_name(name or read_archive(data, source).name)
+        check_current_context(target, docker_config)
     info = import_context(data, name, source=source, docker_config=docker_config, force=force)
     lines = [f"Imported context {info.name!r} -> {info.host} into {info.config_dir}."]
     if use:

@@ -163,7 +163,7 @@ def _zip_members(data: bytes, source: str) -> dict[str, bytes]:
                 elif info.is_dir():
                     kind = "dir"
                 else:
-                    kind = "file" if not mode or stat.S_ISREG(mode) else "other"
+                    kind = "file" if not stat.S_IFMT(mode) or stat.S_ISREG(mode) else "other"
                 if _classify(info.filename.rstrip("/"), kind, info.file_size, source) == "dir":
                     continue
                 with zf.open(info) as f:  # read at most the limit: file_size may lie
