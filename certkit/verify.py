@@ -7,8 +7,13 @@ and the CA given is the only one trusted.
 
 Each check yields one :class:`Check` (PASS, WARN or FAIL).  Checks are kept
 independent on purpose: a name mismatch must not hide whether the server
-demands client certificates, so the probes that test the server's side use
-connections that do not verify the server at all.
+demands client certificates.  But nothing is believed from a server that was
+not authenticated: the client certificate is shown only to a server whose
+certificate chains to the CA, and the refusal probes (no certificate, a
+stranger's certificate) verify the server first (the CA, and the name or the
+very certificate already seen) and count only a TLS alert from that server as
+a refusal.  A connection that just ends (EOF, reset: what anyone in the middle
+can do) proves nothing: a WARN, and the report is not ``ok``.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from . import dockercli, files
 from .checks import FAIL, PASS, WARN, Check, Checklist
 from .errors import UsageError
 from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
+from .tlsclient import Session, open_session, probe, request, tls_context, why
 
 WARN_DAYS = 30
-MAX_RESPONSE = 1 << 20  # /_ping and /version answers are tiny
+PROBES = ("client-cert-required", "unknown-ca-refused")
 
 
 @dataclass
@@ -55,10 +61,21 @@ class Report(Checklist):
     engine_version: str | None = None
     api_version: str | None = None
     server_names: list[str] = field(default_factory=list)
+    server_der: bytes = b""  # the server certificate the first connection saw
+
+    @property
+    def proven(self) -> bool:
+        """Did every refusal probe get an authenticated answer? (A WARN there is "not proven".)"""
+        return all(c.status != WARN for c in self.checks if c.name in PROBES)
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and self.proven
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "proven": self.proven,
             "host": self.host,
             "port": self.port,
             "credentials": self.source,
@@ -112,147 +129,6 @@ def _check_files(creds: Credentials) -> None:
             raise UsageError(f"The {label} file {path} does not exist: {fix}.")
 
 
-# ---------------------------------------------------------------- TLS and HTTP
-
-
-def _context(
-    ca: Path | None, cert: Path | None = None, key: Path | None = None, check_name: bool = True
-) -> ssl.SSLContext:
-    """A client context as strict as Python 3.13's default; ``ca=None`` verifies nothing."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca is None:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.load_verify_locations(cafile=str(ca))  # this CA only, never the system store
-        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
-        ctx.check_hostname = check_name
-    if cert is not None:
-        try:
-            # An empty password: an encrypted key fails here instead of OpenSSL
-            # prompting on the terminal (which would hang a cron job).
-            ctx.load_cert_chain(str(cert), str(key) if key else None, password="")
-        except (ssl.SSLError, OSError) as e:
-            raise UsageError(
-                f"Cannot load the client certificate {cert} with key {key} ({_why(e)}): "
-                "they must be PEM files that belong together, the key unencrypted."
-            ) from None
-    return ctx
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    """Read until the server closes, at most :data:`MAX_RESPONSE` bytes."""
-    data = b""
-    while len(data) < MAX_RESPONSE:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
-
-
-def _parse_response(data: bytes) -> Response:
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ValueError("not an HTTP response")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
-    return Response(int(parts[1]), headers, body)
-
-
-def _request(sock: socket.socket, host: str, path: str) -> Response:
-    """One GET with ``Connection: close``; raises ValueError on a non-HTTP answer."""
-    authority = f"[{host}]" if ":" in host else host
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: certkit-verify\r\n"
-        "Connection: close\r\n\r\n".encode()
-    )
-    return _parse_response(_read_all(sock))
-
-
-def _server_hostname(host: str) -> str:
-    return host.strip("[]")
-
-
-@dataclass
-class Session:
-    """What one TLS connection learnt: version, server certificate, HTTP answers."""
-
-    version: str | None = None
-    peer_der: bytes | None = None
-    responses: dict[str, Response] = field(default_factory=dict)
-
-
-def _session(
-    host: str, port: int, ctx: ssl.SSLContext, timeout: float, paths: tuple[str, ...] = ()
-) -> Session:
-    """Handshake, then GET each path on its own connection; errors propagate."""
-    out = Session()
-    for i, path in enumerate(paths or ("",)):
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=_server_hostname(host)) as s,
-        ):
-            if i == 0:
-                out.version = s.version()
-                out.peer_der = s.getpeercert(binary_form=True)
-            if path:
-                out.responses[path] = _request(s, host, path)
-    return out
-
-
-def _why(e: BaseException) -> str:
-    """A short reason for a TLS or socket failure."""
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return str(e.verify_message or e.reason or e)
-    if isinstance(e, ssl.SSLError):
-        return str(e.reason or e).replace("_", " ").lower()
-    if isinstance(e, TimeoutError):
-        return "no answer before the timeout"
-    if isinstance(e, ValueError):
-        return "the answer was not HTTP"
-    return e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
-
-
-def _accepted(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> tuple[bool | None, str]:
-    """Does the server answer ``/_ping`` on this connection? (True, False, None=unknown)."""
-    try:
-        resp = _session(host, port, ctx, timeout, ("/_ping",)).responses["/_ping"]
-    except TimeoutError as e:
-        return None, _why(e)
-    except (ssl.SSLError, OSError, ValueError) as e:
-        return False, _why(e)
-    if resp.status == 200:
-        return True, "HTTP 200"
-    return False, f"HTTP {resp.status}"
-
-
 # ---------------------------------------------------------------- names and dates
 
 
@@ -301,14 +177,14 @@ def _load_cert_file(path: Path) -> Any:
 
 
 def _connect_hint(e: BaseException, host: str, port: int) -> str:
-    why = _why(e)
-    if "wrong version number" in why or "record layer" in why or "packet length" in why:
-        return f"{why}: {host}:{port} does not speak TLS (a plain-HTTP port such as 2375?)"
-    if "unsupported protocol" in why or "protocol version" in why:
-        return f"{why}: the server offers nothing newer than TLS 1.1; TLS 1.2 is the minimum"
+    reason = why(e)
+    if "wrong version number" in reason or "record layer" in reason or "packet length" in reason:
+        return f"{reason}: {host}:{port} does not speak TLS (a plain-HTTP port such as 2375?)"
+    if "unsupported protocol" in reason or "protocol version" in reason:
+        return f"{reason}: the server offers nothing newer than TLS 1.1; TLS 1.2 is the minimum"
     if isinstance(e, ConnectionRefusedError):
-        return f"{why}: is dockerd listening on tcp://{host}:{port} and the port open?"
-    return why
+        return f"{reason}: is dockerd listening on tcp://{host}:{port} and the port open?"
+    return reason
 
 
 # ---------------------------------------------------------------- the audit
@@ -318,13 +194,13 @@ def _check_chain(report: Report, host: str, port: int, creds: Credentials, timeo
     # No client certificate: the client verifies the server before it would send one,
     # so any failure other than a verification error still means the chain verified.
     try:
-        _session(host, port, _context(creds.ca, check_name=False), timeout)
+        open_session(host, port, tls_context(creds.ca, check_name=False), timeout)
     except ssl.SSLCertVerificationError as e:
         report.add(
             "chain",
             FAIL,
             f"the server certificate does not verify against {creds.ca} under strict X.509 "
-            f"rules: {_why(e)}",
+            f"rules: {why(e)}",
         )
         return False
     except (ssl.SSLError, OSError):
@@ -353,12 +229,12 @@ def _check_client_session(
     report: Report, host: str, port: int, ctx: ssl.SSLContext, creds: Credentials, timeout: float
 ) -> None:
     try:
-        session = _session(host, port, ctx, timeout, ("/_ping", "/version"))
+        session = open_session(host, port, ctx, timeout, ("/_ping", "/version"))
     except (ssl.SSLError, OSError, ValueError) as e:
         report.add(
             "handshake",
             FAIL,
-            f"the TLS connection with the client certificate {creds.cert} failed: {_why(e)}",
+            f"the TLS connection with the client certificate {creds.cert} failed: {why(e)}",
         )
         report.add("api", FAIL, "/_ping and /version not reached: the TLS connection failed")
         return
@@ -387,20 +263,32 @@ def _check_client_session(
     )
 
 
+def _probe_context(
+    creds: Credentials, name_ok: bool, version: str | None, cert: Path | None, key: Path | None
+) -> ssl.SSLContext:
+    """Verify the server (CA, name when it matched) at the version first negotiated, or newer."""
+    ctx = tls_context(creds.ca, cert, key, check_name=name_ok)
+    if version == "TLSv1.3":  # no downgrade to TLS 1.2, whose handshake alerts are not signed
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
 def _check_refusals(
-    report: Report, host: str, port: int, creds: Credentials, timeout: float
+    report: Report, host: str, port: int, creds: Credentials, name_ok: bool, timeout: float
 ) -> None:
+    version, expected = report.tls_version, report.server_der
     _add_refusal(
         report,
         "client-cert-required",
-        _accepted(host, port, _context(None), timeout),
+        probe(host, port, _probe_context(creds, name_ok, version, None, None), expected, timeout),
         refused="a client without a certificate is refused",
         accepted="the server answered /_ping WITHOUT a client certificate: anyone who reaches "
         "this port controls Docker; set tlsverify: true and tlscacert in daemon.json "
         "(certkit issue-server HOST --install does) and restart dockerd",
     )
     with _stranger_credentials() as (cert, key):
-        answer = _accepted(host, port, _context(None, cert, key), timeout)
+        ctx = _probe_context(creds, name_ok, version, cert, key)
+        answer = probe(host, port, ctx, expected, timeout)
     _add_refusal(
         report,
         "unknown-ca-refused",
@@ -421,20 +309,20 @@ def _add_refusal(
     accepted: str,
 ) -> None:
     """PASS when the server refused the connection, FAIL when it accepted, WARN when unclear."""
-    ok, why = answer
+    ok, reason = answer
     if ok:
         report.add(name, FAIL, accepted)
     elif ok is None:
-        report.add(name, WARN, f"cannot tell, no clear answer: {why}")
+        report.add(name, WARN, f"not proven, no authenticated answer: {reason}")
     else:
-        report.add(name, PASS, f"{refused} ({why})")
+        report.add(name, PASS, f"{refused} ({reason})")
 
 
 def _check_insecure_port(report: Report, host: str, port: int, timeout: float) -> None:
     name = "plain-http-closed"
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            resp = _request(s, host, "/_ping")
+            resp = request(s, host, "/_ping")
     except ConnectionRefusedError:
         report.add(name, PASS, f"port {port} is closed")
         return
@@ -442,7 +330,7 @@ def _check_insecure_port(report: Report, host: str, port: int, timeout: float) -
         report.add(name, PASS, f"port {port} does not answer")
         return
     except (OSError, ValueError) as e:
-        report.add(name, PASS, f"port {port} does not serve HTTP ({_why(e)})")
+        report.add(name, PASS, f"port {port} does not serve HTTP ({why(e)})")
         return
     if "api-version" in resp.headers or (resp.status == 200 and resp.body.strip() == b"OK"):
         report.add(
@@ -456,6 +344,25 @@ def _check_insecure_port(report: Report, host: str, port: int, timeout: float) -
         report.add(name, PASS, f"port {port} speaks TLS only (plain HTTP is refused)")
     else:
         report.add(name, PASS, f"port {port} answers HTTP {resp.status}, but not as a Docker API")
+
+
+def _first_session(
+    host: str, port: int, creds: Credentials, timeout: float
+) -> tuple[Session | None, BaseException | None]:
+    """The first look at the server: without a client certificate, so nothing is shown to it.
+
+    A TLS 1.2 server that demands a certificate ends that handshake; the
+    retry sends the client certificate only after the server's chain verified.
+    """
+    error: BaseException | None = None
+    for ctx in (tls_context(None), tls_context(creds.ca, creds.cert, creds.key, check_name=False)):
+        try:
+            return open_session(host, port, ctx, timeout), None
+        except (ssl.SSLError, OSError) as e:
+            error = error or e
+            if isinstance(e, (TimeoutError, ConnectionRefusedError, socket.gaierror)):
+                break  # the retry would fail the same way
+    return None, error
 
 
 def verify(
@@ -478,19 +385,10 @@ def verify(
     if timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}.")
     _check_files(creds)
-    client_ctx = _context(None, creds.cert, creds.key)  # fails early on a bad cert/key pair
+    tls_context(None, creds.cert, creds.key)  # fails early on a bad cert/key pair
     client_cert = _load_cert_file(creds.cert)
     report = Report(host, port, creds.source)
-    first: Session | None = None
-    error: BaseException | None = None
-    for ctx in (client_ctx, _context(None)):  # TLS 1.2 servers may drop a refused client cert
-        try:
-            first = _session(host, port, ctx, timeout)
-            break
-        except (ssl.SSLError, OSError) as e:
-            error = error or e
-            if isinstance(e, (TimeoutError, ConnectionRefusedError, socket.gaierror)):
-                break  # the retry without a client certificate would fail the same way
+    first, error = _first_session(host, port, creds, timeout)
     if first is None or first.peer_der is None:
         assert error is not None
         report.add(
@@ -505,13 +403,22 @@ def verify(
 
         server_cert = x509.load_der_x509_certificate(first.peer_der)
         report.server_names = certs.san_names(server_cert)
-        report.tls_version = first.version
+        report.tls_version, report.server_der = first.version, first.peer_der
         report.add("tls-version", PASS, f"{first.version} negotiated (TLS 1.2 is the minimum)")
         chain_ok = _check_chain(report, host, port, creds, timeout)
         name_ok = _check_name(report, host)
-        ctx = _context(creds.ca if chain_ok else None, creds.cert, creds.key, check_name=name_ok)
-        _check_client_session(report, host, port, ctx, creds, timeout)
-        _check_refusals(report, host, port, creds, timeout)
+        if chain_ok:  # the client certificate goes only to a server that chains to the CA
+            ctx = tls_context(creds.ca, creds.cert, creds.key, check_name=name_ok)
+            _check_client_session(report, host, port, ctx, creds, timeout)
+        else:
+            report.add(
+                "handshake",
+                FAIL,
+                "not attempted: the client certificate is shown "
+                "only to a server whose certificate chains to the CA",
+            )
+            report.add("api", FAIL, "/_ping and /version not reached: the server is not verified")
+        _check_refusals(report, host, port, creds, name_ok, timeout)
         _expiry(report, "server-cert-expiry", "server certificate", server_cert.not_valid_after_utc)
     _expiry(report, "client-cert-expiry", "client certificate", client_cert.not_valid_after_utc)
     if insecure_port:

@@ -513,3 +513,171 @@ def test_client_context_use_with_an_invalid_config_json_issues_nothing(
     assert res.returncode == 2, res.stdout + res.stderr
     assert run_certkit("list", "--json").stdout == before  # no certificate issued or recorded
     assert sorted(p.name for p in docker_config.iterdir()) == ["config.json"]
+
+
+# ---------------------------------------------------------------- verify: faked refusals
+
+
+class ProbeCutter:
+    """A TCP relay in front of a real dockerd that cuts the connections from ``cut_from`` on.
+
+    A cut connection gets the whole TLS handshake relayed (the client's first
+    record, every server byte), then is closed the moment the client sends
+    anything more: the client's handshake has completed, the daemon never
+    answers.  That is all someone in the middle needs to fake "refused".
+    """
+
+    def __init__(self, backend: int, cut_from: int) -> None:
+        import socket
+        import threading
+
+        self.backend, self.cut_from, self.count = backend, cut_from, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.count += 1
+            server = socket.create_connection(("127.0.0.1", self.backend))
+            cut = self.count >= self.cut_from
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._upstream, args=(client, server, cut), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: object, dst: object) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):  # type: ignore[attr-defined]
+                dst.sendall(data)  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            dst.close()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _upstream(client: object, server: object, cut: bool) -> None:
+        import contextlib
+
+        first_record: int | None = None
+        relayed = b""
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):  # type: ignore[attr-defined]
+                if cut:
+                    relayed += data
+                    if first_record is None and len(relayed) >= 5:
+                        first_record = 5 + int.from_bytes(relayed[3:5], "big")
+                    if first_record is not None and len(relayed) > first_record:
+                        break  # the client's second flight: its handshake is done
+                server.sendall(data)  # type: ignore[attr-defined]
+        for s in (client, server):
+            with contextlib.suppress(OSError):
+                s.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_verify_does_not_count_a_cut_connection_as_a_refusal(
+    store: object, sandbox: Path, dockerd: object
+) -> None:
+    from support import write_tcp_daemon_json
+
+    from certkit import ca, names
+    from certkit.store import CAStore
+
+    assert isinstance(store, CAStore)
+    server = ca.issue(store, "server", "localhost", "localhost", names.parse_names(["localhost"]))
+    client = ca.issue(store, "client", "it", "it")
+    # A daemon that takes clients WITHOUT certificates: verify must never call it safe.
+    tls = {"tls": True, "tlsverify": False, "tlscert": str(server.cert_path)}
+    tls["tlskey"] = str(server.key_path)
+    base = sandbox / "d1"
+    base.mkdir()
+    daemon = write_tcp_daemon_json(base, tls)
+    dockerd(**daemon.start_args())  # type: ignore[operator]
+    # verify's connections: first look, chain, /_ping, /version, then the two probes.
+    relay = ProbeCutter(daemon.port, cut_from=5)
+    try:
+        res = run_certkit(
+            "verify", f"localhost:{relay.port}", "--ca", str(store.cert_path),
+            "--cert", str(client.cert_path), "--key", str(client.key_path),
+            "--insecure-port", "0", "--json",
+        )  # fmt: skip
+    finally:
+        relay.close()
+    report = json.loads(res.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert relay.count >= 6, checks
+    for probe in ("client-cert-required", "unknown-ca-refused"):
+        assert checks[probe]["status"] == "WARN", checks[probe]
+        assert "not proven" in checks[probe]["message"]
+    assert res.returncode == 1 and report["ok"] is False and report["proven"] is False
+
+
+def test_verify_shows_no_client_certificate_to_an_impostor(store: object, tmp_path: Path) -> None:
+    """A machine in the middle with its own certificate for the name learns nothing from verify."""
+    import socket
+    import ssl
+    import threading
+
+    from certkit import ca, names
+    from certkit.store import CAStore
+
+    assert isinstance(store, CAStore)
+    client = ca.issue(store, "client", "it", "it")
+    fake_key = certs.generate_key()
+    fake_ca = certs.make_ca(fake_key, "impostor CA", 1)
+    leaf_key = certs.generate_key()
+    leaf = certs.make_leaf(
+        fake_ca, fake_key, leaf_key.public_key(), "server", "localhost",
+        names.parse_names(["localhost"]), 1,
+    )  # fmt: skip
+    (tmp_path / "fake.pem").write_bytes(certs.cert_pem(leaf) + certs.cert_pem(fake_ca))
+    (tmp_path / "fake-key.pem").write_bytes(certs.key_pem(leaf_key))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "fake.pem", tmp_path / "fake-key.pem")
+    ctx.load_verify_locations(store.cert_path)  # it would love the real client certificate
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    seen: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with ctx.wrap_socket(raw, server_side=True) as s:
+                    if der := s.getpeercert(binary_form=True):
+                        seen.append(der)
+                    s.sendall(
+                        b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK"
+                    )
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        res = run_certkit(
+            "verify", f"localhost:{listener.getsockname()[1]}", "--ca", str(store.cert_path),
+            "--cert", str(client.cert_path), "--key", str(client.key_path),
+            "--insecure-port", "0", "--json",
+        )  # fmt: skip
+    finally:
+        listener.close()
+    assert res.returncode == 1, res.stdout + res.stderr
+    checks = {c["name"]: c["status"] for c in json.loads(res.stdout)["checks"]}
+    assert checks["chain"] == "FAIL" and checks["handshake"] == "FAIL"
+    assert checks["client-cert-required"] == "WARN"  # an impostor's word proves nothing
+    mine = certs.load_cert(client.cert_path.read_bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    assert mine.public_bytes(Encoding.DER) not in seen
