@@ -303,6 +303,12 @@ def _check_context(report: DoctorReport, info: dockercli.ContextInfo) -> None:
     if not host.startswith(("tcp://", "https://")):
         report.add(check, SKIP, f"{host or 'no host'}: not a TCP endpoint, no TLS needed")
         return
+    try:
+        dockercli.check_endpoint(host.replace("https://", "tcp://", 1), name)
+    except UsageError as e:
+        fix = f"recreate it: certkit client-context {name} --host HOST --force"
+        report.add(check, FAIL, f"{e.message.rstrip('.')}; {fix}")
+        return
     missing = [f for f in dockercli.TLS_FILES if not (tls_dir / f).is_file()]
     if missing:
         report.add(

@@ -681,3 +681,47 @@ def test_verify_shows_no_client_certificate_to_an_impostor(store: object, tmp_pa
     from cryptography.hazmat.primitives.serialization import Encoding
 
     assert mine.public_bytes(Encoding.DER) not in seen
+
+
+# ---------------------------------------------------------------- terminal escapes
+
+ESCAPES = "\x1b]0;PWNED\x07\x1b[2J\x1b]52;c;ZWNobyBwd25lZA==\x07\x9b31m"
+
+
+def _no_escapes(text: str) -> None:
+    assert not any(c in text for c in "\x1b\x07\x9b"), repr(text)
+
+
+def test_doctor_escapes_what_a_hosts_daemon_json_says(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc" / "docker").mkdir(parents=True)
+    daemon = {
+        "tls": True,
+        "tlsverify": True,
+        "tlscacert": f"/x{ESCAPES}",
+        "tlscert": f"/y{ESCAPES}",
+        "tlskey": f"/z{ESCAPES}",
+        "hosts": [f"tcp://0.0.0.0:2376{ESCAPES}"],
+    }
+    (root / "etc" / "docker" / "daemon.json").write_text(json.dumps(daemon))
+    res = run_certkit("doctor", "--root", str(root))
+    assert res.returncode == 1
+    _no_escapes(res.stdout + res.stderr)
+    assert "\\x1b]0;PWNED" in res.stdout  # shown, harmlessly
+
+
+def test_doctor_and_env_escape_a_planted_context(tmp_path: Path) -> None:
+    config = tmp_path / "c"
+    info = dockercli.write_context("prod", "docker1", 2376, CA, CERT, KEY, docker_config=config)
+    meta = json.loads(info.meta_path.read_text())
+    meta["Endpoints"]["docker"]["Host"] = f"tcp://docker1:2376{ESCAPES}"
+    meta["Metadata"] = {"Description": ESCAPES}
+    info.meta_path.write_text(json.dumps(meta))
+    (tmp_path / "root").mkdir()
+    for args in (["doctor", "--root", str(tmp_path / "root")], ["env", "prod"]):
+        res = run_certkit(*args, "--docker-config", str(config))
+        assert res.returncode in (1, 2), res.stdout + res.stderr
+        _no_escapes(res.stdout + res.stderr)
+    res = _import(tmp_path, _archive({**_meta("tcp://docker1:2376"), "Metadata": meta["Metadata"]}))
+    assert res.returncode == 2 and "control characters" in res.stderr
+    _no_escapes(res.stderr)

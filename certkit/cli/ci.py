@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit, warn
+from .output import CA_OPTION, JSON_OPTION, emit, say, warn
 
 if TYPE_CHECKING:
     from ..ci import Bootstrapped, Exported
@@ -118,7 +118,7 @@ def _render_export(exported: Exported, out: Path | None, json_out: bool) -> None
         emit(json_out, {"ok": True, **summary}, lines)
     else:
         for line in lines:  # stdout carries the secret: the messages go to stderr
-            typer.echo(line, err=True)
+            say(line, err=True)
     if exported.fmt == "bundle" and len(text) > GITLAB_MAX_VALUE:
         warn(
             f"the bundle is {len(text)} characters, more than a GitLab variable holds "
@@ -213,7 +213,7 @@ def bootstrap(
         for line in result.export_lines():
             typer.echo(line)
         for line in lines:
-            typer.echo(line, err=True)
+            say(line, err=True)
     else:
         emit(False, None, lines)
     for message in result.warnings:

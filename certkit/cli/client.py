@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, warn
+from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, say, warn
 
 if TYPE_CHECKING:
     from ..client import ClientResult
@@ -160,7 +160,7 @@ def _warn_docker_py(advice: list[str]) -> None:
     if advice:
         warn(f"docker-py: {advice[0]}")
         for line in advice[1:]:
-            typer.echo(f"  {line}", err=True)
+            say(f"  {line}", err=True)
 
 
 def _default_config() -> Path:

@@ -9,6 +9,9 @@ from typing import Any
 import typer
 
 from ..defaults import DEFAULT_KEY_TYPE, KEY_TYPES
+from ..untrusted import escape_controls
+
+LAYOUT = "\n\t"  # the only control characters human output keeps
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for machines.")
 CA_OPTION = typer.Option("default", "--ca", help="Name of the CA in the store.")
@@ -44,17 +47,27 @@ SSH_OPTIONS_OPTION = typer.Option(
 
 
 def emit(json_mode: bool, data: Any, lines: Iterable[str] = ()) -> None:
-    """Print ``data`` as JSON in JSON mode, else the human ``lines``."""
+    """Print ``data`` as JSON in JSON mode, else the human ``lines``.
+
+    Human lines quote what hosts, archives, bundles and store files say: their
+    control characters are escaped (``\\x1b``), so none of them can retitle or
+    clear the terminal or write the clipboard.  JSON escapes them by itself.
+    """
     if json_mode:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         for line in lines:
-            typer.echo(line)
+            say(line)
+
+
+def say(line: str, err: bool = False) -> None:
+    """One human line, its control characters escaped (see :func:`emit`)."""
+    typer.echo(escape_controls(line, keep=LAYOUT), err=err)
 
 
 def warn(message: str) -> None:
     """A warning, always on stderr (so it never pollutes JSON or exported secrets)."""
-    typer.echo(f"certkit: warning: {message}", err=True)
+    say(f"certkit: warning: {message}", err=True)
 
 
 def next_step(command: str) -> str:
