@@ -23,6 +23,7 @@ from . import certs, defaults, dockercli, files, names, paths
 from .errors import UsageError
 from .origins import ClientOrigin
 from .store import CAStore
+from .untrusted import refuse_controls
 
 StrPath = str | os.PathLike[str]
 
@@ -98,6 +99,7 @@ def client_context(
     >>> r.context.host
     'tcp://docker1.example.com:2376'
     """
+    refuse_controls(host, "The host")  # format_host would strip a trailing newline
     name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(host)
     endpoint = names.format_host(host, port)
     bare_host = endpoint[len("tcp://") : endpoint.rindex(":")].strip("[]")
@@ -177,6 +179,7 @@ def client_files(
     """
     if not name and not host:
         raise UsageError("Give a NAME or --host for the client certificate.")
+    refuse_controls(host or "", "The host")
     name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(str(host))
     endpoint = names.format_host(host, port) if host else None
     common_name = _check_cn(cn or name)

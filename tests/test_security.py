@@ -725,3 +725,55 @@ def test_doctor_and_env_escape_a_planted_context(tmp_path: Path) -> None:
     res = _import(tmp_path, _archive({**_meta("tcp://docker1:2376"), "Metadata": meta["Metadata"]}))
     assert res.returncode == 2 and "control characters" in res.stderr
     _no_escapes(res.stderr)
+
+
+def test_someone_elses_config_json_link_is_not_followed(store: object, tmp_path: Path) -> None:
+    """In a shared docker config dir, another user's config.json link must not pick our write.
+
+    The link is owned by uid 4242, as if another local user had planted it
+    (kernels with fs.protected_symlinks=1 block following it; certkit used to
+    resolve it by itself and rewrite the target, e.g. /etc/docker/daemon.json).
+    """
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "daemon.json"
+    victim.write_text('{"log-level": "info"}\n')
+    link = shared / "config.json"
+    link.symlink_to(victim)
+    os.lchown(link, 4242, 4242)
+    before = run_certkit("list", "--json").stdout
+    res = run_certkit(
+        "client-context", "aa", "--host", "docker1", "--use", "--docker-config", str(shared)
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "symlink owned by uid 4242" in res.stderr
+    assert victim.read_text() == '{"log-level": "info"}\n'
+    assert run_certkit("list", "--json").stdout == before
+    assert sorted(p.name for p in shared.iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["client-context", "aa\n", "--host", "docker1"],
+        ["client-context", "aa", "--host", "docker1\n"],
+        ["ci", "export", "runner1\n", "--host", "docker1"],
+        ["ci", "export", "runner1", "--host", "docker1", "--context", "runner1\n"],
+    ],
+)
+def test_names_with_a_trailing_newline_issue_nothing(
+    command: list[str], store: object, docker_config: Path
+) -> None:
+    """``re.match("...$")`` accepts "name\\n": every name rule is a fullmatch now."""
+    before = run_certkit("list", "--json").stdout
+    res = run_certkit(*command)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert run_certkit("list", "--json").stdout == before
+    assert not docker_config.exists()
+
+
+def test_import_refuses_a_context_name_with_a_trailing_newline(tmp_path: Path) -> None:
+    res = _import(tmp_path, _archive(_meta("tcp://docker1:2376", name="prod\n")))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert not (tmp_path / "c").exists()

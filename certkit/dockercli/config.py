@@ -8,6 +8,7 @@ atomically with mode 0600 (facts doc section 2).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -43,11 +44,24 @@ def check_current_context(name: str, docker_config: StrPath | None = None) -> tu
     """
     validate_context_name(name)
     config = paths.docker_config_dir(docker_config) / "config.json"
-    target = config.resolve() if config.is_symlink() else config
+    target = config
+    if config.is_symlink():
+        owner = config.lstat().st_uid
+        if owner not in (os.geteuid(), 0):  # someone else's link would choose what we write
+            raise UsageError(
+                f"{config} is a symlink owned by uid {owner}, not by you; refusing to follow "
+                "it (remove it, or use a docker config dir of your own)."
+            )
+        target = config.resolve()
     try:
-        text = target.read_text()
+        text = config.read_text()  # through the link as the kernel allows (protected_symlinks)
     except (FileNotFoundError, NotADirectoryError):  # no file yet; an unwritable dir fails later
         text = ""
+    except PermissionError:
+        raise UsageError(
+            f"{config} cannot be read (permission denied; a symlink in a shared directory, "
+            "blocked by the kernel?); use a docker config dir of your own."
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"Cannot read {config}: {e}; fix or remove it first.") from None
     return target, _with_current_context(text, name, config)
