@@ -22,21 +22,11 @@ from pathlib import Path
 
 import pytest
 from support import run_certkit
+from test_context_store import CA, CERT, KEY
 
 from certkit import certs, dockercli
 
 CERTKIT = f"{sys.executable} -m certkit"
-
-
-def _pems() -> tuple[bytes, bytes, bytes]:
-    ca_key = certs.generate_key()
-    ca = certs.make_ca(ca_key, "test CA", 1)
-    key = certs.generate_key()
-    cert = certs.make_leaf(ca, ca_key, key.public_key(), "client", "prod", None, 1)
-    return certs.cert_pem(ca), certs.cert_pem(cert), certs.key_pem(key)
-
-
-CA, CERT, KEY = _pems()
 
 
 def _archive(meta: dict[str, object], extra: tuple[tuple[str, bytes], ...] = ()) -> bytes:
@@ -479,21 +469,15 @@ def test_a_malformed_bundle_is_one_sentence(secret: str, tmp_path: Path) -> None
     _nothing_written(tmp_path)
 
 
-def test_bootstrap_checks_the_docker_config_path_before_writing(
+def test_bootstrap_checks_the_config_path_and_config_json_before_writing(
     store: object, tmp_path: Path
 ) -> None:
     secret = _encode(_bundle_json(store))
-    odd = tmp_path / "x\nA=1"
+    odd = tmp_path / "x\nA=1"  # DOCKER_CONFIG goes into $GITHUB_ENV: a second variable
     res = _bootstrap(tmp_path, secret, "--docker-config", str(odd))
     assert res.returncode == 2, res.stdout + res.stderr
     assert not odd.exists()
     _nothing_written(tmp_path)
-
-
-def test_bootstrap_use_with_an_invalid_config_json_writes_nothing(
-    store: object, tmp_path: Path
-) -> None:
-    secret = _encode(_bundle_json(store))
     config = tmp_path / "runner-docker"
     config.mkdir()
     (config / "config.json").write_text("{broken")
@@ -584,6 +568,17 @@ class ProbeCutter:
         self.listener.close()
 
 
+def _verify(port: int, store: object, client: object) -> subprocess.CompletedProcess[str]:
+    """``certkit verify localhost:PORT --json`` with the store's CA and ``client``'s files."""
+    files = [
+        ("--ca", store.cert_path),  # type: ignore[attr-defined]
+        ("--cert", client.cert_path),  # type: ignore[attr-defined]
+        ("--key", client.key_path),  # type: ignore[attr-defined]
+    ]
+    args = [x for flag, path in files for x in (flag, str(path))]
+    return run_certkit("verify", f"localhost:{port}", *args, "--insecure-port", "0", "--json")
+
+
 def test_verify_does_not_count_a_cut_connection_as_a_refusal(
     store: object, sandbox: Path, dockerd: object
 ) -> None:
@@ -605,11 +600,7 @@ def test_verify_does_not_count_a_cut_connection_as_a_refusal(
     # verify's connections: first look, chain, /_ping, /version, then the two probes.
     relay = ProbeCutter(daemon.port, cut_from=5)
     try:
-        res = run_certkit(
-            "verify", f"localhost:{relay.port}", "--ca", str(store.cert_path),
-            "--cert", str(client.cert_path), "--key", str(client.key_path),
-            "--insecure-port", "0", "--json",
-        )  # fmt: skip
+        res = _verify(relay.port, store, client)
     finally:
         relay.close()
     report = json.loads(res.stdout)
@@ -666,11 +657,7 @@ def test_verify_shows_no_client_certificate_to_an_impostor(store: object, tmp_pa
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        res = run_certkit(
-            "verify", f"localhost:{listener.getsockname()[1]}", "--ca", str(store.cert_path),
-            "--cert", str(client.cert_path), "--key", str(client.key_path),
-            "--insecure-port", "0", "--json",
-        )  # fmt: skip
+        res = _verify(listener.getsockname()[1], store, client)
     finally:
         listener.close()
     assert res.returncode == 1, res.stdout + res.stderr
