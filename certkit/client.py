@@ -66,11 +66,30 @@ class ClientResult:
         }
 
 
-def _check_cn(cn: str) -> str:
+def _check_cn(cn: str | None, name: str) -> str:
+    """``cn``, else the name; a name too long for a CN says so instead of naming --cn."""
+    if cn is None:
+        if len(name) > 64:
+            raise UsageError(
+                f"The name {name!r} is longer than the 64 characters a common name holds; "
+                "choose a shorter name or give --cn."
+            )
+        return name
     cn = cn.strip()
     if not cn or len(cn) > 64:
         raise UsageError("The common name must be 1 to 64 characters (--cn).")
     return cn
+
+
+def _endpoint(host: str, port: int) -> str:
+    """``tcp://HOST:PORT``, checked by the parser every reader of contexts uses."""
+    refuse_controls(host, "The host")  # format_host would strip a trailing newline
+    endpoint = names.format_host(host, port)
+    try:
+        names.parse_endpoint(endpoint)  # e.g. an IPv6 zone: the docker CLI cannot parse it
+    except UsageError as e:
+        raise UsageError(f"{endpoint!r} is not an endpoint for a context: {e.message}") from None
+    return endpoint
 
 
 def client_context(
@@ -99,11 +118,12 @@ def client_context(
     >>> r.context.host
     'tcp://docker1.example.com:2376'
     """
-    refuse_controls(host, "The host")  # format_host would strip a trailing newline
-    name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(host)
-    endpoint = names.format_host(host, port)
+    endpoint = _endpoint(host, port)
+    if name is None:
+        name = dockercli.default_name_for(host)
+    name = dockercli.validate_context_name(name)
     bare_host = endpoint[len("tcp://") : endpoint.rindex(":")].strip("[]")
-    common_name = _check_cn(cn or name)
+    common_name = _check_cn(cn, name)
     kt = certs.check_key_type(key_type)
     if not_after is None:
         certs.check_days(days)
@@ -179,10 +199,11 @@ def client_files(
     """
     if not name and not host:
         raise UsageError("Give a NAME or --host for the client certificate.")
-    refuse_controls(host or "", "The host")
-    name = dockercli.validate_context_name(name) if name else dockercli.default_name_for(str(host))
-    endpoint = names.format_host(host, port) if host else None
-    common_name = _check_cn(cn or name)
+    endpoint = _endpoint(host, port) if host is not None else None
+    if name is None:
+        name = dockercli.default_name_for(str(host))
+    name = dockercli.validate_context_name(name)
+    common_name = _check_cn(cn, name)
     kt = certs.check_key_type(key_type)
     if not_after is None:
         certs.check_days(days)

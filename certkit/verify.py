@@ -176,14 +176,20 @@ def _load_cert_file(path: Path) -> Any:
         raise UsageError(f"{path} is not a readable PEM certificate.") from None
 
 
+def _authority(host: str, port: int) -> str:
+    """``HOST:PORT``, an IPv6 address in brackets (``[::1]:2376``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _connect_hint(e: BaseException, host: str, port: int) -> str:
     reason = why(e)
     if "wrong version number" in reason or "record layer" in reason or "packet length" in reason:
-        return f"{reason}: {host}:{port} does not speak TLS (a plain-HTTP port such as 2375?)"
+        where = _authority(host, port)
+        return f"{reason}: {where} does not speak TLS (a plain-HTTP port such as 2375?)"
     if "unsupported protocol" in reason or "protocol version" in reason:
         return f"{reason}: the server offers nothing newer than TLS 1.1; TLS 1.2 is the minimum"
     if isinstance(e, ConnectionRefusedError):
-        return f"{reason}: is dockerd listening on tcp://{host}:{port} and the port open?"
+        return f"{reason}: is dockerd listening on tcp://{_authority(host, port)}, the port open?"
     return reason
 
 
@@ -394,7 +400,8 @@ def verify(
         report.add(
             "connect",
             FAIL,
-            f"no TLS 1.2+ connection to {host}:{port}: " + _connect_hint(error, host, port),
+            f"no TLS 1.2+ connection to {_authority(host, port)}: "
+            + _connect_hint(error, host, port),
         )
     else:
         from cryptography import x509
@@ -460,7 +467,7 @@ def resolve(
     found = find_context_for(host, port, docker_config)
     if found is None:
         raise UsageError(
-            f"No docker context points at tcp://{host}:{port}; give --context NAME or "
+            f"No docker context points at tcp://{_authority(host, port)}; give --context NAME or "
             "--ca FILE --cert FILE --key FILE."
         )
     return host, port, context_endpoint(found, docker_config)[1]

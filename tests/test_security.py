@@ -764,3 +764,41 @@ def test_import_refuses_a_context_name_with_a_trailing_newline(tmp_path: Path) -
     res = _import(tmp_path, _archive(_meta("tcp://docker1:2376", name="prod\n")))
     assert res.returncode == 2, res.stdout + res.stderr
     assert not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------- issue 13, in the same files
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["x1", "--host", "fe80::1%eth0"], "IPv6 zone"),  # the docker CLI: invalid URL escape
+        (["", "--host", "docker1"], "not a valid docker context name"),  # not the default name
+        (["a" * 70, "--host", "docker1"], "or give --cn"),  # --cn was not given
+    ],
+)
+def test_client_context_refuses_before_issuing(
+    args: list[str], says: str, store: object, docker_config: Path
+) -> None:
+    before = run_certkit("list", "--json").stdout
+    res = run_certkit("client-context", *args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert says in res.stderr
+    assert run_certkit("list", "--json").stdout == before
+    assert not docker_config.exists()
+
+
+def test_verify_keeps_the_brackets_of_an_ipv6_endpoint(store: object) -> None:
+    from support import free_port
+
+    from certkit import ca
+
+    client = ca.issue(store, "client", "it", "it")  # type: ignore[arg-type]
+    port = free_port()
+    res = run_certkit(
+        "verify", f"[::1]:{port}", "--ca", str(client.cert_path), "--cert",
+        str(client.cert_path), "--key", str(client.key_path), "--insecure-port", "0",
+    )  # fmt: skip
+    assert res.returncode == 1
+    connect = next(line for line in res.stdout.splitlines() if line.startswith("FAIL"))
+    assert connect.count(f"[::1]:{port}") == 2, connect  # the header is cli/inspect.py's
