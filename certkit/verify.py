@@ -125,7 +125,11 @@ def _check_files(creds: Credentials) -> None:
         else f"{creds.source} lacks its TLS files; re-create it with certkit client-context"
     )
     for label, path in (("CA", creds.ca), ("client certificate", creds.cert), ("key", creds.key)):
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as e:  # EACCES: a directory or a link we may not follow
+            raise UsageError(f"The {label} file {path} cannot be read ({e.strerror}).") from None
+        if not found:
             raise UsageError(f"The {label} file {path} does not exist: {fix}.")
 
 

@@ -45,6 +45,15 @@ def export_context(name: str, docker_config: StrPath | None = None) -> bytes:
     files 0600); owner 0 and mtime 0 so the archive says nothing about this machine.
     """
     info = read_context(name, docker_config)
+    try:
+        return _export(info)
+    except OSError as e:  # e.g. a link the kernel will not follow (protected_symlinks)
+        raise UsageError(
+            f"Cannot read the files of context {name!r} ({e.strerror or e}: {e.filename})."
+        ) from None
+
+
+def _export(info: ContextInfo) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_file(tar, "meta.json", info.meta_path.read_bytes(), files.PUBLIC_FILE)
