@@ -129,6 +129,7 @@ def client_context(
         certs.check_days(days)
     config_dir = paths.docker_config_dir(docker_config)
     dockercli.check_writable(config_dir)
+    dockercli.check_config_dir(config_dir)
     if dockercli.context_exists(name, config_dir) and not force:
         raise UsageError(
             f"A docker context named {name!r} already exists in {config_dir}; "

@@ -717,13 +717,13 @@ def test_doctor_and_env_escape_a_planted_context(tmp_path: Path) -> None:
 def test_someone_elses_config_json_link_is_not_followed(store: object, tmp_path: Path) -> None:
     """In a shared docker config dir, another user's config.json link must not pick our write.
 
-    The link is owned by uid 4242, as if another local user had planted it
-    (kernels with fs.protected_symlinks=1 block following it; certkit used to
-    resolve it by itself and rewrite the target, e.g. /etc/docker/daemon.json).
+    The link is owned by uid 4242, as if another member of the group that may
+    write the directory had planted it (certkit used to resolve it by itself
+    and rewrite the target, e.g. /etc/docker/daemon.json).
     """
     shared = tmp_path / "shared"
     shared.mkdir()
-    shared.chmod(0o1777)
+    shared.chmod(0o2775)
     victim = tmp_path / "daemon.json"
     victim.write_text('{"log-level": "info"}\n')
     link = shared / "config.json"
@@ -802,3 +802,32 @@ def test_verify_keeps_the_brackets_of_an_ipv6_endpoint(store: object) -> None:
     assert res.returncode == 1
     connect = next(line for line in res.stdout.splitlines() if line.startswith("FAIL"))
     assert connect.count(f"[::1]:{port}") == 2, connect  # the header is cli/inspect.py's
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "says"),
+    [(0o1777, 0, "writable by every user"), (0o700, 4242, "owned by uid 4242")],
+)
+def test_a_docker_config_dir_someone_else_controls_is_refused(
+    mode: int, owner: int, says: str, store: object, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    os.chown(shared, owner, owner)
+    before = run_certkit("list", "--json").stdout
+    for args in (
+        ["client-context", "aa", "--host", "docker1"],
+        ["context", "import", str(_write(tmp_path, _archive(_meta("tcp://docker1:2376"))))],
+    ):
+        res = run_certkit(*args, "--docker-config", str(shared))
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert says in res.stderr
+    assert run_certkit("list", "--json").stdout == before
+    assert list(shared.iterdir()) == []
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "ctx.dockercontext"
+    path.write_bytes(data)
+    return path

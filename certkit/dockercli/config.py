@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import files, paths
 from ..errors import UsageError
 from ..files import StrPath
-from .store import ensure_config_dir, unwritable, validate_context_name
+from .store import check_config_dir, ensure_config_dir, unwritable, validate_context_name
 
 
 def set_current_context(name: str, docker_config: StrPath | None = None) -> Path:
@@ -43,6 +43,7 @@ def check_current_context(name: str, docker_config: StrPath | None = None) -> tu
     config.json costs nothing.
     """
     validate_context_name(name)
+    check_config_dir(paths.docker_config_dir(docker_config))
     config = paths.docker_config_dir(docker_config) / "config.json"
     target = config
     if config.is_symlink():

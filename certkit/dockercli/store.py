@@ -158,6 +158,31 @@ def ensure_config_dir(config_dir: Path) -> None:
         files.ensure_dir(config_dir, files.PRIVATE_DIR)
 
 
+def check_config_dir(config_dir: Path) -> None:
+    """UsageError when an existing docker config dir is someone else's to fill.
+
+    It must be owned by you (or root) and not writable by others: whoever can
+    plant entries there (a sticky /tmp-like directory too) chooses what
+    certkit's writes replace, and what the docker CLI reads.  A missing dir
+    is created 0700 later.
+    """
+    try:
+        st = config_dir.stat()
+    except OSError:
+        return  # missing, or reported by the write itself
+    if st.st_uid not in (os.geteuid(), 0):
+        raise UsageError(
+            f"The docker config dir {config_dir} is owned by uid {st.st_uid}, not by you; "
+            "point DOCKER_CONFIG or --docker-config at a directory of your own."
+        )
+    if st.st_mode & 0o002:
+        raise UsageError(
+            f"The docker config dir {config_dir} is writable by every user "
+            f"(mode {st.st_mode & 0o7777:04o}); point DOCKER_CONFIG or --docker-config at a "
+            "directory of your own (the docker CLI creates ~/.docker 0700)."
+        )
+
+
 def unwritable(config_dir: Path, e: OSError) -> OperationError:
     """The error for a failed write under the docker config dir."""
     return OperationError(
@@ -272,6 +297,7 @@ def save_context(
     context loses the TLS files the new one lacks.
     """
     config_dir = paths.docker_config_dir(docker_config)
+    check_config_dir(config_dir)
     meta_dir, tls_root = _locate(name, config_dir)
     if (meta_dir / "meta.json").exists() and not force:
         raise UsageError(
