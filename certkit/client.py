@@ -128,15 +128,7 @@ def client_context(
     if not_after is None:
         certs.check_days(days)
     config_dir = paths.docker_config_dir(docker_config)
-    dockercli.check_writable(config_dir)
-    dockercli.check_config_dir(config_dir)
-    if dockercli.context_exists(name, config_dir) and not force:
-        raise UsageError(
-            f"A docker context named {name!r} already exists in {config_dir}; "
-            "pass --force to replace it (a new certificate is issued), or choose another name."
-        )
-    if use:  # an unreadable or invalid config.json must cost no certificate
-        dockercli.check_current_context(name, config_dir)
+    _check_context_target(name, config_dir, use, force)
     store = CAStore(ca).require()
     text = description or f"certkit: {bare_host}:{port} (CA {ca})"
     origin = ClientOrigin(
@@ -177,6 +169,19 @@ def client_context(
     dockercli.ensure_config_file(config_dir)  # so docker-py finds the context, see there
     result.docker_py = dockercli.docker_py_advice(name)
     return result
+
+
+def _check_context_target(name: str, config_dir: Path, use: bool, force: bool) -> None:
+    """Everything about where the context goes, checked before a certificate is issued."""
+    dockercli.check_writable(config_dir)
+    dockercli.check_config_dir(config_dir)
+    if dockercli.context_exists(name, config_dir) and not force:
+        raise UsageError(
+            f"A docker context named {name!r} already exists in {config_dir}; "
+            "pass --force to replace it (a new certificate is issued), or choose another name."
+        )
+    if use:  # an unreadable or invalid config.json must cost no certificate
+        dockercli.check_current_context(name, config_dir)
 
 
 def client_files(
