@@ -72,7 +72,10 @@ def main() -> None:
             import json
 
             typer.echo(json.dumps({"ok": False, "error": e.message}))
-        typer.echo(f"certkit: error: {e.message}", err=True)
+        # Messages may quote what a host, an archive or a bundle said: no terminal escapes.
+        from ..untrusted import escape_controls
+
+        typer.echo(f"certkit: error: {escape_controls(e.message, keep=chr(10))}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.echo("certkit: interrupted", err=True)

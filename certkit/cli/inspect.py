@@ -171,6 +171,7 @@ def verify(
 
     Example: certkit verify --context docker1
     """
+    from ..names import format_host
     from ..verify import resolve
     from ..verify import verify as _verify
 
@@ -178,11 +179,16 @@ def verify(
     report = _verify(host, port, creds, timeout, insecure_port or None)
     if not any(c.name == "connect" for c in report.checks):  # unreachable: said once is enough
         report.checks += _docker_py_checks(host, port, creds, timeout)
-    lines = [f"Verifying tcp://{host}:{port} with {creds.source} ({creds.cert})"]
+    lines = [f"Verifying {format_host(host, port)} with {creds.source} ({creds.cert})"]
     lines += [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")
     if fails:
         lines.append(f"{fails} check{'s' if fails > 1 else ''} FAILED, {warns} warning(s).")
+    elif not report.proven:
+        lines.append(
+            f"No check failed, but the refusal of unauthorised clients is not proven "
+            f"({warns} warning(s)): see the WARN lines."
+        )
     else:
         lines.append(
             f"All {len(report.checks)} checks passed" + (f", {warns} warning(s)." if warns else ".")
