@@ -24,10 +24,11 @@ from cryptography import x509
 
 from . import certs, defaults, files
 from .certs import PrivateKey
+from .defaults import KeyType
 from .errors import UsageError
 from .names import SubjectNames
 from .origins import CAOrigin, Origin, empty_origin
-from .store import CAStore, Record, get_passphrase, list_ca_names
+from .store import KEY_URI_FILE, CAStore, Record, get_passphrase, list_ca_names
 
 
 @dataclass
@@ -45,6 +46,9 @@ class CAInfo:
     bundle_path: str | None = None
     error: str | None = None  # set by list_cas for a CA whose files cannot be read
     replaced: str | None = None  # set by init_ca --force: where the previous CA was kept
+    key_uri: str | None = None  # the key is on a PKCS#11 token: its URI (else key_path)
+    key_path: str | None = None  # the key file, when the key is not on a token
+    key_created: bool | None = None  # init_ca --key-uri: generated now (False: it was there)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,6 +64,7 @@ def _stamp() -> str:
 
 def describe_ca(store: CAStore) -> CAInfo:
     cert = store.load_cert()
+    key_uri = store.key_uri()
     return CAInfo(
         name=store.name,
         subject=cert.subject.rfc4514_string(),
@@ -70,6 +75,8 @@ def describe_ca(store: CAStore) -> CAInfo:
         not_after=cert.not_valid_after_utc.isoformat(),
         cert_path=str(store.cert_path),
         bundle_path=str(store.bundle_path) if store.bundle_path.exists() else None,
+        key_uri=key_uri,
+        key_path=None if key_uri else str(store.key_path),
     )
 
 
@@ -83,13 +90,16 @@ def init_ca(
     passphrase: bytes | None = None,
     force: bool = False,
     root: Path | None = None,
+    key_uri: str | None = None,
 ) -> CAInfo:
     """Create the CA ``name`` in the store and return its description.
 
     An existing CA is never replaced unless ``force``; then the old one is
     renamed aside (``cas/<name>.replaced-<timestamp>``), not deleted.  With
     ``encrypt`` the key is stored encrypted with ``passphrase`` (or the one
-    from ``$CERTKIT_CA_PASSPHRASE`` / the terminal).
+    from ``$CERTKIT_CA_PASSPHRASE`` / the terminal).  With ``key_uri`` (a
+    ``pkcs11:`` URI) the key is on a token: made there unless it exists, and
+    the store keeps only the URI (see :mod:`certkit.pkcs11`).
 
     >>> info = init_ca("prod", key_type="ec-p256")
     >>> info.cert_path  # doctest: +SKIP
@@ -103,9 +113,12 @@ def init_ca(
             f"CA {name!r} already exists at {store.dir}; pass --force to replace it "
             "(the old one is kept aside)."
         )
+    if encrypt and key_uri is not None:
+        raise UsageError("--encrypt is for key files; a token key is guarded by its PIN.")
     if encrypt and passphrase is None:
         passphrase = get_passphrase(confirm=True)
-    key = certs.generate_key(kt)
+    key, key_ref = _new_ca_key(kt, key_uri)
+    kt = certs.key_type_of(key)
     cert = certs.make_ca(key, common_name or f"certkit CA {name}", days)
     store.ensure_dirs()
     aside: Path | None = None
@@ -117,19 +130,30 @@ def init_ca(
             staging = store.dir.with_name(f".{name}.new-{os.getpid()}")
             files.ensure_dir(staging)
             try:
-                _write_ca_files(staging, cert, key, passphrase if encrypt else None)
+                _write_ca_files(staging, cert, key, passphrase if encrypt else None, key_ref)
                 os.rename(store.dir, aside)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             os.rename(staging, store.dir)
         else:
-            _write_ca_files(store.dir, cert, key, passphrase if encrypt else None)
+            _write_ca_files(store.dir, cert, key, passphrase if encrypt else None, key_ref)
     with store.transaction() as inv:
         inv.add(make_record(cert, "ca", name, kt, cert))
     info = describe_ca(store)
     info.replaced = str(aside) if aside else None
+    info.key_created = getattr(key, "created", None)
     return info
+
+
+def _new_ca_key(kt: KeyType, key_uri: str | None) -> tuple[PrivateKey, str | None]:
+    """A new CA key in memory, or the one on the token ``key_uri`` names (and its URI)."""
+    if key_uri is None:
+        return certs.generate_key(kt), None
+    from . import pkcs11
+
+    key = pkcs11.generate_or_open(key_uri, kt)
+    return key, key.uri
 
 
 def _free_name(path: Path) -> Path:
@@ -142,14 +166,27 @@ def _free_name(path: Path) -> Path:
 
 
 def _write_ca_files(
-    directory: Path, cert: x509.Certificate, key: PrivateKey, passphrase: bytes | None
+    directory: Path,
+    cert: x509.Certificate,
+    key: PrivateKey,
+    passphrase: bytes | None,
+    key_ref: str | None = None,
 ) -> None:
     files.atomic_write_many(
         [
-            (directory / "ca-key.pem", certs.key_pem(key, passphrase), files.PRIVATE_FILE),
+            _key_file(directory, key, passphrase, key_ref),
             (directory / "ca.pem", certs.cert_pem(cert), files.PUBLIC_FILE),
         ]
     )
+
+
+def _key_file(
+    directory: Path, key: PrivateKey, passphrase: bytes | None, key_ref: str | None
+) -> tuple[Path, bytes, int]:
+    """What keeps the CA key: ``ca-key.pem``, or ``ca-key.uri`` when it is on a token."""
+    if key_ref is not None:
+        return (directory / KEY_URI_FILE, (key_ref + "\n").encode(), files.PRIVATE_FILE)
+    return (directory / "ca-key.pem", certs.key_pem(key, passphrase), files.PRIVATE_FILE)
 
 
 def list_cas(root: Path | None = None) -> list[CAInfo]:
@@ -257,8 +294,14 @@ class Signer:
 
 
 def open_signer(store: CAStore) -> Signer:
-    """The signer of ``store``'s CA (asks for the key's passphrase when it is encrypted)."""
-    return Signer(store.load_cert(), store.load_key())
+    """The signer of ``store``'s CA (asks for the key's passphrase or the token's PIN)."""
+    cert = store.load_cert()
+    key_uri = store.key_uri()
+    if key_uri is None:
+        return Signer(cert, store.load_key())
+    from . import pkcs11  # only for a CA whose key is on a token
+
+    return Signer(cert, pkcs11.open_key(key_uri, cert))
 
 
 def issue_many(
@@ -339,7 +382,11 @@ def mark_installed(store: CAStore, serial: str, paths: list[str]) -> None:
 
 
 def begin_rotation(
-    store: CAStore, new_cert: x509.Certificate, new_key: PrivateKey, passphrase: bytes | None
+    store: CAStore,
+    new_cert: x509.Certificate,
+    new_key: PrivateKey,
+    passphrase: bytes | None,
+    key_ref: str | None = None,
 ) -> None:
     """Make ``new_cert`` the signing CA; keep the old one in ``previous/``; trust both.
 
@@ -347,8 +394,11 @@ def begin_rotation(
     ``bundle.pem`` (new CA first, then the old one), the new key and
     certificate replace the old ones.  The new key is encrypted with
     ``passphrase`` when given (the old key's, so one passphrase opens both).
+    With ``key_ref`` the new key is on a token: ``ca-key.uri`` gets its URI and
+    the old key's URI moves to ``previous/`` (the old key stays on the token).
     """
-    old_key_pem = store.key_path.read_bytes()
+    old_key_file = store.key_uri_path if store.key_uri() is not None else store.key_path
+    old_key = old_key_file.read_bytes()
     old_pem = store.cert_path.read_bytes()
     new_pem = certs.cert_pem(new_cert)
     with store.lock():
@@ -357,14 +407,14 @@ def begin_rotation(
         files.ensure_dir(store.previous_dir)
         files.atomic_write_many(
             [
-                (store.previous_dir / "ca-key.pem", old_key_pem, files.PRIVATE_FILE),
+                (store.previous_dir / old_key_file.name, old_key, files.PRIVATE_FILE),
                 (store.previous_dir / "ca.pem", old_pem, files.PUBLIC_FILE),
             ]
         )
         files.atomic_write_many(
             [
                 (store.bundle_path, new_pem + old_pem, files.PUBLIC_FILE),
-                (store.key_path, certs.key_pem(new_key, passphrase), files.PRIVATE_FILE),
+                _key_file(store.dir, new_key, passphrase, key_ref),
                 (store.cert_path, new_pem, files.PUBLIC_FILE),
             ]
         )

@@ -393,4 +393,18 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     _check_hosts(report, sp, tls_on)
     contexts = _check_contexts(report, config_dir)
     _check_env(report, config_dir, contexts)
+    _check_token_keys(report)
     return report
+
+
+def _check_token_keys(report: DoctorReport) -> None:
+    """Each store CA whose key is on a PKCS#11 token: is the token there, with the key?"""
+    from .store import CAStore, list_ca_names
+
+    for name in list_ca_names():
+        uri = CAStore(name).key_uri()
+        if uri is not None:
+            from .pkcs11 import check_token
+
+            ok, message = check_token(uri)
+            report.add("ca-key-token", PASS if ok else FAIL, f"CA {name!r}: {message}")

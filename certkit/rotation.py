@@ -27,9 +27,11 @@ from cryptography import x509
 
 from . import certs, defaults
 from .ca import begin_rotation, retire_previous
+from .certs import PrivateKey
+from .defaults import KeyType
 from .errors import OperationError, UsageError
 from .renew import RENEW_KINDS, ca_flag, in_use, now_utc, renew_command, rewritable, trusted
-from .store import CAStore, get_passphrase
+from .store import CAStore, get_passphrase, key_reference
 
 
 @dataclass
@@ -41,6 +43,7 @@ class CASummary:
     key_type: str
     not_after: str
     path: str
+    key_uri: str | None = None  # its key is on a PKCS#11 token: where (else a ca-key.pem)
 
     @classmethod
     def of(cls, cert: x509.Certificate, path: Path) -> CASummary:
@@ -50,6 +53,7 @@ class CASummary:
             key_type=certs.cert_key_type(cert),
             not_after=cert.not_valid_after_utc.isoformat(),
             path=str(path),
+            key_uri=key_reference(path.parent),
         )
 
 
@@ -129,17 +133,34 @@ def start_rotation(
     old_cert = store.load_cert()
     kt = certs.check_key_type(key_type or certs.cert_key_type(old_cert))
     certs.check_days(days)
+    now = now_utc()
+    key, passphrase, key_ref = _next_key(store, kt, now)
+    cn = common_name or _next_common_name(certs.common_name(old_cert), now)
+    new_cert = certs.make_ca(key, cn, days)
+    begin_rotation(store, new_cert, key, passphrase, key_ref)
+    return rotation_status(store, started=True)
+
+
+def _next_key(
+    store: CAStore, kt: KeyType, now: dt.datetime
+) -> tuple[PrivateKey, bytes | None, str | None]:
+    """The new CA's key, its passphrase (the old key's) and, on a token, its URI.
+
+    A token CA's next key is made on the same token under a new label; the
+    old key stays there (``previous/ca-key.uri`` names it).
+    """
+    old_uri = store.key_uri()
+    if old_uri is not None:
+        from . import pkcs11
+
+        token_key = pkcs11.generate_next(old_uri, kt, now)
+        return token_key, None, token_key.uri
     old_key_pem = store.key_path.read_bytes()
     passphrase: bytes | None = None
     if certs.is_encrypted_pem(old_key_pem):
         passphrase = get_passphrase()
         certs.load_key(old_key_pem, passphrase)  # a wrong passphrase stops here
-    now = now_utc()
-    key = certs.generate_key(kt)
-    cn = common_name or _next_common_name(certs.common_name(old_cert), now)
-    new_cert = certs.make_ca(key, cn, days)
-    begin_rotation(store, new_cert, key, passphrase)
-    return rotation_status(store, started=True)
+    return certs.generate_key(kt), passphrase, None
 
 
 def rotation_status(store: CAStore, *, started: bool = False) -> RotationReport:

@@ -4,9 +4,11 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
 
     cas/<name>/ca.pem           CA certificate (0644)
     cas/<name>/ca-key.pem       CA private key, maybe encrypted (0600)
+    cas/<name>/ca-key.uri       instead of ca-key.pem: where the key is on a PKCS#11
+                                token, an RFC 7512 URI without PIN (0600)
     cas/<name>/bundle.pem       trust bundle while a CA rotation is under way
                                 (new CA certificate first, then the previous one)
-    cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem) during a rotation
+    cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem or .uri) during a rotation
     cas/<name>/retired/<UTC timestamp>-<fingerprint prefix>/
                                 each CA retired by ``rotate-ca finish`` (kept, never deleted)
     cas/<name>/inventory.json   everything this CA issued
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .certs import PrivateKey
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
+KEY_URI_FILE = "ca-key.uri"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 INVENTORY_VERSION = 2  # 2: typed origins (1: an untyped options dictionary)
 
@@ -182,6 +185,12 @@ class Inventory:
         ]
 
 
+def key_reference(directory: Path) -> str | None:
+    """The PKCS#11 URI in ``directory/ca-key.uri`` (a CA dir, ``previous/``, an archive)."""
+    text = files.read_text(directory / KEY_URI_FILE)
+    return text.strip() if text is not None else None
+
+
 def get_passphrase(confirm: bool = False) -> bytes:
     """The CA passphrase: ``$CERTKIT_CA_PASSPHRASE``, else asked on the terminal (hidden)."""
     env = os.environ.get(PASSPHRASE_ENV)
@@ -224,6 +233,15 @@ class CAStore:
         return self.dir / "ca-key.pem"
 
     @property
+    def key_uri_path(self) -> Path:
+        """The reference to a key on a PKCS#11 token, when the key is not a file."""
+        return self.dir / KEY_URI_FILE
+
+    def key_uri(self) -> str | None:
+        """The PKCS#11 URI of the CA key, or None when the key is ``ca-key.pem``."""
+        return key_reference(self.dir)
+
+    @property
     def bundle_path(self) -> Path:
         return self.dir / "bundle.pem"
 
@@ -253,7 +271,7 @@ class CAStore:
         return (self.previous_dir / "ca.pem").exists()
 
     def exists(self) -> bool:
-        return self.cert_path.exists() and self.key_path.exists()
+        return self.cert_path.exists() and (self.key_path.exists() or self.key_uri_path.exists())
 
     def require(self) -> CAStore:
         if not self.exists():
@@ -279,6 +297,8 @@ class CAStore:
     def key_encrypted(self) -> bool:
         from .certs import is_encrypted_pem
 
+        if self.key_uri_path.exists():
+            return False  # on a token: a PIN guards it, not a passphrase
         return is_encrypted_pem(self.key_path.read_bytes())
 
     def load_key(self) -> PrivateKey:

@@ -26,15 +26,25 @@ def init_ca(
     force: bool = typer.Option(
         False, "--force", help="Replace an existing CA (the old one is kept aside, not deleted)."
     ),
+    key_uri: str = typer.Option(
+        None,
+        "--key-uri",
+        help="Keep the key on a PKCS#11 token (HSM, YubiKey, SoftHSM): an RFC 7512 URI "
+        "pkcs11:token=LABEL;object=KEY?module-path=/path/module.so. Made there if missing. "
+        "PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create a CA in the private certkit store.
 
     Example: certkit init-ca --ca prod --encrypt
+
+    Example: certkit init-ca --key-uri
+    'pkcs11:token=certkit;object=ca-key?module-path=/usr/lib/softhsm/libsofthsm2.so'
     """
     from ..ca import init_ca as _init_ca
 
-    info = _init_ca(ca, cn, key_type, days, encrypt=encrypt, force=force)
+    info = _init_ca(ca, cn, key_type, days, encrypt=encrypt, force=force, key_uri=key_uri)
     flag = "" if ca == "default" else f" --ca {ca}"
     encrypted = ", key encrypted" if info.encrypted else ""
     emit(
@@ -45,9 +55,17 @@ def init_ca(
             f" valid until {info.not_after[:10]}.",
             f"CA certificate: {info.cert_path}",
         ]
+        + _token_lines(info.key_uri, info.key_created)
         + ([f"Previous CA kept in {info.replaced}"] if info.replaced else [])
         + [f"Next: certkit issue-server HOST{flag} --install   (on the Docker host)"],
     )
+
+
+def _token_lines(key_uri: str | None, created: bool | None) -> list[str]:
+    if key_uri is None:
+        return []
+    how = "generated on the token" if created else "already on the token, used as is"
+    return [f"CA key ({how}, it never leaves it): {key_uri}"]
 
 
 @ca_app.command("show")
@@ -67,6 +85,8 @@ def show(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
             f"CA:          {info.name}",
             f"Subject:     {info.subject}",
             f"Key:         {info.key_type}{' (encrypted)' if info.encrypted else ''}",
+            f"Key lives:   {info.key_uri or info.key_path}"
+            + (" (on a PKCS#11 token, it never leaves it)" if info.key_uri else ""),
             f"Valid:       {info.not_before[:19]} .. {info.not_after[:19]}",
             f"SHA-256:     {info.fingerprint}",
             f"Certificate: {info.cert_path}",

@@ -343,6 +343,9 @@ def _rotation_lines(r: RotationReport) -> list[str]:
         assert r.previous is not None
         lines.append(f"New CA {r.current.subject!r} signs from now on ({r.current.key_type}).")
         lines.append(f"Old CA {r.previous.subject!r} kept at {r.previous.path}.")
+        if r.previous.key_uri:
+            lines.append(f"Old CA key left on the token: {r.previous.key_uri}")
+            lines.append(f"New CA key made on the same token: {r.current.key_uri}")
         lines.append(f"Trust bundle (new + old CA): {r.bundle_path}")
     elif r.state == "rotating":
         assert r.previous is not None
