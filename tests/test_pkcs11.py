@@ -7,8 +7,10 @@ the token are read by a separate python-pkcs11 process, never through certkit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -259,6 +261,32 @@ def test_pin_from_a_pin_source_file(softhsm: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def _on_a_terminal(args: list[str], typed: str) -> tuple[int, str]:
+    """Run certkit with a pseudo-terminal as its controlling tty; type ``typed`` at it."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: certkit, its stdin/stdout/stderr the terminal
+        env = {k: v for k, v in os.environ.items() if k != "CERTKIT_PKCS11_PIN"}
+        os.execvpe(sys.executable, [sys.executable, "-m", "certkit", *args], env)
+    screen = b""
+    while b"PIN for token" not in screen:
+        screen += os.read(fd, 1024)
+    os.write(fd, typed.encode() + b"\n")
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(fd, 1024):
+            screen += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
+
+
+def test_the_pin_is_asked_on_a_terminal_and_never_echoed(softhsm: Path) -> None:
+    code, screen = _on_a_terminal(["init-ca", "--key-uri", uri("prompted")], PIN)
+    assert code == 0, screen
+    assert "PIN for token 'certkit': " in screen and PIN not in screen
+    assert "generated on the token" in screen
+    code, screen = _on_a_terminal(["init-ca", "--ca", "b", "--key-uri", uri("prompted")], "0000")
+    assert code == 2 and "Wrong PIN" in screen and "0000" not in screen
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -453,7 +481,8 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     cli_ok("renew", "client", "old")
     cli_ok("renew", "server", "localhost")
     daemon.restart()
-    cli_ok("rotate-ca", "finish")
+    out = cli_ok("rotate-ca", "finish")
+    assert f"Its key is still on the token (certkit deletes none): {old_uri}" in out
     cli_ok("renew", "server", "localhost", "--bundle-only")
     daemon.restart()
     assert _docker_version("new").returncode == 0

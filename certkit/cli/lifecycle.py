@@ -356,6 +356,10 @@ def _rotation_lines(r: RotationReport) -> list[str]:
         assert r.previous is not None
         lines.append(f"Old CA {r.previous.subject!r} dropped from the trust bundle.")
         lines.append(f"Archived (not deleted) at {r.archived}.")
+        if r.previous.key_uri:
+            lines.append(
+                f"Its key is still on the token (certkit deletes none): {r.previous.key_uri}"
+            )
         lines.append(
             "No dockerd file changed yet: each server trusts the old CA until its tlscacert "
             "is re-installed and dockerd restarted."
