@@ -31,7 +31,7 @@ from support import (
     write_json,
 )
 
-from certkit import certs
+from certkit import certs, dockercli
 from certkit.ci import decode_bundle
 from certkit.pkcs11 import KeyURI, generate_or_open, parse_uri
 from certkit.store import CAStore
@@ -362,22 +362,14 @@ def test_doctor_checks_the_token_is_reachable(softhsm: Path, tmp_path: Path) -> 
 # ---------------------------------------------------------------- every signing path, real dockerd
 
 
-def _docker_version(context: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "--context", context, "version", "--format", "{{.Server.Version}}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def docker_gets_in(context: str) -> bool:
+    """The real docker CLI reaches the daemon through ``context`` (mutual TLS)."""
+    cmd = ["docker", "--context", context, "version", "--format", "{{.Server.Version}}"]
+    return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
 
 
-def _context_tls(docker_config: Path, name: str) -> Path:
-    meta = next(
-        p
-        for p in (docker_config / "contexts/meta").rglob("meta.json")
-        if json.loads(p.read_text())["Name"] == name
-    )
-    return docker_config / "contexts/tls" / meta.parent.name / "docker"
+def context_cert(name: str) -> Path:
+    return dockercli.read_context(name).tls_file("cert.pem")
 
 
 class Daemon:
@@ -409,7 +401,7 @@ class Daemon:
 
 
 def test_every_signing_path_with_a_token_ca_and_a_real_dockerd(
-    softhsm: Path, sandbox: Path, dockerd: Any, docker_config: Path, tmp_path: Path
+    softhsm: Path, sandbox: Path, dockerd: Any, tmp_path: Path
 ) -> None:
     cli_ok("init-ca", "--key-uri", uri("paths-key"))
     store = CAStore()
@@ -423,9 +415,9 @@ def test_every_signing_path_with_a_token_ca_and_a_real_dockerd(
     pkilint_clean(tmp_path / "s" / "server-cert.pem")
 
     cli_ok("client-context", "laptop", "--host", "localhost", "--port", str(daemon.port))
-    assert _docker_version("laptop").returncode == 0, _docker_version("laptop").stderr
-    openssl_verify(store.cert_path, _context_tls(docker_config, "laptop") / "cert.pem")
-    pkilint_clean(_context_tls(docker_config, "laptop") / "cert.pem")
+    assert docker_gets_in("laptop")
+    openssl_verify(store.cert_path, context_cert("laptop"))
+    pkilint_clean(context_cert("laptop"))
 
     out = tmp_path / "bulk"
     cli_ok("issue-client", "--count", "20", "--prefix", "runner", "--out", str(out))
@@ -443,12 +435,12 @@ def test_every_signing_path_with_a_token_ca_and_a_real_dockerd(
     openssl_verify(store.cert_path, tmp_path / "ci.pem")
 
     cli_ok("renew", "client", "laptop")
-    assert _docker_version("laptop").returncode == 0
+    assert docker_gets_in("laptop")
     assert_no_ca_key_file(store)
 
 
 def test_rotation_with_a_token_ca_against_a_real_dockerd(
-    softhsm: Path, sandbox: Path, dockerd: Any, docker_config: Path
+    softhsm: Path, sandbox: Path, dockerd: Any
 ) -> None:
     cli_ok("init-ca", "--key-uri", uri("rotating"))
     store = CAStore()
@@ -457,7 +449,7 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     daemon.install()
     daemon.restart()
     cli_ok("client-context", "old", "--host", "localhost", "--port", str(daemon.port))
-    assert _docker_version("old").returncode == 0
+    assert docker_gets_in("old")
 
     out = cli_ok("rotate-ca", "start")
     assert f"Old CA key left on the token: {old_uri}" in out
@@ -473,10 +465,10 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     cli_ok("renew", "server", "localhost", "--bundle-only")
     daemon.restart()
     cli_ok("client-context", "new", "--host", "localhost", "--port", str(daemon.port))
-    new_cert = _context_tls(docker_config, "new") / "cert.pem"
+    new_cert = context_cert("new")
     assert certs.signed_by(certs.load_cert(new_cert.read_bytes()), store.load_cert())
-    assert _docker_version("new").returncode == 0, _docker_version("new").stderr
-    assert _docker_version("old").returncode == 0  # the overlap: both CAs get in
+    assert docker_gets_in("new")
+    assert docker_gets_in("old")  # the overlap: both CAs get in
 
     cli_ok("renew", "client", "old")
     cli_ok("renew", "server", "localhost")
@@ -485,8 +477,8 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     assert f"Its key is still on the token (certkit deletes none): {old_uri}" in out
     cli_ok("renew", "server", "localhost", "--bundle-only")
     daemon.restart()
-    assert _docker_version("new").returncode == 0
-    assert _docker_version("old").returncode == 0
+    assert docker_gets_in("new")
+    assert docker_gets_in("old")
     openssl_verify(store.cert_path, daemon.root / "etc/docker/certkit/server-cert.pem")
     (archive,) = store.retired_dir.iterdir()
     assert (archive / "ca-key.uri").read_text().strip() == old_uri
