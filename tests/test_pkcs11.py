@@ -227,20 +227,31 @@ def test_other_key_types_sign_certificates_that_pass_strict_checks(
     pkilint_clean(tmp_path / "s" / "server-cert.pem")
 
 
-def test_a_key_that_wants_the_pin_for_every_signature_works(softhsm: Path, tmp_path: Path) -> None:
-    """Like a YubiKey's PIV slot 9c (PIN policy always): CKA_ALWAYS_AUTHENTICATE."""
-    make = """
+# Make a P-256 key pair on the token the way another tool would: argv label, id (hex), and
+# the private key's SENSITIVE, EXTRACTABLE, ALWAYS_AUTHENTICATE as 0/1.
+_MAKE = """
 import sys, pkcs11
 from pkcs11 import Attribute as A, KeyType, MechanismFlag as F
 from pkcs11.util.ec import encode_named_curve_parameters
-token = pkcs11.lib(sys.argv[1]).get_token(token_label="certkit")
-with token.open(rw=True, user_pin=sys.argv[2]) as s:
+module, pin, label, key_id, sensitive, extractable, always = sys.argv[1:]
+token = pkcs11.lib(module).get_token(token_label="certkit")
+with token.open(rw=True, user_pin=pin) as s:
     p = s.create_domain_parameters(
         KeyType.EC, {A.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
-    p.generate_keypair(store=True, label="sign-key", id=b"\\x02", capabilities=F.SIGN | F.VERIFY,
-        private_template={A.SENSITIVE: True, A.EXTRACTABLE: False, A.ALWAYS_AUTHENTICATE: True})
+    p.generate_keypair(store=True, label=label, id=bytes.fromhex(key_id),
+        capabilities=F.SIGN | F.VERIFY, private_template={A.SENSITIVE: sensitive == "1",
+        A.EXTRACTABLE: extractable == "1", A.ALWAYS_AUTHENTICATE: always == "1"})
 """
-    subprocess.run([sys.executable, "-c", make, MODULE, PIN], check=True)
+
+
+def make_key(label: str, key_id: str, sensitive: int, extractable: int, always: int) -> None:
+    flags = [str(sensitive), str(extractable), str(always)]
+    subprocess.run([sys.executable, "-c", _MAKE, MODULE, PIN, label, key_id, *flags], check=True)
+
+
+def test_a_key_that_wants_the_pin_for_every_signature_works(softhsm: Path, tmp_path: Path) -> None:
+    """Like a YubiKey's PIV slot 9c (PIN policy always): CKA_ALWAYS_AUTHENTICATE."""
+    make_key("sign-key", "02", sensitive=1, extractable=0, always=1)
     piv_style = f"pkcs11:token=certkit;id=%02?module-path={MODULE}"
     assert cli_json("init-ca", "--key-uri", piv_style)["key_created"] is False
     cli_ok("issue-client", "--count", "3", "--out", str(tmp_path / "c"))
@@ -333,9 +344,14 @@ def test_wrong_pin_missing_module_token_or_key_exit_2_and_write_nothing(
             assert not (tmp_path / "x").exists()
 
 
-def test_encrypt_with_a_token_key_is_refused(softhsm: Path, certkit_home: Path) -> None:
+def test_encrypt_and_a_copyable_existing_key_are_refused(softhsm: Path, certkit_home: Path) -> None:
     r = run_certkit("init-ca", "--encrypt", "--key-uri", uri("x"))
     assert r.returncode == 2 and "guarded by its PIN" in r.stderr
+    make_key("copyable", "0c", sensitive=1, extractable=1, always=0)
+    make_key("readable", "0d", sensitive=0, extractable=0, always=0)
+    for label in ("copyable", "readable"):
+        r = run_certkit("init-ca", "--key-uri", uri(label))
+        assert r.returncode == 2 and "could be copied" in r.stderr, r.stderr
     assert tree(certkit_home) == {}
 
 
