@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from sshd_support import start_sshd
 from support import (
     cli_json,
     cli_ok,
@@ -344,6 +345,24 @@ def test_wrong_pin_missing_module_token_or_key_exit_2_and_write_nothing(
             assert not (tmp_path / "x").exists()
 
 
+def test_without_python_pkcs11_a_token_ca_says_what_to_install(
+    softhsm: Path, certkit_home: Path, tmp_path: Path
+) -> None:
+    cli_ok("init-ca", "--key-uri", uri("no-library"))
+    before = tree(certkit_home)
+    # sys.modules[name] = None makes `import pkcs11` fail as if it were not installed.
+    hide = "import sys; sys.modules['pkcs11'] = None; from certkit.cli import main; main()"
+    argv = ["issue-client", "x", "--out", str(tmp_path / "x")]
+    r = subprocess.run([sys.executable, "-c", hide, *argv], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'certkit[pkcs11]'" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and tree(certkit_home) == before
+    # A CA whose key is a file never needs it.
+    cli_ok("init-ca", "--ca", "plain")
+    argv = ["issue-client", "y", "--ca", "plain", "--out", str(tmp_path / "y")]
+    r = subprocess.run([sys.executable, "-c", hide, *argv], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_encrypt_and_a_copyable_existing_key_are_refused(softhsm: Path, certkit_home: Path) -> None:
     r = run_certkit("init-ca", "--encrypt", "--key-uri", uri("x"))
     assert r.returncode == 2 and "guarded by its PIN" in r.stderr
@@ -402,9 +421,10 @@ class Daemon:
         self._start = dockerd
         self.proc: Any = None
 
-    def install(self) -> None:
+    def install(self, *how: str) -> None:
+        """``issue-server`` into this daemon's --root: locally, or as ``how`` says (--ssh)."""
         cli_ok(
-            "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--root",
+            "issue-server", "localhost", "--san", "127.0.0.1", *(how or ["--install"]), "--root",
             str(self.root), "--method", "daemon-json", "--listen", "127.0.0.1",
             "--port", str(self.port),
         )  # fmt: skip
@@ -453,6 +473,22 @@ def test_every_signing_path_with_a_token_ca_and_a_real_dockerd(
     cli_ok("renew", "client", "laptop")
     assert docker_gets_in("laptop")
     assert_no_ca_key_file(store)
+
+
+def test_issue_server_over_ssh_with_a_token_ca(
+    softhsm: Path, sandbox: Path, dockerd: Any, require_sshd: None
+) -> None:
+    cli_ok("init-ca", "--key-uri", uri("ssh-key"))
+    sshd = start_sshd(sandbox / "ssh")
+    try:
+        daemon = Daemon(sandbox, dockerd)
+        daemon.install(*sshd.cli_args())
+    finally:
+        sshd.stop()
+    daemon.restart()
+    openssl_verify(CAStore().cert_path, daemon.root / "etc/docker/certkit/server-cert.pem")
+    cli_ok("client-context", "remote", "--host", "localhost", "--port", str(daemon.port))
+    assert docker_gets_in("remote")
 
 
 def test_rotation_with_a_token_ca_against_a_real_dockerd(
