@@ -202,6 +202,7 @@ def test_init_ca_makes_a_non_extractable_key_on_the_token_and_keeps_only_its_uri
     info = cli_json("ca", "show")
     assert info["key_uri"] == ref.read_text().strip() and info["key_path"] is None
     assert "PKCS#11 token" in cli_ok("ca", "show")
+    assert "(key on a PKCS#11 token)" in cli_ok("ca", "list")
 
     # The same URI again: the key is there, so it is used, not replaced.
     again = cli_json("init-ca", "--ca", "second", "--key-uri", uri("init-ca-key"))

@@ -111,6 +111,7 @@ def list_(json_out: bool = JSON_OPTION) -> None:
         f"{c.name:16} unreadable: {c.error}"
         if c.error
         else f"{c.name:16} {c.key_type:9} until {c.not_after[:10]}  {c.subject}"
+        + ("  (key on a PKCS#11 token)" if c.key_uri else "")
         for c in cas
     ]
     if not cas:
