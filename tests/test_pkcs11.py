@@ -199,6 +199,7 @@ def test_init_ca_makes_a_non_extractable_key_on_the_token_and_keeps_only_its_uri
     names = {p.name for p in store.dir.iterdir()}
     assert {"ca.pem", "ca-key.uri"} <= names and "ca-key.pem" not in names
     openssl_verify(store.cert_path, store.cert_path)
+    pkilint_clean(store.cert_path)
     info = cli_json("ca", "show")
     assert info["key_uri"] == ref.read_text().strip() and info["key_path"] is None
     assert "PKCS#11 token" in cli_ok("ca", "show")
