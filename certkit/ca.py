@@ -105,6 +105,8 @@ def init_ca(
     >>> info.cert_path  # doctest: +SKIP
     '/home/me/.local/share/certkit/cas/prod/ca.pem'
     """
+    if encrypt and key_uri is not None:
+        raise UsageError("--encrypt is for key files; a token key is guarded by its PIN.")
     kt = certs.check_key_type(key_type)
     certs.check_days(days)
     store = CAStore(name, root)
@@ -113,8 +115,6 @@ def init_ca(
             f"CA {name!r} already exists at {store.dir}; pass --force to replace it "
             "(the old one is kept aside)."
         )
-    if encrypt and key_uri is not None:
-        raise UsageError("--encrypt is for key files; a token key is guarded by its PIN.")
     if encrypt and passphrase is None:
         passphrase = get_passphrase(confirm=True)
     key, key_ref = _new_ca_key(kt, key_uri)
