@@ -17,7 +17,6 @@ the line number and nothing changed on disk.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -215,17 +214,14 @@ class _Plan:
 
 
 def _check_out(out: StrPath) -> Path:
-    base = Path(out).expanduser().absolute()
-    if base.exists() and not base.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory; choose a directory.")
-    existing = next(d for d in (base, *base.parents) if d.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"Cannot write into {existing} (permission denied); choose another --out.")
-    return base
+    return files.check_output_dir(out, (), force=False)
 
 
 def _check_targets(plan: _Plan, force: bool) -> None:
-    """Refuse to overwrite existing files (nothing is written yet) unless ``force``."""
+    """Refuse links, foreign directories and (unless ``force``) existing files: before
+    anything is issued."""
+    for d in {d for d in plan.dirs if d is not None}:
+        files.check_output_dir(d, plan.file_names, force=True)
     if force:
         return
     clashes = [d / f for d in plan.dirs if d is not None and d.exists() for f in plan.file_names]
@@ -258,13 +254,13 @@ def _run(
     root: Path | None,
     progress: Progress | None,
 ) -> BulkResult:
-    from .ca import LeafRequest, issue_many
+    from .ca import LeafRequest, issue_many, require_ca
     from .store import CAStore
 
     kt = check_key_type(key_type)
     check_days(days)
     _check_targets(plan, force)
-    store = CAStore(ca, root).require()
+    store = require_ca(CAStore(ca, root))
     requests = [
         LeafRequest(
             plan.kind,
@@ -291,8 +287,7 @@ def _run(
         items.append(item)
     try:
         for d in {d for d in plan.dirs if d is not None}:
-            if not d.exists():  # an existing --out keeps its mode (it may be ".")
-                files.ensure_dir(d, files.PRIVATE_DIR)
+            files.make_output_dir(d)  # an existing --out keeps its mode (it may be ".")
         files.atomic_write_many(writes)
     except OSError as e:
         where = e.filename or "the output files"

@@ -80,6 +80,49 @@ def describe_ca(store: CAStore) -> CAInfo:
     )
 
 
+def _present(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _key_present(store: CAStore) -> bool:
+    """``ca-key.pem``, or the reference to a key on a PKCS#11 token."""
+    return _present(store.key_path) or _present(store.key_uri_path)
+
+
+def ca_files_present(store: CAStore) -> bool:
+    """True when either CA file is there (a CA with its key moved offline still exists)."""
+    return _present(store.cert_path) or _key_present(store)
+
+
+def require_ca(store: CAStore) -> CAStore:
+    """``store``, when both CA files are there; UsageError naming the missing one otherwise."""
+    cert, key = _present(store.cert_path), _key_present(store)
+    if cert and not key:
+        raise UsageError(
+            f"CA {store.name!r} has its certificate but no key: {store.key_path} is missing "
+            "(moved offline?); put the key back to sign with this CA."
+        )
+    if key and not cert:
+        raise UsageError(
+            f"CA {store.name!r} has its key but no certificate: {store.cert_path} is missing; "
+            "put it back (a copy is in every installed ca.pem)."
+        )
+    return store.require()
+
+
+def _refuse_existing(store: CAStore) -> None:
+    """UsageError when any CA material of ``store`` is there (init-ca without --force)."""
+    if not ca_files_present(store):
+        return
+    missing = [] if _present(store.cert_path) else [store.cert_path.name]
+    missing += [] if _key_present(store) else [store.key_path.name]
+    state = f" (incomplete: {missing[0]} is missing)" if missing else ""
+    raise UsageError(
+        f"CA {store.name!r} already exists at {store.dir}{state}; pass --force to replace "
+        "it (the old folder is kept aside, not deleted)."
+    )
+
+
 def init_ca(
     name: str = "default",
     common_name: str | None = None,
@@ -110,11 +153,8 @@ def init_ca(
     kt = certs.check_key_type(key_type)
     certs.check_days(days)
     store = CAStore(name, root)
-    if store.exists() and not force:
-        raise UsageError(
-            f"CA {name!r} already exists at {store.dir}; pass --force to replace it "
-            "(the old one is kept aside)."
-        )
+    if not force:
+        _refuse_existing(store)
     if encrypt and passphrase is None:
         passphrase = get_passphrase(confirm=True)
     key, key_ref = _new_ca_key(kt, key_uri)
@@ -123,9 +163,9 @@ def init_ca(
     store.ensure_dirs()
     aside: Path | None = None
     with store.lock():
-        if store.exists():
+        if ca_files_present(store):
             if not force:
-                raise UsageError(f"CA {name!r} already exists at {store.dir}; pass --force.")
+                _refuse_existing(store)
             aside = _free_name(store.dir.with_name(f"{name}.replaced-{_stamp()}"))
             staging = store.dir.with_name(f".{name}.new-{os.getpid()}")
             files.ensure_dir(staging)
@@ -295,6 +335,7 @@ class Signer:
 
 def open_signer(store: CAStore) -> Signer:
     """The signer of ``store``'s CA (asks for the key's passphrase or the token's PIN)."""
+    require_ca(store)
     cert = store.load_cert()
     key_uri = store.key_uri()
     if key_uri is None:

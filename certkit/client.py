@@ -129,7 +129,7 @@ def client_context(
         certs.check_days(days)
     config_dir = paths.docker_config_dir(docker_config)
     _check_context_target(name, config_dir, use, force)
-    store = CAStore(ca).require()
+    store = ca_ops.require_ca(CAStore(ca))
     text = description or f"certkit: {bare_host}:{port} (CA {ca})"
     origin = ClientOrigin(
         days=days if not_after is None else None,
@@ -213,26 +213,16 @@ def client_files(
     kt = certs.check_key_type(key_type)
     if not_after is None:
         certs.check_days(days)
-    out_dir = Path(out).expanduser().absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a directory.")
-    dockercli.check_writable(out_dir, "--out")
-    existing = [f for f in dockercli.TLS_FILES if (out_dir / f).exists()]
-    if existing and not force:
-        raise UsageError(
-            f"{out_dir} already holds {', '.join(existing)}; pass --force to replace them."
-        )
-    store = CAStore(ca).require()
+    out_dir = files.check_output_dir(out, paths.CLIENT_FILES, force=force)
+    store = ca_ops.require_ca(CAStore(ca))
     origin = ClientOrigin(
         days=days if not_after is None else None, out=str(out_dir), endpoint=endpoint
     )
     issued = ca_ops.issue(
         store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
     )
-    files.ensure_dir(out_dir, files.PRIVATE_DIR)
-    files.atomic_write_many(
-        files.tls_files(out_dir, paths.CLIENT_FILES, issued.ca_pem, issued.cert_pem, issued.key_pem)
-    )
+    pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
+    files.write_output_dir(out_dir, files.tls_items(paths.CLIENT_FILES, *pems), force=force)
     ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
     result = _result(issued, name, ca, endpoint)
     result.out_dir = out_dir

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import certs
-from .ca import LeafRequest
+from .ca import LeafRequest, require_ca
 from .errors import OperationError, UsageError
 from .renew import (
     Renewed,
     ServerInstall,
     ServerSetup,
     ca_flag,
+    check_destination,
     check_server_setup,
     in_use,
     now_utc,
@@ -115,7 +116,7 @@ def renew_due(
     (their bundles are not printed: run ``certkit renew ci NAME`` for each).
     One failure does not stop the others; it is reported.
     """
-    store.require()
+    require_ca(store)
     now = now_utc()
     records = due(store, within_days, now)
     listing = _due_listing(store, records, now)
@@ -131,6 +132,7 @@ def renew_due(
                 if r.kind == "server"
                 else None
             )
+            check_destination(r)
             batch.append((r, request_for(store, r)))
         except (UsageError, OperationError) as e:
             report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})

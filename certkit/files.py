@@ -17,8 +17,11 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from .errors import UsageError
 
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
@@ -193,6 +196,14 @@ def tls_files(
     ]
 
 
+def tls_items(
+    names: tuple[str, str, str], ca_pem: bytes, cert_pem: bytes, key_pem: bytes
+) -> list[tuple[str, bytes | str, int]]:
+    """The ``(name, data, mode)`` items of a TLS directory for :func:`write_output_dir`."""
+    modes = (PUBLIC_FILE, PUBLIC_FILE, PRIVATE_FILE)
+    return list(zip(names, (ca_pem, cert_pem, key_pem), modes, strict=True))
+
+
 def read_text(path: StrPath) -> str | None:
     """Return the file's text, or None when it does not exist."""
     try:
@@ -211,3 +222,254 @@ def locked(lock_path: StrPath) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# ---------------------------------------------------------------- output paths the user names
+#
+# Every --out, --cert-dir and recorded output directory goes through these:
+# the directory is opened without following a link (O_NOFOLLOW|O_DIRECTORY),
+# it and its parents must belong to this user or root and be writable by
+# nobody else (as sshd's StrictModes checks them: a sticky /tmp is fine), and
+# files are created relative to that descriptor, exclusively, never through a
+# link.  check_* validate without writing (run before anything is issued);
+# write_* repeat the checks on the descriptors they write through.
+
+
+class UnsafeOutput(UsageError):
+    """An output path certkit refuses; the message is one sentence with the fix."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _check_dir_stat(st: os.stat_result, path: Path, flag: str, *, leaf: bool) -> None:
+    if st.st_uid not in (0, os.geteuid()):
+        raise UnsafeOutput(
+            f"{flag} {path} is owned by uid {st.st_uid}, not by you or root: certkit writes "
+            "only into directories nobody else controls; choose another."
+        )
+    sticky = bool(st.st_mode & stat.S_ISVTX) and not leaf
+    if st.st_mode & 0o022 and not sticky:
+        raise UnsafeOutput(
+            f"{flag} {path} is writable by other users (mode {st.st_mode & 0o7777:o}): make it "
+            "writable by you only (chmod go-w), or choose another directory."
+        )
+
+
+def _lstat_at(fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _open_child(fd: int, name: str, path: Path, flag: str, *, leaf: bool) -> int | None:
+    """Directory ``name`` under ``fd``, or None when absent.
+
+    The leaf is never reached through a link; a link among the parents is
+    followed only when this user or root owns it (like /var/run -> /run).
+    """
+    st = _lstat_at(fd, name)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode) and (leaf or st.st_uid not in (0, os.geteuid())):
+        raise UnsafeOutput(
+            f"{flag} {path} is a symbolic link"
+            + ("" if leaf else f" owned by uid {st.st_uid}")
+            + ": certkit never writes through such links; give a real directory."
+        )
+    follow = 0 if stat.S_ISLNK(st.st_mode) else os.O_NOFOLLOW
+    try:
+        return os.open(name, _DIR_FLAGS | follow, dir_fd=fd)
+    except FileNotFoundError:
+        raise UnsafeOutput(f"{flag} {path} is a link to a missing directory; fix it.") from None
+    except OSError as e:
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise UnsafeOutput(
+                f"{flag} {path} is not a directory; point {flag} at a directory."
+            ) from None
+        raise UnsafeOutput(f"{flag} {path}: {e.strerror}; choose another directory.") from None
+
+
+def _walk(path: StrPath, flag: str, *, create: bool, mode: int) -> tuple[int | None, Path]:
+    """Open directory ``path`` safely: (its descriptor, or None when missing and not ``create``).
+
+    Directories created on the way get ``mode``, set with fchmod.
+    """
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    fd = os.open("/", _DIR_FLAGS)
+    walked = Path("/")
+    try:
+        parts = target.parts[1:]
+        for i, name in enumerate(parts):
+            walked = walked / name
+            leaf = i == len(parts) - 1
+            child = _open_child(fd, name, walked, flag, leaf=leaf)
+            if child is None and not create:
+                if not os.access(f"/proc/self/fd/{fd}", os.W_OK | os.X_OK):
+                    raise UnsafeOutput(
+                        f"{flag} {walked} cannot be created: {walked.parent} is not writable; "
+                        "choose another directory."
+                    )
+                os.close(fd)
+                return None, target
+            if child is None:
+                child = _make_child(fd, name, walked, flag, mode)
+            os.close(fd)
+            fd = child
+            _check_dir_stat(os.fstat(fd), walked, flag, leaf=leaf)
+        return fd, target
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _make_child(fd: int, name: str, path: Path, flag: str, mode: int) -> int:
+    try:
+        os.mkdir(name, mode, dir_fd=fd)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise UnsafeOutput(
+            f"{flag} {path} cannot be created ({e.strerror}); choose another."
+        ) from None
+    child = _open_child(fd, name, path, flag, leaf=True)
+    if child is None:  # pragma: no cover - removed between mkdir and open
+        raise UnsafeOutput(f"{flag} {path} vanished while it was created; run again.")
+    os.fchmod(child, mode)
+    return child
+
+
+def _clashes(fd: int, names: Iterable[str], where: Path, flag: str, force: bool) -> None:
+    """Refuse links and non-files among ``names`` in ``fd``; existing files need ``force``."""
+    existing = []
+    for name in names:
+        st = _lstat_at(fd, name)
+        if st is None:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeOutput(
+                f"{flag}: {where / name} is a symbolic link: certkit never writes through "
+                "links, nor replaces them; remove it or choose another place."
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeOutput(f"{flag}: {where / name} is not a regular file; move it away.")
+        existing.append(name)
+    if existing and not force:
+        raise UnsafeOutput(
+            f"{flag}: {where} already holds {', '.join(existing)}; pass --force to replace "
+            f"{'it' if len(existing) == 1 else 'them'}."
+        )
+
+
+def check_output_dir(
+    path: StrPath, names: Iterable[str], *, force: bool, flag: str = "--out"
+) -> Path:
+    """Validate an output directory and the files to write there, writing nothing."""
+    fd, target = _walk(path, flag, create=False, mode=PRIVATE_DIR)
+    if fd is not None:
+        try:
+            _clashes(fd, names, target, flag, force)
+        finally:
+            os.close(fd)
+    return target
+
+
+def write_output_dir(
+    path: StrPath,
+    items: Iterable[tuple[str, bytes | str, int]],
+    *,
+    force: bool,
+    flag: str = "--out",
+    tighten: bool = True,
+) -> list[Path]:
+    """Write ``(name, data, mode)`` files into directory ``path`` (created 0700).
+
+    With ``tighten`` an existing directory is made 0700 too (fchmod on its
+    descriptor).  Each file is staged with O_CREAT|O_EXCL|O_NOFOLLOW relative
+    to that descriptor and fsynced; then all are renamed in place.
+    """
+    batch = [(n, d.encode() if isinstance(d, str) else d, m) for n, d, m in items]
+    fd, target = _walk(path, flag, create=True, mode=PRIVATE_DIR)
+    assert fd is not None
+    try:
+        if tighten:
+            os.fchmod(fd, PRIVATE_DIR)
+        _write_at(fd, target, batch, force, flag)
+    finally:
+        os.close(fd)
+    return [target / n for n, _, _ in batch]
+
+
+def make_output_dir(path: StrPath, *, flag: str = "--out") -> Path:
+    """Create (0700) or open directory ``path`` with the checks of :func:`write_output_dir`."""
+    fd, target = _walk(path, flag, create=True, mode=PRIVATE_DIR)
+    assert fd is not None
+    os.close(fd)
+    return target
+
+
+def _write_at(
+    fd: int, target: Path, batch: list[tuple[str, bytes, int]], force: bool, flag: str
+) -> None:
+    _clashes(fd, [n for n, _, _ in batch], target, flag, force)
+    staged: list[tuple[str, str]] = []
+    try:
+        for name, data, file_mode in batch:
+            staged.append((_stage_at(fd, name, data, file_mode), name))
+        for tmp, name in staged:
+            os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        staged = []
+        os.fsync(fd)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+
+
+def _stage_at(fd: int, name: str, data: bytes, mode: int) -> str:
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    out = os.open(tmp, flags, mode, dir_fd=fd)
+    try:
+        os.fchmod(out, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view) :]
+        os.fsync(out)
+    except BaseException:
+        os.close(out)
+        os.unlink(tmp, dir_fd=fd)
+        raise
+    os.close(out)
+    return tmp
+
+
+def check_output_file(path: StrPath, *, force: bool, flag: str = "--out") -> Path:
+    """Validate an output file: its directory exists and is safe, the file is no link
+    and is replaced only with ``force``."""
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR)
+    if fd is None:
+        raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
+    try:
+        _clashes(fd, [p.name], p.parent, flag, force)
+    finally:
+        os.close(fd)
+    return p
+
+
+def write_output_file(
+    path: StrPath, data: bytes | str, mode: int, *, force: bool, flag: str = "--out"
+) -> Path:
+    """Write one file the way :func:`write_output_dir` does; its directory must exist."""
+    p = check_output_file(path, force=force, flag=flag)
+    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR)
+    if fd is None:  # pragma: no cover - removed since the check just above
+        raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
+    try:
+        raw = data.encode() if isinstance(data, str) else data
+        _write_at(fd, p.parent, [(p.name, raw, mode)], force, flag)
+    finally:
+        os.close(fd)
+    return p

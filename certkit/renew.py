@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import certs, files, inventory, paths
-from .ca import LeafRequest, issue_many
+from .ca import LeafRequest, issue_many, require_ca
 from .errors import UsageError
 from .host.options import InstallOptions
 from .host.target import InstallOutcome, Target, install, open_target
@@ -71,7 +71,7 @@ def find_active(store: CAStore, kind: str, name: str) -> Record:
     """The record of the ``kind`` certificate ``name`` in use; a clear error if none."""
     if kind not in RENEW_KINDS:
         raise UsageError(f"Unknown kind {kind!r}; renew one of {', '.join(RENEW_KINDS)}.")
-    for r in in_use(store.require()):
+    for r in in_use(require_ca(store)):
         if r.kind == kind and r.name == name:
             return r
     known = sorted(r.name for r in in_use(store) if r.kind == kind)
@@ -291,7 +291,7 @@ def renew(
     with the current trust bundle (during a CA rotation).  For servers,
     ``server`` says whether and where to install and whether to restart.
     """
-    store.require()
+    require_ca(store)
     record = find_active(store, kind, name)
     if bundle_only and (add_names or reuse_key or days is not None):
         raise UsageError("--bundle-only keeps the certificate: drop --san, --reuse-key and --days.")
@@ -303,6 +303,7 @@ def renew(
 
         check_format(ci_format)
     setup = check_server_setup(store, record, srv) if kind == "server" else None
+    check_destination(record)
     if bundle_only:
         cert_pem, key_pem = _stored_pair(store, record)
         fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
@@ -381,12 +382,28 @@ def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
 # ---- files handed out (--out dirs) and clients
 
 
+def _out_files(record: Record) -> tuple[str, tuple[str, str, str]] | None:
+    """The handed-out directory of ``record`` and its file names, if it has one."""
+    origin = record.leaf_origin
+    if isinstance(origin, ClientOrigin) and not (origin.host and origin.port) and origin.out:
+        return origin.out, paths.CLIENT_FILES
+    if isinstance(origin, ServerOrigin) and origin.out:
+        return origin.out, paths.SERVER_FILES
+    return None
+
+
+def check_destination(record: Record) -> None:
+    """Refuse, before anything is issued, a recorded ``--out`` dir certkit must not write into
+    (now a link, owned by someone else, writable by others)."""
+    found = _out_files(record)
+    if found is not None:
+        files.check_output_dir(found[0], found[1], force=True, flag="the recorded --out")
+
+
 def _rewrite_out_dir(out: str, names: tuple[str, str, str], fresh: Reissued) -> list[str]:
     """Replace the three files in a handed-out directory; the key stays 0600."""
-    d = files.ensure_dir(Path(out), files.PRIVATE_DIR) if not Path(out).exists() else Path(out)
-    written = files.atomic_write_many(
-        files.tls_files(d, names, fresh.ca_pem, fresh.cert_pem, fresh.key_pem)
-    )
+    items = files.tls_items(names, fresh.ca_pem, fresh.cert_pem, fresh.key_pem)
+    written = files.write_output_dir(out, items, force=True, flag="the recorded --out")
     return [str(w) for w in written]
 
 

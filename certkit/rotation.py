@@ -26,7 +26,7 @@ from typing import Any, Literal
 from cryptography import x509
 
 from . import certs, defaults
-from .ca import begin_rotation, retire_previous
+from .ca import begin_rotation, require_ca, retire_previous
 from .certs import PrivateKey
 from .defaults import KeyType
 from .errors import OperationError, UsageError
@@ -124,7 +124,7 @@ def start_rotation(
     with the same passphrase when the old one was.  ``bundle.pem`` gets the
     new CA certificate followed by the old one.
     """
-    store.require()
+    require_ca(store)
     if store.rotation_under_way():
         raise UsageError(
             f"A rotation of CA {store.name!r} is already under way; see "
@@ -165,7 +165,7 @@ def _next_key(
 
 def rotation_status(store: CAStore, *, started: bool = False) -> RotationReport:
     """What still depends on the previous CA, and the next steps in order."""
-    store.require()
+    require_ca(store)
     current = store.load_cert()
     prev = _previous_cert(store)
     report = RotationReport(
@@ -301,7 +301,7 @@ def finish_rotation(store: CAStore, *, force: bool = False) -> RotationReport:
     on the previous CA, unless ``force``.  Afterwards servers and contexts
     still hold the two-CA ``ca.pem`` until re-installed: the report lists them.
     """
-    store.require()
+    require_ca(store)
     prev = _previous_cert(store)
     if prev is None:
         raise UsageError(

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import certs, defaults, files, paths
-from .ca import issue, mark_installed
-from .errors import UsageError
+from .ca import issue, mark_installed, require_ca
 from .host.options import HostRef, InstallOptions
 from .host.target import InstallOutcome, Target, install
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
@@ -76,26 +75,17 @@ def server_names(host: str, sans: list[str]) -> tuple[str, SubjectNames]:
     return primary, parse_names([host, *sans])
 
 
-def check_out_dir(out: str) -> Path:
-    """The ``--out`` directory, absolute; refused when it is a file."""
-    path = Path(out).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory: choose a directory.")
-    return path
+def check_out_dir(out: str, *, force: bool = False) -> Path:
+    """The ``--out`` directory, absolute, checked (see :func:`files.check_output_dir`)."""
+    return files.check_output_dir(out, paths.SERVER_FILES, force=force)
 
 
-def write_out(out: Path, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict[str, str]:
+def write_out(
+    out: Path, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *, force: bool = False
+) -> dict[str, str]:
     """Write the three files for copying to a host; the dir is private (it holds the key)."""
-    try:
-        d = files.ensure_dir(out, files.PRIVATE_DIR)
-    except OSError as e:
-        raise UsageError(
-            f"--out {out}: cannot use {e.filename} as a directory ({e.strerror}); "
-            "choose another directory."
-        ) from None
-    written = files.atomic_write_many(
-        files.tls_files(d, paths.SERVER_FILES, ca_pem, cert_pem, key_pem)
-    )
+    items = files.tls_items(paths.SERVER_FILES, ca_pem, cert_pem, key_pem)
+    written = files.write_output_dir(out, items, force=force)
     return dict(zip(("ca", "cert", "key"), map(str, written), strict=True))
 
 
@@ -111,13 +101,15 @@ def issue_server(
     options: InstallOptions | None = None,
     restart: bool = False,
     dry_run: bool = False,
+    force: bool = False,
 ) -> ServerResult:
     """Issue a server certificate (EKU serverAuth) for ``host`` and every ``sans`` entry.
 
     The files always go to the store; with ``out`` also to that directory
     (``ca.pem``, ``server-cert.pem``, ``server-key.pem``); with a ``target``
     they are installed on that host (``/etc/docker/certkit`` and daemon.json),
-    and dockerd is restarted when ``restart``.  ``dry_run`` issues nothing and
+    and dockerd is restarted when ``restart``.  Files in ``out`` are replaced
+    only with ``force``.  ``dry_run`` issues nothing and
     writes nothing: the result carries the plan and its diff.
 
     >>> from certkit.host.local import LocalTarget
@@ -133,8 +125,8 @@ def issue_server(
     kt = certs.check_key_type(key_type)
     if target is not None:
         target.check(restart=restart)
-    out_dir = check_out_dir(out) if out else None
-    store.require()
+    out_dir = check_out_dir(out, force=force) if out else None
+    require_ca(store)
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
@@ -162,7 +154,9 @@ def issue_server(
     result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
     placed: list[str] = []
     if out_dir is not None:
-        result.out_files = write_out(out_dir, issued.ca_pem, issued.cert_pem, issued.key_pem)
+        result.out_files = write_out(
+            out_dir, issued.ca_pem, issued.cert_pem, issued.key_pem, force=force
+        )
         placed += result.out_files.values()
     if target is not None and host_files is not None:
         pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)

@@ -131,7 +131,7 @@ def export_ci(store: CAStore, settings: ExportSettings, fmt: Format = "bundle") 
     from .. import ca
 
     check_secret_format(fmt)  # github/gitlab: setup_recipe() instead
-    store.require()
+    ca.require_ca(store)
     issued = ca.issue(
         store,
         "ci",
@@ -241,20 +241,20 @@ _GITLAB_RECIPE = """\
 """
 
 
-def check_out(path: str | os.PathLike[str]) -> Path:
-    """The absolute ``--out`` path, refused before anything is issued when it cannot be written."""
+def check_out(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The absolute ``--out`` path, refused before anything is issued when it cannot be
+    written: a directory, a link, a file already there without ``force``, an unsafe directory."""
     p = Path(path).expanduser().absolute()
-    if p.is_dir():
+    if p.is_dir() and not p.is_symlink():
         raise UsageError(f"--out {path} is a directory; give a file name.")
-    if not p.parent.is_dir():
-        raise UsageError(f"--out {path}: the directory {p.parent} does not exist.")
-    return p
+    return files.check_output_file(p, force=force)
 
 
-def write_out(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a rendered secret to ``path``: created 0600 and atomically, never world-readable."""
-    p = check_out(path)
+def write_out(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
+    """Write a rendered secret to ``path``: created 0600 and atomically, never world-readable,
+    never through a link; an existing file is replaced only with ``force``."""
+    p = check_out(path, force=force)
     try:
-        return files.atomic_write(p, text, files.PRIVATE_FILE)
+        return files.write_output_file(p, text, files.PRIVATE_FILE, force=force)
     except OSError as e:
         raise OperationError(f"Cannot write {p}: {e.strerror}.") from None

@@ -55,6 +55,7 @@ def export(
     out: Path = typer.Option(
         None, "--out", help="Write the secret to this file (created 0600) instead of stdout."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a short-lived CI client certificate and print it as one CI secret.
@@ -88,18 +89,18 @@ def export(
             typer.echo("Nothing was issued yet: run the command of step 1.", err=True)
         return
     if out is not None:
-        check_out(out)  # before issuing: a typo must not cost a certificate
+        check_out(out, force=force)  # before issuing: a typo must not cost a certificate
     exported = export_ci(store, settings, form)
-    _render_export(exported, out, json_out)
+    _render_export(exported, out, json_out, force)
 
 
-def _render_export(exported: Exported, out: Path | None, json_out: bool) -> None:
+def _render_export(exported: Exported, out: Path | None, json_out: bool, force: bool) -> None:
     from ..ci import GITLAB_MAX_VALUE, write_out
 
     summary = exported.summary()
     text = exported.text
     if out is not None:
-        written = write_out(out, text)
+        written = write_out(out, text, force=force)
         summary["out"] = str(written)
     elif json_out:
         summary["secret"] = text

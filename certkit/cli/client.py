@@ -251,14 +251,13 @@ def export(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    path = Path(out or f"{name}.dockercontext").absolute()
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it.")
-    if not path.parent.is_dir():
-        raise UsageError(f"The directory {path.parent} does not exist.")
-    from ..files import PRIVATE_FILE, atomic_write
+    from ..files import PRIVATE_FILE, write_output_file
 
-    atomic_write(path, data, PRIVATE_FILE)
+    path = Path(out or f"{name}.dockercontext").absolute()
+    try:
+        write_output_file(path, data, PRIVATE_FILE, force=force)
+    except OSError as e:
+        raise UsageError(f"Cannot write {path}: {e.strerror}; choose another --out.") from None
     emit(
         json_out,
         {"ok": True, "context": name, "file": str(path), "bytes": len(data)},

@@ -290,6 +290,7 @@ def renew_ci(
     out: Path = typer.Option(
         None, "--out", help="Write the new secret to this file (created 0600)."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -297,7 +298,7 @@ def renew_ci(
 
     Example: certkit renew ci deploy --format bundle | gh secret set CERTKIT_BUNDLE
     """
-    from ..ci import check_format, write_out
+    from ..ci import check_format, check_out, write_out
     from ..errors import UsageError
     from ..renew import renew
     from ..store import CAStore
@@ -305,6 +306,8 @@ def renew_ci(
     if fmt is not None and check_format(fmt) in ("github", "gitlab"):
         raise UsageError("renew ci prints a secret: use --format bundle, env or json.")
     show = fmt is not None or out is not None
+    if out is not None:
+        check_out(out, force=force)  # before renewing: nothing is issued for a bad --out
     store = CAStore(ca)
     result = renew(
         store,
@@ -319,7 +322,7 @@ def renew_ci(
     data = {"ok": True, **result.to_json()}
     lines = _renewed_lines(result)
     if out is not None:
-        data["out"] = str(write_out(out, secret))
+        data["out"] = str(write_out(out, secret, force=force))
         lines.append(f"  Secret written to {data['out']} (mode 0600).")
     elif not show:
         lines.append(f"  The secret was not printed. Next: {_ci_fetch(ca, name)}")

@@ -63,6 +63,7 @@ DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
 )
 SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
+FORCE = typer.Option(False, "--force", help="Replace files already in --out.")
 FROM_FILE = typer.Option(
     None,
     "--from-file",
@@ -94,6 +95,7 @@ def issue_server(
     identity: str = IDENTITY_OPTION,
     ssh_option: list[str] = SSH_OPTIONS_OPTION,
     from_file: str = FROM_FILE,
+    force: bool = FORCE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -118,7 +120,7 @@ def issue_server(
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
         _from_file(from_file, host, san, any(flags) or remove_insecure, out, ca, days, key_type,
-                   json_out)  # fmt: skip
+                   force, json_out)  # fmt: skip
         return
     if not host:
         raise UsageError(
@@ -141,6 +143,7 @@ def issue_server(
         options=options,
         restart=restart,
         dry_run=dry_run,
+        force=force,
     )
     if result.install and not json_out:
         list(map(warn, result.install.plan.warnings))
@@ -156,6 +159,7 @@ def _from_file(
     ca: str,
     days: int,
     key_type: str,
+    force: bool,
     json_out: bool,
 ) -> None:
     """``--from-file``: one certificate per line of the file, no install."""
@@ -168,7 +172,7 @@ def _from_file(
             "and the install options; the hosts and their names come from the file."
         )
     issue_servers_from_file(
-        path, out=out, ca=ca, days=days, key_type=key_type, force=False, json_out=json_out
+        path, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
     )
 
 
