@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import files
 from ..errors import OperationError, UsageError
-from ..paths import SystemPaths
+from ..paths import SERVER_FILES, SystemPaths
 from .hostfiles import HostFiles
 from .options import HostRef
 from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
@@ -51,6 +51,52 @@ def read_host_files(paths: SystemPaths) -> HostFiles:
         with contextlib.suppress(OSError):
             hf.cert_files[str(p)] = p.read_bytes()
     return hf
+
+
+def _writable_dir(path: Path, what: str) -> None:
+    """Refuse (UsageError) when ``path``, or the directory it would be created in, cannot
+    be written: a read-only filesystem, no permission, a file or dangling link standing there."""
+    cur = path
+    while not os.path.lexists(cur) and cur != cur.parent:
+        cur = cur.parent
+    if os.path.islink(cur) and not cur.exists():
+        raise UsageError(
+            f"{cur} is a symbolic link to a missing directory ({os.readlink(cur)}): "
+            f"fix or remove the link, then run again ({what})."
+        )
+    if not cur.is_dir():
+        raise UsageError(f"{cur} is not a directory, so {what} cannot go there; move it aside.")
+    if not os.access(cur, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{cur} is not writable ({'read-only' if _read_only(cur) else 'permission denied'})"
+            f", so {what} cannot be written; run as root or choose another --root."
+        )
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def check_install_paths(paths: SystemPaths) -> None:
+    """Everything an install writes, checked before a certificate is issued.
+
+    daemon.json may be a link to a file a configuration manager owns (it is
+    written through), but never a dangling one; the certificate directory is
+    an output directory (no link, yours or root's, writable by nobody else)
+    and its files are never links.
+    """
+    dj = Path(paths.daemon_json)
+    if dj.is_symlink() and not dj.exists():
+        raise UsageError(
+            f"{dj} is a symbolic link to a missing file ({os.readlink(dj)}): fix or remove "
+            "the link, then run again; nothing was issued."
+        )
+    if dj.exists() and not dj.is_file():
+        raise UsageError(f"{dj} is not a regular file: move it aside, then run again.")
+    _writable_dir(dj.parent, "daemon.json")
+    _writable_dir(Path(paths.dropin_dir), "the docker.service drop-in")
+    _writable_dir(Path(paths.cert_dir), "the certificate files")
+    files.check_output_dir(paths.cert_dir, SERVER_FILES, force=True, flag="--cert-dir")
 
 
 def _restore(previous: dict[str, bytes | None], modes: dict[str, int]) -> None:
@@ -184,6 +230,7 @@ class LocalTarget:
                 "--install writes /etc/docker and the docker unit: run as root (sudo), "
                 "or use --root DIR to install under a sandbox directory."
             )
+        check_install_paths(self.system)
 
     def read_files(self) -> HostFiles:
         return read_host_files(self.system)
@@ -194,6 +241,11 @@ class LocalTarget:
         except PermissionError as e:
             raise OperationError(
                 f"permission denied writing {e.filename}: run as root (sudo), or use --root DIR."
+            ) from None
+        except OSError as e:
+            raise OperationError(
+                f"cannot write {e.filename or 'the install'} ({e.strerror}); the files already "
+                "replaced were put back."
             ) from None
         if not restart:
             return False

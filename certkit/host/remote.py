@@ -49,13 +49,23 @@ def remote_read_paths(
     return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
 
 
+def remote_write_targets(paths: SystemPaths) -> tuple[list[PurePosixPath], PurePosixPath]:
+    """What an install writes (never through a link) and the private certificate directory:
+    the read script refuses them, before anything is issued, when unsafe."""
+    return [paths.daemon_json, paths.dropin, *_cert_file_paths(paths)], PurePosixPath(
+        paths.cert_dir
+    )
+
+
 def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
     """Read the host's daemon.json, units, drop-ins and cert files in one SSH session.
 
     Gives exactly what :func:`certkit.daemon.read_host_files` gives on the
     host itself, so planning is the same for a local and a remote install.
     """
-    found = parse_dump(ssh.run_script(read_script(*remote_read_paths(paths))))
+    singles, globs = remote_read_paths(paths)
+    written, cert_dir = remote_write_targets(paths)
+    found = parse_dump(ssh.run_script(read_script(singles, globs, written, cert_dir)))
     return host_files_from_dump(found, paths, ssh.target.host)
 
 

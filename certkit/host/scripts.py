@@ -44,16 +44,26 @@ class RemoteFile:
     mode: int | None
 
 
-def read_script(singles: Sequence[PurePosixPath], globs: Sequence[PurePosixPath]) -> str:
+def read_script(
+    singles: Sequence[PurePosixPath],
+    globs: Sequence[PurePosixPath],
+    written: Sequence[PurePosixPath] = (),
+    private_dir: PurePosixPath | None = None,
+) -> str:
     """The remote script printing each existing file in ``singles`` and matching ``globs``.
 
     Each file comes out as ``CERTKIT-FILE MODE PATH``, its base64 lines, then
     ``CERTKIT-EOF``; a file that exists but cannot be read stops the script
-    with a message saying to connect as root or pass ``--sudo``.
+    with a message saying to connect as root or pass ``--sudo``.  Before
+    anything is issued it also refuses what the install must not write
+    through: a link among ``written`` (dangling or not: it would be replaced
+    by a file), and a ``private_dir`` that is a link, not root's, or writable
+    by others.
     """
     lines = [
         "set -u",
         _NEED_BASE64,
+        *_write_target_checks(written, private_dir),
         "dump() {",
         '  [ -e "$1" ] || return 0',
         '  [ -f "$1" ] || { echo "CERTKIT-ERROR $1 on the host is not a regular file."; exit 3; }',
@@ -71,6 +81,35 @@ def read_script(singles: Sequence[PurePosixPath], globs: Sequence[PurePosixPath]
             raise ValueError(f"unsupported glob {pattern}")
         lines.append(f'for f in {parent}/{name}; do dump "$f"; done')
     return "\n".join(lines) + "\n"
+
+
+def _write_target_checks(
+    written: Sequence[PurePosixPath], private_dir: PurePosixPath | None
+) -> list[str]:
+    q = sh_quote
+    s = [
+        f'[ -L {q(p)} ] && {{ echo "CERTKIT-ERROR {_dq(p)} on the host is a symbolic link '
+        f"(to $(readlink -- {q(p)})): certkit never replaces links on a host; replace it with "
+        'the file itself, then run again."; exit 3; }'
+        for p in written
+    ]
+    if private_dir is not None:
+        d, shown = q(private_dir), _dq(private_dir)
+        s += [
+            f'[ -L {d} ] && {{ echo "CERTKIT-ERROR {shown} on the host is a symbolic link: '
+            'give the certificate directory itself (--cert-dir)."; exit 3; }',
+            f"if [ -e {d} ]; then",
+            f'  [ -d {d} ] || {{ echo "CERTKIT-ERROR {shown} on the host is not a directory."; '
+            "exit 3; }",
+            f'  case "$(stat -c %u -- {d})" in 0|"$(id -u)") ;; *) echo "CERTKIT-ERROR {shown} '
+            "on the host is owned by another user: chown root it (nobody else may control "
+            'where the server key goes), then run again."; exit 3;; esac',
+            f'  case "$(stat -c %A -- {d})" in ?????w????|????????w?) echo "CERTKIT-ERROR '
+            f'{shown} on the host is writable by other users: chmod go-w it, then run again."; '
+            "exit 3;; esac",
+            "fi",
+        ]
+    return s
 
 
 _NEED_BASE64 = (
@@ -127,7 +166,7 @@ class WriteJob:
     backups: list[tuple[PurePosixPath, PurePosixPath]] = field(default_factory=list)
     expected: dict[PurePosixPath, bytes | None] = field(default_factory=dict)
     restart: bool = False
-    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 _AS_ROOT = "connect as root or pass --sudo."
@@ -175,10 +214,25 @@ def write_script(job: WriteJob, host: str) -> str:
             f"mv -f -- {sh_quote(tmp[i])} {sh_quote(w.path)} && m{i}=1 "
             f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
         )
+    s += _written_checks(job, on)
     if job.restart:
         s += _restart(on)
     s += [f"rm -f -- {' '.join(sh_quote(o) for o in old)}", "sync", f"echo {_OK}"]
     return "\n".join(s) + "\n"
+
+
+def _written_checks(job: WriteJob, on: str) -> list[str]:
+    """After the moves: each target is a regular file (no link) holding what was sent."""
+    s = []
+    final = {w.path: w for w in job.writes}  # a path written twice: its last content
+    for w in final.values():
+        t, digest = sh_quote(w.path), hashlib.sha256(w.data).hexdigest()
+        s.append(
+            f'{{ [ -f {t} ] && [ ! -L {t} ] && [ "$(sha256sum < {t} | cut -c1-64)" = {digest} ]; }}'
+            f' || fail "{_dq(w.path)} {on} changed while certkit wrote it (someone else writes '
+            'there); $(state)."'
+        )
+    return s
 
 
 def _unchanged_checks(job: WriteJob, on: str) -> list[str]:
@@ -261,7 +315,9 @@ def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
         s += [
             f"[ -d {q(w.path)} ] && {{ discard; drop_dirs; fail "
             f'"{_dq(w.path)} {on} is a directory; move it aside and retry. {_SAME}"; }}',
-            f"( printf '%s\\n' {_b64_lines(w.data)} | base64 -d > {q(tmp[i])} ) "
+            # set -C: the staging file is created exclusively (O_EXCL), never through a
+            # link or into a file someone planted under that name.
+            f"( set -C; printf '%s\\n' {_b64_lines(w.data)} | base64 -d > {q(tmp[i])} ) "
             f"&& chmod {w.mode:o} -- {q(tmp[i])} "
             f'|| {{ discard; drop_dirs; fail "cannot write into {_dq(w.path.parent)} {on} as '
             f"$(id -un) (if permission was denied: {_AS_ROOT[:-1]}; else the disk is full or "

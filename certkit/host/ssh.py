@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..errors import OperationError, UsageError
 from ..names import ip_or_none
@@ -166,12 +167,42 @@ class SSH:
         """Validate the user's ``--ssh``, ``--identity`` and ``--ssh-option`` values."""
         if identity is not None and not Path(identity).expanduser().is_file():
             raise UsageError(f"--identity {identity!r} is not a readable key file.")
-        return cls(
+        ssh = cls(
             parse_destination(spec),
             str(Path(identity).expanduser()) if identity else None,
             check_ssh_options(options),
             sudo,
         )
+        if ssh.options:
+            ssh.check_effective()
+        return ssh
+
+    def check_effective(self) -> None:
+        """Refuse ``--ssh-option`` values that, as ssh itself resolves them (``ssh -G``),
+        turn off host key checking or allow prompts: whatever their spelling."""
+        argv = self.argv()
+        head = argv[: argv.index("--")]
+        try:
+            done = subprocess.run(
+                [head[0], "-G", *head[1:], "--", self.target.host],
+                capture_output=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            )
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return  # no usable ssh: connecting fails with its own clear sentence
+        if done.returncode != 0:
+            why = _last_line(done.stderr.decode(errors="replace"))
+            raise UsageError(f"ssh refuses these --ssh-option values: {why}.")
+        config = dict(
+            line.partition(" ")[::2] for line in done.stdout.decode(errors="replace").splitlines()
+        )
+        if config.get("stricthostkeychecking") != "true" or config.get("batchmode") != "yes":
+            raise UsageError(
+                f"--ssh-option {' '.join(self.options)!r} turns off host key checking or allows "
+                "prompts, which certkit keeps on: add the host's key to known_hosts (connect "
+                "once with ssh and check the fingerprint) instead."
+            )
 
     def argv(self) -> list[str]:
         """The local ``ssh`` command line: no secret in it, ever."""
@@ -207,9 +238,12 @@ class SSH:
         """
         body = f"echo {START_MARKER}\n{script}"
         try:
-            done = subprocess.run(
-                self.argv(), input=body.encode(), capture_output=True, timeout=timeout
-            )
+            done = run_capped(self.argv(), body.encode(), timeout, MAX_OUTPUT)
+        except OutputTooLarge:
+            raise OperationError(
+                f"{self.target} sent more than {MAX_OUTPUT // (1 << 20)} MiB back; certkit stopped "
+                "reading (a host's files are far smaller): check what runs there at login."
+            ) from None
         except FileNotFoundError:
             raise OperationError(
                 "The OpenSSH client (ssh) is not installed here: install it "
@@ -295,6 +329,65 @@ class SSH:
             f"The remote shell on {t.host} did not run certkit's script (exit {code}): "
             f"{_last_line(err) or 'no message'}; the host needs a POSIX sh."
         )
+
+
+# What certkit reads back from a host at most: its files are a few KiB.
+MAX_OUTPUT = 4 << 20
+
+
+class OutputTooLarge(Exception):
+    """The process wrote more than the cap allows (it was killed)."""
+
+
+def run_capped(
+    argv: list[str], stdin: bytes, timeout: float, cap: int
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` feeding ``stdin``; its stdout and stderr are each read up to ``cap`` bytes.
+
+    Beyond the cap the process is killed and :class:`OutputTooLarge` raised, so a
+    host streaming without end cannot make certkit grow without end.
+    """
+    import threading
+
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    got: dict[str, bytes] = {}
+    over: list[str] = []
+
+    def read(name: str, stream: Any) -> None:
+        data = stream.read(cap + 1)
+        if len(data) > cap:
+            over.append(name)
+            proc.kill()
+        got[name] = data[:cap]
+        stream.close()
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(stdin)  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:  # the process exited without reading it all
+            pass
+
+    threads = [
+        threading.Thread(target=read, args=("out", proc.stdout), daemon=True),
+        threading.Thread(target=read, args=("err", proc.stderr), daemon=True),
+        threading.Thread(target=feed, daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    for t in threads:
+        t.join()
+    if over:
+        raise OutputTooLarge(over[0])
+    return subprocess.CompletedProcess(argv, code, got.get("out", b""), got.get("err", b""))
 
 
 def _last_line(text: str) -> str:
