@@ -291,10 +291,14 @@ def _open_child(fd: int, name: str, path: Path, flag: str, *, leaf: bool) -> int
         raise UnsafeOutput(f"{flag} {path}: {e.strerror}; choose another directory.") from None
 
 
-def _walk(path: StrPath, flag: str, *, create: bool, mode: int) -> tuple[int | None, Path]:
+def _walk(
+    path: StrPath, flag: str, *, create: bool, mode: int, holds_file: bool = False
+) -> tuple[int | None, Path]:
     """Open directory ``path`` safely: (its descriptor, or None when missing and not ``create``).
 
-    Directories created on the way get ``mode``, set with fchmod.
+    Directories created on the way get ``mode``, set with fchmod.  With
+    ``holds_file`` (the directory of one output file, like /tmp) a sticky
+    directory is fine: nobody else can replace a file created there.
     """
     target = Path(os.path.abspath(Path(path).expanduser()))
     fd = os.open("/", _DIR_FLAGS)
@@ -317,7 +321,7 @@ def _walk(path: StrPath, flag: str, *, create: bool, mode: int) -> tuple[int | N
                 child = _make_child(fd, name, walked, flag, mode)
             os.close(fd)
             fd = child
-            _check_dir_stat(os.fstat(fd), walked, flag, leaf=leaf)
+            _check_dir_stat(os.fstat(fd), walked, flag, leaf=leaf and not holds_file)
         return fd, target
     except BaseException:
         os.close(fd)
@@ -449,7 +453,7 @@ def check_output_file(path: StrPath, *, force: bool, flag: str = "--out") -> Pat
     """Validate an output file: its directory exists and is safe, the file is no link
     and is replaced only with ``force``."""
     p = Path(os.path.abspath(Path(path).expanduser()))
-    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR)
+    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR, holds_file=True)
     if fd is None:
         raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
     try:
@@ -464,7 +468,7 @@ def write_output_file(
 ) -> Path:
     """Write one file the way :func:`write_output_dir` does; its directory must exist."""
     p = check_output_file(path, force=force, flag=flag)
-    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR)
+    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR, holds_file=True)
     if fd is None:  # pragma: no cover - removed since the check just above
         raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
     try:

@@ -82,3 +82,196 @@ def test_init_ca_force_moves_a_half_present_ca_aside(certkit_home: Path) -> None
     assert (ca_dir / "ca.pem").read_bytes() != old
     # The old CA's certificates went aside with it: list no longer calls them valid.
     assert [r for r in cli_json("list") if r["kind"] == "server"] == []
+
+
+# ------------------------------------------------ 2. dangling links, unreadable paths
+
+
+def inventory_serials(home: Path) -> list[str]:
+    inv = home / "cas" / "default" / "inventory.json"
+    if not inv.exists():
+        return []
+    return [r["serial"] for r in json.loads(inv.read_text())["records"] if r["kind"] != "ca"]
+
+
+def sandbox_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc" / "docker").mkdir(parents=True)
+    return root
+
+
+def test_install_into_a_dangling_daemon_json_link_is_refused_before_issuing(
+    store: object, certkit_home: Path, tmp_path: Path
+) -> None:
+    root = sandbox_root(tmp_path)
+    link = root / "etc" / "docker" / "daemon.json"
+    link.symlink_to(tmp_path / "managed" / "daemon.json")
+    before = snapshot(root, certkit_home)
+    r = run_certkit("issue-server", "docker1", "--install", "--root", str(root))
+    refused(r, "symbolic link", "daemon.json")
+    assert snapshot(root, certkit_home) == before  # the link kept, no cert dir, no record
+    assert link.is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["dangling", "foreign", "other-writable", "file"])
+def test_cert_dir_that_certkit_must_not_write_into_is_refused(
+    store: object, certkit_home: Path, tmp_path: Path, kind: str
+) -> None:
+    root = sandbox_root(tmp_path)
+    cert_dir = root / "srv" / "certs"
+    cert_dir.parent.mkdir(parents=True)
+    if kind == "dangling":
+        cert_dir.symlink_to(tmp_path / "nowhere")
+    elif kind == "file":
+        cert_dir.write_text("x")
+    else:
+        cert_dir.mkdir()
+        if kind == "foreign":
+            os.chown(cert_dir, 12345, 12345)  # another local user's directory
+        else:
+            cert_dir.chmod(0o777)
+    before = snapshot(root, certkit_home)
+    r = run_certkit(
+        "issue-server", "docker1", "--install", "--root", str(root), "--cert-dir", "/srv/certs"
+    )
+    refused(r, "srv/certs")
+    assert snapshot(root, certkit_home) == before
+
+
+def test_read_only_install_root_is_refused_before_issuing(
+    store: object, certkit_home: Path, tmp_path: Path
+) -> None:
+    root = sandbox_root(tmp_path)
+    mounted = os.system(f"mount -t tmpfs -o ro,mode=755 tmpfs {root}/etc") == 0
+    if not mounted:  # pragma: no cover - no mount privilege here
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        r = run_certkit("issue-server", "docker1", "--install", "--root", str(root))
+        refused(r, "read-only")
+        assert inventory_serials(certkit_home) == []
+    finally:
+        os.system(f"umount {root}/etc")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["issue-client", "c1", "--out", "{link}"],
+        ["client-context", "c1", "--client-only", "--out", "{link}"],
+        ["issue-server", "docker1", "--out", "{link}"],
+        ["issue-client", "--count", "2", "--out", "{link}"],
+        ["ci", "export", "deploy", "--host", "docker1", "--out", "{link}/bundle"],
+    ],
+)
+def test_out_through_a_dangling_link_issues_nothing(
+    store: object, certkit_home: Path, tmp_path: Path, args: list[str]
+) -> None:
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    before = snapshot(tmp_path)
+    r = run_certkit(*(a.replace("{link}", str(link)) for a in args))
+    refused(r, "link")
+    assert snapshot(tmp_path) == before  # exit 2: nothing written, nothing recorded
+
+
+def test_renew_into_a_recorded_out_dir_that_became_a_link_is_refused(
+    store: object, certkit_home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "files"
+    cli_ok("issue-client", "c1", "--out", str(out))
+    for f in out.iterdir():
+        f.unlink()
+    out.rmdir()
+    out.symlink_to(tmp_path / "elsewhere")  # a tmp cleaner removed it; someone planted a link
+    before = snapshot(tmp_path)
+    r = run_certkit("renew", "client", "c1")
+    refused(r, "link")
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_context_export_into_a_read_only_dir_is_one_sentence(store: object, tmp_path: Path) -> None:
+    cli_ok("client-context", "c1", "--host", "docker1")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.system(f"mount -t tmpfs -o ro,mode=755 tmpfs {ro}") != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        r = run_certkit("context", "export", "c1", "--out", str(ro / "c1.dockercontext"))
+        refused(r, "c1.dockercontext")
+    finally:
+        os.system(f"umount {ro}")
+
+
+# ------------------------------------------------ 7. --out: --force, no links, no foreign dirs
+
+
+def test_ci_export_out_needs_force_and_never_follows_a_link(store: object, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    out.write_text("mine\n")
+    r = run_certkit("ci", "export", "deploy", "--host", "docker1", "--out", str(out))
+    refused(r, "--force")
+    assert out.read_text() == "mine\n"
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    planted = tmp_path / "planted"
+    planted.symlink_to(victim)
+    r = run_certkit("ci", "export", "deploy", "--host", "docker1", "--out", str(planted), "--force")
+    refused(r, "symbolic link")
+    assert victim.read_text() == "root:x:0:0\n" and planted.is_symlink()
+    cli_ok("ci", "export", "deploy", "--host", "docker1", "--out", str(out), "--force")
+    assert "mine" not in out.read_text() and (out.stat().st_mode & 0o777) == 0o600
+
+
+def test_issue_server_out_needs_force_to_replace_files(store: object, tmp_path: Path) -> None:
+    out = tmp_path / "srv"
+    cli_ok("issue-server", "docker1", "--out", str(out))
+    first = (out / "server-cert.pem").read_bytes()
+    refused(run_certkit("issue-server", "docker1", "--out", str(out)), "--force")
+    assert (out / "server-cert.pem").read_bytes() == first
+    cli_ok("issue-server", "docker1", "--out", str(out), "--force")
+    assert (out / "server-cert.pem").read_bytes() != first
+
+
+@pytest.mark.parametrize("planted", ["leaf-link", "foreign-dir", "other-writable", "file-link"])
+def test_out_into_another_users_place_is_refused(
+    store: object, certkit_home: Path, tmp_path: Path, planted: str
+) -> None:
+    """The attacker is uid 12345, sharing a sticky /tmp-like directory with root."""
+    share = tmp_path / "share"
+    share.mkdir(mode=0o1777)
+    share.chmod(0o1777)
+    system = tmp_path / "etc"
+    system.mkdir()
+    (system / "ca.pem").write_text("system file\n")
+    certs = share / "certs"
+    if planted == "leaf-link":
+        certs.symlink_to(system)
+        os.lchown(certs, 12345, 12345)
+    elif planted == "foreign-dir":
+        certs.mkdir()
+        os.chown(certs, 12345, 12345)
+    elif planted == "other-writable":
+        certs.mkdir()
+        certs.chmod(0o777)
+    else:
+        certs.mkdir()
+        (certs / "ca.pem").symlink_to(system / "ca.pem")
+    before = snapshot(tmp_path)
+    for args in (["--force"], []):
+        r = run_certkit("issue-client", "c1", "--out", str(certs), *args)
+        refused(r, str(certs))
+    assert snapshot(tmp_path) == before
+    assert inventory_serials(certkit_home) == []
+
+
+def test_out_created_private_through_descriptors_under_umask_000(
+    store: object, tmp_path: Path
+) -> None:
+    old = os.umask(0)
+    try:
+        cli_ok("issue-client", "c1", "--out", str(tmp_path / "a" / "b"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "a" / "b" / "key.pem").stat().st_mode & 0o777 == 0o600
