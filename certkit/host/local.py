@@ -21,7 +21,7 @@ from ..errors import OperationError, UsageError
 from ..paths import SERVER_FILES, SystemPaths
 from .hostfiles import HostFiles
 from .options import HostRef
-from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
+from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
 
 
 def read_host_files(paths: SystemPaths) -> HostFiles:
@@ -119,15 +119,21 @@ def apply_plan_locally(plan: InstallPlan) -> None:
     """
     if not plan.changes:
         return
+    steps = write_steps(plan)
     for change in plan.changes:
         files.ensure_dir(PurePosixPath(change.path).parent, change.dir_mode)
     if plan.backup and plan.backup_content is not None:
         files.atomic_write(plan.backup[1], plan.backup_content, plan.backup_mode)
-    modes = {c.path: c.mode for c in plan.changes}
+    modes = {c.path: c.mode for c in steps.writes}
     try:
-        files.atomic_write_many((c.path, c.content, c.mode) for c in plan.changes)
+        files.atomic_write_many((c.path, c.content, c.mode) for c in steps.writes)
+        for path in steps.cleanup:
+            Path(path).unlink(missing_ok=True)
     except BaseException:
-        _restore(plan.previous, modes)
+        _restore(steps.previous, modes)
+        for path in steps.cleanup:
+            with contextlib.suppress(OSError):
+                Path(path).unlink(missing_ok=True)
         raise
 
 
@@ -192,7 +198,8 @@ def restart_docker(
 
     if restart() and wait_port(_probe_address(plan.listen), plan.port, timeout):
         return
-    _restore(plan.previous, {c.path: c.mode for c in plan.changes})
+    steps = write_steps(plan)
+    _restore(steps.previous, {c.path: c.mode for c in steps.writes})
     back = restart()
     raise OperationError(
         f"Docker did not come back on port {plan.port} after the restart; the previous "

@@ -471,3 +471,60 @@ def live_restore_on(files_: HostFiles) -> bool:
     config = config_or_empty(files_.daemon_json)
     flag = flag_value(expanded(effective_execstart(files_) or [], files_), "live-restore")
     return bool(config.get("live-restore")) or (flag is not None and flag != "false")
+
+
+NEXT_PREFIX = "next-"  # the new pair's transitional names during a swap
+
+
+@dataclass
+class WriteSteps:
+    """The order an install writes in, so dockerd never sees a cert and key that differ.
+
+    ``writes`` are done one rename at a time, in order; ``cleanup`` is removed
+    afterwards; ``previous`` is what each written path held (None: absent),
+    for rolling back.
+    """
+
+    writes: list[FileChange]
+    cleanup: list[str]
+    previous: dict[str, bytes | None]
+
+
+def write_steps(plan: InstallPlan) -> WriteSteps:
+    """The safe order of ``plan``'s writes.
+
+    At every instant the certificate and key daemon.json names form a
+    matching pair.  A first install writes the files, then daemon.json.  When
+    daemon.json already names a pair the install replaces, the new pair is
+    first written under transitional names (``next-server-cert.pem``...),
+    daemon.json is switched to them, the final files are replaced, daemon.json
+    is switched back, and the transitional files are removed.
+    """
+    previous = dict(plan.previous)
+    old = config_or_empty(plan.old_daemon_json)
+    changed = {c.path: c for c in plan.changes}
+    named = {str(old.get("tlscert")), str(old.get("tlskey"))}
+    if not named & set(changed):
+        return WriteSteps(list(plan.changes), [], previous)
+    dj = plan.daemon_json_path
+    final_text = plan.new_daemon_json if plan.new_daemon_json is not None else plan.old_daemon_json
+    final = config_or_empty(final_text)
+    mode = changed[dj].mode if dj in changed else plan.backup_mode
+    nexts: list[FileChange] = []
+    step = dict(final)
+    for key, name in (("tlscert", "cert"), ("tlskey", "key")):
+        path = PurePosixPath(plan.cert_paths[name])
+        nxt = str(path.with_name(NEXT_PREFIX + path.name))
+        content = changed[str(path)].content if str(path) in changed else None
+        if content is None:  # unchanged file: daemon.json may keep naming it
+            continue
+        nexts.append(FileChange(nxt, content, changed[str(path)].mode, files.PRIVATE_DIR))
+        step[key] = nxt
+    via = FileChange(dj, edit_daemon_json(final_text, final, step).encode(), mode)
+    back = FileChange(dj, (final_text or "").encode(), mode)
+    head = [c for c in plan.changes if c.path == plan.cert_paths["ca"]]
+    rest = [c for c in plan.changes if c.path not in (dj, plan.cert_paths["ca"])]
+    pair = [c for c in rest if c.path in (plan.cert_paths["cert"], plan.cert_paths["key"])]
+    tail = [c for c in rest if c not in pair]
+    previous.setdefault(dj, plan.old_daemon_json.encode() if plan.old_daemon_json else None)
+    return WriteSteps([*head, *nexts, via, *pair, back, *tail], [c.path for c in nexts], previous)

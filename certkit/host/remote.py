@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..paths import SystemPaths
 from .hostfiles import HostFiles
 from .options import HostRef
-from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan
+from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
 from .scripts import RemoteFile, Write, WriteJob, parse_dump, read_script, run_write_job
 from .ssh import SSH
 
@@ -120,14 +120,16 @@ def _missing_dirs(plan: InstallPlan) -> list[tuple[PurePosixPath, int]]:
 
 def write_job_for(plan: InstallPlan, *, restart: bool = False) -> WriteJob:
     """The remote write job that carries out ``plan`` (see :func:`write_script`)."""
+    steps = write_steps(plan)
     return WriteJob(
-        writes=[Write(PurePosixPath(c.path), c.content, c.mode) for c in plan.changes],
+        writes=[Write(PurePosixPath(c.path), c.content, c.mode) for c in steps.writes],
         dirs=_missing_dirs(plan),
         backups=[(PurePosixPath(plan.backup[0]), PurePosixPath(plan.backup[1]))]
         if plan.backup
         else [],
-        expected={PurePosixPath(p): v for p, v in plan.previous.items()},
+        expected={PurePosixPath(p): v for p, v in steps.previous.items()},
         restart=restart,
+        cleanup=[PurePosixPath(p) for p in steps.cleanup],
     )
 
 

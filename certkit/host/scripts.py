@@ -166,6 +166,7 @@ class WriteJob:
     backups: list[tuple[PurePosixPath, PurePosixPath]] = field(default_factory=list)
     expected: dict[PurePosixPath, bytes | None] = field(default_factory=dict)
     restart: bool = False
+    cleanup: list[PurePosixPath] = field(default_factory=list)  # removed after the moves
     token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
@@ -194,8 +195,11 @@ def write_script(job: WriteJob, host: str) -> str:
     is set with ``chmod`` before the file is moved over its target.
     """
     on = f"on {host}"
-    tmp = [w.path.with_name(f".{w.path.name}.certkit-{job.token}.new") for w in job.writes]
-    old = [w.path.with_name(f".{w.path.name}.certkit-{job.token}.old") for w in job.writes]
+    # Indexed: a path written twice (daemon.json during a swap) gets two staging files.
+    tmp = [w.path.with_name(f".{w.path.name}.certkit-{job.token}-{i}.new")
+           for i, w in enumerate(job.writes)]  # fmt: skip
+    old = [w.path.with_name(f".{w.path.name}.certkit-{job.token}-{i}.old")
+           for i, w in enumerate(job.writes)]  # fmt: skip
     s = [
         "set -u",
         "umask 077",
@@ -215,6 +219,8 @@ def write_script(job: WriteJob, host: str) -> str:
             f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
         )
     s += _written_checks(job, on)
+    if job.cleanup:
+        s.append(f"rm -f -- {' '.join(sh_quote(p) for p in job.cleanup)}")
     if job.restart:
         s += _restart(on)
     s += [f"rm -f -- {' '.join(sh_quote(o) for o in old)}", "sync", f"echo {_OK}"]
@@ -293,7 +299,7 @@ def _undo_functions(job: WriteJob, tmp: list[PurePosixPath], old: list[PurePosix
         "state() {",
         '  if restore; then echo "the host was left as it was"; '
         'else echo "restoring failed for$bad, whose previous versions are kept next to '
-        f'them as .*.certkit-{job.token}.old"; fi',
+        f'them as .*.certkit-{job.token}-*.old"; fi',
         "}",
     ]
 

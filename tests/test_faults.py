@@ -1,0 +1,129 @@
+"""Fault injection: kill -9 at every rename of an install, re-install and renewal.
+
+strace kills certkit (SIGKILL) exactly when it calls rename() for the Nth
+time, for every N the run makes.  After each kill the host must still be
+startable: daemon.json parses, and the certificate and key it names form a
+matching pair (dockerd refuses to start on a mismatched pair).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from support import cli_ok
+
+
+def _strace() -> str:
+    path = shutil.which("strace")
+    if path is None:
+        pytest.fail("strace is required for the fault-injection tests (.ci/run installs it)")
+    return path
+
+
+def certkit_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "certkit", *args]
+
+
+def count_renames(args: list[str], log: Path) -> int:
+    """Run certkit once under strace, tracing renames only; how many it made."""
+    subprocess.run(
+        [_strace(), "-f", "-qq", "-o", str(log), "-e", "trace=rename,renameat,renameat2",
+         *certkit_argv(*args)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return sum(1 for line in log.read_text().splitlines() if "rename" in line and "= 0" in line)
+
+
+def killed_at(args: list[str], n: int) -> int:
+    """Run certkit, SIGKILLed on its Nth rename(); its exit status."""
+    done = subprocess.run(
+        [_strace(), "-f", "-qq", "-o", "/dev/null",
+         "-e", f"inject=rename:signal=KILL:when={n}", *certkit_argv(*args)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    return done.returncode
+
+
+def assert_startable(daemon_json: Path) -> None:
+    """daemon.json parses; the cert and key it names exist and belong together."""
+    if not daemon_json.exists():
+        return
+    config = json.loads(daemon_json.read_text())
+    if "tlscert" not in config:
+        return
+    cert = x509.load_pem_x509_certificate(Path(config["tlscert"]).read_bytes())
+    key = serialization.load_pem_private_key(Path(config["tlskey"]).read_bytes(), None)
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(*raw) == key.public_key().public_bytes(*raw), (
+        f"daemon.json names {config['tlscert']} and {config['tlskey']}, which do not match"
+    )
+
+
+Scenario = Callable[[Path], list[str]]
+
+
+def _fresh(base: Path) -> Path:
+    if base.exists():
+        shutil.rmtree(base)
+    root = base / "root"
+    (root / "etc" / "docker").mkdir(parents=True)
+    (root / "etc" / "docker" / "daemon.json").write_text('{\n  "debug": true\n}\n')
+    return root
+
+
+def install(base: Path) -> list[str]:
+    root = _fresh(base)
+    return ["issue-server", "docker1", "--install", "--root", str(root)]
+
+
+def reinstall(base: Path) -> list[str]:
+    args = install(base)
+    cli_ok(*args)
+    return args
+
+
+def renew(base: Path) -> list[str]:
+    cli_ok(*install(base))
+    return ["renew", "server", "docker1"]
+
+
+def renew_in_rotation(base: Path) -> list[str]:
+    cli_ok(*install(base))
+    cli_ok("rotate-ca", "start")
+    return ["renew", "server", "docker1"]
+
+
+@pytest.mark.parametrize("scenario", [install, reinstall, renew, renew_in_rotation])
+def test_kill_at_every_rename_leaves_a_startable_host(
+    scenario: Scenario, tmp_path: Path, certkit_home: Path
+) -> None:
+    home = certkit_home
+    cli_ok("init-ca")
+    pristine = tmp_path / "home-pristine"
+    shutil.copytree(home, pristine, symlinks=True)
+    base = tmp_path / "host"
+
+    def reset() -> list[str]:
+        shutil.rmtree(home)
+        shutil.copytree(pristine, home, symlinks=True)
+        return scenario(base)
+
+    total = count_renames(reset(), tmp_path / "trace.log")
+    assert total >= 4, f"only {total} renames traced: is rename() still the syscall used?"
+    daemon_json = base / "root" / "etc" / "docker" / "daemon.json"
+    assert_startable(daemon_json)
+    for n in range(1, total + 1):
+        args = reset()
+        status = killed_at(args, n)
+        assert status != 0, f"rename {n}/{total}: certkit was not killed"
+        assert_startable(daemon_json)
+    os.sync()
