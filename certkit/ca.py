@@ -256,6 +256,7 @@ class Issued:
     cert_path: Path
     key_path: Path
     paths: list[str] = field(default_factory=list)
+    issuer_not_after: dt.datetime | None = None
 
     @property
     def cert_pem(self) -> bytes:
@@ -264,6 +265,11 @@ class Issued:
     @property
     def key_pem(self) -> bytes:
         return certs.key_pem(self.key)
+
+    @property
+    def capped(self) -> str | None:
+        """One sentence when the validity was cut to the CA's own end, else None."""
+        return capped_note(self.cert, self.issuer_not_after)
 
 
 def make_record(
@@ -320,7 +326,14 @@ class Signer:
     key: PrivateKey
 
     def sign(self, public_key: certs.PublicKey, req: LeafRequest) -> x509.Certificate:
-        """A leaf certificate for ``public_key`` as ``req`` describes it."""
+        """A leaf certificate for ``public_key`` as ``req`` describes it.
+
+        A leaf never outlives its CA: its notAfter is capped at the CA's
+        (clients would refuse it past that date anyway); :func:`capped_note`
+        says so.
+        """
+        ca_end = self.cert.not_valid_after_utc
+        wanted = req.not_after or _now() + dt.timedelta(days=req.days)
         return certs.make_leaf(
             self.cert,
             self.key,
@@ -329,8 +342,19 @@ class Signer:
             req.common_name,
             req.names,
             req.days,
-            not_after=req.not_after,
+            not_after=ca_end if wanted > ca_end else req.not_after,
         )
+
+
+def capped_note(cert: x509.Certificate, ca_not_after: dt.datetime | None) -> str | None:
+    """The note for a leaf whose validity was capped at its CA's notAfter (None: it was not)."""
+    end = cert.not_valid_after_utc
+    if ca_not_after is None or end != ca_not_after:
+        return None
+    return (
+        f"valid only until {end.date().isoformat()}: a certificate cannot outlive its CA, which "
+        "expires then; rotate the CA (certkit rotate-ca start) for longer certificates"
+    )
 
 
 def open_signer(store: CAStore) -> Signer:
@@ -384,7 +408,10 @@ def issue_many(
             files.ensure_dir(d)
             writes.append((d / "cert.pem", certs.cert_pem(cert), files.PUBLIC_FILE))
             writes.append((d / "key.pem", certs.key_pem(key), files.PRIVATE_FILE))
-            results.append(Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem"))
+            results.append(
+                Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",
+                       issuer_not_after=signer.cert.not_valid_after_utc)
+            )  # fmt: skip
         files.atomic_write_many(writes)
     return results
 

@@ -155,6 +155,7 @@ def client_context(
     )
     _installed_replacing(store, issued.record.serial, name, str(config_dir), str(info.tls_dir))
     result = _result(issued, name, ca, endpoint)
+    result.warnings += [issued.capped] if issued.capped else []
     result.context = info
     result.files = {f: str(info.tls_dir / f) for f in dockercli.TLS_FILES}
     if use:
@@ -225,6 +226,7 @@ def client_files(
     files.write_output_dir(out_dir, files.tls_items(paths.CLIENT_FILES, *pems), force=force)
     ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
     result = _result(issued, name, ca, endpoint)
+    result.warnings += [issued.capped] if issued.capped else []
     result.out_dir = out_dir
     result.files = {f: str(out_dir / f) for f in dockercli.TLS_FILES}
     return result

@@ -154,14 +154,12 @@ def format_host(host: str, port: int) -> str:
     """
     check_port(port)
     bare = host.strip().strip("[]")
-    ip = ip_or_none(bare)
-    if ip is not None:
-        return f"tcp://[{ip}]:{port}" if ip.version == 6 else f"tcp://{ip}:{port}"
-    if looks_like_ip(bare):
-        raise UsageError(f"{host!r} is not a valid IP address.")
     if "*" in bare or "/" in bare or "@" in bare:
         raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
-    return f"tcp://{normalize_dns_name(bare)}:{port}"
+    # The one rule for a host: what a certificate can name (no IPv6 zone, no port).
+    name = parse_names([bare]).all()[0]
+    ip = ip_or_none(name)
+    return f"tcp://[{ip}]:{port}" if ip is not None and ip.version == 6 else f"tcp://{name}:{port}"
 
 
 def check_port(port: int) -> int:

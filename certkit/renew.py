@@ -31,6 +31,7 @@ from .host.target import InstallOutcome, Target, install, open_target
 from .names import parse_names
 from .origins import CIOrigin, ClientOrigin, LeafOrigin, ServerOrigin, with_trust
 from .paths import DEFAULT_CA
+from .server import supersede_at
 from .store import CAStore, Record
 
 RenewKind = Literal["server", "client", "ci"]
@@ -145,6 +146,7 @@ class Reissued:
     cert_pem: bytes
     key_pem: bytes
     ca_pem: bytes  # the trust bundle to install with it
+    capped: str | None = None  # set when the validity was cut to the CA's end
 
 
 def _load_stored_key(store: CAStore, record: Record) -> certs.PrivateKey:
@@ -201,7 +203,7 @@ def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> lis
             if old is not None and old.superseded_by is None:
                 old.superseded_by = new.record.serial
     return [
-        Reissued(record, new.record, new.cert_pem, new.key_pem, new.ca_pem)
+        Reissued(record, new.record, new.cert_pem, new.key_pem, new.ca_pem, new.capped)
         for (record, _), new in zip(batch, issued, strict=True)
     ]
 
@@ -213,6 +215,8 @@ def record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str
         if rec is not None:
             rec.origin = with_trust(rec.leaf_origin, bundle_fingerprints(ca_pem))
             rec.installed = sorted({*rec.installed, *installed})
+            if rec.kind == "server":
+                supersede_at(inv, serial, installed)
 
 
 # ---------------------------------------------------------------- renewing
@@ -359,6 +363,8 @@ def put(
         reused_key=reused_key,
         trust=bundle_fingerprints(fresh.ca_pem),
     )
+    if fresh.capped:
+        result.notes.append(fresh.capped)
     if setup is not None:
         _put_server(store, fresh, setup, restart, result)
     elif result.kind == "client":

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from . import certs, defaults, files, paths
-from .ca import issue, mark_installed, require_ca
+from .ca import issue, require_ca
 from .host.options import HostRef, InstallOptions
 from .host.target import InstallOutcome, Target, install
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
-from .store import CAStore
+from .store import CAStore, Inventory
 
 
 @dataclass
@@ -36,6 +36,7 @@ class ServerResult:
     store_files: dict[str, str] = field(default_factory=dict)
     out_files: dict[str, str] = field(default_factory=dict)
     install: InstallOutcome | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def restart_needed(self) -> bool:
@@ -63,6 +64,7 @@ class ServerResult:
             "restart_needed": self.restart_needed,
             "port": self.port,
             "next": self.next_step,
+            "notes": self.notes,
         }
 
 
@@ -151,6 +153,7 @@ def issue_server(
     result.serial = issued.record.serial
     result.not_after = issued.record.not_after
     result.fingerprint = issued.record.fingerprint
+    result.notes += [issued.capped] if issued.capped else []
     result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
     placed: list[str] = []
     if out_dir is not None:
@@ -163,5 +166,24 @@ def issue_server(
         result.install = install(target, host_files, opts, pems, restart=restart)
         placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
     if placed:
-        mark_installed(store, issued.record.serial, placed)
+        record_placement(store, issued.record.serial, placed)
     return result
+
+
+def record_placement(store: CAStore, serial: str, placed: list[str]) -> None:
+    """Record where server certificate ``serial`` went; one installed earlier at any of those
+    paths (another host's, or this host's) is superseded: only one certificate lives there."""
+    with store.transaction() as inv:
+        supersede_at(inv, serial, placed)
+        rec = inv.get(serial)
+        if rec is not None:
+            rec.installed = sorted({*rec.installed, *placed})
+
+
+def supersede_at(inv: Inventory, serial: str, placed: list[str]) -> None:
+    """Mark every other active server record installed at one of ``placed`` superseded."""
+    where = set(placed)
+    for rec in inv.records:
+        others = rec.kind == "server" and rec.serial != serial and not rec.superseded_by
+        if others and where & set(rec.installed):
+            rec.superseded_by = serial

@@ -275,3 +275,71 @@ def test_out_created_private_through_descriptors_under_umask_000(
         os.umask(old)
     assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "a" / "b" / "key.pem").stat().st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------- 4. no leaf outlives its CA
+
+
+def test_no_certificate_outlives_its_ca(certkit_home: Path, tmp_path: Path) -> None:
+    cli_ok("init-ca", "--days", "30")
+    ca_end = cli_json("ca", "show")["not_after"]
+    server = run_certkit("issue-server", "docker1", "--out", str(tmp_path / "s"), "--days", "825")
+    assert server.returncode == 0, server.stderr
+    assert "cannot outlive its CA" in server.stdout
+    client = run_certkit("client-context", "c1", "--host", "docker1", "--json")
+    assert client.returncode == 0, client.stderr
+    assert any("outlive" in w for w in json.loads(client.stdout)["warnings"])
+    renewed = cli_json("renew", "client", "c1")
+    assert any("outlive" in n for n in renewed["notes"])
+    leaves = [r for r in cli_json("list") if r["kind"] != "ca"]
+    assert leaves and all(r["not_after"] <= ca_end for r in leaves)
+
+
+# ---------------------------------------------------------------- 5. one endpoint rule
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["client-context", "c1", "--host", "fe80::1%eth0"],
+        ["client-context", "c1", "--host", "[fe80::1%eth0]"],
+        ["client-context", "c1", "--client-only", "--out", "{tmp}/o", "--host", "fe80::1%eth0"],
+        ["issue-server", "fe80::1%eth0", "--out", "{tmp}/s"],
+        ["ci", "export", "deploy", "--host", "[fe80::1%eth0]:2376"],
+    ],
+)
+def test_ipv6_zones_are_refused_by_every_command(
+    store: object, certkit_home: Path, docker_config: Path, tmp_path: Path, args: list[str]
+) -> None:
+    before = snapshot(certkit_home, docker_config, tmp_path)
+    r = run_certkit(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    refused(r, "zone")
+    assert snapshot(certkit_home, docker_config, tmp_path) == before
+
+
+# ---------------------------------------------------------------- 6. one certificate per install path
+
+
+def test_an_install_supersedes_the_earlier_record_at_that_path(
+    store: object, tmp_path: Path
+) -> None:
+    root = sandbox_root(tmp_path)
+    cli_ok("issue-server", "old-name", "--install", "--root", str(root))
+    cli_ok("issue-server", "new-name", "--install", "--root", str(root))
+    status = {r["name"]: r["status"] for r in cli_json("list") if r["kind"] == "server"}
+    assert status == {"old-name": "superseded", "new-name": "valid"}
+    r = run_certkit("renew", "server", "old-name")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    cfg = json.loads((root / "etc" / "docker" / "daemon.json").read_text())
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(Path(cfg["tlscert"]).read_bytes())
+    assert cert.subject.rfc4514_string().startswith("CN=new-name,")
+
+
+def test_two_out_dirs_with_one_path_supersede_too(store: object, tmp_path: Path) -> None:
+    out = tmp_path / "srv"
+    cli_ok("issue-server", "a1", "--out", str(out))
+    cli_ok("issue-server", "b1", "--out", str(out), "--force")
+    status = {r["name"]: r["status"] for r in cli_json("list") if r["kind"] == "server"}
+    assert status == {"a1": "superseded", "b1": "valid"}

@@ -134,6 +134,8 @@ def _report_context(result: ClientResult, json_out: bool) -> None:
 
 
 def _report_files(result: ClientResult, json_out: bool) -> None:
+    for warning in result.warnings:
+        warn(warning)
     _warn_docker_py(result.docker_py)
     from shlex import quote
 

@@ -241,6 +241,7 @@ def _lines(r: ServerResult, port: int) -> list[str]:
         f"Issued server certificate for {', '.join(r.names)} (serial {r.serial}), "
         f"valid until {(r.not_after or '')[:10]}."
     )
+    lines += [f"Note: {note}." for note in r.notes]
     if r.out_files:
         lines.append(
             f"Wrote to {_dir_of(r.out_files)}: ca.pem, server-cert.pem, server-key.pem (0600)."
