@@ -317,7 +317,7 @@ def test_ipv6_zones_are_refused_by_every_command(
     assert snapshot(certkit_home, docker_config, tmp_path) == before
 
 
-# ---------------------------------------------------------------- 6. one certificate per install path
+# ------------------------------------------------ 6. one certificate per install path
 
 
 def test_an_install_supersedes_the_earlier_record_at_that_path(
@@ -343,3 +343,47 @@ def test_two_out_dirs_with_one_path_supersede_too(store: object, tmp_path: Path)
     cli_ok("issue-server", "b1", "--out", str(out), "--force")
     status = {r["name"]: r["status"] for r in cli_json("list") if r["kind"] == "server"}
     assert status == {"a1": "superseded", "b1": "valid"}
+
+
+# ---------------------------------------------------------------- 8. exit 2: nothing written
+
+
+@pytest.mark.parametrize("config", ["not json", "[1, 2]", "\xff\xfe", "dangling"])
+def test_client_context_use_with_a_bad_config_json_writes_nothing(
+    store: object, certkit_home: Path, docker_config: Path, config: str
+) -> None:
+    docker_config.mkdir(parents=True, exist_ok=True)
+    cfg = docker_config / "config.json"
+    if config == "dangling":
+        cfg.symlink_to(docker_config / "nowhere" / "config.json")
+    else:
+        cfg.write_bytes(config.encode("latin-1"))
+    before = snapshot(certkit_home, docker_config)
+    r = run_certkit("client-context", "aa", "--host", "h", "--use")
+    refused(r, "config.json")
+    assert snapshot(certkit_home, docker_config) == before
+
+
+# ---------------------------------------------------------------- 10. rotation-order hazards
+
+
+def test_rotation_order_hazards_are_warned_before_writing_dry_runs_too(tmp_path: Path) -> None:
+    cli_ok("init-ca")
+    root = sandbox_root(tmp_path)
+    cli_ok("issue-server", "docker1", "--install", "--root", str(root))
+    cli_ok("client-context", "laptop", "--host", "docker1")
+    cli_ok("rotate-ca", "start")
+    # Server before its clients: the dry run shows the warning the real run gives.
+    dry = run_certkit("renew", "server", "docker1", "--dry-run")
+    assert dry.returncode == 0 and "client laptop still trusts only the old CA" in dry.stderr
+    dry_json = cli_json("renew", "server", "docker1", "--dry-run")
+    assert any("laptop" in w for w in dry_json["warnings"])
+    # Client before the servers trust the new CA: the client would be locked out.
+    r = run_certkit("renew", "client", "laptop")
+    assert r.returncode == 0, r.stderr
+    assert "server docker1 still trusts only the old CA" in r.stderr
+    assert "renew server docker1 --bundle-only" in r.stderr
+    # In the right order, no warning.
+    cli_ok("renew", "server", "docker1", "--bundle-only")
+    r = run_certkit("renew", "client", "laptop")
+    assert r.returncode == 0 and "warning" not in r.stderr.lower(), r.stderr

@@ -246,6 +246,7 @@ def renew_server(
         days=days,
         bundle_only=bundle_only,
         server=srv,
+        warn=None if json_out else warn,
     )
     emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
@@ -267,8 +268,9 @@ def renew_client(
     from ..store import CAStore
 
     result = renew(
-        CAStore(ca), "client", name, reuse_key=reuse_key, days=days, bundle_only=bundle_only
-    )
+        CAStore(ca), "client", name, reuse_key=reuse_key, days=days, bundle_only=bundle_only,
+        warn=None if json_out else warn,
+    )  # fmt: skip
     emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
 
@@ -317,6 +319,7 @@ def renew_ci(
         days=days,
         bundle_only=bundle_only,
         ci_format=fmt or "bundle",
+        warn=None if json_out else warn,
     )
     secret, result.secret = result.secret or "", None
     data = {"ok": True, **result.to_json()}
