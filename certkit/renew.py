@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -290,28 +289,20 @@ def renew(
     bundle_only: bool = False,
     server: ServerInstall | None = None,
     ci_format: str = "bundle",
-    warn: Callable[[str], None] | None = None,
 ) -> Renewed:
     """Renew the ``kind`` certificate ``name`` and put the new files where the old ones were.
 
     ``bundle_only`` issues nothing: the certificate in use is re-installed
     with the current trust bundle (during a CA rotation).  For servers,
     ``server`` says whether and where to install and whether to restart.
-    ``warn`` gets every rotation-order hazard before anything is written.
     """
     require_ca(store)
     record = find_active(store, kind, name)
     if bundle_only and (add_names or reuse_key or days is not None):
         raise UsageError("--bundle-only keeps the certificate: drop --san, --reuse-key and --days.")
     srv = server or ServerInstall()
-    hazards = rotation_hazards(store, kind, bundle_only)
-    if warn is not None:  # before anything is written, dry runs too
-        for hazard in hazards:
-            warn(hazard.removeprefix("Warning: "))
     if kind == "server" and srv.dry_run:
-        dry = _server_dry_run(store, record, srv, bundle_only, add_names)
-        dry.warnings = hazards
-        return dry
+        return _server_dry_run(store, record, srv, bundle_only, add_names)
     if kind == "ci":
         from .ci import check_format
 
@@ -324,60 +315,7 @@ def renew(
     else:
         req = request_for(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
         fresh = reissue_many(store, [(record, req)])[0]
-    result = put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
-    result.warnings = hazards
-    return result
-
-
-def rotation_hazards(store: CAStore, kind: str, bundle_only: bool) -> list[str]:
-    """What renewing a ``kind`` certificate now would lock out, during a CA rotation.
-
-    A server with a new-CA certificate is refused by clients trusting only the
-    old CA; a client with a new-CA certificate is refused by servers trusting
-    only the old CA.  A bundle-only re-install changes no certificate.
-    """
-    if bundle_only or not store.rotation_under_way():
-        return []
-    if kind == "server":
-        return lockout_warning(store)
-    new_fp = certs.fingerprint(store.load_cert())
-    now = now_utc()
-    stuck = [
-        r for r in in_use(store) if r.kind == "server" and r.days_left(now) > 0
-        and r.installed and new_fp not in trusted(r)
-    ]  # fmt: skip
-    if not stuck:
-        return []
-    names = ", ".join(r.name for r in stuck)
-    commands = "; ".join(renew_command(store, "server", r.name, " --bundle-only") for r in stuck)
-    verb = "trusts" if len(stuck) == 1 else "trust"
-    return [
-        f"Warning: server {names} still {verb} only the old CA and will refuse this {kind}'s "
-        f"new certificate; re-install the trust bundle there first: {commands}"
-    ]
-
-
-def lockout_warning(store: CAStore) -> list[str]:
-    """A warning when clients that trust only the old CA will refuse a new-CA server."""
-    new_fp = certs.fingerprint(store.load_cert())
-    now = now_utc()
-    stuck = [
-        r
-        for r in in_use(store)
-        if r.kind in ("client", "ci")
-        and r.days_left(now) > 0
-        and rewritable(r)
-        and new_fp not in trusted(r)
-    ]
-    if not stuck:
-        return []
-    names = ", ".join(f"{r.kind} {r.name}" for r in stuck)
-    commands = "; ".join(renew_command(store, r.kind, r.name) for r in stuck)
-    verb = "trusts" if len(stuck) == 1 else "trust"
-    return [
-        f"Warning: {names} still {verb} only the old CA and will refuse this server once "
-        f"dockerd loads the new certificate; renew before the restart: {commands}"
-    ]
+    return put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
 
 
 def put(

@@ -322,3 +322,57 @@ def finish_rotation(store: CAStore, *, force: bool = False) -> RotationReport:
     report.archived = str(archive)
     report.dependents = status.dependents  # cut off by --force
     return report
+
+
+# ---------------------------------------------------------------- rotation-order hazards
+
+
+def rotation_hazards(store: CAStore, kind: str, bundle_only: bool) -> list[str]:
+    """What renewing a ``kind`` certificate now would lock out, during a CA rotation.
+
+    A server with a new-CA certificate is refused by clients trusting only the
+    old CA; a client with a new-CA certificate is refused by servers trusting
+    only the old CA.  A bundle-only re-install changes no certificate.
+    """
+    if bundle_only or not store.rotation_under_way():
+        return []
+    if kind == "server":
+        return lockout_warning(store)
+    new_fp = certs.fingerprint(store.load_cert())
+    now = now_utc()
+    stuck = [
+        r for r in in_use(store) if r.kind == "server" and r.days_left(now) > 0
+        and r.installed and new_fp not in trusted(r)
+    ]  # fmt: skip
+    if not stuck:
+        return []
+    names = ", ".join(r.name for r in stuck)
+    commands = "; ".join(renew_command(store, "server", r.name, " --bundle-only") for r in stuck)
+    verb = "trusts" if len(stuck) == 1 else "trust"
+    return [
+        f"Warning: server {names} still {verb} only the old CA and will refuse this {kind}'s "
+        f"new certificate; re-install the trust bundle there first: {commands}"
+    ]
+
+
+def lockout_warning(store: CAStore) -> list[str]:
+    """A warning when clients that trust only the old CA will refuse a new-CA server."""
+    new_fp = certs.fingerprint(store.load_cert())
+    now = now_utc()
+    stuck = [
+        r
+        for r in in_use(store)
+        if r.kind in ("client", "ci")
+        and r.days_left(now) > 0
+        and rewritable(r)
+        and new_fp not in trusted(r)
+    ]
+    if not stuck:
+        return []
+    names = ", ".join(f"{r.kind} {r.name}" for r in stuck)
+    commands = "; ".join(renew_command(store, r.kind, r.name) for r in stuck)
+    verb = "trusts" if len(stuck) == 1 else "trust"
+    return [
+        f"Warning: {names} still {verb} only the old CA and will refuse this server once "
+        f"dockerd loads the new certificate; renew before the restart: {commands}"
+    ]

@@ -180,6 +180,18 @@ def _renewed_lines(r: Renewed) -> list[str]:
     return lines
 
 
+def _hazards(ca: str, kind: str, bundle_only: bool, json_out: bool) -> list[str]:
+    """What renewing a ``kind`` now would lock out in a CA rotation: warned on stderr before
+    anything is written (dry runs too); the JSON carries them as ``warnings``."""
+    from ..rotation import rotation_hazards
+    from ..store import CAStore
+
+    hazards = rotation_hazards(CAStore(ca), kind, bundle_only)
+    for hazard in [] if json_out else hazards:
+        warn(hazard.removeprefix("Warning: "))
+    return hazards
+
+
 def _ci_fetch(ca: str, name: str) -> str:
     """The command that prints the CI secret in use without issuing again."""
     from ..renew import renew_command
@@ -237,6 +249,7 @@ def renew_server(
         identity=identity,
         ssh_options=tuple(ssh_option or ()),
     )
+    hazards = _hazards(ca, "server", bundle_only, json_out)
     result = renew(
         CAStore(ca),
         "server",
@@ -246,8 +259,8 @@ def renew_server(
         days=days,
         bundle_only=bundle_only,
         server=srv,
-        warn=None if json_out else warn,
     )
+    result.warnings = hazards
     emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
 
@@ -267,10 +280,11 @@ def renew_client(
     from ..renew import renew
     from ..store import CAStore
 
+    hazards = _hazards(ca, "client", bundle_only, json_out)
     result = renew(
         CAStore(ca), "client", name, reuse_key=reuse_key, days=days, bundle_only=bundle_only,
-        warn=None if json_out else warn,
     )  # fmt: skip
+    result.warnings = hazards
     emit(json_out, {"ok": True, **result.to_json()}, _renewed_lines(result))
 
 
@@ -311,6 +325,7 @@ def renew_ci(
     if out is not None:
         check_out(out, force=force)  # before renewing: nothing is issued for a bad --out
     store = CAStore(ca)
+    hazards = _hazards(ca, "ci", bundle_only, json_out)
     result = renew(
         store,
         "ci",
@@ -319,8 +334,8 @@ def renew_ci(
         days=days,
         bundle_only=bundle_only,
         ci_format=fmt or "bundle",
-        warn=None if json_out else warn,
     )
+    result.warnings = hazards
     secret, result.secret = result.secret or "", None
     data = {"ok": True, **result.to_json()}
     lines = _renewed_lines(result)
