@@ -130,7 +130,7 @@ def client_context(
     config_dir = paths.docker_config_dir(docker_config)
     _check_context_target(name, config_dir, use, force)
     store = ca_ops.require_ca(CAStore(ca))
-    text = description or f"certkit: {bare_host}:{port} (CA {ca})"
+    text = description or f"certkit: {endpoint.removeprefix('tcp://')} (CA {ca})"
     origin = ClientOrigin(
         days=days if not_after is None else None,
         context=name,
@@ -204,7 +204,7 @@ def client_files(
     paths, ``DOCKER_CERT_PATH``).  ``out`` is created 0700, ``key.pem`` is
     0600; existing files there are replaced only with ``force``.
     """
-    if not name and not host:
+    if name is None and not host:
         raise UsageError("Give a NAME or --host for the client certificate.")
     endpoint = _endpoint(host, port) if host is not None else None
     if name is None:

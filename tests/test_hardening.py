@@ -387,3 +387,50 @@ def test_rotation_order_hazards_are_warned_before_writing_dry_runs_too(tmp_path:
     cli_ok("renew", "server", "docker1", "--bundle-only")
     r = run_certkit("renew", "client", "laptop")
     assert r.returncode == 0 and "warning" not in r.stderr.lower(), r.stderr
+
+
+# ---------------------------------------------------------------- 11. smaller items
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_daemon_json_dockerd_would_refuse_is_refused(
+    store: object, certkit_home: Path, tmp_path: Path, value: str
+) -> None:
+    root = sandbox_root(tmp_path)
+    (root / "etc" / "docker" / "daemon.json").write_text(f'{{"max-concurrent-downloads": {value}}}')
+    before = snapshot(root, certkit_home)
+    r = run_certkit("issue-server", "docker1", "--install", "--root", str(root))
+    refused(r, value)
+    assert snapshot(root, certkit_home) == before
+
+
+def test_an_empty_client_name_is_refused_not_defaulted(
+    store: object, certkit_home: Path, docker_config: Path
+) -> None:
+    before = snapshot(certkit_home, docker_config)
+    refused(run_certkit("client-context", "", "--host", "docker1"), "empty")
+    refused(run_certkit("client-context", " ", "--host", "docker1"), "empty")
+    assert snapshot(certkit_home, docker_config) == before
+
+
+def test_cn_is_named_only_when_given(store: object) -> None:
+    long_name = "a" * 70
+    r = run_certkit("client-context", long_name, "--host", "docker1")
+    refused(r, "common name", f"NAME {long_name!r}")
+    assert "(--cn)" not in r.stderr
+    r = run_certkit("client-context", "c1", "--host", "docker1", "--cn", "x" * 70)
+    refused(r, "--cn")
+
+
+def test_one_certificate_is_singular(store: object, tmp_path: Path) -> None:
+    out = cli_ok("issue-client", "--count", "1", "--out", str(tmp_path / "o"))
+    assert "Issued 1 client certificate " in out and "1 client certificates" not in out
+
+
+def test_ipv6_endpoint_keeps_its_brackets_in_the_context_description(
+    store: object, docker_config: Path
+) -> None:
+    info = cli_json("client-context", "v6", "--host", "::1", "--port", "2376")
+    assert info["host"] == "tcp://[::1]:2376"
+    meta = next(docker_config.glob("contexts/meta/*/meta.json"))
+    assert "[::1]:2376" in json.loads(meta.read_text())["Metadata"]["Description"]

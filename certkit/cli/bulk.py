@@ -97,7 +97,7 @@ def issue_client(
         ]
     else:
         lines = [
-            f"Issued {len(result.items)} client certificates ({result.key_type}) from CA {ca!r}"
+            f"Issued {_count(len(result.items), 'client')} ({result.key_type}) from CA {ca!r}"
             f" in {elapsed:.2f} s, valid until {_until(result)}.",
             f"Files: {result.out}/NAME/ca.pem, cert.pem, key.pem (keys 0600) for"
             f" {first.name} ... {result.items[-1].name}",
@@ -126,7 +126,7 @@ def issue_servers_from_file(
         )
     elapsed = time.perf_counter() - start
     lines = [
-        f"Issued {len(result.items)} server certificates ({result.key_type}) from CA {ca!r}"
+        f"Issued {_count(len(result.items), 'server')} ({result.key_type}) from CA {ca!r}"
         f" in {elapsed:.2f} s, valid until {_until(result)}."
     ]
     if result.out:
@@ -141,3 +141,8 @@ def issue_servers_from_file(
         lines.append("The certificates are in the store only; pass --out DIR to get the files.")
         lines.append("Next: certkit list --kind server")
     emit(json_out, result.to_json(), lines)
+
+
+def _count(n: int, kind: str) -> str:
+    """``1 client certificate``, ``2 client certificates``."""
+    return f"{n} {kind} certificate{'' if n == 1 else 's'}"

@@ -26,6 +26,18 @@ def _no_duplicates(path: object) -> Callable[[list[tuple[str, Any]]], dict[str, 
     return hook
 
 
+def _no_constant(path: object) -> Callable[[str], Any]:
+    """NaN, Infinity and -Infinity: Python's json reads them, dockerd (Go) refuses the file."""
+
+    def hook(name: str) -> Any:
+        raise UsageError(
+            f"{path} holds {name}, which is not JSON and makes dockerd refuse the file: "
+            "use a number, then run again (the file was left untouched)."
+        )
+
+    return hook
+
+
 def parse_daemon_json(text: str, path: str | os.PathLike[str]) -> dict[str, Any]:
     """The daemon.json object; UsageError naming line and column when it is not one.
 
@@ -34,7 +46,9 @@ def parse_daemon_json(text: str, path: str | os.PathLike[str]) -> dict[str, Any]
     if not text.strip():
         return {}
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates(path))
+        data = json.loads(
+            text, object_pairs_hook=_no_duplicates(path), parse_constant=_no_constant(path)
+        )
     except json.JSONDecodeError as e:
         raise UsageError(
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): "
