@@ -434,3 +434,38 @@ def test_ipv6_endpoint_keeps_its_brackets_in_the_context_description(
     assert info["host"] == "tcp://[::1]:2376"
     meta = next(docker_config.glob("contexts/meta/*/meta.json"))
     assert "[::1]:2376" in json.loads(meta.read_text())["Metadata"]["Description"]
+
+
+# ---------------------------------------------------------------- 12. scripts/demo on a fresh clone
+
+
+def test_demo_sets_itself_up_on_a_fresh_clone(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from support import REPO
+
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        if os.environ.get("CERTKIT_REQUIRE_DOCKERD") == "1":
+            pytest.fail("the demo needs dockerd and root (CERTKIT_REQUIRE_DOCKERD=1)")
+        pytest.skip("the whole demo needs dockerd and root")
+    clone = tmp_path / "clone"
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src, dst = REPO / name, clone / name
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    assert not (clone / ".venv").exists()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)
+    res = subprocess.run(
+        ["bash", str(clone / "scripts" / "demo")], capture_output=True, text=True, env=env,
+        timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (clone / ".venv" / "bin" / "certkit").exists()
+    assert "$ docker --context demo version" in res.stdout
+    assert "Cleaned up: dockerd stopped" in res.stdout
