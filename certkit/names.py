@@ -109,9 +109,10 @@ def normalize_ip(value: str) -> str:
     """The canonical text of an IP address for a SAN; UsageError for anything else."""
     text = value.strip().strip("[]")
     if "%" in text:
+        bare = ip_or_none(text.split("%")[0])
+        fix = f"use {bare}" if bare is not None else "give the address alone"
         raise UsageError(
-            f"{value!r} has an IPv6 zone ('%...'), which a certificate cannot hold: "
-            f"use {text.split('%')[0]}."
+            f"{value!r} has an IPv6 zone ('%...'), which a certificate cannot hold: {fix}."
         )
     if "/" in text or "://" in text or text.count(":") == 1:
         raise UsageError(
