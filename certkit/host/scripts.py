@@ -88,7 +88,7 @@ def _write_target_checks(
 ) -> list[str]:
     q = sh_quote
     s = [
-        f'[ -L {q(p)} ] && {{ echo "CERTKIT-ERROR {_dq(p)} on the host is a symbolic link '
+        f'[ -L {q(p)} ] && {{ echo "CERTKIT-REFUSED {_dq(p)} on the host is a symbolic link '
         f"(to $(readlink -- {q(p)})): certkit never replaces links on a host; replace it with "
         'the file itself, then run again."; exit 3; }'
         for p in written
@@ -96,15 +96,15 @@ def _write_target_checks(
     if private_dir is not None:
         d, shown = q(private_dir), _dq(private_dir)
         s += [
-            f'[ -L {d} ] && {{ echo "CERTKIT-ERROR {shown} on the host is a symbolic link: '
+            f'[ -L {d} ] && {{ echo "CERTKIT-REFUSED {shown} on the host is a symbolic link: '
             'give the certificate directory itself (--cert-dir)."; exit 3; }',
             f"if [ -e {d} ]; then",
-            f'  [ -d {d} ] || {{ echo "CERTKIT-ERROR {shown} on the host is not a directory."; '
+            f'  [ -d {d} ] || {{ echo "CERTKIT-REFUSED {shown} on the host is not a directory."; '
             "exit 3; }",
-            f'  case "$(stat -c %u -- {d})" in 0|"$(id -u)") ;; *) echo "CERTKIT-ERROR {shown} '
+            f'  case "$(stat -c %u -- {d})" in 0|"$(id -u)") ;; *) echo "CERTKIT-REFUSED {shown} '
             "on the host is owned by another user: chown root it (nobody else may control "
             'where the server key goes), then run again."; exit 3;; esac',
-            f'  case "$(stat -c %A -- {d})" in ?????w????|????????w?) echo "CERTKIT-ERROR '
+            f'  case "$(stat -c %A -- {d})" in ?????w????|????????w?) echo "CERTKIT-REFUSED '
             f'{shown} on the host is writable by other users: chmod go-w it, then run again."; '
             "exit 3;; esac",
             "fi",

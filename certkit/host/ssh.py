@@ -28,6 +28,10 @@ START_MARKER = "CERTKIT-START"
 ERROR_PREFIX = "CERTKIT-ERROR "
 
 
+# The line a script prints when it refuses the host's state before changing anything (exit 2).
+REFUSED_PREFIX = "CERTKIT-REFUSED "
+
+
 # ssh exits 255 when ssh itself (not the remote command) failed.
 _SSH_FAILED = 255
 
@@ -260,6 +264,9 @@ class SSH:
             raise OperationError(self._explain_failure(done.returncode, err))
         lines = out[out.index(START_MARKER) + 1 :]
         if done.returncode != 0:
+            refusal = [line for line in lines if line.startswith(REFUSED_PREFIX)]
+            if refusal:
+                raise UsageError(refusal[-1][len(REFUSED_PREFIX) :])
             reported = [
                 line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)
             ]
