@@ -53,7 +53,7 @@ class HostEntry:
 
 def check_client_name(name: str) -> str:
     """Return ``name`` if it can name a client certificate and its directory."""
-    if not _CLIENT_NAME.match(name):
+    if not _CLIENT_NAME.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid client name: use up to 64 letters, digits and "
             "'_.@+-', starting with a letter or digit."

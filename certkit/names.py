@@ -84,8 +84,8 @@ def normalize_dns_name(name: str) -> str:
             raise UsageError(f"{original!r} has a label longer than 63 characters.")
         if not all(c.isalnum() or c in "-_" for c in a_label) or "-" in (a_label[0], a_label[-1]):
             raise UsageError(
-                f"{original!r} is not a valid host name: use letters, digits and '-' "
-                "(not at the start or end of a label)."
+                f"{original!r} is not a valid host name: use letters, digits, '_' and '-' "
+                "('-' not at the start or end of a label)."
             )
         _check_a_label(original, a_label)
         out.append(a_label)
@@ -255,6 +255,11 @@ def common_name_for(name: str) -> str:
 # ---------------------------------------------------------------- listen addresses
 
 
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a control character (a newline, an escape, NUL...)."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
 def tcp_host(listen: str, port: int) -> str:
     """``tcp://LISTEN:PORT``, with an IPv6 address in brackets."""
     addr = listen.strip("[]")
@@ -268,9 +273,9 @@ def check_listen(listen: str, port: int) -> str:
     check_port(port)
     addr = listen.strip().strip("[]")
     ip = ip_or_none(addr)
-    if ip is not None:
+    if ip is not None and not has_control(listen):
         return str(ip)
-    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", addr):
+    if has_control(listen) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", addr):
         raise UsageError(
             f"--listen {listen!r} is not an IP address or host name: use e.g. 0.0.0.0 "
             "(every IPv4 address), :: or 10.0.0.5."

@@ -469,3 +469,21 @@ def test_demo_sets_itself_up_on_a_fresh_clone(tmp_path: Path) -> None:
     assert (clone / ".venv" / "bin" / "certkit").exists()
     assert "$ docker --context demo version" in res.stdout
     assert "Cleaned up: dockerd stopped" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["issue-server", "docker1", "--ssh", "root\n@docker1", "--dry-run"],
+        ["issue-server", "docker1", "--ssh", "root@docker1\n", "--dry-run"],
+        ["issue-client", "alice\n", "--out", "{tmp}/o"],
+        ["issue-server", "docker1", "--install", "--root", "{tmp}/r", "--listen", "host\n"],
+    ],
+)
+def test_a_trailing_newline_is_refused_everywhere(
+    store: object, certkit_home: Path, tmp_path: Path, args: list[str]
+) -> None:
+    before = snapshot(certkit_home, tmp_path)
+    r = run_certkit(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    refused(r)
+    assert snapshot(certkit_home, tmp_path) == before

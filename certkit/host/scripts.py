@@ -77,7 +77,7 @@ def read_script(
     lines += [f"dump {sh_quote(p)}" for p in singles]
     for pattern in globs:
         parent, name = sh_quote(pattern.parent), pattern.name
-        if not re.match(r"^[A-Za-z0-9._*-]+$", name):
+        if not re.fullmatch(r"[A-Za-z0-9._*-]+", name):
             raise ValueError(f"unsupported glob {pattern}")
         lines.append(f'for f in {parent}/{name}; do dump "$f"; done')
     return "\n".join(lines) + "\n"
@@ -128,7 +128,7 @@ def parse_dump(lines: Sequence[str]) -> dict[PurePosixPath, RemoteFile]:
         if current is None:
             if line.startswith(_FILE):
                 mode_text, _, path_text = line[len(_FILE) :].partition(" ")
-                mode = int(mode_text, 8) if re.match(r"^[0-7]+$", mode_text) else None
+                mode = int(mode_text, 8) if re.fullmatch(r"[0-7]+", mode_text) else None
                 current, chunks = (PurePosixPath(path_text), mode), []
         elif line == _EOF:
             path, mode = current

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import OperationError, UsageError
-from ..names import ip_or_none
+from ..names import has_control, ip_or_none
 
 # The first line every script prints, and the prefix of the one error line it may print.
 # Lines the remote scripts print to talk back to us.
@@ -74,10 +74,12 @@ def parse_destination(spec: str) -> Destination:
         "e.g. admin@docker1.example.com:22 or root@[2001:db8::1]:22."
     )
     user: str | None = None
+    if has_control(spec):
+        raise bad
     rest = spec.strip()
     if "@" in rest:
         user, rest = rest.rsplit("@", 1)
-        if not _USER.match(user):
+        if not _USER.fullmatch(user):
             raise bad
     port_text: str | None = None
     if rest.startswith("["):
@@ -94,7 +96,7 @@ def parse_destination(spec: str) -> Destination:
     else:
         host, sep, port_text_or_empty = rest.partition(":")
         port_text = port_text_or_empty if sep else None
-        if not _HOST.match(host):
+        if not _HOST.fullmatch(host):
             raise bad
     port: int | None = None
     if port_text is not None:
@@ -128,7 +130,7 @@ def check_ssh_options(options: Iterable[str]) -> tuple[str, ...]:
     checked = []
     for option in options:
         key, value = _option_key_value(option)
-        if not key or option.lstrip().startswith("-") or not re.match(r"^[a-z0-9]+$", key):
+        if not key or option.lstrip().startswith("-") or not re.fullmatch(r"[a-z0-9]+", key):
             raise UsageError(
                 f"--ssh-option {option!r} is not an ssh option: use Key=Value, "
                 "e.g. --ssh-option ProxyJump=bastion."

@@ -134,7 +134,7 @@ def flag_value(args: list[str], name: str) -> str | None:
 
 
 def _quote_arg(arg: str) -> str:
-    if is_opts_var(arg) or re.match(r"^[A-Za-z0-9_@%+=:,./$-]+$", arg):
+    if is_opts_var(arg) or re.fullmatch(r"[A-Za-z0-9_@%+=:,./$-]+", arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
