@@ -273,6 +273,11 @@ def check_listen(listen: str, port: int) -> str:
     check_port(port)
     addr = listen.strip().strip("[]")
     ip = ip_or_none(addr)
+    if ip is not None and "%" in addr:
+        raise UsageError(
+            f"--listen {listen!r} has an IPv6 zone ('%...'), which dockerd's tcp:// address "
+            f"cannot hold: use {str(ip).split('%')[0]} or ::."
+        )
     if ip is not None and not has_control(listen):
         return str(ip)
     if has_control(listen) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", addr):

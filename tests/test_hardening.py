@@ -306,6 +306,7 @@ def test_no_certificate_outlives_its_ca(certkit_home: Path, tmp_path: Path) -> N
         ["client-context", "c1", "--client-only", "--out", "{tmp}/o", "--host", "fe80::1%eth0"],
         ["issue-server", "fe80::1%eth0", "--out", "{tmp}/s"],
         ["ci", "export", "deploy", "--host", "[fe80::1%eth0]:2376"],
+        ["issue-server", "docker1", "--install", "--root", "{tmp}/r", "--listen", "fe80::1%eth0"],
     ],
 )
 def test_ipv6_zones_are_refused_by_every_command(
