@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_support import SSHServer, sshd_binary, start_sshd, write_fake
+import test_ssh_install
+from sshd_support import SSHServer, write_fake
 from support import cli_ok, run_certkit
 from test_hardening import inventory_serials, refused, sandbox_root, snapshot
 
-
-@pytest.fixture
-def sshd(sandbox: Path) -> Iterator[SSHServer]:
-    if sshd_binary() is None or shutil.which("ssh") is None:
-        if os.environ.get("CERTKIT_REQUIRE_SSHD") == "1":
-            pytest.fail("sshd and ssh are required (CERTKIT_REQUIRE_SSHD=1)")
-        pytest.skip("sshd or ssh not installed")
-    server = start_sshd(sandbox / "ssh")
-    yield server
-    server.stop()
+sshd = test_ssh_install.sshd  # the real-sshd fixture, shared
 
 
 def install_over_ssh(sshd: SSHServer, root: Path, *extra: str) -> object:
