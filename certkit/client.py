@@ -183,6 +183,9 @@ def _check_context_target(name: str, config_dir: Path, use: bool, force: bool) -
         )
     if use:  # an unreadable or invalid config.json must cost no certificate
         dockercli.check_current_context(name, config_dir)
+        config = config_dir / "config.json"
+        if config.is_symlink() and not config.exists():
+            raise UsageError(f"{config} is a symbolic link to a missing file: fix or remove it.")
 
 
 def client_files(
