@@ -236,8 +236,12 @@ def check_out(out: str) -> Path:
 
 
 def write(path: Path, metrics: Metrics) -> Path:
-    """Write the text atomically, 0644 (the collector runs as another user)."""
+    """Write the text atomically, 0644 (the collector runs as another user).
+
+    Replacing the previous run's file is the point (cron), but never through a
+    link or into a directory someone else controls (:func:`files.write_output_file`).
+    """
     try:
-        return files.atomic_write(path, metrics.text, files.PUBLIC_FILE)
+        return files.write_output_file(path, metrics.text, files.PUBLIC_FILE, force=True)
     except OSError as e:
         raise OperationError(f"cannot write {path}: {e.strerror}.") from None

@@ -22,7 +22,12 @@ from ..errors import OperationError
 from ..host.hostfiles import HostFiles
 from ..host.options import HostRef
 from ..host.plan import InstallPlan
-from ..host.remote import host_files_from_dump, remote_read_paths, write_job_for
+from ..host.remote import (
+    host_files_from_dump,
+    remote_read_paths,
+    remote_write_targets,
+    write_job_for,
+)
 from ..host.scripts import WRITE_OK, WriteJob, parse_dump, read_script, write_script
 from ..host.ssh import ERROR_PREFIX, START_MARKER
 from ..paths import SystemPaths
@@ -80,7 +85,9 @@ class AnsibleTarget:
         also notes docker.service's state in :attr:`docker_state`."""
         if self._files is None:
             singles, globs = remote_read_paths(self.system)
-            lines = self.run_script(_DOCKER_STATE + "\n" + read_script(singles, globs))
+            written, cert_dir = remote_write_targets(self.system)  # refused when unsafe
+            script = read_script(singles, globs, written, cert_dir)
+            lines = self.run_script(_DOCKER_STATE + "\n" + script)
             states = [ln[len(_STATE) :] for ln in lines if ln.startswith(_STATE)]
             self.docker_state = states[0].strip() if states else "unknown"
             self._files = host_files_from_dump(parse_dump(lines), self.system, self.host)
