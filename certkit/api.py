@@ -1,21 +1,29 @@
 """The Python API: what the ``certkit`` commands do, for provisioning scripts.
 
 Every command of the CLI is a thin wrapper over one of these functions, so a
-script gets the same checks, the same atomic writes and the same inventory::
+script gets the same checks, the same atomic writes and the same inventory
+(here ``sandbox`` is a directory standing in for the Docker host's ``/``;
+``HostRef(ssh="root@docker1")`` reaches a real host over SSH instead):
 
-    from certkit import api
-
-    api.init_ca("prod")
-    store = api.CAStore("prod")
-    host = api.open_target(api.HostRef(sandbox="/tmp/sandbox"))  # or HostRef(ssh="root@docker1")
-    api.issue_server(store, "docker1.example.com", host, sans=["10.0.0.5"])
-    api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
-    bundle = api.export_ci(store, api.export_settings(store, "deploy", host="docker1.example.com"))
+>>> from certkit import api
+>>> info = api.init_ca("prod")
+>>> store = api.CAStore("prod")
+>>> host = api.open_target(api.HostRef(sandbox=sandbox))
+>>> server = api.issue_server(store, "docker1.example.com", host, sans=["10.0.0.5"])
+>>> server.names, server.restart_needed
+(['docker1.example.com', '10.0.0.5'], True)
+>>> client = api.client_context("docker1", "docker1.example.com", ca="prod", use=True)
+>>> client.context.host if client.context else None
+'tcp://docker1.example.com:2376'
+>>> settings = api.export_settings(store, "deploy", host="docker1.example.com")
+>>> api.export_ci(store, settings).bundle.context
+'deploy'
 
 For docker-py, :func:`docker_client` gives a ``docker.DockerClient`` for a
-docker context that keeps working where ``REQUESTS_CA_BUNDLE`` is set::
+docker context that keeps working where ``REQUESTS_CA_BUNDLE`` is set:
 
-    api.docker_client("docker1").containers.list()
+>>> api.docker_client("docker1").containers.list()  # doctest: +SKIP
+[]
 
 Errors a user can cause raise :class:`UsageError` (the CLI's exit code 2);
 operations that fail raise :class:`OperationError` (exit code 1).  Importing
