@@ -4,7 +4,7 @@ Nothing here touches the network or changes a file.  Host side: daemon.json
 parses, the TLS files it names exist with safe modes and belong together, and
 the systemd unit does not fight daemon.json over ``hosts``.  Client side: the
 docker contexts' TLS files, and environment variables that silently change
-which endpoint or which CA is used (facts doc sections 1-3).
+which endpoint or which CA is used (docs/design.md, "Facts the code relies on").
 
 With ``root`` every system path is read under that directory (the same
 ``--root`` as ``issue-server --install``).

@@ -2,7 +2,7 @@
 
 Everything here speaks TLS with Python's :mod:`ssl` and raw HTTP/1.1 over the
 socket: no docker SDK and no ``requests``, so ``REQUESTS_CA_BUNDLE`` /
-``CURL_CA_BUNDLE`` cannot swap the CA under our feet (facts doc section 3)
+``CURL_CA_BUNDLE`` cannot swap the CA under our feet (docs/design.md, "docker-py")
 and the CA given is the only one trusted.
 
 Each check yields one :class:`Check` (PASS, WARN or FAIL).  Checks are kept

@@ -1,9 +1,9 @@
 """``docker context export`` and ``import``: the tar (or zip) that moves a context.
 
 The archive holds ``meta.json`` (0644), ``tls/`` and ``tls/docker/`` (0700)
-and ``tls/docker/{ca,cert,key}.pem`` (0600), nothing else (facts doc section
-2).  Reading one is hardened the way docker/cli's import is: every member is
-checked before anything is written, and anything that is not part of a
+and ``tls/docker/{ca,cert,key}.pem`` (0600), nothing else (docs/design.md,
+"The docker CLI's context store").  Reading one is hardened the way docker/cli's
+import is: every member is checked before anything is written, and anything that is not part of a
 context (absolute paths, ``..``, links, devices, other names, oversized
 files) is refused with one sentence.
 """

@@ -2,7 +2,7 @@
 
 ``config.json`` also holds registry credentials (``auths``, ``credsStore``),
 so certkit only ever touches the ``currentContext`` value and writes the file
-atomically with mode 0600 (facts doc section 2).
+atomically with mode 0600 (docs/design.md, "The docker CLI's context store").
 """
 
 from __future__ import annotations

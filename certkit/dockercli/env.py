@@ -2,8 +2,8 @@
 
 Which endpoint the docker CLI uses: ``--context``, then ``-H``, then a
 non-empty ``DOCKER_HOST``, then ``DOCKER_CONTEXT``, then ``currentContext``
-(facts doc section 2).  Tools that ignore contexts read ``DOCKER_HOST``,
-``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` instead: :func:`env_variables`
+(docs/design.md, "The docker CLI's context store").  Tools that ignore contexts
+read ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` instead: :func:`env_variables`
 gives them for a context and :func:`render_env` writes them for five shells.
 """
 

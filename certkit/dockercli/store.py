@@ -1,7 +1,7 @@
 """The context store: where the docker CLI keeps its contexts, and how to read and write them.
 
-A docker context is two things under the docker config dir (facts doc
-section 2)::
+A docker context is two things under the docker config dir (docs/design.md,
+"The docker CLI's context store")::
 
     contexts/meta/<sha256(name)>/meta.json          0755 dir, 0644 file
     contexts/tls/<sha256(name)>/docker/ca.pem       0700 dirs, 0600 files
