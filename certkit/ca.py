@@ -26,6 +26,7 @@ from . import certs, defaults, files
 from .certs import PrivateKey
 from .defaults import KeyType
 from .errors import UsageError
+from .inventorydb import crash_point
 from .names import SubjectNames
 from .origins import CAOrigin, Origin, empty_origin
 from .store import KEY_URI_FILE, CAStore, Record, get_passphrase, list_ca_names
@@ -393,17 +394,17 @@ def issue_many(
         if progress is not None:
             progress(1)
     results: list[Issued] = []
+    # Files first, then the commit: a crash in between leaves files in issued/
+    # that no record names and nobody was given, never a record without files.
     with store.transaction() as inv:
-        used = inv.serials()
         writes: list[tuple[Path, bytes, int]] = []
         for req, key, cert in built:
-            while certs.serial_hex(cert) in used:  # pragma: no cover - 2**-126 odds
+            while certs.serial_hex(cert) in inv:  # pragma: no cover - 2**-126 odds
                 cert = signer.sign(key.public_key(), req)
             kt = certs.key_type_of(key)
             record = make_record(cert, req.kind, req.name, kt, signer.cert, req.origin)
             record.installed = sorted(req.installed)
-            used.add(record.serial)
-            inv.records.append(record)  # not inv.add: its duplicate check is O(n) per call
+            inv.add(record)
             d = store.issued_dir(record.serial)
             files.ensure_dir(d)
             writes.append((d / "cert.pem", certs.cert_pem(cert), files.PUBLIC_FILE))
@@ -412,6 +413,7 @@ def issue_many(
                 Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",
                        issuer_not_after=signer.cert.not_valid_after_utc)
             )  # fmt: skip
+        crash_point("before-files")
         files.atomic_write_many(writes)
     return results
 
@@ -490,8 +492,8 @@ def begin_rotation(
     old_fp = certs.fingerprint(certs.load_cert(old_pem))
     new.origin = CAOrigin(rotated_from=old_fp)
     with store.transaction() as inv:
-        for r in inv.records:
-            if r.kind == "ca" and r.fingerprint == old_fp and r.superseded_by is None:
+        for r in inv.find(kind="ca", active=True):
+            if r.fingerprint == old_fp:
                 r.superseded_by = new.serial
         inv.add(new)
 

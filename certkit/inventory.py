@@ -1,9 +1,9 @@
 """Everything the store's CAs issued, what state it is in, and how to renew it.
 
 This is what ``certkit list`` and ``certkit status`` show.  It reads only the
-inventories (``cas/<name>/inventory.json``): no certificate is parsed, so
-neither ``cryptography`` nor the docker SDK is imported and a monitoring
-check stays fast.
+inventories (``cas/<name>/inventory.sqlite3``, through read-only
+connections): no certificate is parsed, so neither ``cryptography`` nor the
+docker SDK is imported and a monitoring check stays fast.
 
 An item's status is ``valid``, ``expiring`` (within the warning window),
 ``expired`` or ``superseded``.  A record counts as superseded when renewal
@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import UsageError
 from .paths import DEFAULT_CA, store_root
-from .store import CAStore, Inventory, Record, list_ca_names
+from .store import CAStore, list_ca_names
 
 KINDS = ("ca", "server", "client", "ci")
 DEFAULT_WARN_DAYS = 30
@@ -77,13 +77,15 @@ class Item:
         return data
 
 
-def _items_of(ca: str, records: list[Record], warn_days: float, now: dt.datetime) -> list[Item]:
-    newest = Inventory(records).newest_active()
+def _items_of(ca: str, kind: str | None, warn_days: float, now: dt.datetime) -> list[Item]:
+    with CAStore(ca).inventory().snapshot() as inv:
+        newest = inv.newest_serials(kind)
+        records = inv.find(kind)
     items = []
     for r in records:
         replaced_by = r.superseded_by
-        if replaced_by is None and newest[(r.kind, r.name)] is not r:
-            replaced_by = newest[(r.kind, r.name)].serial
+        if replaced_by is None and newest[(r.kind, r.name)] != r.serial:
+            replaced_by = newest[(r.kind, r.name)]
         status = "superseded" if replaced_by else r.status(warn_days, now)
         items.append(
             Item(
@@ -127,9 +129,7 @@ def list_items(
     now = now or dt.datetime.now(dt.UTC)
     items: list[Item] = []
     for name in names:
-        items += _items_of(name, CAStore(name).inventory().records, warn_days, now)
-    if kind is not None:
-        items = [i for i in items if i.kind == kind]
+        items += _items_of(name, kind, warn_days, now)
     return sorted(items, key=_sort_key)
 
 

@@ -62,8 +62,6 @@ def renew_command(store: CAStore, kind: str, name: str, extra: str = "") -> str:
 
 def in_use(store: CAStore) -> list[Record]:
     """Every leaf certificate in use: the newest active one of each kind and name."""
-    if not store.inventory_path.exists():
-        return []
     newest = store.inventory().newest_active()
     return [r for r in newest.values() if r.kind in RENEW_KINDS]
 
@@ -72,9 +70,9 @@ def find_active(store: CAStore, kind: str, name: str) -> Record:
     """The record of the ``kind`` certificate ``name`` in use; a clear error if none."""
     if kind not in RENEW_KINDS:
         raise UsageError(f"Unknown kind {kind!r}; renew one of {', '.join(RENEW_KINDS)}.")
-    for r in in_use(require_ca(store)):
-        if r.kind == kind and r.name == name:
-            return r
+    found = require_ca(store).inventory().newest_active(kind, name).get((kind, name))
+    if found is not None:
+        return found
     known = sorted(r.name for r in in_use(store) if r.kind == kind)
     hint = f" Known {kind} names: {', '.join(known)}." if known else ""
     raise UsageError(

@@ -11,31 +11,30 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
     cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem or .uri) during a rotation
     cas/<name>/retired/<UTC timestamp>-<fingerprint prefix>/
                                 each CA retired by ``rotate-ca finish`` (kept, never deleted)
-    cas/<name>/inventory.json   everything this CA issued
+    cas/<name>/inventory.sqlite3
+                                everything this CA issued (see :mod:`certkit.inventorydb`)
     cas/<name>/issued/<serial>/ cert.pem + key.pem of each issued certificate
-    cas/<name>/.lock            serialises writers (flock)
+    cas/<name>/.lock            serialises writers of the CA files (flock)
 
-Directories are 0700.  Writers hold the lock for the whole
-read-modify-write of the inventory, so concurrent certkit processes neither
-lose records nor reuse a serial.
+Directories are 0700.  Inventory writers work in SQLite transactions
+(``BEGIN IMMEDIATE``), so concurrent certkit processes neither lose records
+nor reuse a serial.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import files
+from . import files, inventorydb
 from .errors import PassphraseError, UsageError
-from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
+from .inventorydb import Inventory
 from .paths import DEFAULT_CA, store_root
+from .records import Record
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 KEY_URI_FILE = "ca-key.uri"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-INVENTORY_VERSION = 2  # 2: typed origins (1: an untyped options dictionary)
+__all__ = ["CAStore", "Inventory", "Record", "check_ca_name", "get_passphrase", "list_ca_names"]
 
 
 def check_ca_name(name: str) -> str:
@@ -55,134 +54,6 @@ def check_ca_name(name: str) -> str:
             "(starting with a letter or digit)."
         )
     return name
-
-
-@dataclass
-class Record:
-    """One certificate in the inventory.
-
-    ``name`` is what the user calls it: the host of a server certificate, the
-    context name of a client, the CI name.  ``installed`` lists every path the
-    certificate (or its bundle) was written to.  ``origin`` keeps what is
-    needed to issue it again the same way (see :mod:`certkit.origins`).
-    """
-
-    serial: str
-    kind: str
-    name: str
-    subject: str
-    sans: list[str]
-    not_before: str
-    not_after: str
-    fingerprint: str
-    key_type: str
-    issuer_fingerprint: str
-    created: str
-    installed: list[str] = field(default_factory=list)
-    origin: Origin = field(default_factory=CAOrigin)
-    superseded_by: str | None = None
-
-    @property
-    def not_after_dt(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.not_after)
-
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after_dt - now).total_seconds() / 86400
-
-    @property
-    def lifetime_days(self) -> float:
-        """The whole validity, notBefore to notAfter, in days."""
-        span = self.not_after_dt - dt.datetime.fromisoformat(self.not_before)
-        return span.total_seconds() / 86400
-
-    def due_within(self, days: float, now: dt.datetime | None = None) -> bool:
-        """True when it expires within ``days`` (``status`` and ``renew`` share this rule).
-
-        CI certificates are short-lived by design (30 days by default): against
-        a window as long as their whole life they would always be due, and
-        renewed on every run, so they are due once a third of their validity
-        is left, when that comes later than the window.
-        """
-        window = min(days, self.lifetime_days / 3) if self.kind == "ci" else days
-        return self.days_left(now) <= window
-
-    def status(self, warn_days: float = 30, now: dt.datetime | None = None) -> str:
-        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
-        if self.superseded_by:
-            return "superseded"
-        if self.days_left(now) <= 0:
-            return "expired"
-        if self.due_within(warn_days, now):
-            return "expiring"
-        return "valid"
-
-    @property
-    def leaf_origin(self) -> LeafOrigin:
-        """The origin of a leaf certificate (server, client or CI)."""
-        if isinstance(self.origin, CAOrigin):
-            raise TypeError(f"record {self.serial} is a CA, not a leaf certificate")
-        return self.origin
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "origin"}
-        data["origin"] = origin_to_json(self.origin)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Record:
-        """A record as :meth:`to_dict` wrote it, or as inventory version 1 did (``options``)."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        kind = str(data["kind"])
-        if isinstance(data.get("origin"), dict):
-            known["origin"] = origin_from_json(kind, data["origin"])
-        else:
-            known["origin"] = origin_from_json(kind, data.get("options") or {}, legacy=True)
-        return cls(**known)
-
-
-class Inventory:
-    """The records of one CA, loaded inside :meth:`CAStore.transaction`."""
-
-    def __init__(self, records: list[Record]) -> None:
-        self.records = records
-
-    def serials(self) -> set[str]:
-        return {r.serial for r in self.records}
-
-    def add(self, record: Record) -> None:
-        if record.serial in self.serials():
-            raise RuntimeError(f"serial {record.serial} already in the inventory")
-        self.records.append(record)
-
-    def get(self, serial: str) -> Record | None:
-        return next((r for r in self.records if r.serial == serial), None)
-
-    def newest_active(self) -> dict[tuple[str, str], Record]:
-        """The newest not-superseded record of each (kind, name): the one in use.
-
-        Re-running ``issue-server`` or ``client-context --force`` replaces a
-        certificate without marking the old record, so only the newest counts.
-        """
-        newest: dict[tuple[str, str], Record] = {}
-        for r in self.records:
-            if r.superseded_by:
-                continue
-            cur = newest.get((r.kind, r.name))
-            if cur is None or (r.created, r.not_after) > (cur.created, cur.not_after):
-                newest[(r.kind, r.name)] = r
-        return newest
-
-    def find(
-        self, kind: str | None = None, name: str | None = None, active: bool = False
-    ) -> list[Record]:
-        return [
-            r
-            for r in self.records
-            if (kind is None or r.kind == kind)
-            and (name is None or r.name == name)
-            and (not active or r.superseded_by is None)
-        ]
 
 
 def key_reference(directory: Path) -> str | None:
@@ -257,7 +128,8 @@ class CAStore:
 
     @property
     def inventory_path(self) -> Path:
-        return self.dir / "inventory.json"
+        """The inventory database (``inventory.json`` before it, migrated on first open)."""
+        return self.dir / inventorydb.DB_NAME
 
     @property
     def lock_path(self) -> Path:
@@ -342,30 +214,16 @@ class CAStore:
         with files.locked(self.lock_path):
             yield
 
-    def _read_inventory(self) -> Inventory:
-        text = files.read_text(self.inventory_path)
-        if text is None:
-            return Inventory([])
-        try:
-            data = json.loads(text)
-            return Inventory([Record.from_dict(r) for r in data["records"]])
-        except (ValueError, KeyError, TypeError):
-            raise UsageError(f"The inventory {self.inventory_path} is corrupted.") from None
-
     def inventory(self) -> Inventory:
-        """A read-only snapshot of the inventory (no lock needed: writes are atomic)."""
-        return self._read_inventory()
+        """The inventory through a read-only connection (a consistent view per query)."""
+        return inventorydb.reader(self.dir)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Inventory]:
-        """Lock, load the inventory, let the block change it, save it atomically."""
-        with self.lock():
-            inv = self._read_inventory()
+        """A ``BEGIN IMMEDIATE`` transaction on the inventory, committed when the block ends."""
+        self.ensure_dirs()
+        with inventorydb.transaction(self.dir) as inv:
             yield inv
-            payload = {"version": INVENTORY_VERSION, "records": [r.to_dict() for r in inv.records]}
-            files.atomic_write(
-                self.inventory_path, json.dumps(payload, indent=2) + "\n", files.PRIVATE_FILE
-            )
 
 
 def list_ca_names(root: Path | None = None) -> list[str]:

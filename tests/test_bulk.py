@@ -44,8 +44,8 @@ def eku(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
 
 
 def inventory(home: Path) -> list[dict[str, Any]]:
-    data = json.loads((home / "cas" / "default" / "inventory.json").read_text())
-    return list(data["records"])
+    records = [r.to_dict() for r in CAStore("default", home).inventory().find()]
+    return list(json.loads(json.dumps(records)))  # as the JSON inventory held them
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -292,7 +292,7 @@ def test_client_only_writes_just_the_three_files(pki: Daemon, tmp_path: Path) ->
 def test_bad_input_is_refused_and_nothing_is_issued(pki: Daemon, tmp_path: Path) -> None:
     config = tmp_path / "docker"
     client_context(pki, "taken", config)
-    before = len(CAStore().inventory().records)
+    before = CAStore().inventory().count()
     for args, why in (
         (["default", "--host", "localhost"], "reserved"),
         (["bad name", "--host", "localhost"], "not a valid docker context name"),
@@ -315,7 +315,7 @@ def test_bad_input_is_refused_and_nothing_is_issued(pki: Daemon, tmp_path: Path)
     args = ["ok", "--client-only", "--out", str(blocker / "certs")]
     res = run_certkit("client-context", *args)
     assert res.returncode == 2 and "point --out at" in res.stderr, res.stderr
-    assert len(CAStore().inventory().records) == before
+    assert CAStore().inventory().count() == before
     assert not dockercli.context_exists("ok", config)
     first = next(r for r in CAStore().inventory().find("client", "taken"))
     replaced = client_context(pki, "taken", config, "--force")

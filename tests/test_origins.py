@@ -4,8 +4,8 @@ Inventory version 1 (certkit before typed origins) kept how a certificate was
 issued in a flat ``options`` dictionary.  ``_as_version_1`` writes a store's
 inventory back in that shape, key for key as the old writers did
 (issue-server, --ssh, --out, client-context, --client-only, ci export, bulk,
-renewal), and the tests check that today's code reads it, lists it and renews
-every kind the way it was first issued.
+renewal), and the tests check that today's code migrates it into the
+database, lists it and renews every kind the way it was first issued.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import cli_json, cli_ok
+from support import cli_json, cli_ok, run_certkit
 
 from certkit.ci import decode_bundle
 from certkit.host.options import HostRef, InstallOptions
@@ -71,12 +71,14 @@ def _v1_options(kind: str, origin: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_version_1(store: CAStore) -> None:
-    data = json.loads(store.inventory_path.read_text())
-    assert data["version"] == 2
-    for record in data["records"]:
+    """Replace the store's database by the inventory.json certkit 0.x wrote (version 1)."""
+    records = [r.to_dict() for r in store.inventory().find()]
+    for record in records:
         record["options"] = _v1_options(record["kind"], record.pop("origin"))
-    data["version"] = 1
-    store.inventory_path.write_text(json.dumps(data, indent=2))
+    for p in store.dir.glob("inventory.sqlite3*"):
+        p.unlink()
+    legacy = store.dir / "inventory.json"
+    legacy.write_text(json.dumps({"version": 1, "records": records}, indent=2))
 
 
 def test_a_version_1_inventory_lists_and_renews_every_kind(
@@ -94,7 +96,12 @@ def test_a_version_1_inventory_lists_and_renews_every_kind(
     cli_ok("renew", "client", "prod")  # a renewed record: renewed_from and trust
     before = cli_json("list")
     _as_version_1(store)
-    assert cli_json("list") == before
+    first = run_certkit("list", "--json")  # the first command migrates, and says so once
+    assert first.returncode == 0 and json.loads(first.stdout) == before
+    assert "migrated the inventory of CA 'default' (8 records)" in first.stderr
+    assert "migrated" not in run_certkit("list").stderr
+    assert not (store.dir / "inventory.json").exists()
+    assert len(list(store.dir.glob("inventory.json.migrated-*"))) == 1
 
     server = cli_json("renew", "server", "docker1")  # under the recorded --root
     server_files = ("ca.pem", "server-cert.pem", "server-key.pem")
@@ -112,4 +119,4 @@ def test_a_version_1_inventory_lists_and_renews_every_kind(
     assert (bundle.host, bundle.port, bundle.context) == ("docker1", 2377, "gha")
     ci_days = [i["days_left"] for i in cli_json("list", "--kind", "ci")]
     assert 19 < max(ci_days) <= 20  # the recorded --days 20, not the 30-day default
-    assert json.loads(store.inventory_path.read_text())["version"] == 2
+    assert store.inventory().count() == 8 + 5  # the migrated records and the renewals

@@ -116,8 +116,6 @@ def check_ci_name(name: str) -> str:
 
 
 def _active_records(store: CAStore, name: str) -> list[Record]:
-    if not store.inventory_path.exists():
-        return []
     return store.inventory().find(kind="ci", name=name, active=True)
 
 

@@ -1,0 +1,502 @@
+"""Each CA's inventory in SQLite: the schema, the queries, and the migration from JSON.
+
+``cas/<name>/inventory.sqlite3`` (WAL, ``synchronous=FULL``, 0600) holds one
+row per certificate; this module is the only code that knows its schema.
+Writers change it in ``BEGIN IMMEDIATE`` transactions, so concurrent certkit
+processes neither lose a record nor reuse a serial (a ``UNIQUE`` constraint);
+``list`` and ``status`` read through a read-only connection.
+
+The first command that opens a CA still holding ``inventory.json`` (written by
+certkit before this database, any version of its records) migrates it in one
+transaction and renames the JSON file aside to
+``inventory.json.migrated-TIMESTAMP``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import files
+from .errors import OperationError
+from .origins import origin_from_json, origin_to_json
+from .records import Record
+
+DB_NAME = "inventory.sqlite3"
+LEGACY_NAME = "inventory.json"
+SCHEMA_VERSION = 1  # PRAGMA user_version
+BUSY_SECONDS = 60.0  # how long a writer waits for another one before giving up
+
+_SCHEMA = (
+    # id keeps the order records were added in (the order inventory.json's list had).
+    """CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        serial TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('ca', 'server', 'client', 'ci')),
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        sans TEXT NOT NULL CHECK (json_valid(sans) AND json_type(sans) = 'array'),
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        key_type TEXT NOT NULL,
+        issuer_fingerprint TEXT NOT NULL,
+        created TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (json_valid(origin) AND json_type(origin) = 'object'),
+        superseded_by TEXT
+    )""",
+    """CREATE TABLE installed (
+        serial TEXT NOT NULL REFERENCES records (serial) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        PRIMARY KEY (serial, path)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX installed_by_path ON installed (path)",
+    "CREATE INDEX records_by_kind_name ON records (kind, name)",
+    # The certificates in use: newest_active(), renew, rotation, status.
+    """CREATE INDEX records_active ON records (kind, name, created, not_after)
+        WHERE superseded_by IS NULL""",
+    "CREATE INDEX records_active_by_expiry ON records (not_after) WHERE superseded_by IS NULL",
+    """CREATE TABLE migrations (
+        source TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, at TEXT NOT NULL
+    )""",
+)
+_FIELDS = (
+    "serial, kind, name, subject, sans, not_before, not_after, fingerprint, key_type, "
+    "issuer_fingerprint, created, origin, superseded_by"
+)
+_SELECT = (
+    f"SELECT {_FIELDS}, (SELECT json_group_array(path) FROM installed i "
+    "WHERE i.serial = r.serial) FROM records r"
+)
+_INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * 13)})"
+_RANKED = (
+    "SELECT serial, kind, name, ROW_NUMBER() OVER (PARTITION BY kind, name "
+    "ORDER BY created DESC, not_after DESC, id) AS rank FROM records "
+    "WHERE superseded_by IS NULL"
+)
+_Row = tuple[Any, ...]
+
+
+_passed: dict[str, int] = {}
+
+
+def crash_point(step: str) -> None:
+    """Die here, as a power cut would, when ``$CERTKIT_TEST_CRASH_AT`` names ``step``.
+
+    ``STEP#N`` dies the N-th time the step is reached.  Only the durability
+    tests set it (tests/test_inventory_db.py): they kill certkit at each step
+    of an issuance and check what the crash left.
+    """
+    wanted = os.environ.get("CERTKIT_TEST_CRASH_AT")
+    if not wanted:
+        return
+    _passed[step] = _passed.get(step, 0) + 1
+    name, _, nth = wanted.partition("#")
+    if name == step and _passed[step] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _row_of(r: Record) -> _Row:
+    origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
+    return (
+        r.serial, r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.not_before,
+        r.not_after, r.fingerprint, r.key_type, r.issuer_fingerprint, r.created, origin,
+        r.superseded_by, tuple(sorted(set(r.installed))),
+    )  # fmt: skip
+
+
+class InventoryError(OperationError):
+    """The inventory database cannot be read or written (exit 1)."""
+
+
+def corrupted(path: Path, detail: str) -> InventoryError:
+    return InventoryError(
+        f"The inventory {path} is unreadable ({detail}): restore it from a backup "
+        "(`certkit ca backup` makes one) or move it aside to start an empty inventory."
+    )
+
+
+def _translate(path: Path, e: sqlite3.Error) -> InventoryError:
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return InventoryError(
+            f"The inventory {path} stayed locked by another certkit process for "
+            f"{BUSY_SECONDS:g} s; try again when it has finished."
+        )
+    return corrupted(path, text)
+
+
+class Inventory:
+    """The records of one CA: queries, and inside :func:`transaction`, changes.
+
+    In a transaction, records handed out by :meth:`get` and :meth:`find` may
+    be changed in place (``rec.superseded_by = new``); the changes are written
+    when the transaction commits.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, writable: bool = False) -> None:
+        self._conn = conn
+        self.path = path
+        self._writable = writable
+        self._loaded: dict[str, tuple[Record, _Row]] = {}
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __del__(self) -> None:
+        # sqlite3 connections sit in reference cycles: closing here, when the last
+        # reference goes, removes the -wal and -shm files at once, not at the next
+        # garbage collection (so a read leaves the store's files as they were).
+        if not self._writable:
+            self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Inventory]:
+        """Every query in the block sees the same state (one read transaction)."""
+        if self._writable:  # a write transaction is one already
+            yield self
+            return
+        self._query("BEGIN")
+        try:
+            yield self
+        finally:
+            self._query("COMMIT")
+
+    # ---- reading
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[_Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(self.path, e) from None
+
+    def _records(self, where: str = "", args: tuple[Any, ...] = ()) -> list[Record]:
+        return [self._record(row) for row in self._query(f"{_SELECT} {where} ORDER BY id", args)]
+
+    def _record(self, row: _Row) -> Record:
+        serial = row[0]
+        if serial in self._loaded:
+            return self._loaded[serial][0]
+        try:
+            kind = row[1]
+            rec = Record(
+                serial=serial,
+                kind=kind,
+                name=row[2],
+                subject=row[3],
+                sans=json.loads(row[4]),
+                not_before=row[5],
+                not_after=row[6],
+                fingerprint=row[7],
+                key_type=row[8],
+                issuer_fingerprint=row[9],
+                created=row[10],
+                installed=sorted(json.loads(row[13])),
+                origin=origin_from_json(kind, json.loads(row[11])),
+                superseded_by=row[12],
+            )
+        except (ValueError, TypeError, KeyError) as e:
+            raise corrupted(self.path, f"record {serial}: {e}") from None
+        if self._writable:
+            self._loaded[serial] = (rec, _row_of(rec))
+        return rec
+
+    def __contains__(self, serial: object) -> bool:
+        return bool(self._query("SELECT 1 FROM records WHERE serial = ?", (serial,)))
+
+    def serials(self) -> set[str]:
+        return {row[0] for row in self._query("SELECT serial FROM records")}
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM records")[0][0])
+
+    def get(self, serial: str) -> Record | None:
+        found = self._records("WHERE serial = ?", (serial,))
+        return found[0] if found else None
+
+    def find(
+        self, kind: str | None = None, name: str | None = None, active: bool = False
+    ) -> list[Record]:
+        """The records of ``kind`` and ``name`` (either may be None: any), in issuance order."""
+        clauses, args = _filters(kind, name)
+        if active:
+            clauses.append("superseded_by IS NULL")
+        return self._records(_where(clauses), tuple(args))
+
+    def installed_at(self, path: str) -> list[Record]:
+        """The records whose files were written to ``path``."""
+        where = "WHERE serial IN (SELECT serial FROM installed WHERE path = ?)"
+        return self._records(where, (path,))
+
+    def newest_serials(self, kind: str | None = None) -> dict[tuple[str, str], str]:
+        """The serial of the newest not-superseded record of each (kind, name)."""
+        clauses, args = _filters(kind, None)
+        sql = f"SELECT kind, name, serial FROM ({_RANKED}) {_where(['rank = 1', *clauses])}"
+        return {(k, n): s for k, n, s in self._query(sql, tuple(args))}
+
+    def newest_active(
+        self, kind: str | None = None, name: str | None = None
+    ) -> dict[tuple[str, str], Record]:
+        """The newest not-superseded record of each (kind, name): the one in use.
+
+        Re-running ``issue-server`` or ``client-context --force`` replaces a
+        certificate without marking the old record, so only the newest counts
+        (the latest ``created``, then the latest ``not_after``, then the first added).
+        """
+        clauses, args = _filters(kind, name)
+        ranked = f"SELECT serial FROM ({_RANKED}) {_where(['rank = 1', *clauses])}"
+        found = self._records(f"WHERE serial IN ({ranked})", tuple(args))
+        return {(r.kind, r.name): r for r in found}
+
+    # ---- writing (inside a transaction)
+    def add(self, record: Record) -> None:
+        if not self._writable:
+            raise RuntimeError("the inventory is read-only here; use CAStore.transaction()")
+        row = _row_of(record)
+        try:
+            self._conn.execute(_INSERT, row[:13])
+            self._set_installed(record.serial, row[13])
+        except sqlite3.IntegrityError as e:
+            if "UNIQUE" in str(e):
+                raise RuntimeError(f"serial {record.serial} already in the inventory") from None
+            raise
+        except sqlite3.Error as e:
+            raise _translate(self.path, e) from None
+        self._loaded[record.serial] = (record, row)
+
+    def flush(self) -> None:
+        """Write back the records changed in place since they were read or added."""
+        for serial, (rec, before) in list(self._loaded.items()):
+            row = _row_of(rec)
+            if row == before:
+                continue
+            if rec.serial != serial:
+                raise RuntimeError(f"record {serial}: a serial cannot change")
+            sets = ", ".join(f"{f.strip()} = ?" for f in _FIELDS.split(",")[1:])
+            self._conn.execute(f"UPDATE records SET {sets} WHERE serial = ?", (*row[1:13], serial))
+            if row[13] != before[13]:
+                self._conn.execute("DELETE FROM installed WHERE serial = ?", (serial,))
+                self._set_installed(serial, row[13])
+            self._loaded[serial] = (rec, row)
+
+    def _set_installed(self, serial: str, paths: tuple[str, ...]) -> None:
+        rows = [(serial, p) for p in paths]
+        self._conn.executemany("INSERT INTO installed (serial, path) VALUES (?, ?)", rows)
+
+
+def _filters(kind: str | None, name: str | None) -> tuple[list[str], list[str]]:
+    clauses, args = [], []
+    if kind is not None:
+        clauses.append("kind = ?")
+        args.append(kind)
+    if name is not None:
+        clauses.append("name = ?")
+        args.append(name)
+    return clauses, args
+
+
+def _where(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    # mode=rw: never create a database here (open_db creates it, 0600, under the lock).
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
+    if readonly:
+        # Refuses every write.  Not mode=ro: a mode=ro connection leaves -wal and -shm
+        # files behind, so a read would change the store's files; this one, closed
+        # last, removes them like a writer does.
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
+        conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _empty() -> sqlite3.Connection:
+    """An inventory with no record (a CA whose inventory was never written)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    return conn
+
+
+def _check_version(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise InventoryError(
+            f"The inventory {path} was written by a newer certkit (schema {version}); "
+            "upgrade certkit to use it."
+        )
+
+
+def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A connection to the inventory in ``directory``, created or migrated first if needed."""
+    path = directory / DB_NAME
+    legacy = directory / LEGACY_NAME
+    if readonly and not path.exists() and not legacy.exists():
+        return _empty()
+    try:
+        if legacy.exists() or not path.exists():
+            with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
+                _initialise(path, legacy)
+        conn = _connect(path, readonly=readonly)
+        try:
+            _check_version(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.Error as e:
+        raise _translate(path, e) from None
+    return conn
+
+
+def _initialise(path: Path, legacy: Path) -> None:
+    """Create the database (0600, WAL, schema) and migrate ``inventory.json`` into it."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, files.PRIVATE_FILE)
+        os.close(fd)
+    conn = _connect(path, readonly=False)
+    try:
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise corrupted(path, "it cannot be switched to WAL mode")
+        _check_version(conn, path)
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        migrated = _migrate(conn, path, legacy) if legacy.exists() else None
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if migrated is not None:
+        aside = legacy.with_name(f"{LEGACY_NAME}.migrated-{_stamp()}")
+        os.rename(legacy, aside)
+        fd = os.open(aside.parent, os.O_RDONLY)  # the rename itself on disk
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        print(
+            f"certkit: migrated the inventory of CA {path.parent.name!r} ({migrated} records) "
+            f"to {path.name}; the JSON file is kept as {aside.name}.",
+            file=sys.stderr,
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, legacy: Path) -> int:
+    """Copy ``inventory.json``'s records in; how many (counted before, if a crash came between)."""
+    try:
+        raw = legacy.read_bytes()
+    except OSError as e:
+        raise InventoryError(f"Cannot read the inventory {legacy}: {e.strerror}.") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    done = conn.execute("SELECT records FROM migrations WHERE sha256 = ?", (digest,)).fetchone()
+    if done:  # committed, then a crash came before the rename
+        return int(done[0])
+    if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
+        raise InventoryError(
+            f"Both {legacy} and {path} hold an inventory: move {legacy.name} aside "
+            "(the database is the current one) and run the command again."
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        records = [Record.from_dict(r) for r in data["records"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InventoryError(
+            f"The inventory {legacy} is not valid JSON: restore it from a backup, "
+            "or move it aside to start an empty inventory."
+        ) from None
+    inv = Inventory(conn, path, writable=True)
+    for record in records:
+        inv.add(record)
+    at = dt.datetime.now(dt.UTC).isoformat()
+    conn.execute(
+        "INSERT INTO migrations VALUES (?, ?, ?, ?)", (legacy.name, digest, len(records), at)
+    )
+    return len(records)
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+@contextlib.contextmanager
+def transaction(directory: Path) -> Iterator[Inventory]:
+    """``BEGIN IMMEDIATE``: the block's reads and writes, committed when it ends."""
+    conn = open_db(directory, readonly=False)
+    path = directory / DB_NAME
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _translate(path, e) from None
+        inv = Inventory(conn, path, writable=True)
+        try:
+            yield inv
+            inv.flush()
+            crash_point("before-commit")
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.rollback()
+            raise _translate(path, e) from None
+        except BaseException:
+            conn.rollback()
+            raise
+    finally:
+        conn.close()
+    crash_point("after-commit")
+
+
+def reader(directory: Path) -> Inventory:
+    """The inventory through a read-only connection (created or migrated first if needed)."""
+    return Inventory(open_db(directory, readonly=True), directory / DB_NAME)
+
+
+def integrity_problems(directory: Path) -> list[str]:
+    """``PRAGMA integrity_check``'s findings (empty: the database is sound)."""
+    path = directory / DB_NAME
+    if not path.exists():
+        return []
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return [str(e)]
+    found = [str(r[0]) for r in rows]
+    return [] if found == ["ok"] else found
+
+
+def backup_to(directory: Path, dest: Path) -> None:
+    """A consistent copy of the inventory database at ``dest`` (SQLite's backup API)."""
+    source = open_db(directory, readonly=True)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, files.PRIVATE_FILE)
+        os.close(fd)
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+            target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            target.close()
+    except sqlite3.Error as e:
+        raise _translate(directory / DB_NAME, e) from None
+    finally:
+        source.close()
