@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
@@ -72,9 +72,13 @@ class Item:
         return f"expires on {self.expiry_date}, in {days} day{'' if days == 1 else 's'}"
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f: getattr(self, f) for f in _ITEM_FIELDS}  # asdict(), without its deep copies
+        data["sans"], data["installed"] = list(self.sans), list(self.installed)
         data["days_left"] = round(self.days_left, 1)
         return data
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(Item))
 
 
 def _items_of(ca: str, kind: str | None, warn_days: float, now: dt.datetime) -> list[Item]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import files
 from .errors import OperationError
-from .origins import origin_from_json, origin_to_json
+from .origins import Origin, origin_from_json, origin_to_json
 from .records import Record
 
 DB_NAME = "inventory.sqlite3"
@@ -63,7 +63,8 @@ _SCHEMA = (
     "CREATE INDEX installed_by_path ON installed (path)",
     "CREATE INDEX records_by_kind_name ON records (kind, name)",
     # The certificates in use: newest_active(), renew, rotation, status.
-    """CREATE INDEX records_active ON records (kind, name, created, not_after)
+    # In the order newest_active() ranks them (then the rowid: the first added first).
+    """CREATE INDEX records_active ON records (kind, name, created DESC, not_after DESC)
         WHERE superseded_by IS NULL""",
     "CREATE INDEX records_active_by_expiry ON records (not_after) WHERE superseded_by IS NULL",
     """CREATE TABLE migrations (
@@ -74,10 +75,8 @@ _FIELDS = (
     "serial, kind, name, subject, sans, not_before, not_after, fingerprint, key_type, "
     "issuer_fingerprint, created, origin, superseded_by"
 )
-_SELECT = (
-    f"SELECT {_FIELDS}, (SELECT json_group_array(path) FROM installed i "
-    "WHERE i.serial = r.serial) FROM records r"
-)
+_SELECT = f"SELECT {_FIELDS} FROM records"
+_INSTALLED = "SELECT serial, path FROM installed"
 _INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * 13)})"
 _RANKED = (
     "SELECT serial, kind, name, ROW_NUMBER() OVER (PARTITION BY kind, name "
@@ -113,6 +112,35 @@ def _row_of(r: Record) -> _Row:
         r.not_after, r.fingerprint, r.key_type, r.issuer_fingerprint, r.created, origin,
         r.superseded_by, tuple(sorted(set(r.installed))),
     )  # fmt: skip
+
+
+def parse_origin(kind: str, text: str, serial: str, path: Path) -> Origin:
+    try:
+        return origin_from_json(kind, json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise corrupted(path, f"the origin of record {serial}: {e}") from None
+
+
+class StoredRecord(Record):
+    """A record read by a reader: its origin is parsed when first used.
+
+    ``list`` and ``status`` read every record and none of their origins.
+    """
+
+    stored_origin: tuple[str, Path] | None = None  # the origin's JSON, and the database
+
+    @property
+    def origin(self) -> Origin:
+        if self.stored_origin is not None:
+            text, path = self.stored_origin
+            self._origin = parse_origin(self.kind, text, self.serial, path)
+            self.stored_origin = None
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: Origin) -> None:
+        self._origin = value
+        self.stored_origin = None
 
 
 class InventoryError(OperationError):
@@ -180,15 +208,26 @@ class Inventory:
             raise _translate(self.path, e) from None
 
     def _records(self, where: str = "", args: tuple[Any, ...] = ()) -> list[Record]:
-        return [self._record(row) for row in self._query(f"{_SELECT} {where} ORDER BY id", args)]
+        rows = self._query(f"{_SELECT} {where} ORDER BY id", args)
+        installed: dict[str, list[str]] = {}
+        if len(rows) > 500:  # most of the table: one scan beats a lookup per record
+            pairs = self._query(_INSTALLED)
+        else:
+            marks = ", ".join("?" * len(rows))
+            pairs = self._query(
+                f"{_INSTALLED} WHERE serial IN ({marks})", tuple(r[0] for r in rows)
+            )
+        for serial, path in pairs:
+            installed.setdefault(serial, []).append(path)
+        return [self._record(row, installed.get(row[0], [])) for row in rows]
 
-    def _record(self, row: _Row) -> Record:
+    def _record(self, row: _Row, installed: list[str]) -> Record:
         serial = row[0]
         if serial in self._loaded:
             return self._loaded[serial][0]
         try:
             kind = row[1]
-            rec = Record(
+            rec = (Record if self._writable else StoredRecord)(
                 serial=serial,
                 kind=kind,
                 name=row[2],
@@ -200,13 +239,15 @@ class Inventory:
                 key_type=row[8],
                 issuer_fingerprint=row[9],
                 created=row[10],
-                installed=sorted(json.loads(row[13])),
-                origin=origin_from_json(kind, json.loads(row[11])),
+                installed=sorted(installed),
                 superseded_by=row[12],
             )
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError) as e:
             raise corrupted(self.path, f"record {serial}: {e}") from None
-        if self._writable:
+        if isinstance(rec, StoredRecord):
+            rec.stored_origin = (row[11], self.path)
+        else:
+            rec.origin = parse_origin(kind, row[11], serial, self.path)
             self._loaded[serial] = (rec, _row_of(rec))
         return rec
 

@@ -41,6 +41,9 @@ def list_(
     from ..store import list_ca_names
 
     items = list_items(ca, kind)
+    if json_out:
+        emit(json_out, [i.to_json() for i in items])
+        return
     lines = [f"{'CA':10} {'KIND':6} {'NAME':22} {'NOT AFTER':10} {'DAYS':>5}  {'STATUS':10} SERIAL"]
     for i in items:
         lines.append(
@@ -54,7 +57,7 @@ def list_(
         lines = [f"No {kind} certificate in the inventory. Next: certkit list (every kind)"]
     elif not items:
         lines = [f"Nothing issued yet in {store_root()}. Next: certkit init-ca"]
-    emit(json_out, [i.to_json() for i in items], lines)
+    emit(json_out, [], lines)
 
 
 @app.command("status")

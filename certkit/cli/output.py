@@ -56,8 +56,9 @@ def emit(json_mode: bool, data: Any, lines: Iterable[str] = ()) -> None:
     if json_mode:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
-        for line in lines:
-            say(line)
+        text = list(lines)
+        if text:  # one write: `certkit list` prints tens of thousands of lines
+            typer.echo(escape_controls("\n".join(text), keep=LAYOUT))
 
 
 def say(line: str, err: bool = False) -> None:
