@@ -238,10 +238,31 @@ def _store_ca_named(fingerprint: str) -> str | None:
     from .store import CAStore, list_ca_names
 
     for name in list_ca_names():
-        for record in CAStore(name).inventory().find(kind="ca"):
-            if record.fingerprint == fingerprint:
+        try:
+            if any(r.fingerprint == fingerprint for r in CAStore(name).inventory().find(kind="ca")):
                 return name
+        except CertkitError:  # an unreadable inventory: the "inventory" check says so
+            continue
     return None
+
+
+def _check_inventories(report: DoctorReport) -> None:
+    """SQLite's own check of every CA's inventory database."""
+    from .inventorydb import integrity_problems
+    from .store import CAStore, list_ca_names
+
+    for name in list_ca_names():
+        store = CAStore(name)
+        problems = integrity_problems(store.dir)
+        if problems:
+            report.add(
+                "inventory",
+                FAIL,
+                f"the inventory of CA {name!r} ({store.inventory_path}) fails PRAGMA "
+                f"integrity_check: {problems[0]}; restore it from a backup (certkit ca backup)",
+            )
+        else:
+            report.add("inventory", PASS, f"the inventory of CA {name!r} passes integrity_check")
 
 
 # ---------------------------------------------------------------- systemd vs daemon.json
@@ -394,6 +415,7 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     contexts = _check_contexts(report, config_dir)
     _check_env(report, config_dir, contexts)
     _check_token_keys(report)
+    _check_inventories(report)
     return report
 
 

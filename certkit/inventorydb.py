@@ -406,54 +406,61 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
 
 
 def _initialise(path: Path, legacy: Path) -> None:
-    """Create the database (0600, WAL, schema) and migrate ``inventory.json`` into it."""
-    if not path.exists():
+    """Create the database (0600, WAL, schema) and migrate ``inventory.json`` into it.
+
+    The JSON file is read first: when it is unreadable, nothing is created.
+    """
+    source = _read_legacy(legacy) if legacy.exists() else None
+    created = not path.exists()
+    if created:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, files.PRIVATE_FILE)
         os.close(fd)
-    conn = _connect(path, readonly=False)
     try:
-        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-            raise corrupted(path, "it cannot be switched to WAL mode")
-        _check_version(conn, path)
-        conn.execute("BEGIN IMMEDIATE")
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        migrated = _migrate(conn, path, legacy) if legacy.exists() else None
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    if migrated is not None:
-        aside = legacy.with_name(f"{LEGACY_NAME}.migrated-{_stamp()}")
-        os.rename(legacy, aside)
-        fd = os.open(aside.parent, os.O_RDONLY)  # the rename itself on disk
+        conn = _connect(path, readonly=False)
         try:
-            os.fsync(fd)
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+                raise corrupted(path, "it cannot be switched to WAL mode")
+            _check_version(conn, path)
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrated = _migrate(conn, path, legacy, *source) if source else None
+            conn.execute("COMMIT")
         finally:
-            os.close(fd)
-        print(
-            f"certkit: migrated the inventory of CA {path.parent.name!r} ({migrated} records) "
-            f"to {path.name}; the JSON file is kept as {aside.name}.",
-            file=sys.stderr,
-        )
+            conn.close()
+    except BaseException:
+        if created:  # leave the store as it was
+            for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+                p.unlink(missing_ok=True)
+        raise
+    if migrated is not None:
+        crash_point("migration-committed")
+        _set_aside(legacy, path, migrated)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path, legacy: Path) -> int:
-    """Copy ``inventory.json``'s records in; how many (counted before, if a crash came between)."""
+def _set_aside(legacy: Path, path: Path, migrated: int) -> None:
+    aside = legacy.with_name(f"{LEGACY_NAME}.migrated-{_stamp()}")
+    os.rename(legacy, aside)
+    fd = os.open(aside.parent, os.O_RDONLY)  # the rename itself on disk
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    print(
+        f"certkit: migrated the inventory of CA {path.parent.name!r} ({migrated} records) "
+        f"to {path.name}; the JSON file is kept as {aside.name}.",
+        file=sys.stderr,
+    )
+
+
+def _read_legacy(legacy: Path) -> tuple[str, list[Record]]:
+    """The SHA-256 of ``inventory.json`` and its records (any version certkit wrote)."""
     try:
         raw = legacy.read_bytes()
     except OSError as e:
         raise InventoryError(f"Cannot read the inventory {legacy}: {e.strerror}.") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    done = conn.execute("SELECT records FROM migrations WHERE sha256 = ?", (digest,)).fetchone()
-    if done:  # committed, then a crash came before the rename
-        return int(done[0])
-    if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
-        raise InventoryError(
-            f"Both {legacy} and {path} hold an inventory: move {legacy.name} aside "
-            "(the database is the current one) and run the command again."
-        )
     try:
         data = json.loads(raw.decode("utf-8"))
         records = [Record.from_dict(r) for r in data["records"]]
@@ -462,6 +469,21 @@ def _migrate(conn: sqlite3.Connection, path: Path, legacy: Path) -> int:
             f"The inventory {legacy} is not valid JSON: restore it from a backup, "
             "or move it aside to start an empty inventory."
         ) from None
+    return hashlib.sha256(raw).hexdigest(), records
+
+
+def _migrate(
+    conn: sqlite3.Connection, path: Path, legacy: Path, digest: str, records: list[Record]
+) -> int:
+    """Copy ``inventory.json``'s records in; how many (counted before, if a crash came between)."""
+    done = conn.execute("SELECT records FROM migrations WHERE sha256 = ?", (digest,)).fetchone()
+    if done:  # committed, then a crash came before the rename
+        return int(done[0])
+    if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
+        raise InventoryError(
+            f"Both {legacy} and {path} hold an inventory: move {legacy.name} aside "
+            "(the database is the current one) and run the command again."
+        )
     inv = Inventory(conn, path, writable=True)
     for record in records:
         inv.add(record)

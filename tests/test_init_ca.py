@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -301,7 +302,7 @@ def test_concurrent_issuers_lose_no_record_and_share_no_serial(
     certkit_home: Path, tmp_path: Path
 ) -> None:
     assert run_certkit("init-ca").returncode == 0
-    go, per_process, workers = tmp_path / "go", 15, 4
+    go, per_process, workers = tmp_path / "go", 5, 16
     procs = [
         subprocess.Popen([sys.executable, "-c", _ISSUER, str(go), str(per_process), f"w{w}"])
         for w in range(workers)
@@ -319,6 +320,8 @@ def test_concurrent_issuers_lose_no_record_and_share_no_serial(
     assert {r.name for r in servers} == names
     issued = {p.name for p in (store.dir / "issued").iterdir()}
     assert issued == {r.serial for r in servers}
+    with sqlite3.connect(store.inventory_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
 def test_a_file_where_the_store_should_be_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from ..defaults import CA_DAYS
 from . import app
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 
-ca_app = typer.Typer(help="Inspect the CAs in the store.", no_args_is_help=True)
+ca_app = typer.Typer(help="Inspect and back up the CAs in the store.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
 
 
@@ -117,3 +117,37 @@ def list_(json_out: bool = JSON_OPTION) -> None:
     if not cas:
         lines = [f"No CA in {store_root()}. Next: certkit init-ca"]
     emit(json_out, [c.to_json() for c in cas], lines)
+
+
+@ca_app.command("backup")
+def backup(
+    out: str = typer.Option(..., "--out", help="The tar file to write (.tar.gz or .tgz: gzip)."),
+    ca: str = CA_OPTION,
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Back up one CA: its folder as a tar file (0600) with a consistent copy of the inventory.
+
+    The CA key goes in as it is in the store (encrypted if it is).
+    Restore: tar -xf FILE -C "$CERTKIT_HOME/cas" (with no CA of that name there).
+
+    Example: certkit ca backup --ca prod --out prod-ca.tar
+    """
+    from pathlib import Path
+
+    from ..backup import backup_ca
+    from ..store import CAStore
+
+    result = backup_ca(CAStore(ca), Path(out), force=force)
+    key = (
+        "encrypted" if result.key_encrypted else "NOT encrypted: keep the file as safe as the store"
+    )
+    emit(
+        json_out,
+        result.to_json(),
+        [
+            f"Backed up CA {result.ca!r} ({result.records} records) to {result.path} "
+            f"(0600, {result.size} bytes); the CA key inside is {key}.",
+            f'Restore: tar -xf {result.path} -C "$CERTKIT_HOME/cas" (or the store\'s cas/ folder)',
+        ],
+    )

@@ -1,0 +1,85 @@
+"""``certkit ca backup``: one CA folder as a tar file, with a consistent copy of its inventory.
+
+The inventory database is copied with SQLite's backup API (a consistent
+snapshot even while another certkit process writes to it); every other file
+of the CA folder (``ca.pem``, ``ca-key.pem``, ``issued/``, a rotation's
+``previous/`` and ``retired/``) goes in as it is, with its mode.  The tar file
+holds the CA key, so it is written 0600 (atomically: a temporary file renamed
+into place) and an existing file is only replaced with ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import inventorydb
+from .errors import UsageError
+from .store import CAStore
+
+_SKIPPED = (
+    ".lock",
+    inventorydb.DB_NAME,
+    f"{inventorydb.DB_NAME}-wal",
+    f"{inventorydb.DB_NAME}-shm",
+)
+
+
+@dataclass
+class Backup:
+    ca: str
+    path: str
+    records: int
+    key_encrypted: bool
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_out(out: Path, force: bool) -> None:
+    """``out`` may be written: not a link, not a directory, replaced only with ``force``."""
+    if out.is_symlink():
+        raise UsageError(f"{out} is a symbolic link; give the path of a regular file.")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"{out} exists and is not a regular file; choose another --out.")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to replace it.")
+    if not out.parent.is_dir():
+        raise UsageError(f"The directory {out.parent} does not exist; create it first.")
+
+
+def backup_ca(store: CAStore, out: Path, *, force: bool = False) -> Backup:
+    """Write ``store``'s CA folder to the tar file ``out`` (gzip for .tar.gz / .tgz)."""
+    store.require()
+    check_out(out, force)
+    gzip = out.name.endswith((".tar.gz", ".tgz"))
+    with store.lock(), tempfile.TemporaryDirectory(prefix="certkit-backup-") as tmp:
+        snapshot = Path(tmp) / inventorydb.DB_NAME
+        inventorydb.backup_to(store.dir, snapshot)
+        fd, staging = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                with tarfile.open(fileobj=f, mode="w:gz" if gzip else "w") as tar:
+                    for path in sorted(store.dir.rglob("*")):
+                        rel = path.relative_to(store.dir)
+                        if str(rel) not in _SKIPPED:
+                            tar.add(path, arcname=f"{store.name}/{rel}", recursive=False)
+                    tar.add(snapshot, arcname=f"{store.name}/{inventorydb.DB_NAME}")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(staging, out)
+            dir_fd = os.open(out.parent, os.O_RDONLY)  # the rename on disk too
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+        records = inventorydb.reader(Path(tmp)).count()
+    return Backup(store.name, str(out), records, store.key_encrypted(), out.stat().st_size)

@@ -1,0 +1,309 @@
+"""The inventory in SQLite: the file, the migration from JSON, crashes, corruption, backups.
+
+Every test drives the real ``certkit`` commands against a real store; the
+crash tests kill the process (SIGKILL, as a power cut would) at each step of
+an issuance through ``$CERTKIT_TEST_CRASH_AT`` and check what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from support import cli_json, cli_ok, run_certkit
+
+from certkit import ca as ca_ops
+from certkit.host.options import HostRef, InstallOptions
+from certkit.names import parse_names
+from certkit.origins import ServerOrigin
+from certkit.store import CAStore
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _integrity(store: CAStore) -> list[Any]:
+    db = sqlite3.connect(store.inventory_path)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        db.close()
+
+
+def _records(store: CAStore) -> list[dict[str, Any]]:
+    """Every record, as inventory.json held it."""
+    return list(json.loads(json.dumps([r.to_dict() for r in store.inventory().find()])))
+
+
+def test_the_database_is_private_in_wal_mode_and_serials_are_unique(store: CAStore) -> None:
+    assert stat.S_IMODE(store.inventory_path.stat().st_mode) == 0o600
+    assert not (store.dir / "inventory.json").exists()
+    db = sqlite3.connect(store.inventory_path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        (ca,) = store.inventory().find(kind="ca")
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):  # a constraint, not a scan
+            db.execute(
+                "INSERT INTO records SELECT NULL, serial, kind, name, subject, sans, not_before, "
+                "not_after, fingerprint, key_type, issuer_fingerprint, created, origin, "
+                "superseded_by FROM records"
+            )
+        db.rollback()
+    finally:
+        db.close()
+    with pytest.raises(RuntimeError, match="already in the inventory"), store.transaction() as inv:
+        inv.add(ca)
+    assert [r.serial for r in store.inventory().find()] == [ca.serial]  # rolled back
+
+
+def test_list_and_status_change_no_byte_of_the_store(store: CAStore, tmp_path: Path) -> None:
+    cli_ok("issue-client", "one", "--out", str(tmp_path / "one"))
+    before = _tree(store.dir)
+    assert sorted(p.name for p in store.dir.iterdir() if p.name.startswith("inventory")) == [
+        "inventory.sqlite3"
+    ]  # no -wal or -shm left behind by the writers
+    cli_ok("list")
+    cli_json("list", "--kind", "client")
+    cli_ok("status")
+    assert _tree(store.dir) == before
+
+
+# ---------------------------------------------------------------- migration
+
+
+def _as_json_inventory(store: CAStore) -> list[dict[str, Any]]:
+    """Put back the inventory.json certkit wrote before the database, byte for byte its format."""
+    records = _records(store)
+    for p in store.dir.glob("inventory.sqlite3*"):
+        p.unlink()
+    payload = {"version": 2, "records": records}
+    (store.dir / "inventory.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return records
+
+
+def _every_kind(store: CAStore, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    cli_ok("issue-server", "docker1", "--san", "10.0.0.5", "--install", "--root", str(root),
+           "--method", "daemon-json", "--port", "2377")  # fmt: skip
+    cli_ok("issue-server", "docker2", "--out", str(tmp_path / "srv"))
+    ssh = ServerOrigin(
+        sans=("docker3",),
+        install=InstallOptions(listen="10.0.0.7", port=2376, method="systemd"),
+        target=HostRef(ssh="ops@docker3:2222", sudo=True),
+    )  # what `issue-server docker3 --ssh ops@docker3:2222 --sudo` records
+    issued = ca_ops.issue(store, "server", "docker3", "docker3", parse_names(["docker3"]),
+                          origin=ssh)  # fmt: skip
+    ca_ops.mark_installed(store, issued.record.serial, ["/etc/docker/certkit/server-cert.pem"])
+    cli_ok("client-context", "prod", "--host", "docker1", "--port", "2377")
+    cli_ok("client-context", "files", "--host", "docker1", "--client-only",
+           "--out", str(tmp_path / "files"))  # fmt: skip
+    cli_ok("ci", "export", "gha", "--host", "docker1:2377")
+    cli_ok("issue-client", "--count", "3", "--prefix", "bulk", "--out", str(tmp_path / "bulk"))
+    cli_ok("renew", "client", "prod")
+    cli_ok("rotate-ca", "start")
+
+
+def test_an_inventory_json_of_every_kind_migrates_once_then_renews_and_rotates(
+    store: CAStore, tmp_path: Path, docker_config: Path
+) -> None:
+    _every_kind(store, tmp_path)
+    listed = cli_json("list")
+    kinds = {(r["kind"], r["superseded_by"] is not None) for r in listed}
+    assert kinds >= {
+        ("ca", True),
+        ("ca", False),
+        ("server", False),
+        ("client", True),
+        ("ci", False),
+    }
+    written = _as_json_inventory(store)
+
+    first = run_certkit("list", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == listed
+    assert first.stderr.count("migrated the inventory") == 1
+    assert f"({len(written)} records)" in first.stderr
+    assert "migrated" not in run_certkit("status").stderr  # said once
+    assert _records(store) == written  # every field, origins included
+    (aside,) = store.dir.glob("inventory.json.migrated-*")
+    assert json.loads(aside.read_text())["records"] == written
+    assert not (store.dir / "inventory.json").exists()
+    assert _integrity(store) == [("ok",)]
+
+    # Renewal and rotation go on as before on the migrated records.
+    srv = cli_json("renew", "server", "docker2")["installed"]
+    assert srv == sorted(
+        str(tmp_path / "srv" / f) for f in ("ca.pem", "server-cert.pem", "server-key.pem")
+    )
+    cli_ok("renew", "client", "files")
+    cli_ok("renew", "ci", "gha", "--format", "bundle")
+    cli_ok("rotate-ca", "finish", "--force")
+    assert store.inventory().find(kind="ca", active=True)[0].origin.rotated_from  # type: ignore[union-attr]
+    assert _integrity(store) == [("ok",)]
+
+
+def test_a_crash_between_migration_and_rename_migrates_nothing_twice(store: CAStore) -> None:
+    written = _as_json_inventory(store)
+    r = run_certkit("list", env={"CERTKIT_TEST_CRASH_AT": "migration-committed"})
+    assert r.returncode == -9
+    assert (store.dir / "inventory.json").exists()  # committed, not yet renamed
+    second = run_certkit("list", "--json")
+    assert second.returncode == 0 and "migrated the inventory" in second.stderr
+    assert _records(store) == written
+    assert len(list(store.dir.glob("inventory.json.migrated-*"))) == 1
+
+    # A different inventory.json beside a database that has records: refused, not merged.
+    (store.dir / "inventory.json").write_text('{"version": 2, "records": []}\n')
+    r = run_certkit("list")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "hold an inventory: move inventory.json aside" in r.stderr
+    (store.dir / "inventory.json").unlink()
+    assert _records(store) == written
+
+
+# ---------------------------------------------------------------- crashes
+
+
+def _check_consistent(store: CAStore, out: Path) -> None:
+    """A crash left the safe side: every record has its files, every file handed out a record."""
+    assert _integrity(store) == [("ok",)]
+    records = {r.serial: r for r in store.inventory().find()}
+    for serial, rec in records.items():
+        if rec.kind == "ca":
+            continue
+        d = store.issued_dir(serial)
+        cert = x509.load_pem_x509_certificate((d / "cert.pem").read_bytes())
+        key = serialization.load_pem_private_key((d / "key.pem").read_bytes(), None)
+        assert f"{cert.serial_number:032x}" == serial
+        assert cert.public_key() == key.public_key()
+    if (out / "cert.pem").exists():  # handed out: it must be recorded
+        cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+        assert f"{cert.serial_number:032x}" in records
+
+
+ISSUE_CLIENT = ["issue-client", "c1", "--out"]  # one transaction; files handed out after it
+CLIENT_ONLY = ["client-context", "c1", "--host", "docker1", "--client-only", "--out"]
+
+
+@pytest.mark.parametrize(
+    ("command", "step"),
+    [
+        (ISSUE_CLIENT, "before-files"),  # record inserted, no file written
+        (ISSUE_CLIENT, "before-commit"),  # issued/<serial>/ files written, not committed
+        (ISSUE_CLIENT, "after-commit"),  # recorded, nothing handed out yet
+        (CLIENT_ONLY, "before-commit#2"),  # --out files written, where they went not committed
+        (CLIENT_ONLY, "after-commit#2"),  # everything done
+    ],
+)
+def test_a_kill_at_each_step_of_an_issuance_leaves_the_safe_side(
+    store: CAStore, tmp_path: Path, command: list[str], step: str
+) -> None:
+    out = tmp_path / "c1"
+    r = run_certkit(*command, str(out), env={"CERTKIT_TEST_CRASH_AT": step})
+    assert r.returncode == -9, (step, r.stderr)
+    _check_consistent(store, out)
+    recorded = store.inventory().find(kind="client")
+    assert len(recorded) == (0 if step in ("before-files", "before-commit") else 1)
+    cli_ok(*command, str(out), "--force")  # the next run just works
+    _check_consistent(store, out)
+    (item,) = [i for i in cli_json("list", "--kind", "client") if i["status"] == "valid"]
+    assert (out / "cert.pem").exists() and item["installed"]
+    assert all(p.startswith(str(out)) for p in item["installed"])
+
+
+# ---------------------------------------------------------------- corruption
+
+
+COMMANDS = [
+    ["status"],
+    ["list"],
+    ["issue-client", "x", "--out", "{tmp}/x"],
+    ["issue-server", "s.example.com", "--out", "{tmp}/s"],
+    ["client-context", "ctx", "--host", "docker1"],
+    ["ci", "export", "gha", "--host", "docker1"],
+    ["renew", "client", "x"],
+]
+
+
+@pytest.mark.parametrize("damage", ["random bytes in the database", "inventory.json not UTF-8"])
+def test_a_corrupt_inventory_is_one_sentence_and_exit_1_everywhere(
+    store: CAStore, tmp_path: Path, docker_config: Path, damage: str
+) -> None:
+    for p in store.dir.glob("inventory.sqlite3*"):
+        p.unlink()
+    garbage = os.urandom(4096) + b"\xff\xfe"
+    if damage.startswith("random"):
+        store.inventory_path.write_bytes(garbage)
+    else:
+        (store.dir / "inventory.json").write_bytes(b'{"version": 2, "records": [' + garbage)
+    before = _tree(store.dir)
+    for args in COMMANDS:
+        r = run_certkit(*(a.format(tmp=tmp_path) for a in args))
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr, (args, r.stderr)
+        (line,) = r.stderr.strip().splitlines()
+        assert "inventory" in line and ("restore it from a backup" in line), (args, line)
+        assert _tree(store.dir) == before, args  # nothing written, nothing half-written
+    assert not any(tmp_path.glob("[xs]")) and not (docker_config / "contexts").exists()
+    doctor = run_certkit("doctor", "--root", str(tmp_path), "--json")
+    checks = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "inventory"]
+    if damage.startswith("random"):
+        assert doctor.returncode == 1
+        assert [c["status"] for c in checks] == ["FAIL"]
+
+
+def test_doctor_runs_integrity_check_on_every_inventory(store: CAStore, tmp_path: Path) -> None:
+    cli_ok("init-ca", "--ca", "prod")
+    report = json.loads(run_certkit("doctor", "--root", str(tmp_path), "--json").stdout)
+    checks = [c for c in report["checks"] if c["name"] == "inventory"]
+    assert [c["status"] for c in checks] == ["PASS", "PASS"]
+    assert "'default' passes integrity_check" in checks[0]["message"]
+
+
+# ---------------------------------------------------------------- backup
+
+
+def test_backup_is_a_private_tar_with_a_consistent_database(
+    store: CAStore, tmp_path: Path, certkit_home: Path
+) -> None:
+    cli_ok("issue-client", "--count", "3", "--out", str(tmp_path / "c"))
+    listed = cli_json("list")
+    writer = sqlite3.connect(store.inventory_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a transaction
+    writer.execute("UPDATE records SET name = 'uncommitted'")
+    out = tmp_path / "backup.tar"
+    result = cli_json("ca", "backup", "--out", str(out))
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert result["records"] == 4 and result["key_encrypted"] is False
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        assert "default/ca-key.pem" in names and "default/inventory.sqlite3" in names
+        assert not [n for n in names if n.endswith(("-wal", "-shm", ".lock"))]
+        assert stat.S_IMODE(tar.getmember("default/ca-key.pem").mode) == 0o600
+        restored = tmp_path / "restored"
+        (restored / "cas").mkdir(parents=True)
+        tar.extractall(restored / "cas", filter="tar")
+    again = run_certkit("list", "--json", env={"CERTKIT_HOME": str(restored)})
+    assert json.loads(again.stdout) == listed  # without the uncommitted change
+
+    body = out.read_bytes()
+    r = run_certkit("ca", "backup", "--out", str(out))
+    assert r.returncode == 2 and "--force" in r.stderr and out.read_bytes() == body
+    link = tmp_path / "link.tar"
+    link.symlink_to(tmp_path / "elsewhere.tar")
+    r = run_certkit("ca", "backup", "--out", str(link), "--force")
+    assert r.returncode == 2 and "symbolic link" in r.stderr
+    assert not (tmp_path / "elsewhere.tar").exists()
+    cli_ok("ca", "backup", "--out", str(out), "--force")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
