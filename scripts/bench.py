@@ -10,7 +10,10 @@ Python timer: one warm-up run, N runs, median):
              and easy-rsa;
 * clients:   N client certificates (ca.pem + cert + key per client directory):
              ``certkit issue-client --count N`` in one process vs a loop of
-             each tool.
+             each tool;
+* inventory: how certkit scales with its inventory: one client issuance,
+             ``status`` and ``list --kind client`` in a store of 20,000 records
+             vs a store of one (same run; ``--records`` changes the count).
 
 Every timed run starts from a fresh copy of a seed directory (made by the
 untimed ``--prepare`` step, which also runs ``sync`` so nobody pays for the
@@ -378,7 +381,40 @@ def startup_cases(certkit: str) -> list[Case]:
     ]
 
 
+def inventory_cases(certkit: str, work: Path, records: int) -> list[Case]:
+    """Each command in a one-record store, then in a store of ``records`` records.
+
+    No fresh copy per run (a 20,000-record store is 40,000 files): status and
+    list change nothing, and each issuance adds one record to thousands.
+    """
+    cases = []
+    for seed, count in (("inventory-1", 1), ("inventory-big", records)):
+        home = work / "seeds" / seed / "home"
+        env = ["env", f"CERTKIT_HOME={home}"]
+        out = str(home.parent / "one")
+        for tool, args in (
+            ("issue-client", ["issue-client", "one", "--out", out, "--force"]),
+            ("status", ["status"]),
+            ("list --kind client", ["list", "--kind", "client"]),
+        ):
+            argv = [*env, certkit, *args]
+            cases.append(Case("inventory", tool, "", count, argv=argv))
+    return cases
+
+
 # ---------------------------------------------------------------- seeds
+
+
+def make_inventory_seeds(work: Path, certkit: str, records: int) -> None:
+    """A CA with one record, and one with ``records`` (bulk-issued clients; untimed)."""
+    for seed, clients in (("inventory-1", 0), ("inventory-big", records - 1)):
+        d = work / "seeds" / seed
+        d.mkdir(parents=True)
+        ck = shlex.quote(certkit)
+        script = f'export CERTKIT_HOME="$PWD/home"\n{ck} init-ca >/dev/null\n'
+        if clients:
+            script += f"{ck} issue-client --count {clients} --prefix c --out bulk >/dev/null\n"
+        sh(script, d)
 
 
 def sh(script: str, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -559,12 +595,19 @@ def fmt_time(s: float | None) -> str:
 
 
 def add_ratios(rows: list[Row]) -> None:
+    """Each tool's median / certkit's; for inventory rows, / the same command at one record."""
     ref: dict[tuple[str, int | None], float] = {}
+    small: dict[str, float] = {}
     for r in rows:
         if r.tool in ("certkit", "certkit --help") and r.median_s:
             ref[(r.group, r.count)] = r.median_s
+        if r.group == "inventory" and r.count == 1 and r.median_s:
+            small[r.tool] = r.median_s
     for r in rows:
-        base = ref.get((r.group, r.count))
+        if r.group == "inventory":
+            base = small.get(r.tool) if r.count != 1 else None
+        else:
+            base = ref.get((r.group, r.count))
         if base and r.median_s:
             r.ratio_to_certkit = r.median_s / base
 
@@ -623,6 +666,15 @@ def targets(rows: list[Row]) -> list[str]:
     check(
         "full flow >= 5x faster than Docker's recipe", r, r is not None and r >= 5, f"{r or 0:.1f}x"
     )
+    for tool, row in ((r.tool, r) for r in rows if r.group == "inventory" and r.count != 1):
+        if tool == "issue-client":
+            x = row.ratio_to_certkit
+            check(f"issue-client at {row.count} records <= 1.3x one record", x,
+                  x is not None and x <= 1.3, f"{x or 0:.2f}x")  # fmt: skip
+        else:
+            t = row.median_s
+            check(f"{tool} at {row.count} records <= 0.5 s", t, t is not None and t <= 0.5,
+                  fmt_time(t))  # fmt: skip
     typer_row = find(rows, "startup", 'python -c "import typer"')
     help_row = find(rows, "startup", "certkit --help")
     x = None
@@ -673,7 +725,10 @@ def main() -> int:
     ap.add_argument(
         "--budget", type=float, default=None, help="seconds of runs per case (default 60)"
     )
-    ap.add_argument("--only", default="", help="comma-separated groups: startup,full,clients")
+    ap.add_argument(
+        "--only", default="", help="comma-separated groups: startup,full,clients,inventory"
+    )
+    ap.add_argument("--records", type=int, default=None, help="inventory size (default 20000)")
     ap.add_argument("--json-out", default=None, help="where to write the JSON results")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--no-hyperfine", action="store_true", help="use the Python timer")
@@ -706,6 +761,10 @@ def main() -> int:
         if not only or "clients" in only:
             for count in sorted(counts):
                 cases += client_cases(t, count)
+        if not only or "inventory" in only:
+            records = args.records or (200 if args.quick else 20000)
+            make_inventory_seeds(work, certkit, records)
+            cases += inventory_cases(certkit, work, records)
         print(
             f"certkit bench: {len(cases)} cases, timer: "
             f"{'hyperfine' if args.hyperfine else 'python'}, work dir {work}",
@@ -715,7 +774,7 @@ def main() -> int:
         per_item: dict[str, float] = {}  # seconds per client, from the smaller count
         for i, case in enumerate(cases):
             projected = None
-            if case.count and case.tool in per_item:
+            if case.count and case.tool in per_item and case.group == "clients":
                 projected = per_item[case.tool] * case.count
             row = bench_case(work, i, case, args, projected)
             if case.count and row.median_s:
@@ -738,7 +797,8 @@ def main() -> int:
     )
     print(
         "Wall-clock medians; cpu = mean user+system CPU per run; "
-        "'vs certkit' = the tool's median / certkit's median (higher: certkit faster)"
+        "'vs certkit' = the tool's median / certkit's median (higher: certkit faster); "
+        "inventory rows: / the same command's median in a one-record store"
     )
     print(report)
     if checks:
