@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import inventorydb
+from . import files, inventorydb
 from .errors import UsageError
 from .store import CAStore
 
@@ -73,11 +73,7 @@ def backup_ca(store: CAStore, out: Path, *, force: bool = False) -> Backup:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(staging, out)
-            dir_fd = os.open(out.parent, os.O_RDONLY)  # the rename on disk too
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            files.fsync_dir(out.parent)
         except BaseException:
             Path(staging).unlink(missing_ok=True)
             raise

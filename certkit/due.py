@@ -69,7 +69,11 @@ def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> l
         raise UsageError(f"--expiring-within must not be negative, got {within_days:g}.")
     now = now or now_utc()
     return sorted(
-        (r for r in in_use(store) if r.due_within(within_days, now)),
+        (
+            r
+            for r in in_use(store, now + dt.timedelta(days=within_days))
+            if r.due_within(within_days, now)
+        ),
         key=lambda r: r.days_left(now),
     )
 

@@ -477,3 +477,8 @@ def write_output_file(
     finally:
         os.close(fd)
     return p
+
+
+def fsync_dir(path: StrPath) -> None:
+    """fsync a directory: a rename or a new file in it is on disk once this returns."""
+    _fsync_dir(Path(path))

@@ -79,7 +79,7 @@ _SELECT = f"SELECT {_FIELDS} FROM records"
 _INSTALLED = "SELECT serial, path FROM installed"
 _INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * 13)})"
 _RANKED = (
-    "SELECT serial, kind, name, ROW_NUMBER() OVER (PARTITION BY kind, name "
+    "SELECT serial, kind, name, not_after, ROW_NUMBER() OVER (PARTITION BY kind, name "
     "ORDER BY created DESC, not_after DESC, id) AS rank FROM records "
     "WHERE superseded_by IS NULL"
 )
@@ -141,6 +141,14 @@ class StoredRecord(Record):
     def origin(self, value: Origin) -> None:
         self._origin = value
         self.stored_origin = None
+
+    def __eq__(self, other: object) -> bool:
+        # The dataclass's own __eq__ wants both sides of one class: compare the fields.
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in Record.__dataclass_fields__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like Record
 
 
 class InventoryError(OperationError):
@@ -285,15 +293,19 @@ class Inventory:
         return {(k, n): s for k, n, s in self._query(sql, tuple(args))}
 
     def newest_active(
-        self, kind: str | None = None, name: str | None = None
+        self, kind: str | None = None, name: str | None = None, *, ending_by: str | None = None
     ) -> dict[tuple[str, str], Record]:
         """The newest not-superseded record of each (kind, name): the one in use.
 
         Re-running ``issue-server`` or ``client-context --force`` replaces a
         certificate without marking the old record, so only the newest counts
         (the latest ``created``, then the latest ``not_after``, then the first added).
+        ``ending_by`` (an ISO date) keeps those whose ``not_after`` is not later.
         """
         clauses, args = _filters(kind, name)
+        if ending_by is not None:
+            clauses.append("not_after <= ?")
+            args.append(ending_by)
         ranked = f"SELECT serial FROM ({_RANKED}) {_where(['rank = 1', *clauses])}"
         found = self._records(f"WHERE serial IN ({ranked})", tuple(args))
         return {(r.kind, r.name): r for r in found}
@@ -443,11 +455,7 @@ def _initialise(path: Path, legacy: Path) -> None:
 def _set_aside(legacy: Path, path: Path, migrated: int) -> None:
     aside = legacy.with_name(f"{LEGACY_NAME}.migrated-{_stamp()}")
     os.rename(legacy, aside)
-    fd = os.open(aside.parent, os.O_RDONLY)  # the rename itself on disk
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    files.fsync_dir(aside.parent)
     print(
         f"certkit: migrated the inventory of CA {path.parent.name!r} ({migrated} records) "
         f"to {path.name}; the JSON file is kept as {aside.name}.",

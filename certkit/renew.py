@@ -60,9 +60,15 @@ def renew_command(store: CAStore, kind: str, name: str, extra: str = "") -> str:
 # ---------------------------------------------------------------- finding records
 
 
-def in_use(store: CAStore) -> list[Record]:
-    """Every leaf certificate in use: the newest active one of each kind and name."""
-    newest = store.inventory().newest_active()
+def in_use(store: CAStore, ending_by: dt.datetime | None = None) -> list[Record]:
+    """Every leaf certificate in use: the newest active one of each kind and name.
+
+    ``ending_by`` keeps those that expire by then (found through the expiry index).
+    """
+    cutoff = None
+    if ending_by is not None:  # rounded up: the ISO strings compare to the second
+        cutoff = (ending_by.replace(microsecond=0) + dt.timedelta(seconds=1)).isoformat()
+    newest = store.inventory().newest_active(ending_by=cutoff)
     return [r for r in newest.values() if r.kind in RENEW_KINDS]
 
 

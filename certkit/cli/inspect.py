@@ -225,6 +225,7 @@ def doctor(
     Host: daemon.json, its TLS files and modes, key/certificate/CA agreement,
     hosts set both in the systemd unit and daemon.json, plain-TCP listeners.
     Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
+    Store: SQLite's integrity check of every CA's inventory.
 
     Example: sudo certkit doctor
     """
