@@ -62,8 +62,7 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     "CREATE INDEX installed_by_path ON installed (path)",
     "CREATE INDEX records_by_kind_name ON records (kind, name)",
-    # The certificates in use: newest_active(), renew, rotation, status.
-    # In the order newest_active() ranks them (then the rowid: the first added first).
+    # The certificates in use (_NEWEST's probe): list, status, renew, rotation.
     """CREATE INDEX records_active ON records (kind, name, created DESC, not_after DESC)
         WHERE superseded_by IS NULL""",
     "CREATE INDEX records_active_by_expiry ON records (not_after) WHERE superseded_by IS NULL",
@@ -78,10 +77,14 @@ _FIELDS = (
 _SELECT = f"SELECT {_FIELDS} FROM records"
 _INSTALLED = "SELECT serial, path FROM installed"
 _INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * 13)})"
-_RANKED = (
-    "SELECT serial, kind, name, not_after, ROW_NUMBER() OVER (PARTITION BY kind, name "
-    "ORDER BY created DESC, not_after DESC, id) AS rank FROM records "
-    "WHERE superseded_by IS NULL"
+# The record in use of its (kind, name): not superseded, and no other such record was
+# created later, or as late and ends later, or as late, ending as late, and added first.
+_NEWEST = (
+    "superseded_by IS NULL AND NOT EXISTS (SELECT 1 FROM records n "
+    "WHERE n.superseded_by IS NULL AND n.kind = records.kind AND n.name = records.name "
+    "AND (n.created > records.created OR (n.created = records.created "
+    "AND (n.not_after > records.not_after "
+    "OR (n.not_after = records.not_after AND n.id < records.id)))))"
 )
 _Row = tuple[Any, ...]
 
@@ -289,7 +292,7 @@ class Inventory:
     def newest_serials(self, kind: str | None = None) -> dict[tuple[str, str], str]:
         """The serial of the newest not-superseded record of each (kind, name)."""
         clauses, args = _filters(kind, None)
-        sql = f"SELECT kind, name, serial FROM ({_RANKED}) {_where(['rank = 1', *clauses])}"
+        sql = f"SELECT kind, name, serial FROM records {_where([_NEWEST, *clauses])}"
         return {(k, n): s for k, n, s in self._query(sql, tuple(args))}
 
     def newest_active(
@@ -306,8 +309,7 @@ class Inventory:
         if ending_by is not None:
             clauses.append("not_after <= ?")
             args.append(ending_by)
-        ranked = f"SELECT serial FROM ({_RANKED}) {_where(['rank = 1', *clauses])}"
-        found = self._records(f"WHERE serial IN ({ranked})", tuple(args))
+        found = self._records(_where([_NEWEST, *clauses]), tuple(args))
         return {(r.kind, r.name): r for r in found}
 
     # ---- writing (inside a transaction)

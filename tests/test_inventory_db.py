@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from support import cli_json, cli_ok, run_certkit
 from certkit import ca as ca_ops
 from certkit.host.options import HostRef, InstallOptions
 from certkit.names import parse_names
-from certkit.origins import ServerOrigin
+from certkit.origins import ClientOrigin, ServerOrigin
 from certkit.store import CAStore
 
 
@@ -75,6 +76,31 @@ def test_list_and_status_change_no_byte_of_the_store(store: CAStore, tmp_path: P
     cli_json("list", "--kind", "client")
     cli_ok("status")
     assert _tree(store.dir) == before
+
+
+def test_the_newest_active_record_of_a_name_is_the_one_in_use(store: CAStore) -> None:
+    (ca,) = store.inventory().find(kind="ca")
+    base = replace(ca, kind="client", name="c", origin=ClientOrigin())
+    rows = [  # (serial, created, not_after): later created wins, then later end, then first added
+        ("a1", "2026-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"),
+        ("b2", "2026-02-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"),
+        ("c3", "2026-02-01T00:00:00+00:00", "2027-06-01T00:00:00+00:00"),
+        ("d4", "2026-02-01T00:00:00+00:00", "2027-06-01T00:00:00+00:00"),
+        ("e5", "2026-03-01T00:00:00+00:00", "2026-04-01T00:00:00+00:00"),
+    ]
+    with store.transaction() as inv:
+        for serial, created, not_after in rows:
+            inv.add(replace(base, serial=serial, created=created, not_after=not_after))
+        inv.get("e5").superseded_by = "x"  # type: ignore[union-attr]
+    inv = store.inventory()
+    assert inv.newest_active("client", "c")[("client", "c")].serial == "c3"
+    assert inv.newest_serials("client") == {("client", "c"): "c3"}
+    assert inv.newest_active(ending_by="2027-03-01") == {}  # c3 ends later, the CA much later
+    by_june = inv.newest_active(ending_by="2027-06-01T00:00:00+00:00")
+    assert [r.serial for r in by_june.values()] == ["c3"]
+    statuses = {i["serial"]: i["status"] for i in cli_json("list", "--kind", "client")}
+    assert statuses == {"a1": "superseded", "b2": "superseded", "c3": "valid",
+                        "d4": "superseded", "e5": "superseded"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- migration
