@@ -57,6 +57,7 @@ def backup_ca(store: CAStore, out: Path, *, force: bool = False) -> Backup:
     """Write ``store``'s CA folder to the tar file ``out`` (gzip for .tar.gz / .tgz)."""
     store.require()
     check_out(out, force)
+    store.inventory().close()  # migrates an inventory.json first (that takes the lock too)
     gzip = out.name.endswith((".tar.gz", ".tgz"))
     with store.lock(), tempfile.TemporaryDirectory(prefix="certkit-backup-") as tmp:
         snapshot = Path(tmp) / inventorydb.DB_NAME

@@ -333,3 +333,11 @@ def test_backup_is_a_private_tar_with_a_consistent_database(
     assert not (tmp_path / "elsewhere.tar").exists()
     cli_ok("ca", "backup", "--out", str(out), "--force")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_backup_of_a_store_still_on_inventory_json_migrates_it_first(store: CAStore) -> None:
+    written = _as_json_inventory(store)
+    out = store.root / "backup.tar"
+    r = run_certkit("ca", "backup", "--out", str(out), "--json")
+    assert r.returncode == 0 and "migrated the inventory" in r.stderr
+    assert json.loads(r.stdout)["records"] == len(written) == 1
