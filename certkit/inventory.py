@@ -15,14 +15,17 @@ renewing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
 from .paths import DEFAULT_CA, store_root
-from .store import CAStore, list_ca_names
+from .store import CAStore, Record, list_ca_names
 
 KINDS = ("ca", "server", "client", "ci")
 DEFAULT_WARN_DAYS = 30
@@ -81,33 +84,50 @@ class Item:
 _ITEM_FIELDS = tuple(f.name for f in fields(Item))
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while tens of thousands of objects are made.
+
+    They make no cycles, but their number alone sets off collections that cost
+    `list` about a fifth of its time at 20,000 records.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _items_of(ca: str, kind: str | None, warn_days: float, now: dt.datetime) -> list[Item]:
-    with CAStore(ca).inventory().snapshot() as inv:
+    with _no_gc(), CAStore(ca).inventory().snapshot() as inv:
         newest = inv.newest_serials(kind)
         records = inv.find(kind)
-    items = []
-    for r in records:
-        replaced_by = r.superseded_by
-        if replaced_by is None and newest[(r.kind, r.name)] != r.serial:
-            replaced_by = newest[(r.kind, r.name)]
-        status = "superseded" if replaced_by else r.status(warn_days, now)
-        items.append(
-            Item(
-                ca=ca,
-                kind=r.kind,
-                name=r.name,
-                subject=r.subject,
-                sans=list(r.sans),
-                serial=r.serial,
-                not_after=r.not_after,
-                days_left=r.days_left(now),
-                status=status,
-                renew=renew_command(ca, r.kind, r.name),
-                installed=list(r.installed),
-                superseded_by=replaced_by,
-            )
-        )
+        items = []
+        for r in records:
+            replaced_by = r.superseded_by
+            if replaced_by is None and newest[(r.kind, r.name)] != r.serial:
+                replaced_by = newest[(r.kind, r.name)]
+            items.append(_item(ca, r, replaced_by, warn_days, now))
     return items
+
+
+def _item(ca: str, r: Record, replaced_by: str | None, warn_days: float, now: dt.datetime) -> Item:
+    return Item(
+        ca=ca,
+        kind=r.kind,
+        name=r.name,
+        subject=r.subject,
+        sans=list(r.sans),
+        serial=r.serial,
+        not_after=r.not_after,
+        days_left=r.days_left(now),
+        status="superseded" if replaced_by else r.status(warn_days, now),
+        renew=renew_command(ca, r.kind, r.name),
+        installed=list(r.installed),
+        superseded_by=replaced_by,
+    )
 
 
 def _sort_key(item: Item) -> tuple[str, int, str, str]:
@@ -139,20 +159,17 @@ def list_items(
 
 @dataclass
 class StatusReport:
-    """What ``certkit status`` reports: the active items and those needing attention."""
+    """What ``certkit status`` reports: how many are in use, and those needing attention."""
 
     warn_days: float
     cas: list[str]
-    active: list[Item]
+    checked: int  # the certificates in use (not superseded)
     attention: list[Item]
+    next_expiry: Item | None  # the certificate in use that expires first
 
     @property
     def ok(self) -> bool:
         return not self.attention
-
-    @property
-    def next_expiry(self) -> Item | None:
-        return min(self.active, key=lambda i: i.days_left, default=None)
 
     def to_json(self) -> dict[str, Any]:
         nxt = self.next_expiry
@@ -160,7 +177,7 @@ class StatusReport:
             "ok": self.ok,
             "warn_days": self.warn_days,
             "cas": self.cas,
-            "checked": len(self.active),
+            "checked": self.checked,
             "attention": [i.to_json() for i in self.attention],
             "next_expiry": nxt.to_json() if nxt else None,
         }
@@ -174,16 +191,28 @@ def status(
     Superseded certificates are ignored: renewing them again would be noise.
     Attention items come soonest-expiring first, each with its renew command.
     An empty store is an error, not an OK: a cron job reading the wrong
-    ``$HOME`` must not report that all is well.
+    ``$HOME`` must not report that all is well.  Only the certificates that
+    end within the window are read (the inventory's expiry index), so a
+    monitoring check stays fast in a store of any size.
     """
     if ca is None and not list_ca_names():
         raise UsageError(
             f"No CA in {store_root()}, so nothing to check; point CERTKIT_HOME at the store "
             "(cron runs with its own HOME) or create a CA with `certkit init-ca`."
         )
-    items = [i for i in list_items(ca, None, warn_days, now) if i.active]
-    attention = sorted(
-        (i for i in items if i.status in ("expired", "expiring")), key=lambda i: i.days_left
-    )
-    cas = [ca] if ca else list_ca_names()
-    return StatusReport(warn_days, cas, items, attention)
+    if warn_days < 0:
+        raise UsageError(f"--warn-days must not be negative, got {warn_days:g}.")
+    cas = [CAStore(ca).require().name] if ca else list_ca_names()
+    now = now or dt.datetime.now(dt.UTC)
+    checked, attention, firsts = 0, [], []
+    for name in cas:
+        with CAStore(name).inventory().snapshot() as inv:
+            checked += inv.count_in_use()
+            ending = inv.newest_active(ending_by=now + dt.timedelta(days=warn_days))
+            first = inv.first_to_expire()
+        due = (_item(name, r, None, warn_days, now) for r in ending.values())
+        attention += [i for i in due if i.status in ("expired", "expiring")]
+        firsts += [_item(name, first, None, warn_days, now)] if first else []
+    attention = sorted(sorted(attention, key=_sort_key), key=lambda i: i.days_left)
+    nxt = min(firsts, key=lambda i: i.days_left, default=None)
+    return StatusReport(warn_days, cas, checked, attention, nxt)

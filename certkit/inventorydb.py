@@ -86,6 +86,7 @@ _NEWEST = (
     "AND (n.not_after > records.not_after "
     "OR (n.not_after = records.not_after AND n.id < records.id)))))"
 )
+_KIND_ORDER = "CASE kind WHEN 'ca' THEN 0 WHEN 'server' THEN 1 WHEN 'client' THEN 2 ELSE 3 END"
 _Row = tuple[Any, ...]
 
 
@@ -218,8 +219,10 @@ class Inventory:
         except sqlite3.Error as e:
             raise _translate(self.path, e) from None
 
-    def _records(self, where: str = "", args: tuple[Any, ...] = ()) -> list[Record]:
-        rows = self._query(f"{_SELECT} {where} ORDER BY id", args)
+    def _records(
+        self, where: str = "", args: tuple[Any, ...] = (), order: str = "id"
+    ) -> list[Record]:
+        rows = self._query(f"{_SELECT} {where} ORDER BY {order}", args)
         installed: dict[str, list[str]] = {}
         if len(rows) > 500:  # most of the table: one scan beats a lookup per record
             pairs = self._query(_INSTALLED)
@@ -243,7 +246,7 @@ class Inventory:
                 kind=kind,
                 name=row[2],
                 subject=row[3],
-                sans=json.loads(row[4]),
+                sans=json.loads(row[4]) if row[4] != "[]" else [],  # clients: none
                 not_before=row[5],
                 not_after=row[6],
                 fingerprint=row[7],
@@ -280,6 +283,10 @@ class Inventory:
     ) -> list[Record]:
         """The records of ``kind`` and ``name`` (either may be None: any), in issuance order."""
         clauses, args = _filters(kind, name)
+        if name is None and kind is not None:
+            # One kind is a large part of the table: reading it in order beats sorting
+            # the index's matches (+ keeps SQLite from using the index).
+            clauses[0] = "+kind = ?"
         if active:
             clauses.append("superseded_by IS NULL")
         return self._records(_where(clauses), tuple(args))
@@ -296,21 +303,37 @@ class Inventory:
         return {(k, n): s for k, n, s in self._query(sql, tuple(args))}
 
     def newest_active(
-        self, kind: str | None = None, name: str | None = None, *, ending_by: str | None = None
+        self,
+        kind: str | None = None,
+        name: str | None = None,
+        *,
+        ending_by: dt.datetime | None = None,
     ) -> dict[tuple[str, str], Record]:
         """The newest not-superseded record of each (kind, name): the one in use.
 
         Re-running ``issue-server`` or ``client-context --force`` replaces a
         certificate without marking the old record, so only the newest counts
         (the latest ``created``, then the latest ``not_after``, then the first added).
-        ``ending_by`` (an ISO date) keeps those whose ``not_after`` is not later.
+        ``ending_by`` keeps those that end by then, found through the expiry index
+        (a few more, to the second: the caller applies its own rule).
         """
         clauses, args = _filters(kind, name)
-        if ending_by is not None:
+        if ending_by is not None:  # ISO strings compare as dates, rounded up to the second
             clauses.append("not_after <= ?")
-            args.append(ending_by)
+            cutoff = ending_by.astimezone(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
+            args.append(cutoff.isoformat())
         found = self._records(_where([_NEWEST, *clauses]), tuple(args))
         return {(r.kind, r.name): r for r in found}
+
+    def count_in_use(self) -> int:
+        """How many records :meth:`newest_active` would return."""
+        return int(self._query(f"SELECT count(*) FROM records WHERE {_NEWEST}")[0][0])
+
+    def first_to_expire(self) -> Record | None:
+        """The record in use that ends first (ties: CA, server, client, CI, then by name)."""
+        order = f"not_after, {_KIND_ORDER}, name LIMIT 1"
+        found = self._records(f"WHERE {_NEWEST}", (), order)
+        return found[0] if found else None
 
     # ---- writing (inside a transaction)
     def add(self, record: Record) -> None:

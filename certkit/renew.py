@@ -65,10 +65,7 @@ def in_use(store: CAStore, ending_by: dt.datetime | None = None) -> list[Record]
 
     ``ending_by`` keeps those that expire by then (found through the expiry index).
     """
-    cutoff = None
-    if ending_by is not None:  # rounded up: the ISO strings compare to the second
-        cutoff = (ending_by.replace(microsecond=0) + dt.timedelta(seconds=1)).isoformat()
-    newest = store.inventory().newest_active(ending_by=cutoff)
+    newest = store.inventory().newest_active(ending_by=ending_by)
     return [r for r in newest.values() if r.kind in RENEW_KINDS]
 
 

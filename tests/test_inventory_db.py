@@ -7,6 +7,7 @@ an issuance through ``$CERTKIT_TEST_CRASH_AT`` and check what is left.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -95,8 +96,8 @@ def test_the_newest_active_record_of_a_name_is_the_one_in_use(store: CAStore) ->
     inv = store.inventory()
     assert inv.newest_active("client", "c")[("client", "c")].serial == "c3"
     assert inv.newest_serials("client") == {("client", "c"): "c3"}
-    assert inv.newest_active(ending_by="2027-03-01") == {}  # c3 ends later, the CA much later
-    by_june = inv.newest_active(ending_by="2027-06-01T00:00:00+00:00")
+    assert inv.newest_active(ending_by=dt.datetime(2027, 3, 1, tzinfo=dt.UTC)) == {}
+    by_june = inv.newest_active(ending_by=dt.datetime(2027, 6, 1, tzinfo=dt.UTC))
     assert [r.serial for r in by_june.values()] == ["c3"]
     statuses = {i["serial"]: i["status"] for i in cli_json("list", "--kind", "client")}
     assert statuses == {"a1": "superseded", "b2": "superseded", "c3": "valid",

@@ -102,7 +102,7 @@ def status(
     if report.ok:
         nxt = report.next_expiry
         lines = [
-            f"OK: {len(report.active)} certificates, none needs renewal yet (window {window})"
+            f"OK: {report.checked} certificates, none needs renewal yet (window {window})"
             + (f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}." if nxt else ".")
         ]
     else:
