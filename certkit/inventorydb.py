@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import signal
@@ -30,7 +29,7 @@ from typing import Any
 from . import files
 from .errors import OperationError
 from .origins import Origin, origin_from_json, origin_to_json
-from .records import Record
+from .records import Record, read_json_inventory
 
 DB_NAME = "inventory.sqlite3"
 LEGACY_NAME = "inventory.json"
@@ -447,7 +446,7 @@ def _initialise(path: Path, legacy: Path) -> None:
 
     The JSON file is read first: when it is unreadable, nothing is created.
     """
-    source = _read_legacy(legacy) if legacy.exists() else None
+    source = read_json_inventory(legacy) if legacy.exists() else None
     created = not path.exists()
     if created:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, files.PRIVATE_FILE)
@@ -486,23 +485,6 @@ def _set_aside(legacy: Path, path: Path, migrated: int) -> None:
         f"to {path.name}; the JSON file is kept as {aside.name}.",
         file=sys.stderr,
     )
-
-
-def _read_legacy(legacy: Path) -> tuple[str, list[Record]]:
-    """The SHA-256 of ``inventory.json`` and its records (any version certkit wrote)."""
-    try:
-        raw = legacy.read_bytes()
-    except OSError as e:
-        raise InventoryError(f"Cannot read the inventory {legacy}: {e.strerror}.") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        records = [Record.from_dict(r) for r in data["records"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise InventoryError(
-            f"The inventory {legacy} is not valid JSON: restore it from a backup, "
-            "or move it aside to start an empty inventory."
-        ) from None
-    return hashlib.sha256(raw).hexdigest(), records
 
 
 def _migrate(

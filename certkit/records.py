@@ -1,15 +1,20 @@
 """One certificate in a CA's inventory: what ``list``, ``status`` and ``renew`` read.
 
 The inventory itself (where records are kept and how they are queried) is
-:mod:`certkit.inventorydb`; this module is only the record and its rules.
+:mod:`certkit.inventorydb`; this module is the record, its rules, and the
+``inventory.json`` file certkit kept them in before (read once, to migrate it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .errors import OperationError
 from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
 
 
@@ -95,3 +100,20 @@ class Record:
         else:
             known["origin"] = origin_from_json(kind, data.get("options") or {}, legacy=True)
         return cls(**known)
+
+
+def read_json_inventory(path: Path) -> tuple[str, list[Record]]:
+    """The SHA-256 of an ``inventory.json`` and its records (version 1 or 2)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise OperationError(f"Cannot read the inventory {path}: {e.strerror}.") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        records = [Record.from_dict(r) for r in data["records"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise OperationError(
+            f"The inventory {path} is not valid JSON: restore it from a backup, "
+            "or move it aside to start an empty inventory."
+        ) from None
+    return hashlib.sha256(raw).hexdigest(), records
