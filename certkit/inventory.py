@@ -166,10 +166,18 @@ class StatusReport:
     checked: int  # the certificates in use (not superseded)
     attention: list[Item]
     next_expiry: Item | None  # the certificate in use that expires first
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC), repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.attention
+
+    @property
+    def active(self) -> list[Item]:
+        """Every certificate in use, sorted: read when asked (metrics need it, status does not)."""
+        return [
+            i for ca in self.cas for i in list_items(ca, None, self.warn_days, self.now) if i.active
+        ]
 
     def to_json(self) -> dict[str, Any]:
         nxt = self.next_expiry
@@ -215,4 +223,4 @@ def status(
         firsts += [_item(name, first, None, warn_days, now)] if first else []
     attention = sorted(sorted(attention, key=_sort_key), key=lambda i: i.days_left)
     nxt = min(firsts, key=lambda i: i.days_left, default=None)
-    return StatusReport(warn_days, cas, checked, attention, nxt)
+    return StatusReport(warn_days, cas, checked, attention, nxt, now)

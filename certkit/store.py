@@ -44,7 +44,15 @@ if TYPE_CHECKING:
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 KEY_URI_FILE = "ca-key.uri"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-__all__ = ["CAStore", "Inventory", "Record", "check_ca_name", "get_passphrase", "list_ca_names"]
+__all__ = [
+    "PASSPHRASE_ENV",
+    "CAStore",
+    "Inventory",
+    "Record",
+    "check_ca_name",
+    "get_passphrase",
+    "list_ca_names",
+]
 
 
 def check_ca_name(name: str) -> str:
