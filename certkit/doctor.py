@@ -258,8 +258,8 @@ def _check_inventories(report: DoctorReport) -> None:
             report.add(
                 "inventory",
                 FAIL,
-                f"the inventory of CA {name!r} ({store.inventory_path}) fails PRAGMA "
-                f"integrity_check: {problems[0]}; restore it from a backup (certkit ca backup)",
+                f"the inventory of CA {name!r} is damaged ({problems[0].rstrip('.')}); "
+                "restore it from a backup (certkit ca backup makes them)",
             )
         else:
             report.add("inventory", PASS, f"the inventory of CA {name!r} passes integrity_check")

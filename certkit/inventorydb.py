@@ -548,7 +548,12 @@ def reader(directory: Path) -> Inventory:
 def integrity_problems(directory: Path) -> list[str]:
     """``PRAGMA integrity_check``'s findings (empty: the database is sound)."""
     path = directory / DB_NAME
-    if not path.exists():
+    if not path.exists():  # not migrated yet: can it be?
+        try:
+            if (directory / LEGACY_NAME).exists():
+                read_json_inventory(directory / LEGACY_NAME)
+        except OperationError as e:
+            return [e.message]
         return []
     try:
         conn = _connect(path, readonly=True)
