@@ -35,6 +35,7 @@ class Backup:
     path: str
     records: int
     key_encrypted: bool
+    key_on_token: bool  # only the PKCS#11 URI is in the file (ca-key.uri)
     size: int
 
     def to_json(self) -> dict[str, Any]:
@@ -79,4 +80,6 @@ def backup_ca(store: CAStore, out: Path, *, force: bool = False) -> Backup:
             Path(staging).unlink(missing_ok=True)
             raise
         records = inventorydb.reader(Path(tmp)).count()
-    return Backup(store.name, str(out), records, store.key_encrypted(), out.stat().st_size)
+    on_token = store.key_uri() is not None
+    size = out.stat().st_size
+    return Backup(store.name, str(out), records, store.key_encrypted(), on_token, size)

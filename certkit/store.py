@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING
 
 from . import files, inventorydb
 from .errors import PassphraseError, UsageError
-from .inventorydb import Inventory
+from .inventorydb import Inventory as Inventory  # re-exported: callers ask the store
 from .paths import DEFAULT_CA, store_root
-from .records import Record
+from .records import Record as Record  # re-exported
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -44,15 +44,6 @@ if TYPE_CHECKING:
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 KEY_URI_FILE = "ca-key.uri"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-__all__ = [
-    "PASSPHRASE_ENV",
-    "CAStore",
-    "Inventory",
-    "Record",
-    "check_ca_name",
-    "get_passphrase",
-    "list_ca_names",
-]
 
 
 def check_ca_name(name: str) -> str:

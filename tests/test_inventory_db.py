@@ -310,7 +310,7 @@ def test_backup_is_a_private_tar_with_a_consistent_database(
     result = cli_json("ca", "backup", "--out", str(out))
     writer.execute("ROLLBACK")
     writer.close()
-    assert result["records"] == 4 and result["key_encrypted"] is False
+    assert result["records"] == 4 and result["key_encrypted"] is result["key_on_token"] is False
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     with tarfile.open(out) as tar:
         names = tar.getnames()

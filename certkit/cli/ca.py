@@ -142,6 +142,8 @@ def backup(
     key = (
         "encrypted" if result.key_encrypted else "NOT encrypted: keep the file as safe as the store"
     )
+    if result.key_on_token:
+        key = "on its PKCS#11 token (the file holds only its URI)"
     emit(
         json_out,
         result.to_json(),
