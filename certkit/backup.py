@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from . import files, inventorydb
-from .errors import UsageError
 from .store import CAStore
 
 _SKIPPED = (
@@ -42,22 +41,10 @@ class Backup:
         return asdict(self)
 
 
-def check_out(out: Path, force: bool) -> None:
-    """``out`` may be written: not a link, not a directory, replaced only with ``force``."""
-    if out.is_symlink():
-        raise UsageError(f"{out} is a symbolic link; give the path of a regular file.")
-    if out.exists() and not out.is_file():
-        raise UsageError(f"{out} exists and is not a regular file; choose another --out.")
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists; pass --force to replace it.")
-    if not out.parent.is_dir():
-        raise UsageError(f"The directory {out.parent} does not exist; create it first.")
-
-
 def backup_ca(store: CAStore, out: Path, *, force: bool = False) -> Backup:
     """Write ``store``'s CA folder to the tar file ``out`` (gzip for .tar.gz / .tgz)."""
     store.require()
-    check_out(out, force)
+    out = files.check_output_file(out, force=force)  # the rule of every --out: no link, --force
     store.inventory().close()  # migrates an inventory.json first (that takes the lock too)
     gzip = out.name.endswith((".tar.gz", ".tgz"))
     with store.lock(), tempfile.TemporaryDirectory(prefix="certkit-backup-") as tmp:

@@ -182,8 +182,7 @@ def record_placement(store: CAStore, serial: str, placed: list[str]) -> None:
 
 def supersede_at(inv: Inventory, serial: str, placed: list[str]) -> None:
     """Mark every other active server record installed at one of ``placed`` superseded."""
-    where = set(placed)
-    for rec in inv.records:
-        others = rec.kind == "server" and rec.serial != serial and not rec.superseded_by
-        if others and where & set(rec.installed):
-            rec.superseded_by = serial
+    for path in sorted(set(placed)):  # the inventory's index by install path
+        for rec in inv.installed_at(path):
+            if rec.kind == "server" and rec.serial != serial and not rec.superseded_by:
+                rec.superseded_by = serial

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from support import cli_json, cli_ok, run_certkit
 
+from certkit.store import CAStore
+
 
 def snapshot(*roots: Path) -> dict[str, bytes | str]:
     """Every file (bytes) and link (its target) under ``roots``: to prove nothing changed."""
@@ -88,10 +90,7 @@ def test_init_ca_force_moves_a_half_present_ca_aside(certkit_home: Path) -> None
 
 
 def inventory_serials(home: Path) -> list[str]:
-    inv = home / "cas" / "default" / "inventory.json"
-    if not inv.exists():
-        return []
-    return [r["serial"] for r in json.loads(inv.read_text())["records"] if r["kind"] != "ca"]
+    return [r.serial for r in CAStore("default", home).inventory().find() if r.kind != "ca"]
 
 
 def sandbox_root(tmp_path: Path) -> Path:
