@@ -148,8 +148,9 @@ def backup(
         json_out,
         result.to_json(),
         [
-            f"Backed up CA {result.ca!r} ({result.records} records) to {result.path} "
-            f"(0600, {result.size} bytes); the CA key inside is {key}.",
+            f"Backed up CA {result.ca!r} ({result.records} record"
+            f"{'' if result.records == 1 else 's'}) to {result.path} (0600); "
+            f"the CA key inside is {key}.",
             f'Restore: tar -xf {result.path} -C "$CERTKIT_HOME/cas" (or the store\'s cas/ folder)',
         ],
     )
