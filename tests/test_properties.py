@@ -65,6 +65,12 @@ UNIT_TEXT = st.lists(
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def _b64_json(fields: dict[str, Any]) -> str:
+    import base64
+
+    return base64.b64encode(json.dumps(fields).encode()).decode()
+
+
 def only_certkit_errors(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
@@ -203,3 +209,71 @@ def test_cli_never_crashes_and_exit_2_writes_nothing(
         after.pop(lock, None)
         before.pop(lock, None)
         assert after == before, f"exit 2 changed files: {argv} {r.stderr}"
+
+
+# ---------------------------------------------------------------- bundles, archives, dumps
+
+BUNDLE_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.one_of(st.integers(-2, 3), ANY_TEXT),
+        "host": st.one_of(HOSTS, st.integers()),
+        "port": st.one_of(st.integers(-10, 70000), ANY_TEXT),
+        "context": st.one_of(ANY_TEXT, st.just("runner1\n"), st.just("default")),
+        "ca": ANY_TEXT,
+        "cert": ANY_TEXT,
+        "key": ANY_TEXT,
+        "not_after": ANY_TEXT,
+    },
+)
+
+
+@FAST
+@given(st.one_of(ANY_TEXT, BUNDLE_FIELDS.map(json.dumps), BUNDLE_FIELDS.map(_b64_json)))
+def test_ci_bundles_decode_or_refuse(text: str) -> None:
+    from certkit.ci import decode_bundle
+
+    only_certkit_errors(decode_bundle, text)
+
+
+def _tar_of(members: list[tuple[str, bytes]]) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+MEMBER_NAMES = st.one_of(
+    st.sampled_from(
+        ["meta.json", "./meta.json", "tls/docker/ca.pem", "tls/docker/key.pem", "../x", "/etc/x"]
+    ),
+    ANY_TEXT.filter(lambda s: s and "\x00" not in s),
+)
+
+
+@FAST
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.lists(st.tuples(MEMBER_NAMES, st.binary(max_size=200)), max_size=5).map(_tar_of),
+    )
+)
+def test_context_archives_read_or_refuse(data: bytes) -> None:
+    from certkit.dockercli import read_archive
+
+    only_certkit_errors(read_archive, data)
+
+
+@FAST
+@given(st.lists(st.one_of(ANY_TEXT, st.just("CERTKIT-FILE 644 /etc/docker/daemon.json"),
+                          st.just("CERTKIT-EOF")), max_size=8))  # fmt: skip
+def test_remote_dumps_parse_or_refuse(lines: list[str]) -> None:
+    from certkit.host.scripts import parse_dump
+
+    only_certkit_errors(parse_dump, lines)

@@ -132,7 +132,13 @@ def parse_dump(lines: Sequence[str]) -> dict[PurePosixPath, RemoteFile]:
                 current, chunks = (PurePosixPath(path_text), mode), []
         elif line == _EOF:
             path, mode = current
-            found[path] = RemoteFile(path, base64.b64decode("".join(chunks)), mode)
+            try:
+                data = base64.b64decode("".join(chunks), validate=True)
+            except ValueError:  # binascii.Error, or text that is not ASCII
+                raise OperationError(
+                    f"The host sent {path} garbled (not base64); retry, or check its shell."
+                ) from None
+            found[path] = RemoteFile(path, data, mode)
             current = None
         else:
             chunks.append(line.strip())
