@@ -32,13 +32,31 @@ def run(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = 
     return r.stdout
 
 
-@pytest.mark.slow
-def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+def build_wheel(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*SOURCE_JUNK))
     wheels = tmp_path / "wheels"
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, ".", cwd=src)
     (wheel,) = wheels.glob("certkit-*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_pipx_installs_the_wheel_as_the_docs_say(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PIPX_HOME=str(tmp_path / "pipx"), PIPX_BIN_DIR=str(tmp_path / "bin"))
+    env["CERTKIT_HOME"] = str(tmp_path / "home")
+    run(sys.executable, "-m", "pipx", "install", "--python", sys.executable, wheel, env=env)
+    certkit = tmp_path / "bin" / "certkit"
+    assert run(certkit, "--version", cwd=tmp_path, env=env) == f"certkit {__version__}\n"
+    run(certkit, "init-ca", cwd=tmp_path, env=env)
+    assert (tmp_path / "home" / "cas" / "default" / "ca.pem").exists()
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
     assert wheel.name.startswith(f"certkit-{__version__}-py3-none-any")
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
