@@ -64,6 +64,13 @@ DRY_RUN = typer.Option(
 )
 SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
 FORCE = typer.Option(False, "--force", help="Replace files already in --out.")
+ALLOW_FROM = typer.Option(
+    None,
+    "--allow-from",
+    metavar="CIDR",
+    help="With --install: open the TLS port in the host's active firewall (ufw, firewalld) "
+    "to this source only (repeatable; 'any' for everyone).",
+)
 FROM_FILE = typer.Option(
     None,
     "--from-file",
@@ -96,6 +103,7 @@ def issue_server(
     ssh_option: list[str] = SSH_OPTIONS_OPTION,
     from_file: str = FROM_FILE,
     force: bool = FORCE,
+    allow_from: list[str] = ALLOW_FROM,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -129,6 +137,7 @@ def issue_server(
     _check_install_flags(install, restart, root, listen, port, cert_dir, method,
                          keep_insecure, remove_insecure)  # fmt: skip
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
+    options = with_allow_from(options, allow_from, install)
     ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
     opts = ssh_option or ()
     target = open_target(ref, cert_dir, identity=identity, ssh_options=opts) if install else None
@@ -197,6 +206,35 @@ def _install_options(
     )
 
 
+def with_allow_from(
+    options: InstallOptions, allow_from: list[str] | None, install: bool
+) -> InstallOptions:
+    """``options`` with the checked ``--allow-from`` sources (refused without an install)."""
+    from dataclasses import replace
+
+    from ..errors import UsageError
+    from ..host.firewall import check_sources
+
+    if not allow_from:
+        return options
+    if not install:
+        raise UsageError("--allow-from only applies with --install or --ssh: add --install.")
+    return replace(options, allow_from=check_sources(allow_from))
+
+
+def firewall_lines(plan: Any, dry_run: bool) -> list[str]:
+    """What the firewall step adds (or would add), from an install plan."""
+    fw = plan.firewall
+    if fw is None:
+        return []
+    lines = [
+        f"Firewall ({fw.manager}): port {fw.port}/tcp already allowed from {s}" for s in fw.present
+    ]
+    verb = "would run" if dry_run else "ran"
+    lines += [f"Firewall ({fw.manager}): {verb} {cmd}" for cmd in fw.commands()]
+    return lines
+
+
 def _check_ssh_flags(ssh: str | None, out: str | None, ssh_only: bool) -> None:
     from ..errors import UsageError
 
@@ -236,6 +274,7 @@ def _lines(r: ServerResult, port: int) -> list[str]:
             lines += (
                 [diff.rstrip("\n")] if diff else ["daemon.json and the drop-in are already set."]
             )
+            lines += firewall_lines(plan, True)
         return lines
     lines.append(
         f"Issued server certificate for {', '.join(r.names)} (serial {r.serial}), "
@@ -248,7 +287,7 @@ def _lines(r: ServerResult, port: int) -> list[str]:
         )
     if r.install:
         lines += _install_lines(r, RESTART_NOTE)
-        lines.append(f"Firewall: port {port}/tcp must be reachable from your clients.")
+        lines += firewall_lines(r.install.plan, False)
     elif not r.out_files:
         lines.append(f"Kept in the store: {r.store_files.get('cert')}")
         lines.append(

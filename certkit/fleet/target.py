@@ -19,13 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import OperationError
+from ..host.firewall import with_rules
 from ..host.hostfiles import HostFiles
 from ..host.options import HostRef
 from ..host.plan import InstallPlan
 from ..host.remote import (
     host_files_from_dump,
+    probe_for,
     remote_read_paths,
     remote_write_targets,
+    with_firewall,
     write_job_for,
 )
 from ..host.scripts import WRITE_OK, WriteJob, parse_dump, read_script, write_script
@@ -86,24 +89,30 @@ class AnsibleTarget:
         if self._files is None:
             singles, globs = remote_read_paths(self.system)
             written, cert_dir = remote_write_targets(self.system)  # refused when unsafe
-            script = read_script(singles, globs, written, cert_dir)
+            script = read_script(singles, globs, written, cert_dir) + probe_for(self.system)
             lines = self.run_script(_DOCKER_STATE + "\n" + script)
             states = [ln[len(_STATE) :] for ln in lines if ln.startswith(_STATE)]
             self.docker_state = states[0].strip() if states else "unknown"
-            self._files = host_files_from_dump(parse_dump(lines), self.system, self.host)
+            found = host_files_from_dump(parse_dump(lines), self.system, self.host)
+            self._files = with_firewall(found, lines, self.system)
         return self._files
 
     def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         """Write ``plan`` (backups first) and, with ``restart``, restart dockerd, rolling
         back to the previous files when it does not come back."""
-        if plan.changes or restart:
-            lines = self.run_script(write_script(write_job_for(plan, restart=restart), self.host))
-            if WRITE_OK not in lines:
-                raise OperationError(
-                    f"The install on {self.host} stopped before it finished; check the files there."
-                )
+
+        def write() -> bool:
+            if plan.changes or restart:
+                job = write_job_for(plan, restart=restart)
+                if WRITE_OK not in self.run_script(write_script(job, self.host)):
+                    raise OperationError(
+                        f"The install on {self.host} stopped before it finished; "
+                        "check the files there."
+                    )
+            return restart
+
         self._files = None  # what was read is stale now
-        return restart
+        return with_rules(plan.firewall, self.run_script, write)
 
     def restart_docker(self) -> None:
         """Restart dockerd with the same rule as an install's restart (nothing to roll back)."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .firewall import FirewallState
 
 
 @dataclass
@@ -22,3 +26,4 @@ class HostFiles:
     dropins: list[tuple[str, str]] = field(default_factory=list)
     default_docker: str | None = None
     cert_files: dict[str, bytes] = field(default_factory=dict)
+    firewall: FirewallState | None = None  # the active firewall manager; None: not read

@@ -19,6 +19,7 @@ from typing import Any
 from .. import files
 from ..errors import OperationError, UsageError
 from ..paths import SERVER_FILES, SystemPaths
+from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .options import HostRef
 from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
@@ -150,6 +151,18 @@ def _run(cmd: list[str]) -> int:
         return 127
 
 
+def run_sh(script: str) -> list[str]:
+    """Run ``script`` with sh on this machine; its output lines (OperationError if it fails)."""
+    done = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True, check=False)
+    lines = done.stdout.decode(errors="replace").splitlines()
+    if done.returncode != 0:
+        reported = [ln.split(" ", 1)[-1] for ln in lines if ln.startswith("CERTKIT-ERROR ")]
+        raise OperationError(
+            reported[-1] if reported else f"a firewall step failed here (exit {done.returncode})."
+        )
+    return lines
+
+
 def _port_opens(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -240,9 +253,15 @@ class LocalTarget:
         check_install_paths(self.system)
 
     def read_files(self) -> HostFiles:
-        return read_host_files(self.system)
+        hf = read_host_files(self.system)
+        if not self.system.sandboxed:
+            hf.firewall = parse_probe(run_sh(PROBE))
+        return hf
 
     def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
+        return with_rules(plan.firewall, run_sh, lambda: self._apply(plan, restart=restart))
+
+    def _apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         try:
             apply_plan_locally(plan)
         except PermissionError as e:

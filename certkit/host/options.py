@@ -21,6 +21,7 @@ class InstallOptions:
     method: str = "auto"
     keep_insecure: bool = False
     remove_insecure: bool = False
+    allow_from: tuple[str, ...] = ()  # sources the firewall lets reach the port
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,6 +36,7 @@ class InstallOptions:
             method=str(data.get("method") or "auto"),
             keep_insecure=bool(data.get("keep_insecure", False)),
             remove_insecure=bool(data.get("remove_insecure", False)),
+            allow_from=tuple(str(s) for s in data.get("allow_from") or ()),
         )
 
 

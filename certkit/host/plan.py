@@ -28,6 +28,7 @@ from ..errors import UsageError
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
 from ..paths import SERVER_FILES, SystemPaths
 from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_daemon_json
+from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
 from .options import METHODS, InstallOptions
 from .systemd import (
@@ -144,6 +145,7 @@ class InstallPlan:
     new_daemon_json: str | None = None
     old_dropin: str | None = None
     new_dropin: str | None = None
+    firewall: FirewallPlan | None = None  # the rules to add (--allow-from)
 
     @property
     def changed(self) -> bool:
@@ -189,6 +191,7 @@ class InstallPlan:
             "tcp_host": self.tcp_host,
             "cert_paths": self.cert_paths,
             "warnings": self.warnings,
+            "firewall": self.firewall.to_json() if self.firewall else None,
         }
 
 
@@ -415,6 +418,8 @@ def plan_install(
     cert_paths = {"ca": str(cert_dir / CA_FILE), "cert": str(cert_dir / CERT_FILE)}
     cert_paths["key"] = str(cert_dir / KEY_FILE)
     warnings += _tls_settings(new_config, cert_paths)
+    firewall, fw_warnings = plan_firewall(files_.firewall, options.allow_from, options.port)
+    warnings += fw_warnings
 
     dropin_path = str(paths.dropin)
     if dropin_args is not None:
@@ -463,6 +468,7 @@ def plan_install(
         new_daemon_json=new_json,
         old_dropin=old_dropin,
         new_dropin=new_dropin,
+        firewall=firewall,
     )
 
 

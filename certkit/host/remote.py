@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from .. import files
 from ..errors import UsageError
 from ..paths import SystemPaths
+from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .options import HostRef
 from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
@@ -65,8 +66,21 @@ def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
     """
     singles, globs = remote_read_paths(paths)
     written, cert_dir = remote_write_targets(paths)
-    found = parse_dump(ssh.run_script(read_script(singles, globs, written, cert_dir)))
-    return host_files_from_dump(found, paths, ssh.target.host)
+    lines = ssh.run_script(read_script(singles, globs, written, cert_dir) + probe_for(paths))
+    found = host_files_from_dump(parse_dump(lines), paths, ssh.target.host)
+    return with_firewall(found, lines, paths)
+
+
+def probe_for(paths: SystemPaths) -> str:
+    """The firewall probe to append to the read script (none under a --root sandbox)."""
+    return PROBE if str(paths.root) == "/" else ""
+
+
+def with_firewall(hf: HostFiles, lines: list[str], paths: SystemPaths) -> HostFiles:
+    """``hf`` with the firewall state the probe printed in ``lines`` (see :func:`probe_for`)."""
+    if str(paths.root) == "/":
+        hf.firewall = parse_probe(lines)
+    return hf
 
 
 def host_files_from_dump(
@@ -160,9 +174,13 @@ class SSHTarget:
         says which files could not be restored), and also when a file changed on
         the host since it was read.
         """
-        if plan.changes or restart:
-            run_write_job(self.ssh, write_job_for(plan, restart=restart))
-        return restart
+
+        def write() -> bool:
+            if plan.changes or restart:
+                run_write_job(self.ssh, write_job_for(plan, restart=restart))
+            return restart
+
+        return with_rules(plan.firewall, self.ssh.run_script, write)
 
     def where(self, path: str) -> str:
         """Recorded as scp writes it, so nobody mistakes it for a local path."""

@@ -1,0 +1,344 @@
+"""The firewall step of an install: which manager guards the host, and certkit's rules in it.
+
+Detection (read-only) runs in the same round trip as the read of the host's
+files (:data:`PROBE`, appended to the read script over SSH and in the fleet,
+run with ``sh`` on this machine): ``ufw status``, ``firewall-cmd --state``
+(and the default zone's permanent rich rules) and ``nft list ruleset``.  The
+first that holds wins, in this order (ufw and firewalld themselves load nft
+tables, so plain nftables is only considered without them):
+
+* **ufw**: ``ufw status`` says ``Status: active``;
+* **firewalld**: ``firewall-cmd --state`` says ``running``;
+* **nftables**: a base chain hooked on ``input`` with ``policy drop``;
+* **none**: nothing of the above (a host whose rules come from legacy
+  iptables only is reported as none).
+
+Without ``--allow-from`` certkit changes nothing on the firewall: the
+install's warnings name the manager that blocks the TLS port and give the
+command that opens it (or say that the port is open to every network).
+
+With ``--allow-from CIDR`` (repeatable, ``any`` for everyone) and an active
+manager, certkit adds one rule per source that is not already there, before
+dockerd's files are written; when the write or the restart fails the rules
+it just added are removed again.  It never enables a firewall, never touches
+a rule it did not add, and never opens port 2375.  What it adds, and how to
+undo it by hand:
+
+* ufw: ``ufw allow from CIDR to any port 2376 proto tcp comment certkit``
+  (persistent: ufw saves its rules).  Undo:
+  ``ufw delete allow from CIDR to any port 2376 proto tcp``
+  (``ufw status numbered`` lists them, marked ``# certkit``).
+* firewalld: in the default zone, the permanent rich rule
+  ``rule family="ipv4" source address="CIDR" port port="2376" protocol="tcp"
+  accept`` (no family or source for ``any``), then ``firewall-cmd --reload``.
+  Undo: ``firewall-cmd --permanent --zone=ZONE --remove-rich-rule='…'`` and
+  ``firewall-cmd --reload``.
+* nftables: not written by certkit: an ``accept`` in a table of certkit's own
+  cannot override another base chain's ``drop``, and a rule in the host's own
+  chain does not survive ``systemctl reload nftables`` unless saved in
+  /etc/nftables.conf, which is the administrator's file.  The warning gives
+  the ``nft`` command and says to add it to /etc/nftables.conf.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import OperationError, UsageError
+from ..names import DOCKER_PLAIN_PORT
+from .ssh import sh_quote
+
+MANAGERS = ("ufw", "firewalld", "nftables", "none")
+ANY = "any"
+COMMENT = "certkit"
+_TAG = "CERTKIT-FW "
+
+# Read-only: prints each tool's answer, every line tagged, for parse_probe.
+PROBE = "\n".join(
+    [
+        'fwtag() { while IFS= read -r l; do printf \'CERTKIT-FW %s %s\\n\' "$1" "$l"; done; }',
+        "if command -v ufw >/dev/null 2>&1; then ufw status 2>/dev/null | fwtag ufw; fi",
+        "if command -v firewall-cmd >/dev/null 2>&1; then",
+        '  st=$(firewall-cmd --state 2>/dev/null); echo "CERTKIT-FW firewalld-state $st"',
+        '  if [ "$st" = running ]; then',
+        '    z=$(firewall-cmd --get-default-zone 2>/dev/null); echo "CERTKIT-FW firewalld-zone $z"',
+        '    firewall-cmd --permanent --zone="$z" --list-rich-rules 2>/dev/null | fwtag firewalld',
+        "  fi",
+        "fi",
+        "if command -v nft >/dev/null 2>&1; then nft list ruleset 2>/dev/null | fwtag nft; fi",
+        "",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class FirewallState:
+    """The host's active firewall manager and what certkit needs to know of its rules.
+
+    ``rules``: ufw's status lines, firewalld's permanent rich rules in ``zone``;
+    ``chain``: for nftables, the ``family table chain`` that drops input.
+    """
+
+    manager: str = "none"
+    zone: str | None = None
+    rules: tuple[str, ...] = ()
+    chain: str | None = None
+
+
+def parse_probe(lines: Sequence[str]) -> FirewallState:
+    """The :class:`FirewallState` in :data:`PROBE`'s output (other lines are ignored)."""
+    got: dict[str, list[str]] = {}
+    for line in lines:
+        if line.startswith(_TAG):
+            tool, _, rest = line[len(_TAG) :].partition(" ")
+            got.setdefault(tool, []).append(rest)
+    ufw = got.get("ufw", [])
+    if any(ln.strip() == "Status: active" for ln in ufw):
+        return FirewallState("ufw", rules=tuple(ln.rstrip() for ln in ufw))
+    if [s.strip() for s in got.get("firewalld-state", [])] == ["running"]:
+        zone = (got.get("firewalld-zone") or [""])[0].strip() or None
+        return FirewallState("firewalld", zone, tuple(r.strip() for r in got.get("firewalld", [])))
+    chain = _nft_drop_chain(got.get("nft", []))
+    if chain is not None:
+        return FirewallState("nftables", chain=chain)
+    return FirewallState()
+
+
+def _nft_drop_chain(lines: list[str]) -> str | None:
+    """``family table chain`` of the first base chain on input with policy drop."""
+    table = chain = None
+    for line in lines:
+        s = line.strip()
+        if m := re.match(r"^table (\S+) (\S+) \{", s):
+            table = f"{m.group(1)} {m.group(2)}"
+        elif m := re.match(r"^chain (\S+) \{", s):
+            chain = m.group(1)
+        elif table and chain and re.search(r"\bhook input\b.*\bpolicy drop\b", s):
+            return f"{table} {chain}"
+    return None
+
+
+def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
+    """``--allow-from`` values normalised (``10.0.0.5`` -> ``10.0.0.5/32``; ``any``)."""
+    out: list[str] = []
+    for raw in sources:
+        value = raw.strip().lower()
+        if value in (ANY, "0.0.0.0/0", "::/0"):
+            value = ANY
+        else:
+            try:
+                value = str(ipaddress.ip_network(value, strict=False))
+            except ValueError:
+                raise UsageError(
+                    f"--allow-from {raw!r} is not an address or CIDR (e.g. 10.0.0.0/24) nor 'any'."
+                ) from None
+        if value not in out:
+            out.append(value)
+    if ANY in out and len(out) > 1:
+        raise UsageError("--allow-from any already allows everyone: drop the other sources.")
+    return tuple(out)
+
+
+@dataclass
+class FirewallRule:
+    """One rule certkit adds: for ``source``, the commands that add and remove it."""
+
+    source: str
+    add: list[str]
+    remove: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "add": " ".join(map(sh_quote, self.add))}
+
+
+@dataclass
+class FirewallPlan:
+    """The firewall step of an install: the rules to add (only missing ones)."""
+
+    manager: str
+    port: int
+    rules: list[FirewallRule] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # sources certkit already allows
+    reload: list[str] | None = None  # run after adding or removing (firewalld)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manager": self.manager,
+            "port": self.port,
+            "add": [r.to_json() for r in self.rules],
+            "present": self.present,
+        }
+
+    def commands(self) -> list[str]:
+        """The commands that add the rules, as a shell would run them (for --dry-run)."""
+        cmds = [r.add for r in self.rules] + ([self.reload] if self.reload and self.rules else [])
+        return [" ".join(map(sh_quote, c)) for c in cmds]
+
+
+def _ufw_rule(source: str, port: int) -> FirewallRule:
+    spec = ["from", source, "to", "any", "port", str(port), "proto", "tcp"]
+    return FirewallRule(
+        source, ["ufw", "allow", *spec, "comment", COMMENT], ["ufw", "delete", "allow", *spec]
+    )
+
+
+def _ufw_present(state: FirewallState, port: int) -> list[str]:
+    """Sources of the ``# certkit`` rules that allow ``port``/tcp in ``ufw status``."""
+    found: list[str] = []
+    for line in state.rules:
+        m = re.match(rf"^{port}/tcp\s+ALLOW(?: IN)?\s+(\S+)(?: \(v6\))?\s+#\s*{COMMENT}\s*$", line)
+        if m and "(v6)" not in line.split("ALLOW")[0]:
+            src = ANY if m.group(1) == "Anywhere" else m.group(1)
+            if src != ANY and "/" not in src:
+                src = str(ipaddress.ip_network(src, strict=False))
+            found.append(src)
+    return found
+
+
+def rich_rule(source: str, port: int) -> str:
+    """The firewalld rich rule that accepts ``port``/tcp from ``source``."""
+    ports = f'port port="{port}" protocol="tcp" accept'
+    if source == ANY:
+        return f"rule {ports}"
+    family = "ipv6" if ":" in source else "ipv4"
+    return f'rule family="{family}" source address="{source}" {ports}'
+
+
+def _firewalld_rule(source: str, port: int, zone: str) -> FirewallRule:
+    base = ["firewall-cmd", "--permanent", f"--zone={zone}"]
+    rule = rich_rule(source, port)
+    return FirewallRule(
+        source, [*base, f"--add-rich-rule={rule}"], [*base, f"--remove-rich-rule={rule}"]
+    )
+
+
+def _open_command(state: FirewallState, port: int) -> str:
+    """The command that would open ``port`` to CIDR with the host's own tool."""
+    if state.manager == "ufw":
+        return f"ufw allow from CIDR to any port {port} proto tcp"
+    if state.manager == "firewalld":
+        zone = state.zone or "public"
+        return (
+            f"firewall-cmd --permanent --zone={zone} "
+            f"--add-rich-rule='{rich_rule('CIDR', port).replace('ipv6', 'ipv4')}' "
+            "&& firewall-cmd --reload"
+        )
+    family, table, chain = (state.chain or "inet filter input").split(" ")
+    return f"nft insert rule {family} {table} {chain} tcp dport {port} ip saddr CIDR accept"
+
+
+def plan_firewall(
+    state: FirewallState | None, sources: Sequence[str], port: int
+) -> tuple[FirewallPlan | None, list[str]]:
+    """The rules to add for ``sources`` on a host whose firewall is ``state``, and the
+    warnings to show (None: the firewall was not read, e.g. a sandbox root)."""
+    allow = check_sources(sources)
+    if allow and port == DOCKER_PLAIN_PORT:
+        raise UsageError(
+            f"--allow-from opens port {port}, Docker's plain-HTTP port: certkit never opens it."
+        )
+    if state is None:
+        return None, (["the firewall was not checked (--root): no rule added"] if allow else [])
+    if state.manager == "none":
+        what = (
+            "so --allow-from added no rule (certkit never enables a firewall)"
+            if allow
+            else "limit it with a host firewall and --allow-from CIDR"
+        )
+        return None, [
+            f"no host firewall is active (ufw, firewalld, nftables checked): port {port}/tcp is "
+            f"open to every network that reaches the host; {what}"
+        ]
+    if not allow:
+        return None, [
+            f"port {port}/tcp is blocked by {state.manager} on the host and certkit changed "
+            f"nothing there: open it to your clients with `{_open_command(state, port)}` "
+            "(or re-run with --allow-from CIDR)"
+        ]
+    if state.manager == "nftables":
+        raise UsageError(
+            f"port {port}/tcp is blocked by nftables on the host and certkit does not write "
+            f"nftables rules: run `{_open_command(state, port)}` there for each source and add "
+            "it to /etc/nftables.conf, then run again without --allow-from."
+        )
+    return _rules_for(state, allow, port), []
+
+
+def _rules_for(state: FirewallState, allow: tuple[str, ...], port: int) -> FirewallPlan:
+    if state.manager == "ufw":
+        present = _ufw_present(state, port)
+        rules = [_ufw_rule(s, port) for s in allow if s not in present]
+        return FirewallPlan("ufw", port, rules, [s for s in allow if s in present])
+    zone = state.zone or "public"
+    present = [s for s in allow if rich_rule(s, port) in state.rules]
+    rules = [_firewalld_rule(s, port, zone) for s in allow if s not in present]
+    return FirewallPlan("firewalld", port, rules, present, ["firewall-cmd", "--reload"])
+
+
+def _q(cmd: list[str]) -> str:
+    return " ".join(map(sh_quote, cmd))
+
+
+def open_script(plan: FirewallPlan) -> str:
+    """The script adding ``plan``'s rules; on a failure it removes those it added."""
+    undo = [
+        f'  [ "$a{i}" = 1 ] && {_q(r.remove)} >/dev/null 2>&1' for i, r in enumerate(plan.rules)
+    ]
+    s = [f"a{i}=0" for i in range(len(plan.rules))]
+    s += [
+        "fwundo() {",
+        *undo,
+        *([f"  {_q(plan.reload)} >/dev/null 2>&1"] if plan.reload else []),
+        "  return 0",
+        "}",
+    ]
+    for i, r in enumerate(plan.rules):
+        s.append(
+            f"{_q(r.add)} </dev/null >&2 && a{i}=1 || {{ fwundo; "
+            f"echo 'CERTKIT-ERROR {plan.manager} refused the rule for {r.source} "
+            f"(port {plan.port}/tcp); no firewall rule was left behind.'; exit 3; }}"
+        )
+    if plan.reload:
+        s.append(
+            f"{_q(plan.reload)} </dev/null >&2 || {{ fwundo; echo 'CERTKIT-ERROR "
+            f"{plan.manager} did not reload; no firewall rule was left behind.'; exit 3; }}"
+        )
+    s.append("echo CERTKIT-FW-OPEN")
+    return "\n".join(s) + "\n"
+
+
+def close_script(plan: FirewallPlan) -> str:
+    """The script removing ``plan``'s rules again (the ones it added)."""
+    s = ["ok=1", *[f"{_q(r.remove)} </dev/null >&2 || ok=0" for r in plan.rules]]
+    if plan.reload:
+        s.append(f"{_q(plan.reload)} </dev/null >&2 || ok=0")
+    s.append('[ "$ok" = 1 ] && echo CERTKIT-FW-CLOSED')
+    return "\n".join(s) + "\n"
+
+
+def with_rules(
+    plan: FirewallPlan | None, run: Callable[[str], list[str]], write: Callable[[], bool]
+) -> bool:
+    """Add ``plan``'s rules with ``run`` (runs a script on the host, returns its output
+    lines), then ``write``; when ``write`` fails, remove the rules again."""
+    if plan is None or not plan.rules:
+        return write()
+    if "CERTKIT-FW-OPEN" not in run(open_script(plan)):
+        raise OperationError(f"Adding the {plan.manager} rules stopped halfway; check the host.")
+    try:
+        return write()
+    except BaseException as e:
+        try:
+            closed = "CERTKIT-FW-CLOSED" in run(close_script(plan))
+        except OperationError:
+            closed = False
+        if not closed:
+            raise OperationError(
+                f"{e} The {plan.manager} rules certkit added for port {plan.port} could not all "
+                f"be removed: {'; '.join(' '.join(map(sh_quote, r.remove)) for r in plan.rules)}"
+            ) from None
+        raise
