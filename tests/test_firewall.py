@@ -1,0 +1,282 @@
+"""The firewall step, without a firewall: parsing what the probe prints, planning the rules,
+the add/remove scripts (run by a real sh), and the CLI's refusals.
+
+The lab tests (tests/test_lab_firewall.py) prove the same against a real ufw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import cli_ok, run_certkit
+
+from certkit.errors import OperationError, UsageError
+from certkit.host.firewall import (
+    FirewallState,
+    check_sources,
+    parse_probe,
+    plan_firewall,
+    with_rules,
+)
+from certkit.host.hostfiles import HostFiles
+from certkit.host.local import run_sh
+from certkit.host.options import InstallOptions
+from certkit.host.plan import plan_install
+from certkit.paths import system_paths
+
+INVENTORY = "cas/default/inventory.json"
+UFW_ACTIVE = """Status: active
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     ALLOW       Anywhere
+2376/tcp                   ALLOW       10.0.0.1                   # certkit
+2376/tcp                   ALLOW       192.168.5.0/24             # someone else
+22/tcp (v6)                ALLOW       Anywhere (v6)
+"""
+
+NFT_DROP = """table inet filter {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy drop;
+\t}
+\tchain input {
+\t\ttype filter hook input priority filter; policy drop;
+\t\tct state established,related accept
+\t}
+}
+"""
+
+
+def probe(tool: str, text: str) -> list[str]:
+    return [f"CERTKIT-FW {tool} {line}" for line in text.splitlines()]
+
+
+# ---------------------------------------------------------------- detection
+
+
+def test_ufw_active_wins_over_the_nft_tables_it_loads() -> None:
+    state = parse_probe(probe("ufw", UFW_ACTIVE) + probe("nft", NFT_DROP))
+    assert state.manager == "ufw"
+
+
+def test_inactive_ufw_and_stopped_firewalld_are_none() -> None:
+    lines = [*probe("ufw", "Status: inactive"), "CERTKIT-FW firewalld-state not running"]
+    assert parse_probe(lines) == FirewallState("none")
+    assert parse_probe([]) == FirewallState("none")
+
+
+def test_firewalld_running_gives_its_zone_and_rich_rules() -> None:
+    rule = 'rule family="ipv4" source address="10.0.0.0/24" port port="2376" protocol="tcp" accept'
+    lines = [
+        "CERTKIT-FW firewalld-state running",
+        "CERTKIT-FW firewalld-zone public",
+        f"CERTKIT-FW firewalld {rule}",
+    ]
+    assert parse_probe(lines) == FirewallState("firewalld", "public", (rule,))
+
+
+def test_nftables_counts_only_an_input_chain_that_drops() -> None:
+    assert parse_probe(probe("nft", NFT_DROP)) == FirewallState(
+        "nftables", chain="inet filter input"
+    )
+    accepting = NFT_DROP.replace(
+        "input priority filter; policy drop", "input priority 0; policy accept"
+    )
+    assert parse_probe(probe("nft", accepting)).manager == "none"
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_sources_are_normalised_and_bad_ones_refused() -> None:
+    assert check_sources(["10.0.0.5", "10.0.0.0/24", "10.0.0.5/32"]) == (
+        "10.0.0.5/32",
+        "10.0.0.0/24",
+    )
+    assert check_sources(["ANY"]) == ("any",)
+    assert check_sources(["0.0.0.0/0"]) == ("any",)
+    with pytest.raises(UsageError, match="is not an address or CIDR"):
+        check_sources(["docker.example.com"])
+    with pytest.raises(UsageError, match="already allows everyone"):
+        check_sources(["any", "10.0.0.1"])
+
+
+def test_ufw_adds_only_the_missing_sources_and_never_touches_other_rules() -> None:
+    state = parse_probe(probe("ufw", UFW_ACTIVE))
+    plan, warnings = plan_firewall(state, ["10.0.0.1", "10.0.0.2", "192.168.5.0/24"], 2376)
+    assert warnings == []
+    assert plan is not None and plan.manager == "ufw"
+    assert plan.present == ["10.0.0.1/32"]  # only the "# certkit" rule counts as ours
+    assert [r.add for r in plan.rules] == [
+        [
+            "ufw",
+            "allow",
+            "from",
+            src,
+            "to",
+            "any",
+            "port",
+            "2376",
+            "proto",
+            "tcp",
+            "comment",
+            "certkit",
+        ]
+        for src in ("10.0.0.2/32", "192.168.5.0/24")
+    ]
+    assert plan.rules[0].remove[:3] == ["ufw", "delete", "allow"]
+
+
+def test_firewalld_rules_go_to_the_zone_permanently_then_reload() -> None:
+    state = FirewallState("firewalld", "internal")
+    plan, _ = plan_firewall(
+        state,
+        [
+            "any",
+        ],
+        2376,
+    )
+    assert plan is not None
+    assert plan.commands() == [
+        "firewall-cmd --permanent --zone=internal "
+        '\'--add-rich-rule=rule port port="2376" protocol="tcp" accept\'',
+        "firewall-cmd --reload",
+    ]
+    v6, _ = plan_firewall(state, ["fd00::/64"], 2376)
+    assert v6 is not None and 'family="ipv6" source address="fd00::/64"' in v6.rules[0].add[-1]
+
+
+def test_without_allow_from_the_warning_names_the_manager_and_the_fix() -> None:
+    for state, fix in (
+        (FirewallState("ufw"), "`ufw allow from CIDR to any port 2376 proto tcp`"),
+        (FirewallState("firewalld", "public"), "firewall-cmd --permanent --zone=public"),
+        (
+            FirewallState("nftables", chain="inet filter input"),
+            "`nft insert rule inet filter input tcp dport 2376 ip saddr CIDR accept`",
+        ),
+    ):
+        plan, warnings = plan_firewall(state, [], 2376)
+        assert plan is None
+        assert len(warnings) == 1
+        assert warnings[0].startswith(
+            f"port 2376/tcp is blocked by {state.manager} on the host and certkit changed nothing"
+        )
+        assert fix in warnings[0]
+
+
+def test_no_firewall_says_the_port_is_open_and_never_enables_one() -> None:
+    plan, warnings = plan_firewall(FirewallState("none"), [], 2376)
+    assert plan is None
+    assert "open to every network" in warnings[0] and "--allow-from" in warnings[0]
+    plan, warnings = plan_firewall(FirewallState("none"), ["10.0.0.1"], 2376)
+    assert plan is None and "certkit never enables a firewall" in warnings[0]
+
+
+def test_nftables_rules_and_port_2375_are_refused() -> None:
+    with pytest.raises(UsageError, match="certkit does not write nftables rules"):
+        plan_firewall(FirewallState("nftables", chain="inet filter input"), ["10.0.0.1"], 2376)
+    with pytest.raises(UsageError, match="certkit never opens it"):
+        plan_firewall(FirewallState("ufw"), ["10.0.0.1"], 2375)
+
+
+def test_the_install_plan_carries_the_rules_and_reports_them_in_json(tmp_path: Path) -> None:
+    hf = HostFiles(firewall=parse_probe(probe("ufw", UFW_ACTIVE)))
+    options = InstallOptions(allow_from=("10.0.0.9/32",))
+    plan = plan_install(hf, system_paths(str(tmp_path)), options, b"ca", b"cert", b"key")
+    assert plan.to_json()["firewall"] == {
+        "manager": "ufw",
+        "port": 2376,
+        "add": [{"source": "10.0.0.9/32", "add": " ".join(plan.firewall.rules[0].add)}]
+        if plan.firewall
+        else [],
+        "present": [],
+    }
+    assert InstallOptions.from_json(options.to_json()) == options
+
+
+# ---------------------------------------------------------------- the scripts, run by sh
+
+
+@pytest.fixture
+def fake_firewall_cmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in firewall-cmd logging its arguments, refusing 10.0.0.2: firewalld cannot run
+    on this shared machine (it would filter everyone's traffic), so its tool is faked here;
+    the real ufw is exercised in the lab tests."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    tool = bin_dir / "firewall-cmd"
+    refuse = 'case "$*" in *add*10.0.0.2*) exit 1;; esac'
+    tool.write_text(f'#!/bin/sh\necho "$*" >> {log}\n{refuse}\n')
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_a_refused_rule_removes_the_ones_added_before_it(fake_firewall_cmd: Path) -> None:
+    plan, _ = plan_firewall(FirewallState("firewalld", "public"), ["10.0.0.1", "10.0.0.2"], 2376)
+    with pytest.raises(OperationError, match=r"firewalld refused the rule for 10\.0\.0\.2/32"):
+        with_rules(plan, run_sh, lambda: True)
+    calls = fake_firewall_cmd.read_text().splitlines()
+    assert [c.split(" --")[-1][:10] for c in calls] == [
+        "add-rich-r", "add-rich-r", "remove-ric", "--reload"
+    ]  # fmt: skip
+    assert "10.0.0.1/32" in calls[2]
+
+
+def test_a_failed_write_removes_the_rules_again(fake_firewall_cmd: Path) -> None:
+    plan, _ = plan_firewall(FirewallState("firewalld", "public"), ["10.0.0.1"], 2376)
+
+    def write() -> bool:
+        raise OperationError("Docker did not come back.")
+
+    with pytest.raises(OperationError, match=r"^Docker did not come back\.$"):
+        with_rules(plan, run_sh, write)
+    calls = fake_firewall_cmd.read_text().splitlines()
+    assert ["add-rich-rule" in calls[0], calls[1], "remove-rich-rule" in calls[2], calls[3]] == [
+        True, "--reload", True, "--reload"
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_cli_refuses_allow_from_without_install_and_bad_sources(tmp_path: Path) -> None:
+    cli_ok("init-ca")
+    r = run_certkit("issue-server", "docker1", "--allow-from", "10.0.0.1")
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith(
+        "--allow-from only applies with --install or --ssh: add --install."
+    )
+    root = str(tmp_path / "root")
+    r = run_certkit("issue-server", "docker1", "--install", "--root", root, "--allow-from", "nope")
+    assert r.returncode == 2 and "is not an address or CIDR" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_sandbox_install_records_allow_from_but_adds_no_rule(tmp_path: Path) -> None:
+    cli_ok("init-ca")
+    root = str(tmp_path / "root")
+    r = run_certkit(
+        "issue-server", "docker1", "--install", "--root", root, "--allow-from", "10.0.0.1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "the firewall was not checked (--root): no rule added" in r.stderr
+    inventory = json.loads((Path(os.environ["CERTKIT_HOME"]) / INVENTORY).read_text())
+    assert list(values_of("allow_from", inventory)) == [["10.0.0.1/32"]]
+
+
+def values_of(key: str, data: Any) -> Iterator[Any]:
+    """Every value of ``key`` anywhere in a JSON document."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from [v] if k == key else values_of(key, v)
+    elif isinstance(data, list):
+        for item in data:
+            yield from values_of(key, item)
