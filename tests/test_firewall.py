@@ -18,6 +18,7 @@ from support import cli_ok, run_certkit
 
 from certkit.errors import OperationError, UsageError
 from certkit.host.firewall import (
+    NOT_CHECKED,
     FirewallState,
     check_sources,
     parse_probe,
@@ -69,6 +70,12 @@ def test_inactive_ufw_and_stopped_firewalld_are_none() -> None:
     lines = [*probe("ufw", "Status: inactive"), "CERTKIT-FW firewalld-state not running"]
     assert parse_probe(lines) == FirewallState("none")
     assert parse_probe([]) == FirewallState("none")
+
+
+def test_a_probe_not_run_as_root_tells_nothing() -> None:
+    # ufw status as a user prints only an error: that is not "no firewall".
+    assert parse_probe(["CERTKIT-FW uid 1000"]) is None
+    assert parse_probe(["CERTKIT-FW uid 0", *probe("ufw", UFW_ACTIVE)]) is not None
 
 
 def test_firewalld_running_gives_its_zone_and_rich_rules() -> None:
@@ -267,7 +274,7 @@ def test_a_sandbox_install_records_allow_from_but_adds_no_rule(tmp_path: Path) -
         "issue-server", "docker1", "--install", "--root", root, "--allow-from", "10.0.0.1"
     )
     assert r.returncode == 0, r.stderr
-    assert "the firewall was not checked (--root): no rule added" in r.stderr
+    assert NOT_CHECKED in r.stderr
     inventory = json.loads((Path(os.environ["CERTKIT_HOME"]) / INVENTORY).read_text())
     assert list(values_of("allow_from", inventory)) == [["10.0.0.1/32"]]
 
@@ -280,3 +287,14 @@ def values_of(key: str, data: Any) -> Iterator[Any]:
     elif isinstance(data, list):
         for item in data:
             yield from values_of(key, item)
+
+
+def test_the_fleet_reads_certkit_allow_from_per_host() -> None:
+    from certkit.fleet.action import spec_from
+
+    hostvars = {"inventory_hostname": "docker1"}
+    spec = spec_from({"allow_from": ["10.0.0.1", "10.1.0.0/16"]}, hostvars)
+    assert spec.options.allow_from == ("10.0.0.1/32", "10.1.0.0/16")
+    assert spec_from({"allow_from": []}, hostvars).options.allow_from == ()
+    with pytest.raises(UsageError, match="is not an address or CIDR"):
+        spec_from({"allow_from": "10.0.0.300"}, hostvars)

@@ -45,6 +45,12 @@ def reachable(host: LabHost) -> bool:
 def test_allow_from_opens_2376_to_this_machine_only(host: LabHost) -> None:
     source = f"{host.gateway}/32"
     args = ("issue-server", host.address, *host.cli_args("root"), "--restart")
+    dry = cli_ok(*args[:-1], "--dry-run", "--allow-from", source)
+    assert (
+        f"Firewall (ufw): would run ufw allow from {source} to any port 2376 proto tcp "
+        "comment certkit" in dry
+    )
+    assert ufw_rules(host) == []
     out = cli_ok(*args, "--allow-from", source)
     assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
     assert "Firewall (ufw): ran ufw allow from " + source in out
@@ -86,5 +92,6 @@ def test_a_failed_restart_leaves_no_certkit_rule(host: LabHost) -> None:
     )  # fmt: skip
     assert r.returncode == 1
     assert "Docker did not come back after the restart" in r.stderr
+    assert "could not all be removed" not in r.stderr
     assert ufw_rules(host) == []
     assert "certkit" not in host.check("ufw status")

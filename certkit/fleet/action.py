@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import CertkitError, UsageError
+from ..host.firewall import check_sources
 from ..host.options import HostRef, InstallOptions
 from ..host.remote import remote_paths
 from ..names import DOCKER_TLS_PORT
@@ -25,6 +26,7 @@ ARGS = frozenset(
     {
         "ca", "sans", "port", "listen", "method", "cert_dir", "renew_within", "days",
         "keep_insecure", "remove_insecure", "client_cert", "client_key", "restart", "name",
+        "allow_from",
     }
 )  # fmt: skip
 
@@ -72,6 +74,7 @@ def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
         method=str(args.get("method") or "auto"),
         keep_insecure=_bool(args.get("keep_insecure")),
         remove_insecure=_bool(args.get("remove_insecure")),
+        allow_from=check_sources(_sans(args.get("allow_from"))),
     )
     return HostSpec(
         str(name),

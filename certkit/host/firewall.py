@@ -52,6 +52,9 @@ from ..errors import OperationError, UsageError
 from ..names import DOCKER_PLAIN_PORT
 from .ssh import sh_quote
 
+NOT_CHECKED = (
+    "the firewall was not checked (a --root sandbox, or not root on the host): no rule added"
+)
 MANAGERS = ("ufw", "firewalld", "nftables", "none")
 ANY = "any"
 COMMENT = "certkit"
@@ -61,6 +64,7 @@ _TAG = "CERTKIT-FW "
 PROBE = "\n".join(
     [
         'fwtag() { while IFS= read -r l; do printf \'CERTKIT-FW %s %s\\n\' "$1" "$l"; done; }',
+        'echo "CERTKIT-FW uid $(id -u)"',
         "if command -v ufw >/dev/null 2>&1; then ufw status 2>/dev/null | fwtag ufw; fi",
         "if command -v firewall-cmd >/dev/null 2>&1; then",
         '  st=$(firewall-cmd --state 2>/dev/null); echo "CERTKIT-FW firewalld-state $st"',
@@ -89,13 +93,16 @@ class FirewallState:
     chain: str | None = None
 
 
-def parse_probe(lines: Sequence[str]) -> FirewallState:
-    """The :class:`FirewallState` in :data:`PROBE`'s output (other lines are ignored)."""
+def parse_probe(lines: Sequence[str]) -> FirewallState | None:
+    """The :class:`FirewallState` in :data:`PROBE`'s output (other lines are ignored);
+    None when the probe did not run as root (the tools then cannot tell)."""
     got: dict[str, list[str]] = {}
     for line in lines:
         if line.startswith(_TAG):
             tool, _, rest = line[len(_TAG) :].partition(" ")
             got.setdefault(tool, []).append(rest)
+    if [u.strip() for u in got.get("uid", ["0"])] != ["0"]:
+        return None
     ufw = got.get("ufw", [])
     if any(ln.strip() == "Status: active" for ln in ufw):
         return FirewallState("ufw", rules=tuple(ln.rstrip() for ln in ufw))
@@ -242,7 +249,7 @@ def plan_firewall(
             f"--allow-from opens port {port}, Docker's plain-HTTP port: certkit never opens it."
         )
     if state is None:
-        return None, (["the firewall was not checked (--root): no rule added"] if allow else [])
+        return None, ([NOT_CHECKED] if allow else [])
     if state.manager == "none":
         what = (
             "so --allow-from added no rule (certkit never enables a firewall)"
