@@ -225,8 +225,11 @@ def with_allow_from(
 def firewall_lines(plan: Any, dry_run: bool) -> list[str]:
     """What the firewall step adds (or would add), from an install plan."""
     fw = plan.firewall
-    if fw is None:
-        return []
+    if fw is None:  # the firewall warnings say the rest; unchecked (--root): the reminder
+        said = any("firewall" in w for w in plan.warnings)
+        return (
+            [] if said else [f"Firewall: port {plan.port}/tcp must be reachable from your clients."]
+        )
     lines = [
         f"Firewall ({fw.manager}): port {fw.port}/tcp already allowed from {s}" for s in fw.present
     ]
