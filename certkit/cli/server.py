@@ -226,7 +226,7 @@ def firewall_lines(plan: Any, dry_run: bool) -> list[str]:
     """What the firewall step adds (or would add), from an install plan."""
     fw = plan.firewall
     if fw is None:  # the firewall warnings say the rest; unchecked (--root): the reminder
-        said = any("firewall" in w for w in plan.warnings)
+        said = dry_run or any("firewall" in w for w in plan.warnings)
         return (
             [] if said else [f"Firewall: port {plan.port}/tcp must be reachable from your clients."]
         )
