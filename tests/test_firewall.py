@@ -6,12 +6,9 @@ The lab tests (tests/test_lab_firewall.py) prove the same against a real ufw.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import cli_ok, run_certkit
@@ -29,9 +26,10 @@ from certkit.host.hostfiles import HostFiles
 from certkit.host.local import run_sh
 from certkit.host.options import InstallOptions
 from certkit.host.plan import plan_install
+from certkit.origins import ServerOrigin
 from certkit.paths import system_paths
+from certkit.store import CAStore
 
-INVENTORY = "cas/default/inventory.json"
 UFW_ACTIVE = """Status: active
 
 To                         Action      From
@@ -275,18 +273,11 @@ def test_a_sandbox_install_records_allow_from_but_adds_no_rule(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     assert NOT_CHECKED in r.stderr
-    inventory = json.loads((Path(os.environ["CERTKIT_HOME"]) / INVENTORY).read_text())
-    assert list(values_of("allow_from", inventory)) == [["10.0.0.1/32"]]
-
-
-def values_of(key: str, data: Any) -> Iterator[Any]:
-    """Every value of ``key`` anywhere in a JSON document."""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from [v] if k == key else values_of(key, v)
-    elif isinstance(data, list):
-        for item in data:
-            yield from values_of(key, item)
+    records = CAStore().inventory().find("server", "docker1")
+    origins = [r.leaf_origin for r in records]
+    assert [o.install.allow_from for o in origins if isinstance(o, ServerOrigin) and o.install] == [
+        ("10.0.0.1/32",)
+    ]
 
 
 def test_the_fleet_reads_certkit_allow_from_per_host() -> None:
