@@ -64,7 +64,8 @@ def _through_link(path: StrPath) -> Path:
     return Path(os.path.realpath(p)) if p.is_symlink() else p
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: StrPath) -> None:
+    """fsync a directory: a rename or a new file in it is on disk once this returns."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -100,7 +101,7 @@ def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(p.parent)
+    fsync_dir(p.parent)
     return p
 
 
@@ -449,13 +450,19 @@ def _stage_at(fd: int, name: str, data: bytes, mode: int) -> str:
     return tmp
 
 
+def _file_dir(p: Path, flag: str) -> int:
+    """The descriptor of an output file's directory, which must exist and be safe."""
+    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR, holds_file=True)
+    if fd is None:
+        raise UnsafeOutput(f"{flag} {p}: the directory {p.parent} does not exist.")
+    return fd
+
+
 def check_output_file(path: StrPath, *, force: bool, flag: str = "--out") -> Path:
     """Validate an output file: its directory exists and is safe, the file is no link
     and is replaced only with ``force``."""
     p = Path(os.path.abspath(Path(path).expanduser()))
-    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR, holds_file=True)
-    if fd is None:
-        raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
+    fd = _file_dir(p, flag)
     try:
         _clashes(fd, [p.name], p.parent, flag, force)
     finally:
@@ -467,18 +474,11 @@ def write_output_file(
     path: StrPath, data: bytes | str, mode: int, *, force: bool, flag: str = "--out"
 ) -> Path:
     """Write one file the way :func:`write_output_dir` does; its directory must exist."""
-    p = check_output_file(path, force=force, flag=flag)
-    fd, _ = _walk(p.parent, flag, create=False, mode=PRIVATE_DIR, holds_file=True)
-    if fd is None:  # pragma: no cover - removed since the check just above
-        raise UnsafeOutput(f"{flag} {path}: the directory {p.parent} does not exist.")
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    fd = _file_dir(p, flag)
     try:
         raw = data.encode() if isinstance(data, str) else data
-        _write_at(fd, p.parent, [(p.name, raw, mode)], force, flag)
+        _write_at(fd, p.parent, [(p.name, raw, mode)], force, flag)  # checks clashes itself
     finally:
         os.close(fd)
     return p
-
-
-def fsync_dir(path: StrPath) -> None:
-    """fsync a directory: a rename or a new file in it is on disk once this returns."""
-    _fsync_dir(Path(path))
