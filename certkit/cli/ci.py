@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit, say, warn
+from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit, say, warn
 
 if TYPE_CHECKING:
     from ..ci import Bootstrapped, Exported
@@ -167,9 +167,7 @@ def bootstrap(
     context: str = typer.Option(
         None, "--context", help="Context name (default: the one in the bundle)."
     ),
-    docker_config: Path = typer.Option(
-        None, "--docker-config", help="Docker config dir (default $DOCKER_CONFIG or ~/.docker)."
-    ),
+    docker_config: Path = DOCKER_CONFIG_OPTION,
     use: bool = typer.Option(
         True, "--use/--no-use", help="Make it the current context (default) or only create it."
     ),

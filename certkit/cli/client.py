@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, say, warn
+from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, say, warn
 
 if TYPE_CHECKING:
     from ..client import ClientResult
@@ -20,12 +20,6 @@ context_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(context_app, name="context")
-
-DOCKER_CONFIG_OPTION = typer.Option(
-    None,
-    "--docker-config",
-    help="The docker CLI's config dir (default: $DOCKER_CONFIG, else ~/.docker).",
-)
 
 
 @app.command("client-context")

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from . import app
-from .output import CA_OPTION, JSON_OPTION, emit
+from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit
 
 fleet_app = typer.Typer(
     help="Many Docker hosts through Ansible: converge an inventory, verify it.",
@@ -61,9 +61,7 @@ def apply(
     renew_within: float = typer.Option(
         30.0, "--renew-within", help="Replace certificates that expire within this many days."
     ),
-    docker_config: str = typer.Option(
-        None, "--docker-config", help="docker CLI config dir for --contexts."
-    ),
+    docker_config: str = DOCKER_CONFIG_OPTION,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import app
-from .output import JSON_OPTION, emit, warn
+from .output import DOCKER_CONFIG_OPTION, JSON_OPTION, emit, warn
 
 if TYPE_CHECKING:
     from ..checks import Check
@@ -160,9 +160,7 @@ def verify(
     insecure_port: int = typer.Option(
         2375, "--insecure-port", help="Port that must NOT serve plain HTTP (0 skips the check)."
     ),
-    docker_config: str = typer.Option(
-        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
-    ),
+    docker_config: str = DOCKER_CONFIG_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Audit a live Docker endpoint: one PASS/WARN/FAIL line per check, exit 1 on any FAIL.
@@ -215,9 +213,7 @@ def doctor(
     root: str = typer.Option(
         None, "--root", help="Read system files under this directory instead of /."
     ),
-    docker_config: str = typer.Option(
-        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
-    ),
+    docker_config: str = DOCKER_CONFIG_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Check this machine's Docker TLS setup without touching the network; exit 1 on any FAIL.

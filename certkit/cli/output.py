@@ -18,6 +18,12 @@ CA_OPTION = typer.Option("default", "--ca", help="Name of the CA in the store.")
 KEY_TYPE_OPTION = typer.Option(DEFAULT_KEY_TYPE, "--key-type", help=" | ".join(KEY_TYPES) + ".")
 
 
+DOCKER_CONFIG_OPTION = typer.Option(
+    None,
+    "--docker-config",
+    help="The docker CLI's config dir (default: $DOCKER_CONFIG, else ~/.docker).",
+)
+
 # ---- reaching a Docker host: issue-server and renew server
 ROOT_OPTION = typer.Option(
     None, "--root", help="Sandbox root: /etc/docker/... means ROOT/etc/docker/..."

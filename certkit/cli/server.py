@@ -122,13 +122,16 @@ def issue_server(
     from ..host.target import open_target
     from ..server import issue_server as _issue_server
     from ..store import CAStore
+    from .bulk import issue_servers_from_file
 
     _check_ssh_flags(ssh, out, sudo or bool(identity) or bool(ssh_option))
     install = install or ssh is not None  # --ssh installs on that host
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
-        _from_file(from_file, host, san, any(flags) or remove_insecure, out, ca, days, key_type,
-                   force, json_out)  # fmt: skip
+        _refuse_install_with_from_file(host, san, any(flags) or remove_insecure)
+        issue_servers_from_file(
+            from_file, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
+        )
         return
     if not host:
         raise UsageError(
@@ -159,30 +162,15 @@ def issue_server(
     emit(json_out, result.to_json(), _lines(result, options.port))
 
 
-def _from_file(
-    path: str,
-    host: str | None,
-    san: list[str] | None,
-    install_flags: bool,
-    out: str | None,
-    ca: str,
-    days: int,
-    key_type: str,
-    force: bool,
-    json_out: bool,
-) -> None:
-    """``--from-file``: one certificate per line of the file, no install."""
+def _refuse_install_with_from_file(host: str | None, san: list[str] | None, install: bool) -> None:
+    """``--from-file`` issues certificates only: no HOST, --san or install options with it."""
     from ..errors import UsageError
-    from .bulk import issue_servers_from_file
 
-    if host or san or install_flags:
+    if host or san or install:
         raise UsageError(
             "--from-file issues the certificates only (no install): drop HOST, --san "
             "and the install options; the hosts and their names come from the file."
         )
-    issue_servers_from_file(
-        path, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
-    )
 
 
 def _install_options(

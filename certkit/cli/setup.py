@@ -10,6 +10,7 @@ from . import app
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
+    DOCKER_CONFIG_OPTION,
     IDENTITY_OPTION,
     JSON_OPTION,
     RESTART_OPTION,
@@ -54,9 +55,7 @@ def setup(
     cert_dir: str = CERT_DIR_OPTION,
     restart: bool = RESTART_OPTION,
     ca: str = CA_OPTION,
-    docker_config: str = typer.Option(
-        None, "--docker-config", help="docker CLI config dir (default $DOCKER_CONFIG, ~/.docker)."
-    ),
+    docker_config: str = DOCKER_CONFIG_OPTION,
     sudo: bool = SUDO,
     identity: str = IDENTITY_OPTION,
     ssh_option: list[str] = SSH_OPTIONS_OPTION,
