@@ -99,6 +99,13 @@ class SystemPaths:
         return self.at(CERT_DIR)
 
     @property
+    def cert_files(self) -> dict[str, PurePosixPath]:
+        """``ca``, ``cert``, ``key`` -> the installed file, with Docker's documented names."""
+        return dict(
+            zip(("ca", "cert", "key"), (self.cert_dir / n for n in SERVER_FILES), strict=True)
+        )
+
+    @property
     def default_docker(self) -> PurePosixPath:
         return self.at(DEFAULT_DOCKER)
 

@@ -84,9 +84,9 @@ def certificate_problems(
     """Why the installed certificate must be replaced ([] when it is good), and its
     (cert, key) PEMs when it is."""
     files_ = target.read_files().cert_files
-    sp = target.system
-    cert_pem = files_.get(str(sp.cert_dir / "server-cert.pem"))
-    key_pem = files_.get(str(sp.cert_dir / "server-key.pem"))
+    installed = target.system.cert_files
+    cert_pem = files_.get(str(installed["cert"]))
+    key_pem = files_.get(str(installed["key"]))
     if not cert_pem or not key_pem:
         return ["no certificate installed"], None
     try:

@@ -22,7 +22,7 @@ from ..paths import SERVER_FILES, SystemPaths
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .options import HostRef
-from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
+from .plan import InstallPlan, write_steps
 
 
 def read_host_files(paths: SystemPaths) -> HostFiles:
@@ -47,8 +47,8 @@ def read_host_files(paths: SystemPaths) -> HostFiles:
         for conf in sorted(dropin_dir.glob("*.conf"), key=lambda p: p.name):
             hf.dropins.append((str(conf), conf.read_text(encoding="utf-8", errors="replace")))
     hf.default_docker = files.read_text(paths.default_docker)
-    for name in (CA_FILE, CERT_FILE, KEY_FILE):
-        p = Path(paths.cert_dir) / name
+    for cert_file in paths.cert_files.values():
+        p = Path(cert_file)
         with contextlib.suppress(OSError):
             hf.cert_files[str(p)] = p.read_bytes()
     return hf

@@ -26,7 +26,7 @@ from typing import Any
 from .. import files
 from ..errors import UsageError
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
-from ..paths import SERVER_FILES, SystemPaths
+from ..paths import SystemPaths
 from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_daemon_json
 from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
@@ -42,9 +42,6 @@ from .systemd import (
     is_ours,
     service_values,
 )
-
-CA_FILE, CERT_FILE, KEY_FILE = SERVER_FILES
-
 
 RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
 
@@ -414,9 +411,7 @@ def plan_install(
     method = _choose_method(options.method, effective_execstart(files_))
     drop, warnings = _listeners_to_drop(files_, host, method, options, ours, paths)
     new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
-    cert_dir = PurePosixPath(paths.cert_dir)
-    cert_paths = {"ca": str(cert_dir / CA_FILE), "cert": str(cert_dir / CERT_FILE)}
-    cert_paths["key"] = str(cert_dir / KEY_FILE)
+    cert_paths = {name: str(path) for name, path in paths.cert_files.items()}
     warnings += _tls_settings(new_config, cert_paths)
     firewall, fw_warnings = plan_firewall(files_.firewall, options.allow_from, options.port)
     warnings += fw_warnings

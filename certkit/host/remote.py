@@ -16,7 +16,7 @@ from ..paths import SystemPaths
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .options import HostRef
-from .plan import CA_FILE, CERT_FILE, KEY_FILE, InstallPlan, write_steps
+from .plan import InstallPlan, write_steps
 from .scripts import RemoteFile, Write, WriteJob, parse_dump, read_script, run_write_job
 from .ssh import SSH
 
@@ -38,22 +38,23 @@ def remote_paths(root: str | None = None, cert_dir: str | None = None) -> System
     )
 
 
-def _cert_file_paths(paths: SystemPaths) -> list[PurePosixPath]:
-    return [PurePosixPath(paths.cert_dir) / n for n in (CA_FILE, CERT_FILE, KEY_FILE)]
-
-
 def remote_read_paths(
     paths: SystemPaths,
 ) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
     """What the read script dumps: the single files, and the drop-in glob."""
-    singles = [paths.daemon_json, *paths.unit_files, paths.default_docker, *_cert_file_paths(paths)]
+    singles = [
+        paths.daemon_json,
+        *paths.unit_files,
+        paths.default_docker,
+        *paths.cert_files.values(),
+    ]
     return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
 
 
 def remote_write_targets(paths: SystemPaths) -> tuple[list[PurePosixPath], PurePosixPath]:
     """What an install writes (never through a link) and the private certificate directory:
     the read script refuses them, before anything is issued, when unsafe."""
-    return [paths.daemon_json, paths.dropin, *_cert_file_paths(paths)], PurePosixPath(
+    return [paths.daemon_json, paths.dropin, *paths.cert_files.values()], PurePosixPath(
         paths.cert_dir
     )
 
@@ -112,7 +113,7 @@ def host_files_from_dump(
     )
     hf.dropins = [(str(p), text(p) or "") for p in dropins]
     hf.default_docker = text(paths.default_docker)
-    for p in _cert_file_paths(paths):
+    for p in paths.cert_files.values():
         if p in found:
             hf.cert_files[str(p)] = found[p].data
     return hf
