@@ -31,7 +31,7 @@ from .host.target import InstallOutcome, Target, install, open_target
 from .names import parse_names
 from .origins import CIOrigin, ClientOrigin, LeafOrigin, ServerOrigin, with_trust
 from .paths import DEFAULT_CA
-from .server import supersede_at
+from .server import installed_options, supersede_at
 from .store import CAStore, Record
 
 RenewKind = Literal["server", "client", "ci"]
@@ -209,12 +209,21 @@ def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> lis
     ]
 
 
-def record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str]) -> None:
-    """Remember which CAs were installed as trust with ``serial``, and where it went."""
+def record_trust(
+    store: CAStore,
+    serial: str,
+    ca_pem: bytes,
+    installed: list[str],
+    options: InstallOptions | None = None,
+) -> None:
+    """Remember which CAs were installed as trust with ``serial``, and where it went (and,
+    for a server, how: ``options``)."""
     with store.transaction() as inv:
         rec = inv.get(serial)
         if rec is not None:
             rec.origin = with_trust(rec.leaf_origin, bundle_fingerprints(ca_pem))
+            if options is not None and isinstance(rec.origin, ServerOrigin):
+                rec.origin = replace(rec.origin, install=options)
             rec.installed = sorted({*rec.installed, *installed})
             if rec.kind == "server":
                 supersede_at(inv, serial, installed)
@@ -243,6 +252,7 @@ class Renewed:
     warnings: list[str] = field(default_factory=list)  # rotation-order hazards, said first
     secret: str | None = None  # a CI secret (holds the key): printed only when asked
     trust: list[str] = field(default_factory=list)
+    firewall: dict[str, Any] | None = None  # the firewall step (--allow-from), when it ran
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "secret"}
@@ -260,6 +270,7 @@ class ServerInstall:
     ssh: str | None = None  # [USER@]HOST[:PORT]; default: the one it was installed with
     identity: str | None = None
     ssh_options: tuple[str, ...] = ()
+    allow_from: tuple[str, ...] | None = None  # None: the recorded sources
 
 
 @dataclass
@@ -464,6 +475,10 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
     options = origin.install or InstallOptions()
     cert_dir = srv.cert_dir if srv.cert_dir is not None else options.cert_dir
     options = replace(options, cert_dir=cert_dir)
+    if srv.allow_from is not None:
+        if not install_now:
+            raise UsageError("--allow-from only applies when the server is (re-)installed.")
+        options = replace(options, allow_from=srv.allow_from)
     ssh = (srv.ssh or recorded.ssh) if install_now else None
     if not ssh and (srv.identity or srv.ssh_options) and install_now:
         raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
@@ -494,8 +509,11 @@ def _put_server(
     if out:
         written += _rewrite_out_dir(out, paths.SERVER_FILES, fresh)
     target = setup.target
+    options = None
     if target is not None:
         outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
+        options = installed_options(setup.options, outcome.plan)
+        _firewall_notes(result, outcome, setup.options.allow_from, dry_run=False)
         result.written = [target.where(p) for p in outcome.plan.written]
         written += [target.where(p) for p in outcome.plan.cert_paths.values()]
         result.restarted = outcome.restarted
@@ -504,7 +522,7 @@ def _put_server(
             result.notes.append("live-restore is on: containers keep running across the restart")
     result.installed = sorted(set(written))
     result.written = sorted({*result.written, *(written if out else [])})
-    record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed)
+    record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed, options)
     if not written:
         d = store.issued_dir(fresh.record.serial)
         result.notes.append(
@@ -548,4 +566,20 @@ def _server_dry_run(
     result.restart_needed = outcome.plan.restart_needed
     diff = outcome.plan.diff()
     result.notes.append(diff.rstrip("\n") if diff else "daemon.json and the drop-in unchanged")
+    _firewall_notes(result, outcome, setup.options.allow_from, dry_run=True)
     return result
+
+
+def _firewall_notes(
+    result: Renewed, outcome: InstallOutcome, asked: tuple[str, ...], *, dry_run: bool
+) -> None:
+    """The firewall step's changes as notes (with its warnings when sources were ``asked``
+    for), its plan as ``firewall``."""
+    from .host.firewall import describe
+
+    fw = outcome.plan.firewall
+    if asked:
+        result.notes += outcome.plan.firewall_warnings
+    if fw is not None:
+        result.firewall = fw.to_json()
+        result.notes += describe(fw, dry_run)

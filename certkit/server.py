@@ -9,13 +9,14 @@ leaves neither files nor an inventory record behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import certs, defaults, files, paths
 from .ca import issue, require_ca
 from .host.options import HostRef, InstallOptions
+from .host.plan import InstallPlan
 from .host.target import InstallOutcome, Target, install
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
@@ -132,6 +133,7 @@ def issue_server(
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
+        opts = with_recorded_rules(store, primary, target, opts)
         # Check the host can take the install before a certificate exists: the real
         # trust bundle, placeholders for the certificate and key still to be made.
         host_files = target.read_files()
@@ -144,7 +146,7 @@ def issue_server(
         sans=tuple(names.all()),
         days=days,
         out=str(out_dir) if out_dir else None,
-        install=opts if target is not None else None,
+        install=installed_options(opts, result.install.plan) if result.install else None,
         target=target.ref if target is not None else HostRef(),
     )
     issued = issue(
@@ -168,6 +170,29 @@ def issue_server(
     if placed:
         record_placement(store, issued.record.serial, placed)
     return result
+
+
+def with_recorded_rules(
+    store: CAStore, name: str, target: Target, opts: InstallOptions
+) -> InstallOptions:
+    """``opts`` knowing the firewall rules certkit added for the server ``name`` installed
+    on the same host before (so that a shorter ``--allow-from`` removes the dropped ones)."""
+    if not opts.allow_from or opts.firewall_added:
+        return opts
+    found = store.inventory().newest_active("server", name).get(("server", name))
+    origin = found.leaf_origin if found is not None else None
+    if not isinstance(origin, ServerOrigin) or origin.install is None:
+        return opts
+    if origin.target != target.ref:
+        return opts
+    return replace(opts, firewall_added=origin.install.firewall_added)
+
+
+def installed_options(opts: InstallOptions, plan: InstallPlan) -> InstallOptions:
+    """``opts`` as recorded after installing ``plan``: with the sources whose firewall rule
+    certkit added (kept as they were when the firewall was left alone)."""
+    fw = plan.firewall
+    return opts if fw is None else replace(opts, firewall_added=tuple(fw.owned))
 
 
 def record_placement(store: CAStore, serial: str, placed: list[str]) -> None:

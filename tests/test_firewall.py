@@ -117,25 +117,53 @@ def test_ufw_adds_only_the_missing_sources_and_never_touches_other_rules() -> No
     plan, warnings = plan_firewall(state, ["10.0.0.1", "10.0.0.2", "192.168.5.0/24"], 2376)
     assert warnings == []
     assert plan is not None and plan.manager == "ufw"
-    assert plan.present == ["10.0.0.1/32"]  # only the "# certkit" rule counts as ours
-    assert [r.add for r in plan.rules] == [
-        [
-            "ufw",
-            "allow",
-            "from",
-            src,
-            "to",
-            "any",
-            "port",
-            "2376",
-            "proto",
-            "tcp",
-            "comment",
-            "certkit",
-        ]
-        for src in ("10.0.0.2/32", "192.168.5.0/24")
+    # Someone else's rule already allows 192.168.5.0/24: certkit neither adds nor owns it.
+    assert plan.present == ["10.0.0.1/32", "192.168.5.0/24"]
+    assert plan.owned == ["10.0.0.1/32", "10.0.0.2/32"]
+    assert plan.drop == []
+    assert [" ".join(r.add) for r in plan.rules] == [
+        "ufw allow from 10.0.0.2/32 to any port 2376 proto tcp comment certkit"
     ]
     assert plan.rules[0].remove[:3] == ["ufw", "delete", "allow"]
+
+
+def test_ufw_drops_only_certkits_rules_for_sources_no_longer_asked_for() -> None:
+    state = parse_probe(probe("ufw", UFW_ACTIVE))
+    plan, _ = plan_firewall(state, ["10.0.0.2"], 2376)
+    assert plan is not None
+    # 10.0.0.1's rule is certkit's (# certkit) and goes; 192.168.5.0/24's is not and stays.
+    assert [" ".join(r.remove) for r in plan.drop] == [
+        "ufw delete allow from 10.0.0.1/32 to any port 2376 proto tcp"
+    ]
+    assert plan.commands() == [
+        "ufw allow from 10.0.0.2/32 to any port 2376 proto tcp comment certkit",
+        "ufw delete allow from 10.0.0.1/32 to any port 2376 proto tcp",
+    ]
+    assert plan.to_json()["remove"][0]["source"] == "10.0.0.1/32"
+    # Without --allow-from nothing is planned at all: certkit's rule is left alone.
+    assert plan_firewall(state, [], 2376)[0] is None
+
+
+RICH = 'rule family="ipv4" source address="{}" port port="2376" protocol="tcp" accept'
+
+
+def test_firewalld_drops_only_the_rich_rules_certkit_recorded_adding() -> None:
+    rules = tuple(RICH.format(s) for s in ("10.0.0.1/32", "10.0.0.3/32", "10.0.0.4/32"))
+    state = FirewallState("firewalld", "internal", rules)
+    # certkit added 10.0.0.1 and 10.0.0.9 (gone since); 10.0.0.3 and .4 are the admin's.
+    plan, _ = plan_firewall(state, ["10.0.0.2", "10.0.0.3"], 2376, ["10.0.0.1", "10.0.0.9"])
+    assert plan is not None
+    assert plan.present == ["10.0.0.3/32"]
+    assert plan.owned == ["10.0.0.2/32"]
+    assert plan.commands() == [
+        f"firewall-cmd --permanent --zone=internal '--add-rich-rule={RICH.format('10.0.0.2/32')}'",
+        "firewall-cmd --permanent --zone=internal "
+        f"'--remove-rich-rule={RICH.format('10.0.0.1/32')}'",
+        "firewall-cmd --reload",
+    ]
+    # A source certkit added and still wants stays owned; nothing to do.
+    again, _ = plan_firewall(state, ["10.0.0.1"], 2376, ["10.0.0.1"])
+    assert again is not None and again.commands() == [] and again.owned == ["10.0.0.1/32"]
 
 
 def test_firewalld_rules_go_to_the_zone_permanently_then_reload() -> None:
@@ -194,13 +222,20 @@ def test_the_install_plan_carries_the_rules_and_reports_them_in_json(tmp_path: P
     hf = HostFiles(firewall=parse_probe(probe("ufw", UFW_ACTIVE)))
     options = InstallOptions(allow_from=("10.0.0.9/32",))
     plan = plan_install(hf, system_paths(str(tmp_path)), options, b"ca", b"cert", b"key")
+    add = "ufw allow from {} to any port 2376 proto tcp comment certkit"
+    remove = "ufw delete allow from {} to any port 2376 proto tcp"
+    # --allow-from is the whole set: certkit's rule for 10.0.0.1 goes once the install succeeded.
     assert plan.to_json()["firewall"] == {
         "manager": "ufw",
         "port": 2376,
-        "add": [{"source": "10.0.0.9/32", "add": " ".join(plan.firewall.rules[0].add)}]
-        if plan.firewall
-        else [],
+        "add": [
+            {"source": s, "add": add.format(s), "remove": remove.format(s)} for s in ["10.0.0.9/32"]
+        ],
+        "remove": [
+            {"source": s, "add": add.format(s), "remove": remove.format(s)} for s in ["10.0.0.1/32"]
+        ],
         "present": [],
+        "owned": ["10.0.0.9/32"],
     }
     assert InstallOptions.from_json(options.to_json()) == options
 
@@ -210,13 +245,13 @@ def test_the_install_plan_carries_the_rules_and_reports_them_in_json(tmp_path: P
 
 @pytest.fixture
 def fake_firewall_cmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in firewall-cmd logging its arguments, refusing 10.0.0.2: firewalld cannot run
-    on this shared machine (it would filter everyone's traffic), so its tool is faked here;
-    the real ufw is exercised in the lab tests."""
+    """A stand-in firewall-cmd logging its arguments, refusing to add 10.0.0.2 and to remove
+    10.0.0.3: a real firewalld (tests/test_lab_firewall.py) accepts every well-formed rule
+    certkit writes, so a refusal halfway through can only be produced by a stand-in."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     tool = bin_dir / "firewall-cmd"
-    refuse = 'case "$*" in *add*10.0.0.2*) exit 1;; esac'
+    refuse = 'case "$*" in *add*10.0.0.2*|*remove*10.0.0.3*) exit 1;; esac'
     tool.write_text(f'#!/bin/sh\necho "$*" >> {log}\n{refuse}\n')
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -234,17 +269,16 @@ def test_a_refused_rule_removes_the_ones_added_before_it(fake_firewall_cmd: Path
     assert "10.0.0.1/32" in calls[2]
 
 
-def test_a_failed_write_removes_the_rules_again(fake_firewall_cmd: Path) -> None:
-    plan, _ = plan_firewall(FirewallState("firewalld", "public"), ["10.0.0.1"], 2376)
-
-    def write() -> bool:
-        raise OperationError("Docker did not come back.")
-
-    with pytest.raises(OperationError, match=r"^Docker did not come back\.$"):
-        with_rules(plan, run_sh, write)
+def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(fake_firewall_cmd: Path) -> None:
+    state = FirewallState("firewalld", "public", (RICH.format("10.0.0.3/32"),))
+    plan, _ = plan_firewall(state, ["10.0.0.1"], 2376, ["10.0.0.3"])
+    with pytest.raises(OperationError, match="could not all be removed: firewall-cmd") as e:
+        with_rules(plan, run_sh, lambda: True)
+    assert "--remove-rich-rule=" in str(e.value) and "10.0.0.3/32" in str(e.value)
     calls = fake_firewall_cmd.read_text().splitlines()
-    assert ["add-rich-rule" in calls[0], calls[1], "remove-rich-rule" in calls[2], calls[3]] == [
-        True, "--reload", True, "--reload"
+    # The new rule was added (the install went through), then removing the old one failed.
+    assert ["add-rich-rule" in calls[0], calls[1], "remove-rich-rule" in calls[2]] == [
+        True, "--reload", True
     ]  # fmt: skip
 
 

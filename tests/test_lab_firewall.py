@@ -1,7 +1,10 @@
-"""The firewall step of an install on real systemd lab hosts with ufw active (tests/lab.py).
+"""The firewall step of an install on real systemd lab hosts with ufw or firewalld active
+(tests/lab.py).
 
-ufw comes from this machine's root (the lab overlays it; .ci/run installs it),
-and is only ever enabled inside lab hosts.
+ufw and firewalld come from this machine's root (the lab overlays it; .ci/run
+installs them and leaves firewalld disabled here): they are only ever enabled
+or started inside lab hosts, where they filter the host's own network
+namespace (firewalld with its nftables backend).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import socket
 
 import pytest
 from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
-from support import cli_ok, run_certkit
+from support import cli_json, cli_ok, run_certkit
 
 pytestmark = pytest.mark.lab
 
@@ -27,6 +30,11 @@ def host(lab: Lab) -> LabHost:
     h.check("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable")
     cli_ok("init-ca")
     return h
+
+
+def renew_args(host: LabHost) -> tuple[str, ...]:
+    """``renew server`` for the host, reached over SSH the way it was installed."""
+    return ("renew", "server", host.address, *host.cli_args("root")[2:])
 
 
 def ufw_rules(host: LabHost) -> list[str]:
@@ -95,3 +103,136 @@ def test_a_failed_restart_leaves_no_certkit_rule(host: LabHost) -> None:
     assert "could not all be removed" not in r.stderr
     assert ufw_rules(host) == []
     assert "certkit" not in host.check("ufw status")
+
+
+def test_renew_replaces_the_sources_and_removes_only_certkits_dropped_rules(
+    host: LabHost,
+) -> None:
+    mine, other = f"{host.gateway}/32", "10.1.2.3/32"
+    host.check("ufw allow from 10.9.9.9 to any port 2376 proto tcp")  # the admin's rule
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", mine)
+    cli_ok("client-context", "lab", "--host", host.address)
+
+    dry = cli_ok(*renew_args(host), "--allow-from", other, "--dry-run")
+    assert f"Firewall (ufw): would run ufw allow from {other} to any port 2376 proto tcp " in dry
+    assert f"Firewall (ufw): would run ufw delete allow from {mine} to any port 2376" in dry
+    assert len(ufw_rules(host)) == 2
+
+    out = cli_ok(*renew_args(host), "--allow-from", other, "--restart")
+    assert f"Firewall (ufw): ran ufw delete allow from {mine} to any port 2376 proto tcp" in out
+    assert sorted(ln.split() for ln in ufw_rules(host)) == [
+        ["2376/tcp", "ALLOW", "10.1.2.3", "#", "certkit"],
+        ["2376/tcp", "ALLOW", "10.9.9.9"],
+    ]
+    assert not reachable(host)
+
+    # Renewing again keeps the recorded source and changes nothing on the firewall.
+    again = cli_json(*renew_args(host), "--restart")
+    assert again["firewall"]["add"] == again["firewall"]["remove"] == []
+    assert again["firewall"]["present"] == [other]
+    assert len(ufw_rules(host)) == 2
+
+    back = cli_ok(*renew_args(host), "--allow-from", mine, "--restart")
+    assert f"ran ufw delete allow from {other}" in back
+    assert sorted(ln.split()[2] for ln in ufw_rules(host)) == [host.gateway, "10.9.9.9"]
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
+
+
+# ---------------------------------------------------------------- firewalld
+
+
+@pytest.fixture
+def fwd_host(lab: Lab) -> LabHost:
+    h = lab.host()
+    # Debian's firewalld: default zone public (ssh and dhcpv6-client allowed, the rest
+    # rejected), nftables backend, no zone bound to the interface.
+    h.check("systemctl start firewalld && firewall-cmd --state")
+    assert h.check("ufw status").strip() == "Status: inactive"
+    cli_ok("init-ca")
+    return h
+
+
+def rich_rules(host: LabHost, zone: str, permanent: bool = True) -> list[str]:
+    flag = "--permanent " if permanent else ""
+    listed = host.check(f"firewall-cmd {flag}--zone={zone} --list-rich-rules")
+    return [line for line in listed.splitlines() if line]
+
+
+def rule_for(source: str) -> str:
+    return f'rule family="ipv4" source address="{source}" port port="2376" protocol="tcp" accept'
+
+
+def test_firewalld_allow_from_opens_2376_in_the_zone_and_survives_a_reload(
+    fwd_host: LabHost,
+) -> None:
+    host, source = fwd_host, f"{fwd_host.gateway}/32"
+    args = ("issue-server", host.address, *host.cli_args("root"), "--restart")
+    dry = cli_ok(*args[:-1], "--dry-run", "--allow-from", source)
+    assert "Firewall (firewalld): would run firewall-cmd --permanent --zone=public " in dry
+    assert rich_rules(host, "public") == []
+
+    out = cli_ok(*args, "--allow-from", source)
+    assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
+    assert "Firewall (firewalld): ran firewall-cmd --reload" in out
+    assert rich_rules(host, "public") == [rule_for(source)]
+    cli_ok("client-context", "lab", "--host", host.address)
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
+
+    host.check("firewall-cmd --reload")  # permanent: still there after a reload
+    assert rich_rules(host, "public", permanent=False) == [rule_for(source)]
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
+    assert host.ssh("root", "true").returncode == 0  # SSH still allowed
+
+    again = cli_json(*args, "--allow-from", source)
+    assert again["install"]["firewall"]["add"] == []
+    assert again["install"]["firewall"]["present"] == [source]
+
+    # A renewal with another source: certkit's rule goes, the admin's stays.
+    host.check(
+        f"firewall-cmd --permanent --zone=public --add-rich-rule='{rule_for('10.9.9.9/32')}'"
+    )
+    cli_ok(*renew_args(host), "--allow-from", "10.1.2.3", "--restart")
+    assert sorted(rich_rules(host, "public")) == [rule_for("10.1.2.3/32"), rule_for("10.9.9.9/32")]
+    assert not reachable(host)
+
+
+def test_firewalld_uses_the_zone_the_interface_is_bound_to(fwd_host: LabHost) -> None:
+    host = fwd_host
+    iface = host.check("ip -o route show default").split(" dev ")[1].split()[0]
+    host.check(
+        f"firewall-cmd --permanent --zone=work --change-interface={iface} && firewall-cmd --reload"
+    )
+    assert host.check("firewall-cmd --get-default-zone").strip() == "public"
+
+    # Without --allow-from: nothing added, and the fix names firewalld and the active zone.
+    r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert r.returncode == 0, r.stderr
+    assert "port 2376/tcp is blocked by firewalld on the host and certkit changed nothing" in (
+        r.stderr
+    )
+    assert "`firewall-cmd --permanent --zone=work --add-rich-rule=" in r.stderr
+    assert rich_rules(host, "work") == rich_rules(host, "public") == []
+    assert not reachable(host)
+
+    source = f"{host.gateway}/32"
+    cli_ok(
+        "issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", source
+    )
+    assert rich_rules(host, "work") == [rule_for(source)]
+    assert rich_rules(host, "public") == []
+    assert reachable(host)
+    assert host.ssh("root", "true").returncode == 0
+
+
+def test_firewalld_a_failed_restart_leaves_no_certkit_rule(fwd_host: LabHost) -> None:
+    host = fwd_host
+    host.check(HOLD_2376)
+    r = run_certkit(
+        "issue-server", host.address, *host.cli_args("root"), "--restart",
+        "--allow-from", f"{host.gateway}/32",
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert "Docker did not come back after the restart" in r.stderr
+    assert "could not all be removed" not in r.stderr
+    assert rich_rules(host, "public") == []
+    assert rich_rules(host, "public", permanent=False) == []

@@ -227,6 +227,14 @@ def renew_server(
     ssh: str = SSH_OPTION,
     identity: str = IDENTITY_OPTION,
     ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    allow_from: list[str] = typer.Option(
+        None,
+        "--allow-from",
+        metavar="CIDR",
+        help="Open the TLS port in the host's firewall to these sources only (repeatable; "
+        "'any' for everyone), replacing the recorded ones: certkit's rules for sources left "
+        "out are removed (default: keep the recorded sources).",
+    ),
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -236,6 +244,7 @@ def renew_server(
 
     Example: certkit renew server docker1.example.com --san 10.0.0.5 --restart
     """
+    from ..host.firewall import check_sources
     from ..renew import ServerInstall, renew
     from ..store import CAStore
 
@@ -248,6 +257,7 @@ def renew_server(
         ssh=ssh,
         identity=identity,
         ssh_options=tuple(ssh_option or ()),
+        allow_from=check_sources(allow_from) if allow_from else None,
     )
     hazards = _hazards(ca, "server", bundle_only, json_out)
     result = renew(

@@ -218,12 +218,9 @@ def firewall_lines(plan: Any, dry_run: bool) -> list[str]:
         return (
             [] if said else [f"Firewall: port {plan.port}/tcp must be reachable from your clients."]
         )
-    lines = [
-        f"Firewall ({fw.manager}): port {fw.port}/tcp already allowed from {s}" for s in fw.present
-    ]
-    verb = "would run" if dry_run else "ran"
-    lines += [f"Firewall ({fw.manager}): {verb} {cmd}" for cmd in fw.commands()]
-    return lines
+    from ..host.firewall import describe
+
+    return describe(fw, dry_run)
 
 
 def _check_ssh_flags(ssh: str | None, out: str | None, ssh_only: bool) -> None:

@@ -69,7 +69,15 @@ PROBE = "\n".join(
         "if command -v firewall-cmd >/dev/null 2>&1; then",
         '  st=$(firewall-cmd --state 2>/dev/null); echo "CERTKIT-FW firewalld-state $st"',
         '  if [ "$st" = running ]; then',
-        '    z=$(firewall-cmd --get-default-zone 2>/dev/null); echo "CERTKIT-FW firewalld-zone $z"',
+        "    z=$(firewall-cmd --get-default-zone 2>/dev/null)",
+        # The active zone: the one the default route's interface is bound to, if any.
+        "    i=$(ip -o route show default 2>/dev/null | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')",
+        "    i=${i%%[[:space:]]*}",
+        '    if [ -n "$i" ]; then',
+        '      iz=$(firewall-cmd --get-zone-of-interface="$i" 2>/dev/null) || iz=',
+        '      [ -n "$iz" ] && z=$iz',
+        "    fi",
+        '    echo "CERTKIT-FW firewalld-zone $z"',
         '    firewall-cmd --permanent --zone="$z" --list-rich-rules 2>/dev/null | fwtag firewalld',
         "  fi",
         "fi",
@@ -108,7 +116,9 @@ def parse_probe(lines: Sequence[str]) -> FirewallState | None:
         return FirewallState("ufw", rules=tuple(ln.rstrip() for ln in ufw))
     if [s.strip() for s in got.get("firewalld-state", [])] == ["running"]:
         zone = (got.get("firewalld-zone") or [""])[0].strip() or None
-        return FirewallState("firewalld", zone, tuple(r.strip() for r in got.get("firewalld", [])))
+        return FirewallState(
+            "firewalld", zone, tuple(r.strip() for r in got.get("firewalld", []) if r.strip())
+        )
     chain = _nft_drop_chain(got.get("nft", []))
     if chain is not None:
         return FirewallState("nftables", chain=chain)
@@ -159,31 +169,43 @@ class FirewallRule:
     remove: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "add": " ".join(map(sh_quote, self.add))}
+        return {"source": self.source, "add": _q(self.add), "remove": _q(self.remove)}
 
 
 @dataclass
 class FirewallPlan:
-    """The firewall step of an install: the rules to add (only missing ones)."""
+    """The firewall step of an install: the rules to add (only missing ones) and the rules
+    certkit added earlier for sources no longer asked for (``drop``, removed once the install
+    succeeded)."""
 
     manager: str
     port: int
     rules: list[FirewallRule] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)  # sources certkit already allows
+    present: list[str] = field(default_factory=list)  # sources already allowed
     reload: list[str] | None = None  # run after adding or removing (firewalld)
+    drop: list[FirewallRule] = field(default_factory=list)
+    owned: list[str] = field(default_factory=list)  # sources whose rule certkit added
 
     def to_json(self) -> dict[str, Any]:
         return {
             "manager": self.manager,
             "port": self.port,
             "add": [r.to_json() for r in self.rules],
+            "remove": [r.to_json() for r in self.drop],
             "present": self.present,
+            "owned": self.owned,
         }
 
     def commands(self) -> list[str]:
-        """The commands that add the rules, as a shell would run them (for --dry-run)."""
-        cmds = [r.add for r in self.rules] + ([self.reload] if self.reload and self.rules else [])
-        return [" ".join(map(sh_quote, c)) for c in cmds]
+        """The commands that change the firewall, as a shell would run them (for --dry-run)."""
+        cmds = [r.add for r in self.rules] + [r.remove for r in self.drop]
+        if self.reload and cmds:
+            cmds.append(self.reload)
+        return [_q(c) for c in cmds]
+
+
+def _q(cmd: list[str]) -> str:
+    return " ".join(map(sh_quote, cmd))
 
 
 def _ufw_rule(source: str, port: int) -> FirewallRule:
@@ -193,16 +215,20 @@ def _ufw_rule(source: str, port: int) -> FirewallRule:
     )
 
 
-def _ufw_present(state: FirewallState, port: int) -> list[str]:
-    """Sources of the ``# certkit`` rules that allow ``port``/tcp in ``ufw status``."""
-    found: list[str] = []
+def ufw_allowed(state: FirewallState, port: int) -> dict[str, bool]:
+    """Sources ``ufw status`` allows ``port``/tcp from (IPv4 lines), each True when the rule
+    is certkit's (commented ``# certkit``)."""
+    found: dict[str, bool] = {}
     for line in state.rules:
-        m = re.match(rf"^{port}/tcp\s+ALLOW(?: IN)?\s+(\S+)(?: \(v6\))?\s+#\s*{COMMENT}\s*$", line)
-        if m and "(v6)" not in line.split("ALLOW")[0]:
-            src = ANY if m.group(1) == "Anywhere" else m.group(1)
-            if src != ANY and "/" not in src:
-                src = str(ipaddress.ip_network(src, strict=False))
-            found.append(src)
+        m = re.match(rf"^{port}/tcp\s+ALLOW(?: IN)?\s+(\S+)(\s+\(v6\))?\s*(?:#\s*(.*?))?\s*$", line)
+        if m is None or m.group(2) or "(v6)" in line.split("ALLOW")[0]:
+            continue
+        src = ANY if m.group(1) == "Anywhere" else m.group(1)
+        try:
+            src = src if src == ANY else str(ipaddress.ip_network(src, strict=False))
+        except ValueError:
+            continue
+        found[src] = found.get(src, False) or m.group(3) == COMMENT
     return found
 
 
@@ -223,6 +249,16 @@ def _firewalld_rule(source: str, port: int, zone: str) -> FirewallRule:
     )
 
 
+def describe(plan: FirewallPlan, dry_run: bool) -> list[str]:
+    """What the firewall step changes (or would change), one line each."""
+    lines = [
+        f"Firewall ({plan.manager}): port {plan.port}/tcp already allowed from {s}"
+        for s in plan.present
+    ]
+    verb = "would run" if dry_run else "ran"
+    return lines + [f"Firewall ({plan.manager}): {verb} {cmd}" for cmd in plan.commands()]
+
+
 def _open_command(state: FirewallState, port: int) -> str:
     """The command that would open ``port`` to CIDR with the host's own tool."""
     if state.manager == "ufw":
@@ -239,10 +275,17 @@ def _open_command(state: FirewallState, port: int) -> str:
 
 
 def plan_firewall(
-    state: FirewallState | None, sources: Sequence[str], port: int
+    state: FirewallState | None,
+    sources: Sequence[str],
+    port: int,
+    added: Sequence[str] = (),
 ) -> tuple[FirewallPlan | None, list[str]]:
     """The rules to add for ``sources`` on a host whose firewall is ``state``, and the
-    warnings to show (None: the firewall was not read, e.g. a sandbox root)."""
+    warnings to show (None: the firewall was not read, e.g. a sandbox root).
+
+    With ``sources``, certkit's rules for other sources are dropped: ufw's are
+    the ones commented ``certkit``; firewalld's rich rules carry no mark, so
+    only those for ``added`` (the sources certkit recorded adding) count."""
     allow = check_sources(sources)
     if allow and port == DOCKER_PLAIN_PORT:
         raise UsageError(
@@ -272,22 +315,29 @@ def plan_firewall(
             f"nftables rules: run `{_open_command(state, port)}` there for each source and add "
             "it to /etc/nftables.conf, then run again without --allow-from."
         )
-    return _rules_for(state, allow, port), []
+    return _rules_for(state, allow, port, check_sources(added)), []
 
 
-def _rules_for(state: FirewallState, allow: tuple[str, ...], port: int) -> FirewallPlan:
+def _rules_for(
+    state: FirewallState, allow: tuple[str, ...], port: int, added: tuple[str, ...]
+) -> FirewallPlan:
     if state.manager == "ufw":
-        present = _ufw_present(state, port)
-        rules = [_ufw_rule(s, port) for s in allow if s not in present]
-        return FirewallPlan("ufw", port, rules, [s for s in allow if s in present])
+        allowed = ufw_allowed(state, port)
+        ours = [s for s, mine in allowed.items() if mine]
+        rules = [_ufw_rule(s, port) for s in allow if s not in allowed]
+        drop = [_ufw_rule(s, port) for s in ours if s not in allow]
+        owned = [s for s in allow if s in ours or s not in allowed]
+        present = [s for s in allow if s in allowed]
+        return FirewallPlan("ufw", port, rules, present, None, drop, owned)
     zone = state.zone or "public"
-    present = [s for s in allow if rich_rule(s, port) in state.rules]
-    rules = [_firewalld_rule(s, port, zone) for s in allow if s not in present]
-    return FirewallPlan("firewalld", port, rules, present, ["firewall-cmd", "--reload"])
-
-
-def _q(cmd: list[str]) -> str:
-    return " ".join(map(sh_quote, cmd))
+    there = [s for s in (*allow, *added) if rich_rule(s, port) in state.rules]
+    rules = [_firewalld_rule(s, port, zone) for s in allow if s not in there]
+    drop = [_firewalld_rule(s, port, zone) for s in added if s in there and s not in allow]
+    owned = [s for s in allow if s not in there or s in added]
+    present = [s for s in allow if s in there]
+    return FirewallPlan(
+        "firewalld", port, rules, present, ["firewall-cmd", "--reload"], drop, owned
+    )
 
 
 def open_script(plan: FirewallPlan) -> str:
@@ -318,34 +368,50 @@ def open_script(plan: FirewallPlan) -> str:
     return "\n".join(s) + "\n"
 
 
-def close_script(plan: FirewallPlan) -> str:
-    """The script removing ``plan``'s rules again (the ones it added)."""
-    s = ["ok=1", *[f"{_q(r.remove)} </dev/null >&2 || ok=0" for r in plan.rules]]
-    if plan.reload:
-        s.append(f"{_q(plan.reload)} </dev/null >&2 || ok=0")
+def remove_script(rules: Sequence[FirewallRule], reload: list[str] | None) -> str:
+    """The script removing ``rules`` (then reloading); prints CERTKIT-FW-CLOSED when all went."""
+    s = ["ok=1", *[f"{_q(r.remove)} </dev/null >&2 || ok=0" for r in rules]]
+    if reload:
+        s.append(f"{_q(reload)} </dev/null >&2 || ok=0")
     s.append('[ "$ok" = 1 ] && echo CERTKIT-FW-CLOSED')
     return "\n".join(s) + "\n"
+
+
+def remove_rules(
+    manager: str, port: int, rules: Sequence[FirewallRule], reload: list[str] | None,
+    run: Callable[[str], list[str]],
+) -> None:  # fmt: skip
+    """Remove ``rules`` with ``run``; an error naming the commands left to run by hand."""
+    try:
+        closed = "CERTKIT-FW-CLOSED" in run(remove_script(rules, reload))
+    except OperationError:
+        closed = False
+    if not closed:
+        raise OperationError(
+            f"The {manager} rules certkit added for port {port} could not all be removed: "
+            f"{'; '.join(_q(r.remove) for r in rules)}"
+        )
 
 
 def with_rules(
     plan: FirewallPlan | None, run: Callable[[str], list[str]], write: Callable[[], bool]
 ) -> bool:
     """Add ``plan``'s rules with ``run`` (runs a script on the host, returns its output
-    lines), then ``write``; when ``write`` fails, remove the rules again."""
-    if plan is None or not plan.rules:
+    lines), then ``write``; when ``write`` fails, remove the rules again.  Once ``write``
+    succeeded, remove the rules certkit no longer needs (``plan.drop``)."""
+    if plan is None or not (plan.rules or plan.drop):
         return write()
-    if "CERTKIT-FW-OPEN" not in run(open_script(plan)):
+    if plan.rules and "CERTKIT-FW-OPEN" not in run(open_script(plan)):
         raise OperationError(f"Adding the {plan.manager} rules stopped halfway; check the host.")
     try:
-        return write()
+        done = write()
     except BaseException as e:
-        try:
-            closed = "CERTKIT-FW-CLOSED" in run(close_script(plan))
-        except OperationError:
-            closed = False
-        if not closed:
-            raise OperationError(
-                f"{e} The {plan.manager} rules certkit added for port {plan.port} could not all "
-                f"be removed: {'; '.join(' '.join(map(sh_quote, r.remove)) for r in plan.rules)}"
-            ) from None
+        if plan.rules:
+            try:
+                remove_rules(plan.manager, plan.port, plan.rules, plan.reload, run)
+            except OperationError as left:
+                raise OperationError(f"{e} {left}") from None
         raise
+    if plan.drop:
+        remove_rules(plan.manager, plan.port, plan.drop, plan.reload, run)
+    return done

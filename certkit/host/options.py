@@ -22,6 +22,8 @@ class InstallOptions:
     keep_insecure: bool = False
     remove_insecure: bool = False
     allow_from: tuple[str, ...] = ()  # sources the firewall lets reach the port
+    # Sources whose firewall rule certkit added (recorded: firewalld's carry no mark).
+    firewall_added: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +39,7 @@ class InstallOptions:
             keep_insecure=bool(data.get("keep_insecure", False)),
             remove_insecure=bool(data.get("remove_insecure", False)),
             allow_from=tuple(str(s) for s in data.get("allow_from") or ()),
+            firewall_added=tuple(str(s) for s in data.get("firewall_added") or ()),
         )
 
 

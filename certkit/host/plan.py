@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -143,6 +143,7 @@ class InstallPlan:
     old_dropin: str | None = None
     new_dropin: str | None = None
     firewall: FirewallPlan | None = None  # the rules to add (--allow-from)
+    firewall_warnings: list[str] = field(default_factory=list)  # also in ``warnings``
 
     @property
     def changed(self) -> bool:
@@ -413,7 +414,9 @@ def plan_install(
     new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
     cert_paths = {name: str(path) for name, path in paths.cert_files.items()}
     warnings += _tls_settings(new_config, cert_paths)
-    firewall, fw_warnings = plan_firewall(files_.firewall, options.allow_from, options.port)
+    firewall, fw_warnings = plan_firewall(
+        files_.firewall, options.allow_from, options.port, options.firewall_added
+    )
     warnings += fw_warnings
 
     dropin_path = str(paths.dropin)
@@ -464,6 +467,7 @@ def plan_install(
         old_dropin=old_dropin,
         new_dropin=new_dropin,
         firewall=firewall,
+        firewall_warnings=fw_warnings,
     )
 
 
