@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from support import cli_ok, run_certkit
+from support import cli_json, cli_ok, run_certkit
 
 from certkit.errors import OperationError, UsageError
 from certkit.host.firewall import (
@@ -323,3 +323,49 @@ def test_the_fleet_reads_certkit_allow_from_per_host() -> None:
     assert spec_from({"allow_from": []}, hostvars).options.allow_from == ()
     with pytest.raises(UsageError, match="is not an address or CIDR"):
         spec_from({"allow_from": "10.0.0.300"}, hostvars)
+
+
+def recorded_options(name: str = "docker1") -> InstallOptions | None:
+    record = CAStore().inventory().newest_active("server", name)[("server", name)]
+    origin = record.leaf_origin
+    assert isinstance(origin, ServerOrigin)
+    return origin.install
+
+
+def test_renew_keeps_the_recorded_sources_and_a_new_allow_from_replaces_them(
+    tmp_path: Path,
+) -> None:
+    cli_ok("init-ca")
+    root = str(tmp_path / "root")
+    cli_ok("issue-server", "docker1", "--install", "--root", root, "--allow-from", "10.0.0.1")
+    cli_ok("renew", "server", "docker1")
+    assert (opts := recorded_options()) is not None and opts.allow_from == ("10.0.0.1/32",)
+    dry = cli_json("renew", "server", "docker1", "--allow-from", "10.0.0.2", "--dry-run")
+    assert NOT_CHECKED in dry["notes"]
+    assert (opts := recorded_options()) is not None and opts.allow_from == ("10.0.0.1/32",)
+    cli_ok("renew", "server", "docker1", "--allow-from", "10.0.0.2", "--allow-from", "10.1.0.0/16")
+    assert (opts := recorded_options()) is not None
+    assert opts.allow_from == ("10.0.0.2/32", "10.1.0.0/16")
+    r = run_certkit("renew", "server", "docker1", "--no-install", "--allow-from", "10.0.0.3")
+    assert r.returncode == 2 and "--allow-from only applies when the server is" in r.stderr
+    r = run_certkit("renew", "server", "docker1", "--allow-from", "10.0.0.300")
+    assert r.returncode == 2 and "is not an address or CIDR" in r.stderr
+
+
+def test_firewall_show_and_remove_on_a_sandbox_and_unknown_names(tmp_path: Path) -> None:
+    cli_ok("init-ca")
+    root = str(tmp_path / "root")
+    cli_ok("issue-server", "docker1", "--install", "--root", root, "--allow-from", "10.0.0.1")
+    shown = cli_json("firewall", "show", "docker1")
+    assert (shown["manager"], shown["rules"], shown["recorded"]) == (None, [], ["10.0.0.1/32"])
+    assert "was not checked" in cli_ok("firewall", "show", "docker1")
+    cli_ok("firewall", "remove", "docker1", "--dry-run")
+    assert (opts := recorded_options()) is not None and opts.allow_from == ("10.0.0.1/32",)
+    removed = cli_json("firewall", "remove", "docker1")
+    assert removed["removed"] is False and removed["rules"] == []
+    assert (opts := recorded_options()) is not None and opts.allow_from == ()
+    r = run_certkit("firewall", "show", "nope", "--json")
+    assert r.returncode == 2 and "has no server certificate named 'nope'" in r.stdout
+    cli_ok("issue-server", "handed-out")
+    r = run_certkit("firewall", "show", "handed-out")
+    assert r.returncode == 2 and "was not installed by certkit" in r.stderr

@@ -137,6 +137,19 @@ def test_renew_replaces_the_sources_and_removes_only_certkits_dropped_rules(
     assert sorted(ln.split()[2] for ln in ufw_rules(host)) == [host.gateway, "10.9.9.9"]
     assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
 
+    # certkit firewall show / remove: certkit's rule only, never the admin's.
+    where = ("--identity", str(host.key), *host.cli_args("root")[4:])
+    shown = cli_json("firewall", "show", host.address, *where)
+    assert (shown["manager"], shown["rules"], shown["recorded"]) == ("ufw", [mine], [mine])
+    cli_ok("firewall", "remove", host.address, *where, "--dry-run")
+    assert len(ufw_rules(host)) == 2
+    removed = cli_ok("firewall", "remove", host.address, *where)
+    assert f"ran ufw delete allow from {mine} to any port 2376 proto tcp" in removed
+    assert [ln.split() for ln in ufw_rules(host)] == [["2376/tcp", "ALLOW", "10.9.9.9"]]
+    # The record asks for no source now: renewal adds nothing back.
+    assert cli_json(*renew_args(host), "--restart")["firewall"] is None
+    assert len(ufw_rules(host)) == 1
+
 
 # ---------------------------------------------------------------- firewalld
 
@@ -194,6 +207,20 @@ def test_firewalld_allow_from_opens_2376_in_the_zone_and_survives_a_reload(
     cli_ok(*renew_args(host), "--allow-from", "10.1.2.3", "--restart")
     assert sorted(rich_rules(host, "public")) == [rule_for("10.1.2.3/32"), rule_for("10.9.9.9/32")]
     assert not reachable(host)
+
+    where = ("--identity", str(host.key), *host.cli_args("root")[4:])
+    shown = cli_json("firewall", "show", host.address, *where)
+    assert (shown["manager"], shown["zone"], shown["rules"]) == (
+        "firewalld",
+        "public",
+        ["10.1.2.3/32"],
+    )
+    cli_ok("firewall", "remove", host.address, *where)
+    assert (
+        rich_rules(host, "public")
+        == rich_rules(host, "public", permanent=False)
+        == [rule_for("10.9.9.9/32")]
+    )
 
 
 def test_firewalld_uses_the_zone_the_interface_is_bound_to(fwd_host: LabHost) -> None:

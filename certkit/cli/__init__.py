@@ -58,6 +58,7 @@ from . import client as _client  # noqa: E402,F401
 from . import ci as _ci  # noqa: E402,F401
 from . import inspect as _inspect  # noqa: E402,F401
 from . import lifecycle as _lifecycle  # noqa: E402,F401
+from . import firewall as _firewall  # noqa: E402,F401
 from . import bulk as _bulk  # noqa: E402,F401
 from . import fleet as _fleet  # noqa: E402,F401
 # isort: on

@@ -318,26 +318,39 @@ def plan_firewall(
     return _rules_for(state, allow, port, check_sources(added)), []
 
 
+def certkit_rules(state: FirewallState, port: int, added: Sequence[str] = ()) -> list[FirewallRule]:
+    """certkit's rules for ``port`` on the host: ufw's commented ``certkit``, firewalld's rich
+    rules (in the active zone) for the ``added`` sources that are still there."""
+    if state.manager == "ufw":
+        return [_ufw_rule(s, port) for s, mine in ufw_allowed(state, port).items() if mine]
+    if state.manager == "firewalld":
+        zone = state.zone or "public"
+        there = [s for s in added if rich_rule(s, port) in state.rules]
+        return [_firewalld_rule(s, port, zone) for s in there]
+    return []
+
+
+def reload_command(manager: str) -> list[str] | None:
+    """What makes the manager's permanent rules the running ones (None: they already are)."""
+    return ["firewall-cmd", "--reload"] if manager == "firewalld" else None
+
+
 def _rules_for(
     state: FirewallState, allow: tuple[str, ...], port: int, added: tuple[str, ...]
 ) -> FirewallPlan:
+    ours = [r.source for r in certkit_rules(state, port, added)]
+    drop = [r for r in certkit_rules(state, port, added) if r.source not in allow]
     if state.manager == "ufw":
-        allowed = ufw_allowed(state, port)
-        ours = [s for s, mine in allowed.items() if mine]
-        rules = [_ufw_rule(s, port) for s in allow if s not in allowed]
-        drop = [_ufw_rule(s, port) for s in ours if s not in allow]
-        owned = [s for s in allow if s in ours or s not in allowed]
-        present = [s for s in allow if s in allowed]
-        return FirewallPlan("ufw", port, rules, present, None, drop, owned)
-    zone = state.zone or "public"
-    there = [s for s in (*allow, *added) if rich_rule(s, port) in state.rules]
-    rules = [_firewalld_rule(s, port, zone) for s in allow if s not in there]
-    drop = [_firewalld_rule(s, port, zone) for s in added if s in there and s not in allow]
-    owned = [s for s in allow if s not in there or s in added]
+        there = list(ufw_allowed(state, port))
+        rules = [_ufw_rule(s, port) for s in allow if s not in there]
+    else:
+        zone = state.zone or "public"
+        there = [s for s in allow if rich_rule(s, port) in state.rules]
+        rules = [_firewalld_rule(s, port, zone) for s in allow if s not in there]
+    owned = [s for s in allow if s in ours or s not in there]
     present = [s for s in allow if s in there]
-    return FirewallPlan(
-        "firewalld", port, rules, present, ["firewall-cmd", "--reload"], drop, owned
-    )
+    reload = reload_command(state.manager)
+    return FirewallPlan(state.manager, port, rules, present, reload, drop, owned)
 
 
 def open_script(plan: FirewallPlan) -> str:

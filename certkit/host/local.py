@@ -261,6 +261,9 @@ class LocalTarget:
     def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         return with_rules(plan.firewall, run_sh, lambda: self._apply(plan, restart=restart))
 
+    def run_script(self, script: str) -> list[str]:
+        return run_sh(script)
+
     def _apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         try:
             apply_plan_locally(plan)

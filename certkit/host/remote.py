@@ -186,3 +186,6 @@ class SSHTarget:
     def where(self, path: str) -> str:
         """Recorded as scp writes it, so nobody mistakes it for a local path."""
         return f"{self.ssh.target}:{path}"
+
+    def run_script(self, script: str) -> list[str]:
+        return self.ssh.run_script(script)

@@ -52,6 +52,11 @@ class Target(Protocol):
         """How a path on the host is recorded in the inventory."""
         ...
 
+    def run_script(self, script: str) -> list[str]:
+        """Run ``script`` with sh on the host (as root); its output lines (OperationError with
+        the script's own ``CERTKIT-ERROR`` sentence when it fails)."""
+        ...
+
 
 @dataclass
 class InstallOutcome:

@@ -1,0 +1,115 @@
+"""``certkit firewall``: the rules certkit added to an installed server's host firewall.
+
+The host is reached the way renewal reaches it (the record's target: this
+machine, a ``--root`` sandbox, or SSH), its firewall read with the install's
+own probe (:mod:`certkit.host.firewall`).  certkit's rules are ufw's commented
+``certkit`` and firewalld's rich rules for the sources the record says
+certkit added; nothing else is shown as certkit's or ever removed.
+:func:`remove_rules_of` removes them and records that the server no longer
+asks for any source, so a later renewal does not add them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .host.firewall import (
+    FirewallPlan,
+    FirewallState,
+    certkit_rules,
+    reload_command,
+    remove_rules,
+)
+from .origins import ServerOrigin
+from .renew import ServerInstall, find_active, server_setup
+from .store import CAStore, Record
+
+if TYPE_CHECKING:
+    from .host.target import Target
+
+
+@dataclass
+class FirewallReport:
+    """certkit's rules for one server: what the host's firewall holds, what was removed."""
+
+    name: str
+    host: str  # where the firewall was read ("this machine" or the SSH target)
+    manager: str | None  # None: not checked (a --root sandbox, or not root there)
+    zone: str | None
+    port: int
+    recorded: list[str]  # the sources the record asks for (--allow-from)
+    rules: list[str]  # the sources certkit's rules on the host allow
+    commands: list[str] = field(default_factory=list)  # how to remove them (or what removed them)
+    removed: bool = False
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": True, **self.__dict__}
+
+
+@dataclass
+class _Found:
+    record: Record
+    report: FirewallReport
+    target: Target
+    plan: FirewallPlan  # removes certkit's rules
+
+
+def _read(store: CAStore, name: str, srv: ServerInstall) -> _Found:
+    """The server's record and its report, read from the host (and what removes the rules)."""
+    record = find_active(store, "server", name)
+    origin = record.leaf_origin
+    assert isinstance(origin, ServerOrigin)
+    if origin.install is None and srv.ssh is None and srv.sandbox is None:
+        raise UsageError(
+            f"{name} was not installed by certkit, so it has no firewall rules of certkit's; "
+            "give --ssh [USER@]HOST to read a host anyway."
+        )
+    setup = server_setup(record, replace(srv, install=True))
+    assert setup.target is not None
+    state = setup.target.read_files().firewall
+    options = setup.options
+    where = setup.target.ref.ssh or "this machine"
+    rules = certkit_rules(state, options.port, options.firewall_added) if state else []
+    plan = FirewallPlan(state.manager if state else "none", options.port)
+    plan.drop, plan.reload = rules, reload_command(plan.manager)
+    report = FirewallReport(
+        name=record.name,
+        host=where,
+        manager=state.manager if state else None,
+        zone=state.zone if isinstance(state, FirewallState) else None,
+        port=options.port,
+        recorded=list(options.allow_from),
+        rules=[r.source for r in rules],
+        commands=plan.commands(),
+    )
+    return _Found(record, report, setup.target, plan)
+
+
+def show_rules(store: CAStore, name: str, srv: ServerInstall | None = None) -> FirewallReport:
+    """certkit's rules for server ``name`` on its host, with the commands that remove them."""
+    return _read(store, name, srv or ServerInstall()).report
+
+
+def remove_rules_of(
+    store: CAStore, name: str, srv: ServerInstall | None = None, *, dry_run: bool = False
+) -> FirewallReport:
+    """Remove certkit's rules for server ``name`` from its host's firewall, and record that it
+    asks for no source any more (renewal then leaves the firewall alone)."""
+    found = _read(store, name, srv or ServerInstall())
+    report, plan = found.report, found.plan
+    report.dry_run = dry_run
+    if dry_run:
+        return report
+    if plan.drop:
+        remove_rules(plan.manager, plan.port, plan.drop, plan.reload, found.target.run_script)
+    with store.transaction() as inv:
+        rec = inv.get(found.record.serial)
+        origin = rec.leaf_origin if rec is not None else None
+        if rec is not None and isinstance(origin, ServerOrigin) and origin.install:
+            cleared = replace(origin.install, allow_from=(), firewall_added=())
+            rec.origin = replace(origin, install=cleared)
+    report.removed = bool(plan.drop)
+    return report
