@@ -3,12 +3,13 @@
 Detection (read-only) runs in the same round trip as the read of the host's
 files (:data:`PROBE`, appended to the read script over SSH and in the fleet,
 run with ``sh`` on this machine): ``ufw status``, ``firewall-cmd --state``
-(and the default zone's permanent rich rules) and ``nft list ruleset``.  The
+(and the active zone's permanent rich rules) and ``nft list ruleset``.  The
 first that holds wins, in this order (ufw and firewalld themselves load nft
 tables, so plain nftables is only considered without them):
 
 * **ufw**: ``ufw status`` says ``Status: active``;
-* **firewalld**: ``firewall-cmd --state`` says ``running``;
+* **firewalld**: ``firewall-cmd --state`` says ``running``; its active zone
+  is the one the default route's interface is bound to, else the default zone;
 * **nftables**: a base chain hooked on ``input`` with ``policy drop``;
 * **none**: nothing of the above (a host whose rules come from legacy
   iptables only is reported as none).
@@ -17,20 +18,24 @@ Without ``--allow-from`` certkit changes nothing on the firewall: the
 install's warnings name the manager that blocks the TLS port and give the
 command that opens it (or say that the port is open to every network).
 
-With ``--allow-from CIDR`` (repeatable, ``any`` for everyone) and an active
-manager, certkit adds one rule per source that is not already there, before
-dockerd's files are written; when the write or the restart fails the rules
-it just added are removed again.  It never enables a firewall, never touches
-a rule it did not add, and never opens port 2375.  What it adds, and how to
-undo it by hand:
+With ``--allow-from CIDR`` (repeatable, ``any`` for everyone; the whole set)
+and an active manager, certkit adds one rule per source that no rule allows
+yet, before dockerd's files are written; when the write or the restart fails
+the rules it just added are removed again.  Once the install succeeded, its
+own rules for sources no longer in the set are removed (:attr:`FirewallPlan.drop`).
+It never enables a firewall, never touches a rule it did not add, and never
+opens port 2375.  What it adds, how it knows its own, and how to undo it by
+hand (docs/firewall/*.md):
 
 * ufw: ``ufw allow from CIDR to any port 2376 proto tcp comment certkit``
-  (persistent: ufw saves its rules).  Undo:
-  ``ufw delete allow from CIDR to any port 2376 proto tcp``
+  (persistent: ufw saves its rules); its own are the ones commented
+  ``certkit``.  Undo: ``ufw delete allow from CIDR to any port 2376 proto tcp``
   (``ufw status numbered`` lists them, marked ``# certkit``).
-* firewalld: in the default zone, the permanent rich rule
+* firewalld: in the active zone, the permanent rich rule
   ``rule family="ipv4" source address="CIDR" port port="2376" protocol="tcp"
   accept`` (no family or source for ``any``), then ``firewall-cmd --reload``.
+  Rich rules carry no mark, so the sources certkit added are recorded with the
+  certificate (``InstallOptions.firewall_added``) and only those are removed.
   Undo: ``firewall-cmd --permanent --zone=ZONE --remove-rich-rule='…'`` and
   ``firewall-cmd --reload``.
 * nftables: not written by certkit: an ``accept`` in a table of certkit's own
