@@ -190,6 +190,7 @@ class FirewallPlan:
     reload: list[str] | None = None  # run after adding or removing (firewalld)
     drop: list[FirewallRule] = field(default_factory=list)
     owned: list[str] = field(default_factory=list)  # sources whose rule certkit added
+    left: str | None = None  # set when a rule in ``drop`` would not go (the commands to run)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,6 +200,7 @@ class FirewallPlan:
             "remove": [r.to_json() for r in self.drop],
             "present": self.present,
             "owned": self.owned,
+            "left": self.left,
         }
 
     def commands(self) -> list[str]:
@@ -261,7 +263,8 @@ def describe(plan: FirewallPlan, dry_run: bool) -> list[str]:
         for s in plan.present
     ]
     verb = "would run" if dry_run else "ran"
-    return lines + [f"Firewall ({plan.manager}): {verb} {cmd}" for cmd in plan.commands()]
+    lines += [f"Firewall ({plan.manager}): {verb} {cmd}" for cmd in plan.commands()]
+    return lines + ([f"Firewall ({plan.manager}): {plan.left}"] if plan.left else [])
 
 
 def _open_command(state: FirewallState, port: int) -> str:
@@ -416,7 +419,8 @@ def with_rules(
 ) -> bool:
     """Add ``plan``'s rules with ``run`` (runs a script on the host, returns its output
     lines), then ``write``; when ``write`` fails, remove the rules again.  Once ``write``
-    succeeded, remove the rules certkit no longer needs (``plan.drop``)."""
+    succeeded, remove the rules certkit no longer needs (``plan.drop``); when one will not
+    go, the install still stands and ``plan.left`` says what to run by hand."""
     if plan is None or not (plan.rules or plan.drop):
         return write()
     if plan.rules and "CERTKIT-FW-OPEN" not in run(open_script(plan)):
@@ -431,5 +435,8 @@ def with_rules(
                 raise OperationError(f"{e} {left}") from None
         raise
     if plan.drop:
-        remove_rules(plan.manager, plan.port, plan.drop, plan.reload, run)
+        try:
+            remove_rules(plan.manager, plan.port, plan.drop, plan.reload, run)
+        except OperationError as e:
+            plan.left = f"{e.message} Run them on the host."
     return done
