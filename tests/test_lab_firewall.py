@@ -202,6 +202,9 @@ def test_firewalld_allow_from_opens_2376_in_the_zone_and_survives_a_reload(
         "public",
         ["10.1.2.3/32"],
     )
+    # issue-server again for the same host knows the rule certkit added (from the record).
+    cli_ok(*args, "--allow-from", "10.1.2.4")
+    assert sorted(rich_rules(host, "public")) == [rule_for("10.1.2.4/32"), rule_for("10.9.9.9/32")]
     cli_ok("firewall", "remove", host.address, *where)
     assert (
         rich_rules(host, "public")

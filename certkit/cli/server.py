@@ -69,7 +69,8 @@ ALLOW_FROM = typer.Option(
     "--allow-from",
     metavar="CIDR",
     help="With --install: open the TLS port in the host's active firewall (ufw, firewalld) "
-    "to this source only (repeatable; 'any' for everyone).",
+    "to these sources only (repeatable; 'any' for everyone); certkit's rules for other "
+    "sources are removed.",
 )
 FROM_FILE = typer.Option(
     None,
