@@ -16,11 +16,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dockercli, paths
 from .checks import FAIL, PASS, SKIP, WARN, Check, Checklist
 from .errors import CertkitError, UsageError
+
+if TYPE_CHECKING:
+    from .host.exposure import Finding
+    from .host.hostfiles import HostFiles
 
 WARN_DAYS = 30
 
@@ -32,6 +36,7 @@ class DoctorReport(Checklist):
     root: str
     docker_config: str
     checks: list[Check] = field(default_factory=list)
+    exposure: list[Finding] = field(default_factory=list)  # who can reach the Docker ports
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +44,7 @@ class DoctorReport(Checklist):
             "root": self.root,
             "docker_config": self.docker_config,
             "checks": [c.to_json() for c in self.checks],
+            "exposure": [f.to_json() for f in self.exposure],
         }
 
 
@@ -276,7 +282,9 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
     except CertkitError as e:
         report.add("hosts-conflict", FAIL, e.message)
         return
-    if not (files.daemon_json or files.units or files.dropins or files.default_docker):
+    dockerd_here = bool(files.daemon_json or files.units or files.dropins or files.default_docker)
+    _check_exposure(report, sp, files if dockerd_here else None)
+    if not dockerd_here:
         # A laptop: nothing configures a dockerd here, so there is nothing to pass.
         for name in ("hosts-conflict", "insecure-listener"):
             report.add(name, SKIP, "no docker.service, drop-in or daemon.json: no dockerd here")
@@ -303,6 +311,24 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
             f"{', '.join(insecure)} serves the Docker API without TLS: anyone who reaches it "
             "is root on this host; remove it and use certkit issue-server HOST --install",
         )
+
+
+def _check_exposure(report: DoctorReport, sp: paths.SystemPaths, files: HostFiles | None) -> None:
+    """Who can reach the Docker ports: the live listeners and the firewall (not under --root:
+    those are this machine's, not the sandbox's).  Without a configured dockerd, only 2375."""
+    from .host import exposure
+
+    if sp.sandboxed:
+        for name in ("plain-port", "tls-port-exposure"):
+            report.add(name, SKIP, "--root: the live listeners and firewall are not the sandbox's")
+        return
+    ports = exposure.configured_tls_ports(files) if files is not None else []
+    try:
+        report.exposure = exposure.findings(ports)
+    except CertkitError as e:  # the read-only firewall probe could not run
+        report.add("tls-port-exposure", FAIL, f"the firewall could not be read: {e.message}")
+        return
+    report.checks += [f.check() for f in report.exposure]
 
 
 # ---------------------------------------------------------------- docker client side

@@ -27,13 +27,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dockercli, files
 from .checks import FAIL, PASS, WARN, Check, Checklist
 from .errors import UsageError
 from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
 from .tlsclient import Session, open_session, probe, request, tls_context, why
+
+if TYPE_CHECKING:
+    from .host.exposure import Finding
 
 WARN_DAYS = 30
 PROBES = ("client-cert-required", "unknown-ca-refused")
@@ -62,6 +65,7 @@ class Report(Checklist):
     api_version: str | None = None
     server_names: list[str] = field(default_factory=list)
     server_der: bytes = b""  # the server certificate the first connection saw
+    exposure: list[Finding] = field(default_factory=list)  # run on the host: who reaches it
 
     @property
     def proven(self) -> bool:
@@ -84,6 +88,7 @@ class Report(Checklist):
             "api_version": self.api_version,
             "server_names": self.server_names,
             "checks": [c.to_json() for c in self.checks],
+            "exposure": [f.to_json() for f in self.exposure],
         }
 
 
@@ -435,6 +440,24 @@ def verify(
     if insecure_port:
         _check_insecure_port(report, host, insecure_port, timeout)
     return report
+
+
+def add_exposure(report: Report, insecure_port: int | None) -> bool:
+    """When ``report``'s host is this machine: add who can reach its ports (the live
+    listeners and the firewall, as ``certkit doctor`` reads them).  False elsewhere: from
+    a client, only the plain-HTTP probe can tell anything."""
+    from .errors import CertkitError
+    from .host import exposure
+
+    if not exposure.is_this_machine(report.host):
+        return False
+    try:
+        report.exposure = exposure.findings([report.port], insecure_port)
+    except CertkitError as e:  # the read-only firewall probe could not run
+        report.add("tls-port-exposure", WARN, f"the firewall could not be read: {e.message}")
+        return True
+    report.checks += [f.check() for f in report.exposure]
+    return True
 
 
 def resolve(

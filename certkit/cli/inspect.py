@@ -168,18 +168,21 @@ def verify(
     Checks the strict TLS chain, the names, that client certificates are
     required and foreign ones refused, the API, expiry dates, and that the
     plain-HTTP port is closed.  With only HOST[:PORT], the docker context
-    pointing there supplies the TLS files.
+    pointing there supplies the TLS files.  Run on the Docker host itself
+    (HOST is one of its addresses), it also reports who can reach the ports:
+    the live listeners and the host firewall, as doctor does.
 
     Example: certkit verify --context docker1
     """
     from ..names import format_host
-    from ..verify import resolve
+    from ..verify import add_exposure, resolve
     from ..verify import verify as _verify
 
     host, port, creds = resolve(endpoint, context, ca, cert, key, docker_config)
     report = _verify(host, port, creds, timeout, insecure_port or None)
     if not any(c.name == "connect" for c in report.checks):  # unreachable: said once is enough
         report.checks += _docker_py_checks(host, port, creds, timeout)
+    add_exposure(report, insecure_port or None)
     lines = [f"Verifying {format_host(host, port)} with {creds.source} ({creds.cert})"]
     lines += [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")
@@ -219,7 +222,9 @@ def doctor(
     """Check this machine's Docker TLS setup without touching the network; exit 1 on any FAIL.
 
     Host: daemon.json, its TLS files and modes, key/certificate/CA agreement,
-    hosts set both in the systemd unit and daemon.json, plain-TCP listeners.
+    hosts set both in the systemd unit and daemon.json, plain-TCP listeners;
+    who can reach the Docker ports (live listeners and the host firewall):
+    2375 listening beyond loopback FAILs, 2376 open to every network WARNs.
     Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
     Store: SQLite's integrity check of every CA's inventory.
 
