@@ -205,3 +205,73 @@ def test_doctor_agrees_with_a_real_install_on_a_debian_unit(tmp_path: Path, stor
     r = run_certkit("doctor", "--root", str(root))
     assert r.returncode == 0, r.stdout
     assert "PASS  hosts-conflict" in r.stdout and "PASS  key-matches-cert" in r.stdout
+
+
+# ---------------------------------------------------------------- exposure (host/exposure.py)
+# Lab hosts prove ufw and the live listeners (tests/test_lab_exposure.py); firewalld and
+# nftables cannot run on this machine's lab hosts here, so their parsers get the tools'
+# own output, copied from firewall-cmd 1.3 and nft 1.0.
+
+
+def test_firewalld_and_nftables_sources_of_the_tls_port() -> None:
+    from certkit.host.exposure import firewalld_sources, nft_sources
+
+    zone = [
+        "public (active)",
+        "  target: default",
+        "  interfaces: eth0",
+        "  services: dhcpv6-client ssh",
+        "  ports: 8080/tcp",
+        "  rich rules: ",
+        '\trule family="ipv4" source address="10.0.0.0/24" port port="2376" protocol="tcp" accept',
+    ]
+    assert firewalld_sources(zone, 2376) == ["10.0.0.0/24"]
+    assert firewalld_sources([*zone, "  ports: 2000-3000/tcp"], 2376) == ["10.0.0.0/24", "any"]
+    assert firewalld_sources(["  target: ACCEPT"], 2376) == ["any"]
+    assert firewalld_sources(zone, 2377) == []
+    ruleset = [
+        "table inet filter {",
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy drop;",
+        "\t\ttcp dport 22 accept",
+        "\t\tip saddr 192.0.2.7 tcp dport { 80, 2376 } accept",
+        "\t}",
+        "}",
+    ]
+    assert nft_sources(ruleset, 2376) == ["192.0.2.7/32"]
+    assert nft_sources([*ruleset, "\t\ttcp dport 2376 accept"], 2376) == ["192.0.2.7/32", "any"]
+    assert nft_sources(ruleset, 2375) == []
+
+
+def test_ufw_sources_and_what_doctor_says_about_them() -> None:
+    from certkit.host.exposure import Exposure, Listener, findings, ufw_sources
+    from certkit.host.firewall import FirewallState
+
+    status = [
+        "Status: active",
+        "Default: deny (incoming), allow (outgoing), disabled (routed)",
+        "To                         Action      From",
+        "22/tcp                     ALLOW IN    Anywhere",
+        "2376/tcp                   ALLOW IN    10.77.5.1                  # certkit",
+        "22/tcp (v6)                ALLOW IN    Anywhere (v6)",
+    ]
+    assert ufw_sources(status, 2376) == ["10.77.5.1/32"]
+    assert ufw_sources([*status, "2000:2400/tcp   ALLOW IN    Anywhere"], 2376)[-1] == "any"
+    assert ufw_sources([status[1].replace("deny (incoming)", "allow (incoming)")], 2376) == ["any"]
+    live = [Listener("::", 2376), Listener("127.0.0.1", 2375)]
+    fw = Exposure(FirewallState("ufw"), {"ufw": status})
+    plain, tls = findings([2376], 2375, fw, live)
+    assert (plain.status, tls.status) == ("WARN", "PASS")
+    assert tls.check().message == "port 2376/tcp is reachable only from 10.77.5.1/32 (ufw)"
+    blocked = findings([2376], None, Exposure(FirewallState("ufw"), {"ufw": status[:3]}), live)
+    assert blocked[0].status == "WARN" and "blocked by ufw" in blocked[0].message
+    assert "--allow-from CIDR" in blocked[0].check().message
+    assert findings([2376], 2375, fw, [])[1].status == "SKIP"  # dockerd not listening
+
+
+def test_root_sandbox_skips_the_live_exposure_checks(tmp_path: Path) -> None:
+    r = run_certkit("doctor", "--root", str(tmp_path), "--json")
+    data = json.loads(r.stdout)
+    status = {c["name"]: (c["status"], c["message"]) for c in data["checks"]}
+    assert status["plain-port"][0] == status["tls-port-exposure"][0] == "SKIP"
+    assert "--root" in status["tls-port-exposure"][1] and data["exposure"] == []

@@ -94,7 +94,11 @@ def test_certkit_daemon_passes_every_check_even_with_requests_ca_vars_set(
         "plain-http-closed",
         "docker-py",
         "docker-py-env",
+        # localhost is this machine: who can reach its ports (listeners, firewall) too.
+        "plain-port",
+        "tls-port-exposure",
     }
+    assert f"port {port} listens on loopback only" in checks["tls-port-exposure"]
     # docker-py works through certkit's client; plain docker-py code would not, with the
     # CA-bundle variables set: a warning with the fix, not a failure.
     env_warning = checks.pop("docker-py-env")
@@ -165,7 +169,25 @@ def test_plain_http_docker_api_on_the_insecure_port_fails(
     checks = _lines(r.stdout)
     assert checks["plain-http-closed"].startswith("FAIL")
     assert f"port {plain} serves the Docker API in plain HTTP" in checks["plain-http-closed"]
-    assert all(v.startswith("PASS") for k, v in checks.items() if k != "plain-http-closed")
+    # Run on this machine, verify also sees the plain listener itself (loopback only: WARN).
+    assert checks["plain-port"].startswith("WARN")
+    assert (
+        f"port {plain} (Docker's plain-HTTP API port) is listening on 127.0.0.1"
+        in (checks["plain-port"])
+    )
+    others = {k: v for k, v in checks.items() if k not in ("plain-http-closed", "plain-port")}
+    assert all(v.startswith("PASS") for v in others.values()), r.stdout
+    data = json.loads(
+        run_certkit(
+            "verify", f"localhost:{port}", *_client(store, "j"), "--insecure-port", str(plain),
+            "--json",
+        ).stdout
+    )  # fmt: skip
+    plain_finding = next(f for f in data["exposure"] if f["name"] == "plain-port")
+    assert (
+        plain_finding["addresses"] == ["127.0.0.1"]
+        and "--remove-insecure" in (plain_finding["next"])
+    )
 
     # The TLS port of the good daemon given as the insecure port: it speaks TLS only.
     r = run_certkit(
@@ -299,7 +321,8 @@ def test_the_whole_certkit_flow_verifies_and_doctors_clean(
     r = run_certkit("verify", "--context", "it", "--insecure-port", str(free_port()), "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(r.stdout)
-    assert [c["status"] for c in data["checks"]] == ["PASS"] * 11, data["checks"]  # docker-py too
+    # docker-py too, and (localhost is this machine) plain-port and tls-port-exposure
+    assert [c["status"] for c in data["checks"]] == ["PASS"] * 13, data["checks"]
 
     r = run_certkit("doctor", "--root", str(root))
     assert r.returncode == 0, r.stdout
