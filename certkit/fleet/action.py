@@ -137,4 +137,10 @@ def _summary(data: dict[str, Any], check: bool) -> str:
         parts.append(f"{would}write {', '.join(data['written'])}")
     if data["restarted"] or (check and data["restart_needed"]):
         parts.append(f"{would}restart dockerd")
+    firewall = data.get("firewall") or {}
+    if firewall.get("add"):
+        sources = ", ".join(r["source"] for r in firewall["add"])
+        parts.append(
+            f"{would}allow port {firewall['port']}/tcp from {sources} in {firewall['manager']}"
+        )
     return "; ".join(parts) or "changed"

@@ -73,6 +73,7 @@ class HostOutcome:
     address: str = ""
     port: int = DOCKER_TLS_PORT
     serial: str | None = None  # of the installed certificate
+    firewall: dict[str, Any] | None = None  # the rules added (or, in check mode, to add)
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -194,7 +195,9 @@ class Converge:
             )
         assert outcome is not None
         plan = outcome.plan
-        out.changed = plan.changed
+        # A missing firewall rule alone is a change too (added without a restart).
+        out.firewall = plan.firewall.to_json() if plan.firewall else None
+        out.changed = plan.changed or bool(plan.firewall and plan.firewall.rules)
         out.written = plan.written
         out.warnings = plan.warnings
         out.diff = plan.diff()
@@ -207,7 +210,7 @@ class Converge:
         new = {c.path: c.content for c in plan.changes}
         installed = new.get(cert_path, host_files.cert_files.get(cert_path))
         out.serial = certs.serial_hex(certs.load_cert(installed)) if installed else None
-        self._make_it_serve(out, changed=plan.changed)
+        self._make_it_serve(out, files_changed=plan.changed)
 
     def _check_docker(self, out: HostOutcome) -> None:
         """Check mode: a host whose docker is down would be restarted (a pending change)."""
@@ -216,11 +219,11 @@ class Converge:
             out.restart_needed = True
             out.msg = f"docker.service is {self.target.docker_state}: it would be restarted"
 
-    def _make_it_serve(self, out: HostOutcome, *, changed: bool) -> None:
+    def _make_it_serve(self, out: HostOutcome, *, files_changed: bool) -> None:
         """After the write: dockerd must serve the installed certificate (restarting it when
         it is down and ``restart`` allows), or the host failed."""
         installed = out.serial
-        if changed and not out.restarted:
+        if files_changed and not out.restarted:
             out.msg = "written; dockerd reads it at its next restart (run with restart)"
             return
         timeout = self.probe_seconds if out.restarted else 2.0
