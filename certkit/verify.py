@@ -14,6 +14,12 @@ stranger's certificate) verify the server first (the CA, and the name or the
 very certificate already seen) and count only a TLS alert from that server as
 a refusal.  A connection that just ends (EOF, reset: what anyone in the middle
 can do) proves nothing: a WARN, and the report is not ``ok``.
+
+Who can reach the ports is known only on the host itself: from a client,
+verify probes the plain-HTTP port (2375) and FAILs when a Docker API answers
+there without TLS; run on the host (HOST is one of its addresses),
+:func:`add_exposure` adds the live listeners and the firewall's view
+(:mod:`certkit.host.exposure`), as ``certkit doctor`` does.
 """
 
 from __future__ import annotations
