@@ -56,6 +56,7 @@ def test_no_firewall_doctor_and_verify_on_the_host_warn_2376_open_to_every_netwo
     exposure = lines(out)["tls-port-exposure"]
     assert exposure.startswith("WARN") and OPEN in exposure, out
     assert "no host firewall is active" in exposure and "--allow-from CIDR" in exposure
+    assert "(dockerd)" in exposure  # who holds the socket, from /proc
     assert lines(out)["plain-port"].startswith("PASS")
     assert "No problem found, 1 warning(s)." in out
 
@@ -65,6 +66,7 @@ def test_no_firewall_doctor_and_verify_on_the_host_warn_2376_open_to_every_netwo
         "WARN", 2376, "none", ["any"]
     )  # fmt: skip
     assert f["addresses"] in (["0.0.0.0"], ["::"]) and "--allow-from" in f["next"]  # Go: "::"
+    assert f["processes"] == ["dockerd"]
 
     # verify run on the host itself says the same; from this machine it cannot tell.
     assert inside(host, "client-context", "self", "--host", host.address)[0] == 0
@@ -120,7 +122,8 @@ def test_plain_2375_listener_fails_doctor_on_the_host_and_verify_from_here(
     plain = lines(out)["plain-port"]
     assert plain.startswith("FAIL"), out
     assert "port 2375 (Docker's plain-HTTP API port) is listening on " in plain
-    assert "root on this host" in plain and "--remove-insecure" in plain
+    assert "(dockerd): whoever reaches it is root on this host" in plain
+    assert "--remove-insecure" in plain
     assert lines(out)["insecure-listener"].startswith("FAIL")
     data = json.loads(inside(host, "doctor", "--json")[1])
     assert data["ok"] is False

@@ -172,7 +172,7 @@ def test_plain_http_docker_api_on_the_insecure_port_fails(
     # Run on this machine, verify also sees the plain listener itself (loopback only: WARN).
     assert checks["plain-port"].startswith("WARN")
     assert (
-        f"port {plain} (Docker's plain-HTTP API port) is listening on 127.0.0.1"
+        f"port {plain} (Docker's plain-HTTP API port) is listening on 127.0.0.1 (dockerd)"
         in (checks["plain-port"])
     )
     others = {k: v for k, v in checks.items() if k not in ("plain-http-closed", "plain-port")}

@@ -28,10 +28,11 @@ Findings, one sentence and the next step each:
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,13 @@ ADVICE = "certkit issue-server HOST --install --allow-from CIDR"
 
 @dataclass(frozen=True)
 class Listener:
-    """A listening TCP socket: its local address and port."""
+    """A listening TCP socket: its local address and port (the socket's inode, and the
+    name of the process holding it once :func:`with_processes` looked)."""
 
     address: str
     port: int
+    inode: int = 0
+    process: str = ""
 
     @property
     def loopback(self) -> bool:
@@ -92,10 +96,30 @@ def parse_proc_net_tcp(text: str) -> list[Listener]:
             continue
         addr, _, port = parts[1].partition(":")
         try:
-            found.append(Listener(_hex_address(addr), int(port, 16)))
+            inode = int(parts[9]) if len(parts) > 9 else 0
+            found.append(Listener(_hex_address(addr), int(port, 16), inode))
         except ValueError:
             continue
     return found
+
+
+def with_processes(found: Sequence[Listener], ports: Iterable[int]) -> list[Listener]:
+    """``found``, the listeners on ``ports`` named after the process holding their socket
+    (``/proc/PID/comm`` of the PID whose ``fd`` links to it; as root, every process)."""
+    wanted = {f"socket:[{x.inode}]": x.inode for x in found if x.inode and x.port in ports}
+    names: dict[int, str] = {}
+    for proc in Path("/proc").iterdir() if wanted else ():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            hits = [wanted[link] for link in links if link in wanted]
+            if hits:
+                comm = (proc / "comm").read_text().strip()
+                names.update(dict.fromkeys(hits, comm))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return [replace(x, process=names.get(x.inode, x.process)) for x in found]
 
 
 def listeners(tables: Sequence[str] = PROC_NET) -> list[Listener]:
@@ -236,6 +260,7 @@ class Finding:
     addresses: tuple[str, ...] = ()  # where it listens (non-loopback first)
     manager: str | None = None  # the active firewall manager; None: not read
     sources: tuple[str, ...] = ()  # who the firewall lets in ("any": everyone)
+    processes: tuple[str, ...] = ()  # who holds the listening sockets, when known
 
     def check(self) -> Check:
         return Check(self.name, self.status, f"{self.message}; {self.next_step}".rstrip("; "))
@@ -250,6 +275,7 @@ class Finding:
             "addresses": list(self.addresses),
             "firewall": self.manager,
             "allowed_from": list(self.sources),
+            "processes": list(self.processes),
         }
 
 
@@ -260,6 +286,12 @@ def _split(found: Sequence[Listener], port: int) -> tuple[list[str], list[str]]:
         sorted({x.address for x in here if not x.loopback}),
         sorted({x.address for x in here if x.loopback}),
     )
+
+
+def _named(addresses: list[str], found: Sequence[Listener], port: int) -> str:
+    """``0.0.0.0, :: (dockerd)``: the addresses, then who holds them when known."""
+    procs = sorted({x.process for x in found if x.port == port and x.process})
+    return ", ".join(addresses) + (f" ({', '.join(procs)})" if procs else "")
 
 
 def plain_port_finding(found: Sequence[Listener], port: int = DOCKER_PLAIN_PORT) -> Finding:
@@ -275,14 +307,16 @@ def plain_port_finding(found: Sequence[Listener], port: int = DOCKER_PLAIN_PORT)
     if public:
         return Finding(
             name, FAIL, port,
-            f"port {port} (Docker's plain-HTTP API port) is listening on {', '.join(public)}: "
+            f"port {port} (Docker's plain-HTTP API port) is listening on "
+            f"{_named(public, found, port)}: "
             "whoever reaches it is root on this host",
             fix, tuple(public + local),
         )  # fmt: skip
     if local:
         return Finding(
             name, WARN, port,
-            f"port {port} (Docker's plain-HTTP API port) is listening on {', '.join(local)}: "
+            f"port {port} (Docker's plain-HTTP API port) is listening on "
+            f"{_named(local, found, port)}: "
             "every local user can drive dockerd (root) through it",
             fix, tuple(local),
         )  # fmt: skip
@@ -311,8 +345,9 @@ def tls_port_finding(found: Sequence[Listener], fw: Exposure, port: int) -> Find
     if manager == "none":
         return Finding(
             name, WARN, port,
-            f"port {port}/tcp is open to every network: dockerd listens on {', '.join(public)} "
-            "and no host firewall is active (ufw, firewalld, nftables checked)",
+            f"port {port}/tcp is open to every network: it listens on "
+            f"{_named(public, found, port)} and no host firewall is active (ufw, firewalld, "
+            "nftables checked)",
             f"limit it to your clients: activate ufw or firewalld, then run {ADVICE}",
             where, manager, (ANY,),
         )  # fmt: skip
@@ -344,13 +379,16 @@ def findings(
 ) -> list[Finding]:
     """This machine's exposure findings: the plain port (None: not checked), then each
     TLS port (the firewall is read only for those)."""
-    found = listeners() if found is None else found
-    out = [plain_port_finding(found, plain_port)] if plain_port else []
     ports = sorted(set(tls_ports) - {plain_port})
+    found = with_processes(listeners(), [*ports, plain_port or 0]) if found is None else found
+    out = [plain_port_finding(found, plain_port)] if plain_port else []
     if ports:
         fw = read_exposure() if fw is None else fw
         out += [tls_port_finding(found, fw, p) for p in ports]
-    return out
+    return [
+        replace(f, processes=tuple(sorted({x.process for x in found if x.port == f.port} - {""})))
+        for f in out
+    ]
 
 
 def configured_tls_ports(files_: HostFiles) -> list[int]:
