@@ -138,3 +138,28 @@ def test_plain_2375_listener_fails_doctor_on_the_host_and_verify_from_here(
     closed = lines(r.stdout)["plain-http-closed"]
     assert closed.startswith("FAIL")
     assert "port 2375 serves the Docker API in plain HTTP" in closed
+
+
+def test_firewalld_rich_rule_gives_no_warning_and_an_open_port_does(host: LabHost) -> None:
+    # firewalld needs D-Bus: both are started inside this lab host only.
+    host.check("systemctl start dbus.socket dbus.service firewalld && firewall-cmd --state")
+    cli_ok("init-ca")
+    source = f"{host.gateway}/32"
+    cli_ok(
+        "issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", source
+    )
+    rc, out = inside(host, "doctor")
+    assert rc == 0, out
+    assert (
+        f"port 2376/tcp is reachable only from {source} (firewalld)"
+        in (lines(out)["tls-port-exposure"])
+    ), out
+    cli_ok("client-context", "lab", "--host", host.address)
+    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
+
+    host.check("firewall-cmd --add-port=2376/tcp")  # runtime only: what doctor reads
+    exposure = lines(inside(host, "doctor")[1])["tls-port-exposure"]
+    assert exposure.startswith("WARN") and f"{OPEN}: firewalld allows it from anywhere" in exposure
+    data = json.loads(inside(host, "doctor", "--json")[1])
+    f = finding(data, "tls-port-exposure")
+    assert (f["firewall"], f["allowed_from"]) == ("firewalld", ["any"])
