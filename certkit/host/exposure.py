@@ -50,8 +50,10 @@ EXPOSURE_PROBE = PROBE + "\n".join(
     [
         'xtag() { while IFS= read -r l; do printf \'CERTKIT-EXPOSE %s %s\\n\' "$1" "$l"; done; }',
         "if command -v ufw >/dev/null 2>&1; then ufw status verbose 2>/dev/null | xtag ufw; fi",
+        # PROBE leaves firewalld's state in $st (firewall-cmd takes 0.2 s): asked again
+        # only when unset.
         "if command -v firewall-cmd >/dev/null 2>&1 && "
-        '[ "$(firewall-cmd --state 2>/dev/null)" = running ]; then',
+        '[ "${st-$(firewall-cmd --state 2>/dev/null)}" = running ]; then',
         "  firewall-cmd --list-all 2>/dev/null | xtag firewalld",
         "fi",
         "",
