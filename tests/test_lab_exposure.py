@@ -45,6 +45,27 @@ def finding(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(f for f in data["exposure"] if f["name"] == name)
 
 
+def installed_with_allow_from(host: LabHost, manager: str) -> None:
+    """Install from this machine with --allow-from it: doctor on the host PASSes (no
+    warning), verify from here passes through the firewall."""
+    cli_ok("init-ca")
+    source = f"{host.gateway}/32"
+    cli_ok(
+        "issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", source
+    )
+    rc, out = inside(host, "doctor")
+    assert rc == 0, out
+    assert lines(out)["tls-port-exposure"].startswith("PASS"), out
+    assert f"port 2376/tcp is reachable only from {source} ({manager})" in out
+    assert "No problem found." in out  # no warning at all
+    f = finding(json.loads(inside(host, "doctor", "--json")[1]), "tls-port-exposure")
+    assert (f["status"], f["firewall"], f["allowed_from"]) == ("PASS", manager, [source])
+    cli_ok("client-context", "lab", "--host", host.address)
+    # From this machine verify cannot see the firewall: only what it can probe.
+    remote = cli_ok("verify", "--context", "lab")
+    assert "tls-port-exposure" not in remote and "All 11 checks passed." in remote
+
+
 def test_no_firewall_doctor_and_verify_on_the_host_warn_2376_open_to_every_network(
     host: LabHost,
 ) -> None:
@@ -80,23 +101,7 @@ def test_ufw_with_the_allow_from_rule_gives_no_warning_and_a_rule_from_anywhere_
     host: LabHost,
 ) -> None:
     host.check("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable")
-    cli_ok("init-ca")
-    source = f"{host.gateway}/32"
-    cli_ok(
-        "issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", source
-    )
-    rc, out = inside(host, "doctor")
-    assert rc == 0, out
-    assert lines(out)["tls-port-exposure"].startswith("PASS"), out
-    assert f"port 2376/tcp is reachable only from {source} (ufw)" in out
-    assert "WARN  tls-port-exposure" not in out
-    data = json.loads(inside(host, "doctor", "--json")[1])
-    f = finding(data, "tls-port-exposure")
-    assert (f["status"], f["firewall"], f["allowed_from"]) == ("PASS", "ufw", [source])
-    cli_ok("client-context", "lab", "--host", host.address)
-    # From this machine verify cannot see the firewall: only what it can probe.
-    remote = cli_ok("verify", "--context", "lab")
-    assert "tls-port-exposure" not in remote and "All 11 checks passed." in remote
+    installed_with_allow_from(host, "ufw")
 
     # Someone adds "ufw allow 2376/tcp": open to everyone again, and doctor says so.
     host.check("ufw allow 2376/tcp")
@@ -143,19 +148,7 @@ def test_plain_2375_listener_fails_doctor_on_the_host_and_verify_from_here(
 def test_firewalld_rich_rule_gives_no_warning_and_an_open_port_does(host: LabHost) -> None:
     # firewalld needs D-Bus: both are started inside this lab host only.
     host.check("systemctl start dbus.socket dbus.service firewalld && firewall-cmd --state")
-    cli_ok("init-ca")
-    source = f"{host.gateway}/32"
-    cli_ok(
-        "issue-server", host.address, *host.cli_args("root"), "--restart", "--allow-from", source
-    )
-    rc, out = inside(host, "doctor")
-    assert rc == 0, out
-    assert (
-        f"port 2376/tcp is reachable only from {source} (firewalld)"
-        in (lines(out)["tls-port-exposure"])
-    ), out
-    cli_ok("client-context", "lab", "--host", host.address)
-    assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
+    installed_with_allow_from(host, "firewalld")
 
     host.check("firewall-cmd --add-port=2376/tcp")  # runtime only: what doctor reads
     exposure = lines(inside(host, "doctor")[1])["tls-port-exposure"]

@@ -8,7 +8,7 @@ pointed at this machine):
 * the active firewall manager (:mod:`certkit.host.firewall`'s probe) and
   which sources it lets reach a port: ``ufw status verbose`` (default
   incoming policy, rules whose ``To`` covers the port; application profiles
-  are not resolved), firewalld's default zone at runtime (``--list-all``:
+  are not resolved), firewalld's active zone at runtime (``--list-all``:
   its target, ports and rich rules; services are not resolved), nftables'
   ``tcp dport`` accept rules.  Rule order (a deny before an allow) is not
   evaluated: an allow is taken as reaching the port.
@@ -50,11 +50,11 @@ EXPOSURE_PROBE = PROBE + "\n".join(
     [
         'xtag() { while IFS= read -r l; do printf \'CERTKIT-EXPOSE %s %s\\n\' "$1" "$l"; done; }',
         "if command -v ufw >/dev/null 2>&1; then ufw status verbose 2>/dev/null | xtag ufw; fi",
-        # PROBE leaves firewalld's state in $st (firewall-cmd takes 0.2 s): asked again
-        # only when unset.
+        # PROBE leaves firewalld's state in $st (firewall-cmd takes 0.2 s: asked again only
+        # when unset) and its active zone in $z (else the default zone is listed).
         "if command -v firewall-cmd >/dev/null 2>&1 && "
         '[ "${st-$(firewall-cmd --state 2>/dev/null)}" = running ]; then',
-        "  firewall-cmd --list-all 2>/dev/null | xtag firewalld",
+        '  firewall-cmd ${z:+"--zone=$z"} --list-all 2>/dev/null | xtag firewalld',
         "fi",
         "",
     ]
@@ -177,7 +177,7 @@ def ufw_sources(lines: Iterable[str], port: int) -> list[str]:
 
 
 def firewalld_sources(lines: Iterable[str], port: int) -> list[str]:
-    """Sources firewalld's ``--list-all`` (the default zone, runtime) lets reach ``port``/tcp."""
+    """Sources firewalld's ``--list-all`` (the active zone, runtime) lets reach ``port``/tcp."""
     out: list[str] = []
     for line in lines:
         s = line.strip()
