@@ -151,15 +151,15 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return _syncfs_fn[0]
 
 
-def syncfs(fd: int, where: Path) -> None:
-    """``syncfs(fd)``; OSError (naming ``where``) with the kernel's errno when it fails."""
+def syncfs(fd: int) -> None:
+    """``syncfs(fd)``; OSError with the kernel's errno when it fails."""
     import ctypes
 
     fn = _load_syncfs()
     assert fn is not None
     if fn(fd) != 0:
         code = ctypes.get_errno() or errno.EIO
-        raise OSError(code, os.strerror(code), str(where))
+        raise OSError(code, os.strerror(code))
 
 
 def choose(devices: set[int]) -> tuple[str, str]:
@@ -194,7 +194,7 @@ class Sync:
     def __init__(self, dirs: Sequence[Path], count: int, fd: int | None = None) -> None:
         global _last
         self.count = count
-        self.where = dirs[0]
+        self.dirs = dirs
         self._own = fd is None
         if fd is None:
             fd = os.open(dirs[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -220,16 +220,22 @@ class Sync:
     def temps(self, paths: Callable[[], list[Path]]) -> None:
         """Every temp file is written: make them durable before any rename."""
         if self.strategy == "syncfs":
-            syncfs(self.fd, self.where)
+            self._syncfs()
         elif self.threaded:
             fsync_all(paths())
 
     def renamed(self, dirs: Sequence[Path | int]) -> None:
         """Every rename is done: make them durable (``dirs``: paths or open descriptors)."""
         if self.strategy == "syncfs":
-            syncfs(self.fd, self.where)
+            self._syncfs()
         else:
             fsync_all(list(dirs))
+
+    def _syncfs(self) -> None:
+        try:
+            syncfs(self.fd)
+        except OSError as e:  # name where the batch went: the files under this directory
+            raise OSError(e.errno, e.strerror, os.path.commonpath(self.dirs)) from None
 
     def close(self) -> None:
         if self._own and self.fd >= 0:
