@@ -85,13 +85,9 @@ def forget_umask() -> None:
 
 
 def _read_umask() -> int:
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
+    for line in _read_proc("/proc/self/status"):
+        if line.startswith(b"Umask:") and line[6:].strip().isdigit():
+            return int(line[6:].strip(), 8)
     old = os.umask(0o077)
     os.umask(old)
     return old
@@ -127,14 +123,25 @@ def kernel_reports_errors(release: str | None = None) -> bool:
 
 def dirty_bytes() -> int:
     """How much page cache waits to be written back, machine-wide (0 when unknown)."""
-    try:
-        with open("/proc/meminfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"Dirty:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    for line in _read_proc("/proc/meminfo"):
+        words = line.split()
+        if words[:1] == [b"Dirty:"] and len(words) > 1 and words[1].isdigit():
+            return int(words[1]) * 1024
     return 0
+
+
+def _read_proc(path: str) -> list[bytes]:
+    """The lines of a small /proc file (none when it cannot be read): one open, one read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        return os.read(fd, 1 << 16).splitlines()
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
