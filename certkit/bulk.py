@@ -255,7 +255,8 @@ def _outputs(plan: _Plan) -> Outputs:
     def outputs(issued: list[Issued]) -> list[tuple[StrPath, bytes | str, int]]:
         if plan.base is None:
             return []
-        files.make_output_subdirs(plan.base, plan.subdirs)  # an existing --out keeps its mode
+        # An existing --out keeps its mode; temp files a killed run left there go.
+        files.make_output_subdirs(plan.base, plan.subdirs, plan.file_names)
         writes: list[tuple[StrPath, bytes | str, int]] = []
         for one, d in zip(issued, plan.dirs(), strict=True):
             assert d is not None

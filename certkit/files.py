@@ -417,18 +417,27 @@ def _open_checked(fd: int, sub: str, where: Path, flag: str) -> int | None:
     return child
 
 
-def make_output_subdirs(base: StrPath, subdirs: Sequence[str], *, flag: str = "--out") -> None:
+def make_output_subdirs(
+    base: StrPath, subdirs: Sequence[str], names: Sequence[str] = (), *, flag: str = "--out"
+) -> None:
     """Create (0700) or open ``base`` and each ``base/SUB``, checked as :func:`write_output_dir`
-    does; existing ones keep their mode.  A new SUB costs one ``mkdir``."""
+    does; existing ones keep their mode.  A new SUB costs one ``mkdir``.
+
+    In an existing one, the temp files an interrupted run left for ``names``
+    (``.NAME.*.tmp``) are removed: the batch about to run replaces them.
+    """
     fd, target = _walk(base, flag, create=True, mode=PRIVATE_DIR)
     assert fd is not None
     try:
-        for sub in filter(None, subdirs):
+        for sub in subdirs:
             try:
+                if not sub:
+                    raise FileExistsError(sub)
                 os.mkdir(sub, PRIVATE_DIR, dir_fd=fd)
             except FileExistsError:  # an existing one keeps its mode, as --out itself does
                 child = _open_checked(fd, sub, target / sub, flag)
                 if child is not None:
+                    _remove_stale_temps(child, names)
                     os.close(child)
                 continue
             except OSError as e:
@@ -439,6 +448,16 @@ def make_output_subdirs(base: StrPath, subdirs: Sequence[str], *, flag: str = "-
                 os.chmod(sub, PRIVATE_DIR, dir_fd=fd)
     finally:
         os.close(fd)
+
+
+def _remove_stale_temps(fd: int, names: Sequence[str]) -> None:
+    prefixes = tuple(f".{n}." for n in names)
+    if not prefixes:
+        return
+    for entry in os.listdir(fd):
+        if entry.startswith(prefixes) and entry.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=fd)
 
 
 def write_output_dir(

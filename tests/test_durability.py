@@ -156,8 +156,13 @@ def test_killed_at_a_syncfs_leaves_the_safe_side_and_a_rerun_works(
     names = {p.name for p in out.rglob("*.pem")}
     assert names == (set(FILES) if when == 2 else set())  # when=1: only temp files
 
+    left = list(out.rglob(".*.tmp"))
+    assert len(left) == (3 * COUNT if when == 1 else 0)  # renamed at the second syncfs
+    assert all(p.stat().st_mode & 0o777 in (0o600, 0o644) for p in left)
+
     again = run_certkit("issue-client", "--count", str(COUNT), "--out", str(out), "--force")
     assert again.returncode == 0, again.stderr
+    assert not list(out.rglob(".*.tmp")), "the rerun left the killed run's temp files"
     records = check_files_and_inventory(store, out)
     assert sorted(str(r["name"]) for r in records) == sorted(f"client-{i}" for i in range(1, 21))
 
