@@ -41,25 +41,39 @@ def strace_argv(*options: str) -> list[str]:
 
 
 def issue(
-    out: Path, *options: str, env: dict[str, str] | None = None
+    out: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    count: int = COUNT,
+    umask: int = 0o022,
 ) -> subprocess.CompletedProcess[str]:
     """`certkit issue-client --count COUNT --out OUT` under strace with ``options``."""
-    argv = [*strace_argv(*options), "issue-client", "--count", str(COUNT), "--out", str(out)]
+    argv = [*strace_argv(*options), "issue-client", "--count", str(count), "--out", str(out)]
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        umask=umask,
     )
 
 
-def syscall_counts(out: Path, env: dict[str, str] | None = None) -> dict[str, int]:
-    """How many times the run called each sync syscall (strace -c)."""
+SYNCS = "fsync,fdatasync,syncfs"
+
+
+def syscall_counts(
+    out: Path, trace: str = SYNCS, env: dict[str, str] | None = None, **kwargs: int
+) -> dict[str, int]:
+    """How many times the run called each syscall of ``trace`` (strace -c), and the total."""
     log = out.parent / f"{out.name}.strace"
-    r = issue(out, "-c", "-o", str(log), "-e", "trace=fsync,fdatasync,syncfs", env=env)
+    r = issue(out, "-c", "-o", str(log), "-e", f"trace={trace}", env=env, **kwargs)
     assert r.returncode == 0, r.stderr
-    counts = {"fsync": 0, "fdatasync": 0, "syncfs": 0}
+    counts = dict.fromkeys(trace.split(","), 0)
     for line in log.read_text().splitlines():
         words = line.split()
-        if words and words[-1] in counts:
-            counts[words[-1]] = int(words[3])  # % time, seconds, usecs/call, calls
+        if len(words) >= 5 and words[3].isdigit() and words[-1] != "total":  # calls: 4th
+            counts[words[-1]] = int(words[3])
     return counts
 
 
@@ -195,6 +209,48 @@ def test_the_fsync_fallback_gives_the_same_result(store: CAStore, tmp_path: Path
         assert oct(d.stat().st_mode & 0o777) == "0o700"
         assert oct((d / "key.pem").stat().st_mode & 0o777) == "0o600"
         assert oct((d / "cert.pem").stat().st_mode & 0o777) == "0o644"
+
+
+# ---------------------------------------------------------------- system calls per file
+
+
+CHMODS = "chmod,fchmod,fchmodat"
+
+
+@pytest.mark.parametrize(
+    ("umask", "chmods"),
+    [
+        (0o022, 0),  # mkdir 0700 and open 0600/0644 give every mode: no chmod at all
+        (0o077, 3 * COUNT),  # the public files only: ca.pem and cert.pem, the store's cert.pem
+        (0o277, 7 * COUNT),  # every file, and every directory made (the umask took owner bits)
+    ],
+)
+def test_modes_come_from_mkdir_and_open_and_chmod_only_when_the_umask_took_bits(
+    store: CAStore, tmp_path: Path, umask: int, chmods: int
+) -> None:
+    out = tmp_path / "clients"
+    counts = syscall_counts(out, CHMODS, umask=umask)
+    # A few more are not per file: --out and issued/ themselves, SQLite's files.
+    assert chmods <= sum(counts.values()) <= chmods + (0 if umask == 0o022 else 5), counts
+    for d in [*out.iterdir(), *store.dir.joinpath("issued").iterdir()]:
+        assert d.stat().st_mode & 0o777 == 0o700, d
+        for f in d.iterdir():
+            assert f.stat().st_mode & 0o777 == (0o600 if f.name == "key.pem" else 0o644), f
+
+
+def test_each_client_costs_few_system_calls(store: CAStore, tmp_path: Path) -> None:
+    """The marginal cost of a client (5 files, 2 directories), imports and set-up cancelled out.
+
+    Before the batch rework it was about 120 (an fsync, fchmod and stats per file, a walk
+    from / per directory); now: open, write, close and rename per file, a mkdir and a stat
+    per directory, and the checks of --out.
+    """
+    every = "%file,%desc,fsync,fdatasync,syncfs,chmod,fchmod,fchmodat"
+    small = syscall_counts(tmp_path / "a", every, count=COUNT)
+    large = syscall_counts(tmp_path / "b", every, count=3 * COUNT)
+    per_client = (sum(large.values()) - sum(small.values())) / (2 * COUNT)
+    assert per_client <= 32, (per_client, small, large)
+    assert large["syncfs"] == 2
 
 
 def test_a_failed_fsync_in_the_fallback_records_nothing(store: CAStore, tmp_path: Path) -> None:
