@@ -216,8 +216,9 @@ class Sync:
 
     @property
     def threaded(self) -> bool:
-        """fsync strategy, large batch: temps are fsynced by path, from threads, after writing."""
-        return self.strategy == "fsync" and self.count >= PARALLEL_MIN
+        """fsync strategy, large batch of paths (no ``fd`` given): temps are fsynced by path,
+        from threads, once all are written."""
+        return self.strategy == "fsync" and self._own and self.count >= PARALLEL_MIN
 
     def temp(self, fd: int) -> None:
         """A temp file is written (still open)."""

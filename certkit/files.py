@@ -320,23 +320,29 @@ def _walk(
 
 
 def _make_child(fd: int, name: str, path: Path, flag: str, mode: int) -> int:
-    created = False
+    created = _mkdir_at(fd, name, path, flag, mode)
+    child = _open_child(fd, name, path, flag, leaf=True)
+    if child is None:  # pragma: no cover - removed between mkdir and open
+        raise UnsafeOutput(f"{flag} {path} vanished while it was created; run again.")
+    if not created:  # another process made it meanwhile
+        os.fchmod(child, mode)
+    return child
+
+
+def _mkdir_at(fd: int, name: str, path: Path, flag: str, mode: int = PRIVATE_DIR) -> bool:
+    """Make directory ``name`` with ``mode`` under ``fd``: True when made, False when it was
+    there.  ``chmod`` only when the umask took bits from ``mode``."""
     try:
         os.mkdir(name, mode, dir_fd=fd)
     except FileExistsError:
-        pass
+        return False
     except OSError as e:
         raise UnsafeOutput(
             f"{flag} {path} cannot be created ({e.strerror}); choose another."
         ) from None
-    else:
-        created = True
-    child = _open_child(fd, name, path, flag, leaf=True)
-    if child is None:  # pragma: no cover - removed between mkdir and open
-        raise UnsafeOutput(f"{flag} {path} vanished while it was created; run again.")
-    if not created or durable.needs_chmod(mode):  # made by another process meanwhile, or umask
-        os.fchmod(child, mode)
-    return child
+    if durable.needs_chmod(mode):
+        os.chmod(name, mode, dir_fd=fd)
+    return True
 
 
 def _existing(fd: int, names: Iterable[str], where: Path, flag: str) -> list[str]:
@@ -420,8 +426,9 @@ def _open_checked(fd: int, sub: str, where: Path, flag: str) -> int | None:
 def make_output_subdirs(
     base: StrPath, subdirs: Sequence[str], names: Sequence[str] = (), *, flag: str = "--out"
 ) -> None:
-    """Create (0700) or open ``base`` and each ``base/SUB``, checked as :func:`write_output_dir`
-    does; existing ones keep their mode.  A new SUB costs one ``mkdir``.
+    """Create (0700) or open ``base`` and each ``base/SUB`` ("": ``base``), checked as
+    :func:`write_output_dir` does; existing ones keep their mode.  A new SUB costs one
+    ``mkdir``.
 
     In an existing one, the temp files an interrupted run left for ``names``
     (``.NAME.*.tmp``) are removed: the batch about to run replaces them.
@@ -430,22 +437,12 @@ def make_output_subdirs(
     assert fd is not None
     try:
         for sub in subdirs:
-            try:
-                if not sub:
-                    raise FileExistsError(sub)
-                os.mkdir(sub, PRIVATE_DIR, dir_fd=fd)
-            except FileExistsError:  # an existing one keeps its mode, as --out itself does
-                child = _open_checked(fd, sub, target / sub, flag)
-                if child is not None:
-                    _remove_stale_temps(child, names)
-                    os.close(child)
+            if sub and _mkdir_at(fd, sub, target / sub, flag):
                 continue
-            except OSError as e:
-                raise UnsafeOutput(
-                    f"{flag} {target / sub} cannot be created ({e.strerror}); choose another."
-                ) from None
-            if durable.needs_chmod(PRIVATE_DIR):
-                os.chmod(sub, PRIVATE_DIR, dir_fd=fd)
+            child = _open_checked(fd, sub, target / sub, flag)  # it was there: check it
+            if child is not None:
+                _remove_stale_temps(child, names)
+                os.close(child)
     finally:
         os.close(fd)
 
@@ -486,14 +483,6 @@ def write_output_dir(
     return [target / n for n, _, _ in batch]
 
 
-def make_output_dir(path: StrPath, *, flag: str = "--out") -> Path:
-    """Create (0700) or open directory ``path`` with the checks of :func:`write_output_dir`."""
-    fd, target = _walk(path, flag, create=True, mode=PRIVATE_DIR)
-    assert fd is not None
-    os.close(fd)
-    return target
-
-
 def _write_at(
     fd: int, target: Path, batch: list[tuple[str, bytes, int]], force: bool, flag: str
 ) -> None:
@@ -502,17 +491,17 @@ def _write_at(
     sync = durable.Sync([target], len(batch), fd=fd)
     tag = secrets.token_hex(4)
     staged: list[tuple[str, str]] = []
+    renamed = 0
     try:
         for i, (name, data, file_mode) in enumerate(batch):
             staged.append((_stage_at(fd, name, data, file_mode, sync, f"{tag}-{i}"), name))
-        sync.temps(lambda: [Path(f"/proc/self/fd/{fd}/{tmp}") for tmp, _ in staged])
-        while staged:
-            tmp, name = staged[0]
+        sync.temps(list)  # a descriptor-relative batch fsyncs each file as it is written
+        for tmp, name in staged:
             os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-            staged.pop(0)
+            renamed += 1
         sync.renamed([fd])
     finally:
-        for tmp, _ in staged:
+        for tmp, _ in staged[renamed:]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=fd)
 
