@@ -26,9 +26,11 @@ when the kernel is older than 5.8, when the batch spans several filesystems
 data to reach the disk, not just ours: per-file fsync is then faster and
 fairer), or when ``$CERTKIT_SYNC=fsync`` asks for it (tests and benchmarks;
 ``$CERTKIT_SYNC=syncfs`` skips only the dirty-data heuristic, never a
-correctness check).  A ``syncfs`` that fails does not fall back: its error
-is raised, as an fsync's would be.  :func:`last_choice` tells which strategy
-the last batch of this process used, and why.
+correctness check).  A ``syncfs`` the system refuses (ENOSYS, EPERM,
+EOPNOTSUPP: a seccomp filter, a sandbox) makes the batch fall back to fsync
+there and then; any other error (EIO: a write failed) is raised, as an
+fsync's would be.  :func:`last_choice` tells which strategy the last batch of
+this process used, and why.
 
 Either way the guarantee is the same: after a power loss each file of the
 batch is complete (new) or absent (or still the old one), never partial
@@ -48,6 +50,10 @@ SYNC_ENV = "CERTKIT_SYNC"
 MIN_KERNEL = (5, 8)
 DIRTY_LIMIT = 256 * 1024 * 1024
 """Above this much dirty page cache (``/proc/meminfo`` ``Dirty:``), a batch fsyncs file by file."""
+
+REFUSED = frozenset({errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP})
+"""syncfs errors that say the call is not allowed (seccomp, a sandbox), not that a write failed:
+the batch falls back to fsync instead of failing."""
 
 # From this many files on, fsyncs run in parallel (below, threads cost more than they save).
 PARALLEL_MIN = 16
@@ -228,22 +234,30 @@ class Sync:
     def temps(self, paths: Callable[[], list[Path]]) -> None:
         """Every temp file is written: make them durable before any rename."""
         if self.strategy == "syncfs":
-            self._syncfs()
+            if not self._syncfs():
+                fsync_all(paths())  # syncfs is refused here: fsync what syncfs would have
         elif self.threaded:
             fsync_all(paths())
 
     def renamed(self, dirs: Sequence[Path | int]) -> None:
         """Every rename is done: make them durable (``dirs``: paths or open descriptors)."""
-        if self.strategy == "syncfs":
-            self._syncfs()
-        else:
+        if self.strategy != "syncfs" or not self._syncfs():
             fsync_all(list(dirs))
 
-    def _syncfs(self) -> None:
+    def _syncfs(self) -> bool:
+        """syncfs; False (and fsync from now on) when the system refuses the call itself."""
+        global _last
         try:
             syncfs(self.fd)
-        except OSError as e:  # name where the batch went: the files under this directory
+        except OSError as e:
+            if e.errno in REFUSED:
+                self.strategy = "fsync"
+                _last = ("fsync", f"syncfs was refused ({e.strerror})")
+                _syncfs_fn[:] = [None]  # the next batches choose fsync at once
+                return False
+            # A write error: name where the batch went, the files under this directory.
             raise OSError(e.errno, e.strerror, os.path.commonpath(self.dirs)) from None
+        return True
 
     def close(self) -> None:
         if self._own and self.fd >= 0:

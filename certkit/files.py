@@ -495,7 +495,7 @@ def _write_at(
     try:
         for i, (name, data, file_mode) in enumerate(batch):
             staged.append((_stage_at(fd, name, data, file_mode, sync, f"{tag}-{i}"), name))
-        sync.temps(list)  # a descriptor-relative batch fsyncs each file as it is written
+        sync.temps(lambda: [target / tmp for tmp, _ in staged])  # if syncfs is refused
         for tmp, name in staged:
             os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
             renamed += 1

@@ -7,8 +7,10 @@ made durable with a second ``syncfs``; the inventory commits after that
 syncfs with EIO, or kills certkit (SIGKILL, as a power cut would) at it; every
 file must then be complete or absent, the inventory must hold no record whose
 files are missing, and the next run must just work.  The per-file fsync
-fallback is run too (``CERTKIT_SYNC=fsync``), and the syscall counts pin the
-strategy, so a regression to an fsync per file fails here.
+fallback is run too (``CERTKIT_SYNC=fsync``, and a syncfs the system refuses
+with ENOSYS), and the syscall counts pin the strategy, so a regression to an
+fsync per file fails here; they also pin the modes (chmod only when the umask
+took bits) and the cost of each client in system calls.
 """
 
 from __future__ import annotations
@@ -63,11 +65,16 @@ SYNCS = "fsync,fdatasync,syncfs"
 
 
 def syscall_counts(
-    out: Path, trace: str = SYNCS, env: dict[str, str] | None = None, **kwargs: int
+    out: Path,
+    trace: str = SYNCS,
+    env: dict[str, str] | None = None,
+    inject: str | None = None,
+    **kwargs: int,
 ) -> dict[str, int]:
-    """How many times the run called each syscall of ``trace`` (strace -c), and the total."""
+    """How many times a successful run called each syscall of ``trace`` (strace -c)."""
     log = out.parent / f"{out.name}.strace"
-    r = issue(out, "-c", "-o", str(log), "-e", f"trace={trace}", env=env, **kwargs)
+    faults = ["-e", f"inject={inject}"] if inject else []
+    r = issue(out, "-c", "-o", str(log), "-e", f"trace={trace}", *faults, env=env, **kwargs)
     assert r.returncode == 0, r.stderr
     counts = dict.fromkeys(trace.split(","), 0)
     for line in log.read_text().splitlines():
@@ -251,6 +258,18 @@ def test_each_client_costs_few_system_calls(store: CAStore, tmp_path: Path) -> N
     per_client = (sum(large.values()) - sum(small.values())) / (2 * COUNT)
     assert per_client <= 32, (per_client, small, large)
     assert large["syncfs"] == 2
+
+
+@pytest.mark.parametrize("when", [1, 2])
+def test_a_refused_syncfs_falls_back_to_fsync(store: CAStore, tmp_path: Path, when: int) -> None:
+    """ENOSYS (a seccomp filter, a sandbox) is no write error: the batch fsyncs instead."""
+    out = tmp_path / "clients"
+    env = {durable.SYNC_ENV: "syncfs"}
+    calls = syscall_counts(out, env=env, inject=f"syncfs:error=ENOSYS:when={when}")
+    assert calls["syncfs"] == when  # refused once, never asked again
+    # when=1: every temp file, then the directories; when=2: the directories only.
+    assert calls["fsync"] >= (5 * COUNT if when == 1 else 2 * COUNT), calls
+    assert len(check_files_and_inventory(store, out)) == COUNT
 
 
 def test_a_failed_fsync_in_the_fallback_records_nothing(store: CAStore, tmp_path: Path) -> None:
