@@ -2,9 +2,12 @@
 
 A fleet of Docker hosts, or a hundred CI runners, should not mean a hundred
 ``certkit`` runs.  Everything here goes through :func:`certkit.ca.issue_many`
-(one CA key load, one inventory update for the whole batch) and writes the
-output files with :func:`certkit.files.atomic_write_many` (every file atomic
-and durable, without one fsync per file).
+(one CA key load, one inventory update for the whole batch), which writes the
+``--out`` files and the store's copies as one durable batch
+(:func:`certkit.files.atomic_write_many`: every file atomic, two ``syncfs``
+calls for the lot where the kernel allows) before the inventory commits: a
+crash or a failed write leaves files nobody recorded, never a record whose
+files are missing.
 
 Input is validated completely before anything is written: a bad line in a
 hosts file, a duplicate name or an existing output file stops the run with
@@ -21,7 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import files
 from .certs import Kind, check_days, check_key_type
@@ -30,6 +33,9 @@ from .errors import OperationError, UsageError
 from .names import SubjectNames, common_name_for, looks_like_ip, parse_names
 from .origins import ClientOrigin, LeafOrigin, ServerOrigin
 from .paths import CLIENT_FILES, DEFAULT_CA, SERVER_FILES
+
+if TYPE_CHECKING:
+    from .ca import Issued, Outputs
 
 StrPath = files.StrPath
 Progress = Callable[[int], None]
@@ -208,25 +214,23 @@ class _Plan:
     kind: Kind
     names: list[str]
     subject_names: list[SubjectNames | None]
-    dirs: list[Path | None]
+    out: StrPath | None  # --out as given; None: the certificates stay in the store
+    subdirs: list[str]  # each item's directory under --out ("": --out itself)
     file_names: tuple[str, str, str]
     replace_hint: str = "pass --force to replace them, or choose another --out"
+    base: Path | None = None  # --out, absolute, once checked
 
-
-def _check_out(out: StrPath) -> Path:
-    return files.check_output_dir(out, (), force=False)
+    def dirs(self) -> list[Path | None]:
+        return [self.base / s if self.base else None for s in self.subdirs]
 
 
 def _check_targets(plan: _Plan, force: bool) -> None:
     """Refuse links, foreign directories and (unless ``force``) existing files: before
-    anything is issued."""
-    for d in {d for d in plan.dirs if d is not None}:
-        files.check_output_dir(d, plan.file_names, force=True)
-    if force:
+    anything is issued.  --out is walked once for the whole batch."""
+    if plan.out is None:
         return
-    clashes = [d / f for d in plan.dirs if d is not None and d.exists() for f in plan.file_names]
-    clashes = [p for p in clashes if p.exists() or p.is_symlink()]
-    if clashes:
+    plan.base, clashes = files.check_output_subdirs(plan.out, plan.subdirs, plan.file_names)
+    if clashes and not force:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         raise UsageError(f"{clashes[0]} already exists{more}; {plan.replace_hint}.")
 
@@ -242,6 +246,24 @@ def _origin(kind: Kind, names: SubjectNames | None, d: Path | None, days: int) -
         sans = tuple(names.all()) if names is not None else ()
         return ServerOrigin(sans=sans, days=days, out=out)
     return ClientOrigin(days=days, out=out)
+
+
+def _outputs(plan: _Plan) -> Outputs:
+    """The --out files of a batch, for :func:`certkit.ca.issue_many` to write with the
+    store's copies (their directories are made when it asks: after signing)."""
+
+    def outputs(issued: list[Issued]) -> list[tuple[StrPath, bytes | str, int]]:
+        if plan.base is None:
+            return []
+        # An existing --out keeps its mode; temp files a killed run left there go.
+        files.make_output_subdirs(plan.base, plan.subdirs, plan.file_names)
+        writes: list[tuple[StrPath, bytes | str, int]] = []
+        for one, d in zip(issued, plan.dirs(), strict=True):
+            assert d is not None
+            writes += files.tls_files(d, plan.file_names, one.ca_pem, one.cert_pem, one.key_pem)
+        return writes
+
+    return outputs
 
 
 def _run(
@@ -261,6 +283,7 @@ def _run(
     check_days(days)
     _check_targets(plan, force)
     store = require_ca(CAStore(ca, root))
+    dirs = plan.dirs()
     requests = [
         LeafRequest(
             plan.kind,
@@ -272,30 +295,25 @@ def _run(
             origin=_origin(plan.kind, names, d, days),
             installed=[str(d / f) for f in plan.file_names] if d else [],
         )
-        for name, names, d in zip(plan.names, plan.subject_names, plan.dirs, strict=True)
+        for name, names, d in zip(plan.names, plan.subject_names, dirs, strict=True)
     ]
-    issued = issue_many(store, requests, progress=progress)
-    writes: list[tuple[StrPath, bytes | str, int]] = []
+    try:
+        issued = issue_many(store, requests, progress=progress, outputs=_outputs(plan))
+    except OSError as e:
+        raise OperationError(
+            f"Writing {e.filename or 'the certificate files'} failed ({e.strerror}), so no "
+            "certificate was recorded: fix that and run the command again (with --force if "
+            "it left files in --out)."
+        ) from None
     items: list[BulkItem] = []
-    for one, d in zip(issued, plan.dirs, strict=True):
+    for one, d in zip(issued, dirs, strict=True):
         rec = one.record
         item = BulkItem(rec.name, rec.serial, rec.sans, rec.not_after, rec.fingerprint)
         if d is not None:
             item.dir = str(d)
             item.files = [str(d / f) for f in plan.file_names]
-            writes += files.tls_files(d, plan.file_names, one.ca_pem, one.cert_pem, one.key_pem)
         items.append(item)
-    try:
-        for d in {d for d in plan.dirs if d is not None}:
-            files.make_output_dir(d)  # an existing --out keeps its mode (it may be ".")
-        files.atomic_write_many(writes)
-    except OSError as e:
-        where = e.filename or "the output files"
-        raise OperationError(
-            f"The certificates were issued (see `certkit list`) but writing {where} failed: "
-            f"{e.strerror}; fix that and run again with another --out."
-        ) from None
-    return BulkResult(ca, plan.kind, kt, None, items)
+    return BulkResult(ca, plan.kind, kt, str(plan.base) if plan.base else None, items)
 
 
 def issue_clients(
@@ -322,14 +340,11 @@ def issue_clients(
         raise UsageError("The list of clients names someone twice; list each name once.")
     if flat and len(names) != 1:
         raise ValueError("flat output is for a single client")
-    base = _check_out(out)
-    dirs: list[Path | None] = [base] if flat else [base / n for n in names]
-    plan = _Plan("client", names, [None] * len(names), dirs, CLIENT_FILES)
-    result = _run(
+    subdirs = [""] if flat else names
+    plan = _Plan("client", names, [None] * len(names), out, subdirs, CLIENT_FILES)
+    return _run(
         plan, ca=ca, days=days, key_type=key_type, force=force, root=root, progress=progress
     )
-    result.out = str(base)
-    return result
 
 
 def issue_servers(
@@ -349,21 +364,19 @@ def issue_servers(
     host gets ``OUT/HOST/{ca.pem,server-cert.pem,server-key.pem}`` to copy to
     that host.
     """
-    base = _check_out(out) if out is not None else None
     hosts = [e.host for e in entries]
-    dirs: list[Path | None] = [base / host_dir_name(h) if base else None for h in hosts]
-    if base is not None and len({str(d) for d in dirs}) != len(dirs):
+    subdirs = [host_dir_name(h) for h in hosts]
+    if out is not None and len(set(subdirs)) != len(subdirs):
         raise UsageError("Two hosts map to the same --out subdirectory; list each host once.")
     plan = _Plan(
         "server",
         hosts,
         [e.names for e in entries],
-        dirs,
+        out,
+        subdirs,
         SERVER_FILES,
         "choose another --out, or move the old files away first",
     )
-    result = _run(
+    return _run(
         plan, ca=ca, days=days, key_type=key_type, force=force, root=root, progress=progress
     )
-    result.out = str(base) if base else None
-    return result

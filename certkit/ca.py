@@ -13,6 +13,7 @@ the inventory, and keeps a copy of the certificate and key in the store.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -259,11 +260,11 @@ class Issued:
     paths: list[str] = field(default_factory=list)
     issuer_not_after: dt.datetime | None = None
 
-    @property
+    @functools.cached_property
     def cert_pem(self) -> bytes:
         return certs.cert_pem(self.cert)
 
-    @property
+    @functools.cached_property
     def key_pem(self) -> bytes:
         return certs.key_pem(self.key)
 
@@ -370,11 +371,16 @@ def open_signer(store: CAStore) -> Signer:
     return Signer(cert, pkcs11.open_key(key_uri, cert))
 
 
+Outputs = Callable[[list["Issued"]], list[tuple[files.StrPath, bytes | str, int]]]
+"""What :func:`issue_many` hands out besides the store's copies: the files to write."""
+
+
 def issue_many(
     store: CAStore,
     requests: list[LeafRequest],
     *,
     progress: Callable[[int], None] | None = None,
+    outputs: Outputs | None = None,
 ) -> list[Issued]:
     """Issue several certificates with one CA key load and one inventory update.
 
@@ -382,6 +388,16 @@ def issue_many(
     re-drawn under the lock in the (astronomically unlikely) case of a clash.
     Each certificate and key is kept in ``issued/<serial>/`` in the store.
     ``progress(n)`` is called as certificates are made (``n`` more done).
+    ``outputs(issued)`` (bulk issuance's ``--out``) names the files to hand
+    out; it may create their directories.
+
+    Files first, inventory last: the store's copies and the outputs are one
+    durable batch (:func:`certkit.files.atomic_write_many`), written inside
+    the inventory transaction, which commits only once every file is on
+    disk.  A crash or a failed write before the commit leaves files that no
+    record names (``issued/<serial>/`` of a serial the inventory does not
+    know; outputs that ``certkit list`` does not show and that a rerun with
+    ``--force`` replaces), never a record whose files are missing.
     """
     signer = open_signer(store)
     ca_pem = store.trust_bundle_pem()
@@ -394,10 +410,8 @@ def issue_many(
         if progress is not None:
             progress(1)
     results: list[Issued] = []
-    # Files first, then the commit: a crash in between leaves files in issued/
-    # that no record names and nobody was given, never a record without files.
     with store.transaction() as inv:
-        writes: list[tuple[Path, bytes, int]] = []
+        writes: list[tuple[files.StrPath, bytes | str, int]] = []
         for req, key, cert in built:
             while certs.serial_hex(cert) in inv:  # pragma: no cover - 2**-126 odds
                 cert = signer.sign(key.public_key(), req)
@@ -405,16 +419,16 @@ def issue_many(
             record = make_record(cert, req.kind, req.name, kt, signer.cert, req.origin)
             record.installed = sorted(req.installed)
             inv.add(record)
-            d = store.issued_dir(record.serial)
-            files.ensure_dir(d)
-            writes.append((d / "cert.pem", certs.cert_pem(cert), files.PUBLIC_FILE))
-            writes.append((d / "key.pem", certs.key_pem(key), files.PRIVATE_FILE))
-            results.append(
-                Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",
-                       issuer_not_after=signer.cert.not_valid_after_utc)
-            )  # fmt: skip
+            d = files.ensure_dir(store.issued_dir(record.serial))
+            one = Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",
+                         issuer_not_after=signer.cert.not_valid_after_utc)  # fmt: skip
+            writes.append((one.cert_path, one.cert_pem, files.PUBLIC_FILE))
+            writes.append((one.key_path, one.key_pem, files.PRIVATE_FILE))
+            results.append(one)
+        writes += outputs(results) if outputs is not None else []
         crash_point("before-files")
-        files.atomic_write_many(writes)
+        # No links to keep: issued/<serial>/ is new, outputs are checked for links.
+        files.atomic_write_many(writes, keep_links=False)
     return results
 
 

@@ -7,7 +7,15 @@ The permissions policy lives here and nowhere else:
 
 Every write goes to a temporary file in the target directory, created with
 its final mode (so it is never briefly world-readable, whatever the umask),
-is fsynced, then renamed over the target, and the directory is fsynced.
+made durable, then renamed over the target, and the rename is made durable.
+A batch (:func:`atomic_write_many`) is made durable as a whole: see
+:mod:`certkit.durable` for the two strategies (one ``syncfs`` or an fsync per
+file) and when each is used.
+
+Each file and directory costs few system calls: ``O_CREAT`` and ``mkdir``
+are given the final mode, and a ``chmod`` follows only when the process umask
+took bits away from it (the umask is read once per process, see
+:func:`certkit.durable.umask`).
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from . import durable
 from .errors import UsageError
 
 PRIVATE_DIR = 0o700
@@ -35,21 +44,27 @@ def ensure_dir(path: StrPath, mode: int = PRIVATE_DIR) -> Path:
     """Create ``path`` (and parents) if missing; set ``mode`` on the ones created.
 
     Existing directories keep their mode, except the leaf which is set to
-    ``mode`` when it is a private directory (tighten, never loosen).
+    ``mode`` when it is a private directory (tighten, never loosen).  A new
+    directory costs one ``mkdir`` (plus a ``chmod`` only under a umask that
+    removes bits from ``mode``); an existing one a ``mkdir`` and a ``stat``.
     """
     p = Path(path)
-    missing: list[Path] = []
-    cur = p
-    while not cur.exists():
-        missing.append(cur)
-        cur = cur.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, mode)
-        os.chmod(d, mode)  # mkdir honours the umask; chmod does not
-    if not p.is_dir():  # never chmod (or write under) a file standing where the dir goes
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p))
-    if mode == PRIVATE_DIR and p.stat().st_mode & 0o077:
+    try:
+        os.mkdir(p, mode)
+    except FileNotFoundError:
+        if p.parent == p:
+            raise
+        ensure_dir(p.parent, mode)
+        return ensure_dir(p, mode)
+    except FileExistsError:
+        st = os.stat(p)
+        # never chmod (or write under) a file standing where the dir goes
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(p)) from None
+        if mode == PRIVATE_DIR and st.st_mode & 0o077:
+            os.chmod(p, mode)
+        return p
+    if durable.needs_chmod(mode):
         os.chmod(p, mode)
     return p
 
@@ -73,16 +88,18 @@ def fsync_dir(path: StrPath) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes, mode: int, *, fsync: bool = True) -> Path:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def _write_temp(path: Path, data: bytes, mode: int, sync: durable.Sync | None, tag: str) -> Path:
+    """``data`` in a new temp file next to ``path``, created with ``mode``; ``sync`` is told."""
+    tmp = path.with_name(f".{path.name}.{tag}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
-        with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(fd)
+        if durable.needs_chmod(mode):
+            os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
+        durable.write_all(fd, data)
+        if sync is None:
+            os.fsync(fd)
+        else:
+            sync.temp(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -95,7 +112,7 @@ def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> P
     """Write ``data`` to ``path`` atomically with ``mode``; the directory must exist."""
     p = _through_link(path)
     raw = data.encode() if isinstance(data, str) else data
-    tmp = _write_temp(p, raw, mode)
+    tmp = _write_temp(p, raw, mode, None, secrets.token_hex(4))
     try:
         os.replace(tmp, p)
     except BaseException:
@@ -105,80 +122,53 @@ def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> P
     return p
 
 
-def atomic_write_many(items: Iterable[tuple[StrPath, bytes | str, int]]) -> list[Path]:
+def atomic_write_many(
+    items: Iterable[tuple[StrPath, bytes | str, int]], *, keep_links: bool = True
+) -> list[Path]:
     """Write many files atomically: the guarantee of :func:`atomic_write` for each.
 
-    All temporary files are written first and made durable, then renamed,
-    then each directory touched (and its parent) is made durable once: no target ever holds a
-    partial file, and once this returns every file is on disk.  A large batch
-    (bulk issuance: thousands of files) does its fsyncs from a few threads at
-    once instead of one after the other; the filesystem commits them together,
-    which is about ten times faster on ext4 and flushes nothing but these files.
+    All temporary files are written first and made durable together, then
+    renamed, then the renames are made durable (each directory touched, and
+    its parent: a directory made for this batch must survive too).  No
+    target ever holds a partial file, and once this returns every file is on
+    disk; when it raises before the renames, nothing was replaced.
+    :mod:`certkit.durable` decides how (one ``syncfs`` for the whole batch
+    where that is safe, else an fsync per file from a few threads).
+
+    ``keep_links`` (the default) replaces a symlink's target so the link
+    survives; ``False`` replaces whatever is at the path (saves a ``stat``
+    per file where the caller knows there are no links, as under freshly
+    made or checked directories).
     """
-    batch = [(_through_link(path), data, mode) for path, data, mode in items]
-    bulk = len(batch) >= _PARALLEL_MIN
+    batch = [
+        (_through_link(path) if keep_links else Path(path), data, mode)
+        for path, data, mode in items
+    ]
+    if not batch:
+        return []
+    dirs = list(dict.fromkeys(d for p, _, _ in batch for d in (p.parent, p.parent.parent)))
+    sync = durable.Sync(dirs, len(batch))
+    tag = secrets.token_hex(4)
     staged: list[tuple[Path, Path]] = []
+    renamed = 0
     try:
-        for p, data, mode in batch:
+        for i, (p, data, mode) in enumerate(batch):
             raw = data.encode() if isinstance(data, str) else data
-            staged.append((_write_temp(p, raw, mode, fsync=not bulk), p))
-        if bulk:
-            _fsync_all([tmp for tmp, _ in staged])
+            staged.append((_write_temp(p, raw, mode, sync, f"{tag}-{i}"), p))
+        sync.temps(lambda: [tmp for tmp, _ in staged])
         for tmp, p in staged:
             os.replace(tmp, p)
+            renamed += 1
     except BaseException:
-        for tmp, _ in staged:
+        for tmp, _ in staged[renamed:]:
             tmp.unlink(missing_ok=True)
+        sync.close()
         raise
-    # Each directory, and its parent: a directory made for this batch must be durable too.
-    _fsync_all(sorted({d for _, p in staged for d in (p.parent, p.parent.parent)}))
-    return [p for _, p in staged]
-
-
-# From this many files on, fsyncs run in parallel (below, threads cost more than they save).
-_PARALLEL_MIN = 16
-_FSYNC_THREADS = 16
-
-
-def _fsync_path(path: Path) -> None:
-    """fsync a file or directory by path (Linux flushes through a read-only descriptor)."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
     try:
-        os.fsync(fd)
+        sync.renamed(dirs)
     finally:
-        os.close(fd)
-
-
-def _fsync_all(paths: list[Path]) -> None:
-    """fsync every path; many at once from a few threads; the first error is raised."""
-    if len(paths) < _PARALLEL_MIN:
-        for p in paths:
-            _fsync_path(p)
-        return
-    import threading  # already loaded by the interpreter in practice; costs nothing
-
-    pending = iter(paths)
-    take = threading.Lock()
-    errors: list[OSError] = []
-
-    def worker() -> None:
-        while not errors:
-            with take:
-                p = next(pending, None)
-            if p is None:
-                return
-            try:
-                _fsync_path(p)
-            except OSError as e:
-                errors.append(e)
-
-    threads = [threading.Thread(target=worker) for _ in range(min(_FSYNC_THREADS, len(paths)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+        sync.close()
+    return [p for _, p in staged]
 
 
 def tls_files(
@@ -330,23 +320,33 @@ def _walk(
 
 
 def _make_child(fd: int, name: str, path: Path, flag: str, mode: int) -> int:
+    created = _mkdir_at(fd, name, path, flag, mode)
+    child = _open_child(fd, name, path, flag, leaf=True)
+    if child is None:  # pragma: no cover - removed between mkdir and open
+        raise UnsafeOutput(f"{flag} {path} vanished while it was created; run again.")
+    if not created:  # another process made it meanwhile
+        os.fchmod(child, mode)
+    return child
+
+
+def _mkdir_at(fd: int, name: str, path: Path, flag: str, mode: int = PRIVATE_DIR) -> bool:
+    """Make directory ``name`` with ``mode`` under ``fd``: True when made, False when it was
+    there.  ``chmod`` only when the umask took bits from ``mode``."""
     try:
         os.mkdir(name, mode, dir_fd=fd)
     except FileExistsError:
-        pass
+        return False
     except OSError as e:
         raise UnsafeOutput(
             f"{flag} {path} cannot be created ({e.strerror}); choose another."
         ) from None
-    child = _open_child(fd, name, path, flag, leaf=True)
-    if child is None:  # pragma: no cover - removed between mkdir and open
-        raise UnsafeOutput(f"{flag} {path} vanished while it was created; run again.")
-    os.fchmod(child, mode)
-    return child
+    if durable.needs_chmod(mode):
+        os.chmod(name, mode, dir_fd=fd)
+    return True
 
 
-def _clashes(fd: int, names: Iterable[str], where: Path, flag: str, force: bool) -> None:
-    """Refuse links and non-files among ``names`` in ``fd``; existing files need ``force``."""
+def _existing(fd: int, names: Iterable[str], where: Path, flag: str) -> list[str]:
+    """Which of ``names`` are in ``fd``; links and non-files among them are refused."""
     existing = []
     for name in names:
         st = _lstat_at(fd, name)
@@ -360,6 +360,12 @@ def _clashes(fd: int, names: Iterable[str], where: Path, flag: str, force: bool)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeOutput(f"{flag}: {where / name} is not a regular file; move it away.")
         existing.append(name)
+    return existing
+
+
+def _clashes(fd: int, names: Iterable[str], where: Path, flag: str, force: bool) -> None:
+    """Refuse links and non-files among ``names`` in ``fd``; existing files need ``force``."""
+    existing = _existing(fd, names, where, flag)
     if existing and not force:
         raise UnsafeOutput(
             f"{flag}: {where} already holds {', '.join(existing)}; pass --force to replace "
@@ -378,6 +384,77 @@ def check_output_dir(
         finally:
             os.close(fd)
     return target
+
+
+def check_output_subdirs(
+    base: StrPath, subdirs: Sequence[str], names: Sequence[str], *, flag: str = "--out"
+) -> tuple[Path, list[Path]]:
+    """:func:`check_output_dir` of ``base/SUB`` for each SUB ("" is ``base``), walking once.
+
+    Returns ``base`` (absolute) and the files among ``names`` that already
+    exist there; links and non-files are refused.  Writes nothing.
+    """
+    fd, target = _walk(base, flag, create=False, mode=PRIVATE_DIR)
+    found: list[Path] = []
+    if fd is None:
+        return target, found
+    try:
+        for sub in subdirs:
+            child = _open_checked(fd, sub, target / sub, flag)
+            if child is not None:
+                try:
+                    found += [target / sub / n for n in _existing(child, names, target / sub, flag)]
+                finally:
+                    os.close(child)
+    finally:
+        os.close(fd)
+    return target, found
+
+
+def _open_checked(fd: int, sub: str, where: Path, flag: str) -> int | None:
+    """Directory ``sub`` of ``fd`` ("": ``fd`` itself) opened and checked, or None if absent."""
+    child = _open_child(fd, sub, where, flag, leaf=True) if sub else os.dup(fd)
+    if child is not None:
+        try:
+            _check_dir_stat(os.fstat(child), where, flag, leaf=True)
+        except BaseException:
+            os.close(child)
+            raise
+    return child
+
+
+def make_output_subdirs(
+    base: StrPath, subdirs: Sequence[str], names: Sequence[str] = (), *, flag: str = "--out"
+) -> None:
+    """Create (0700) or open ``base`` and each ``base/SUB`` ("": ``base``), checked as
+    :func:`write_output_dir` does; existing ones keep their mode.  A new SUB costs one
+    ``mkdir``.
+
+    In an existing one, the temp files an interrupted run left for ``names``
+    (``.NAME.*.tmp``) are removed: the batch about to run replaces them.
+    """
+    fd, target = _walk(base, flag, create=True, mode=PRIVATE_DIR)
+    assert fd is not None
+    try:
+        for sub in subdirs:
+            if sub and _mkdir_at(fd, sub, target / sub, flag):
+                continue
+            child = _open_checked(fd, sub, target / sub, flag)  # it was there: check it
+            if child is not None:
+                _remove_stale_temps(child, names)
+                os.close(child)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(fd: int, names: Sequence[str]) -> None:
+    prefixes = tuple(f".{n}." for n in names)
+    if not prefixes:
+        return
+    for entry in os.listdir(fd):
+        if entry.startswith(prefixes) and entry.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=fd)
 
 
 def write_output_dir(
@@ -406,42 +483,38 @@ def write_output_dir(
     return [target / n for n, _, _ in batch]
 
 
-def make_output_dir(path: StrPath, *, flag: str = "--out") -> Path:
-    """Create (0700) or open directory ``path`` with the checks of :func:`write_output_dir`."""
-    fd, target = _walk(path, flag, create=True, mode=PRIVATE_DIR)
-    assert fd is not None
-    os.close(fd)
-    return target
-
-
 def _write_at(
     fd: int, target: Path, batch: list[tuple[str, bytes, int]], force: bool, flag: str
 ) -> None:
+    """Stage each file under ``fd``, make them durable, rename them in place, sync again."""
     _clashes(fd, [n for n, _, _ in batch], target, flag, force)
+    sync = durable.Sync([target], len(batch), fd=fd)
+    tag = secrets.token_hex(4)
     staged: list[tuple[str, str]] = []
+    renamed = 0
     try:
-        for name, data, file_mode in batch:
-            staged.append((_stage_at(fd, name, data, file_mode), name))
+        for i, (name, data, file_mode) in enumerate(batch):
+            staged.append((_stage_at(fd, name, data, file_mode, sync, f"{tag}-{i}"), name))
+        sync.temps(lambda: [target / tmp for tmp, _ in staged])  # if syncfs is refused
         for tmp, name in staged:
             os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-        staged = []
-        os.fsync(fd)
+            renamed += 1
+        sync.renamed([fd])
     finally:
-        for tmp, _ in staged:
+        for tmp, _ in staged[renamed:]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=fd)
 
 
-def _stage_at(fd: int, name: str, data: bytes, mode: int) -> str:
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+def _stage_at(fd: int, name: str, data: bytes, mode: int, sync: durable.Sync, tag: str) -> str:
+    tmp = f".{name}.{tag}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     out = os.open(tmp, flags, mode, dir_fd=fd)
     try:
-        os.fchmod(out, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out, view) :]
-        os.fsync(out)
+        if durable.needs_chmod(mode):
+            os.fchmod(out, mode)  # O_CREAT's mode is filtered by the umask
+        durable.write_all(out, data)
+        sync.temp(out)
     except BaseException:
         os.close(out)
         os.unlink(tmp, dir_fd=fd)

@@ -201,7 +201,9 @@ def test_a_crash_between_migration_and_rename_migrates_nothing_twice(store: CASt
 
 
 def _check_consistent(store: CAStore, out: Path) -> None:
-    """A crash left the safe side: every record has its files, every file handed out a record."""
+    """A crash left the safe side: every record has its files (in the store and where it
+    says they were installed); a file handed out without a record is an orphan of the
+    interrupted run, recognisable as such (its store copy is there, its serial unknown)."""
     assert _integrity(store) == [("ok",)]
     records = {r.serial: r for r in store.inventory().find()}
     for serial, rec in records.items():
@@ -212,12 +214,15 @@ def _check_consistent(store: CAStore, out: Path) -> None:
         key = serialization.load_pem_private_key((d / "key.pem").read_bytes(), None)
         assert f"{cert.serial_number:032x}" == serial
         assert cert.public_key() == key.public_key()
-    if (out / "cert.pem").exists():  # handed out: it must be recorded
+        for path in rec.installed:
+            assert Path(path).exists(), f"{serial} is recorded at {path}, which is missing"
+    if (out / "cert.pem").exists():  # handed out: recorded, or an orphan of this crash
         cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
-        assert f"{cert.serial_number:032x}" in records
+        serial = f"{cert.serial_number:032x}"
+        assert serial in records or (store.issued_dir(serial) / "cert.pem").exists()
 
 
-ISSUE_CLIENT = ["issue-client", "c1", "--out"]  # one transaction; files handed out after it
+ISSUE_CLIENT = ["issue-client", "c1", "--out"]  # one transaction, committed after every file
 CLIENT_ONLY = ["client-context", "c1", "--host", "docker1", "--client-only", "--out"]
 
 
@@ -225,8 +230,8 @@ CLIENT_ONLY = ["client-context", "c1", "--host", "docker1", "--client-only", "--
     ("command", "step"),
     [
         (ISSUE_CLIENT, "before-files"),  # record inserted, no file written
-        (ISSUE_CLIENT, "before-commit"),  # issued/<serial>/ files written, not committed
-        (ISSUE_CLIENT, "after-commit"),  # recorded, nothing handed out yet
+        (ISSUE_CLIENT, "before-commit"),  # store copies and --out written, not committed
+        (ISSUE_CLIENT, "after-commit"),  # everything done
         (CLIENT_ONLY, "before-commit#2"),  # --out files written, where they went not committed
         (CLIENT_ONLY, "after-commit#2"),  # everything done
     ],
