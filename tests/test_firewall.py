@@ -213,8 +213,16 @@ def test_no_firewall_says_the_port_is_open_and_never_enables_one() -> None:
 
 
 def test_nftables_rules_and_port_2375_are_refused() -> None:
-    with pytest.raises(UsageError, match="certkit does not write nftables rules"):
-        plan_firewall(FirewallState("nftables", chain="inet filter input"), ["10.0.0.1"], 2376)
+    nft = FirewallState("nftables", chain="inet filter input")
+    with pytest.raises(UsageError, match="certkit does not write nftables rules") as e:
+        plan_firewall(nft, ["10.0.0.1", "2001:db8::/64"], 2376)
+    # The exact commands, one per source (ip or ip6), to run on the host.
+    assert (
+        "run `nft insert rule inet filter input tcp dport 2376 ip saddr 10.0.0.1/32 accept` and "
+        "`nft insert rule inet filter input tcp dport 2376 ip6 saddr 2001:db8::/64 accept` there"
+    ) in e.value.message
+    with pytest.raises(UsageError, match="tcp dport 2376 accept`"):
+        plan_firewall(nft, ["any"], 2376)
     with pytest.raises(UsageError, match="certkit never opens it"):
         plan_firewall(FirewallState("ufw"), ["10.0.0.1"], 2375)
 

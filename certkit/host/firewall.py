@@ -267,6 +267,14 @@ def describe(plan: FirewallPlan, dry_run: bool) -> list[str]:
     return lines + ([f"Firewall ({plan.manager}): {plan.left}"] if plan.left else [])
 
 
+def nft_command(state: FirewallState, port: int, source: str = "CIDR") -> str:
+    """The ``nft`` command that accepts ``port``/tcp from ``source`` (``any``: everyone) in
+    the host's input chain that drops."""
+    family, table, chain = (state.chain or "inet filter input").split(" ")
+    saddr = "" if source == ANY else f"{'ip6' if ':' in source else 'ip'} saddr {source} "
+    return f"nft insert rule {family} {table} {chain} tcp dport {port} {saddr}accept"
+
+
 def _open_command(state: FirewallState, port: int) -> str:
     """The command that would open ``port`` to CIDR with the host's own tool."""
     if state.manager == "ufw":
@@ -278,8 +286,7 @@ def _open_command(state: FirewallState, port: int) -> str:
             f"--add-rich-rule='{rich_rule('CIDR', port).replace('ipv6', 'ipv4')}' "
             "&& firewall-cmd --reload"
         )
-    family, table, chain = (state.chain or "inet filter input").split(" ")
-    return f"nft insert rule {family} {table} {chain} tcp dport {port} ip saddr CIDR accept"
+    return nft_command(state, port)
 
 
 def plan_firewall(
@@ -318,10 +325,11 @@ def plan_firewall(
             "(or re-run with --allow-from CIDR)"
         ]
     if state.manager == "nftables":
+        cmds = " and ".join(f"`{nft_command(state, port, s)}`" for s in allow)
         raise UsageError(
             f"port {port}/tcp is blocked by nftables on the host and certkit does not write "
-            f"nftables rules: run `{_open_command(state, port)}` there for each source and add "
-            "it to /etc/nftables.conf, then run again without --allow-from."
+            f"nftables rules: run {cmds} there, add the same to /etc/nftables.conf, then run "
+            "again without --allow-from."
         )
     return _rules_for(state, allow, port, check_sources(added)), []
 
