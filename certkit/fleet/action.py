@@ -143,4 +143,7 @@ def _summary(data: dict[str, Any], check: bool) -> str:
         parts.append(
             f"{would}allow port {firewall['port']}/tcp from {sources} in {firewall['manager']}"
         )
+    if firewall.get("remove"):
+        sources = ", ".join(r["source"] for r in firewall["remove"])
+        parts.append(f"{would}remove certkit's {firewall['manager']} rule for {sources}")
     return "; ".join(parts) or "changed"

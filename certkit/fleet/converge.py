@@ -22,14 +22,16 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import certs, defaults
 from ..errors import CertkitError, UsageError
+from ..host.firewall import FirewallPlan
 from ..host.options import InstallOptions
 from ..host.target import InstallOutcome, install
 from ..names import DOCKER_TLS_PORT, check_port, parse_names
+from ..origins import ServerOrigin
 from ..server import issue_server
 from ..store import CAStore
 from .target import AnsibleTarget
@@ -139,6 +141,36 @@ def served_serial(
         time.sleep(0.5)
 
 
+def recorded_firewall(store: CAStore, serial: str, options: InstallOptions) -> InstallOptions:
+    """``options`` knowing the sources whose firewall rule certkit added for the installed
+    certificate ``serial`` (its record), so that a source dropped from
+    ``certkit_allow_from`` has its rule removed (firewalld's rules carry no mark)."""
+    record = store.inventory().get(serial) if options.allow_from else None
+    origin = record.leaf_origin if record is not None else None
+    if not isinstance(origin, ServerOrigin) or origin.install is None:
+        return options
+    return replace(options, firewall_added=origin.install.firewall_added)
+
+
+def record_firewall(
+    store: CAStore, serial: str, options: InstallOptions, firewall: FirewallPlan | None
+) -> None:
+    """Record on certificate ``serial`` the sources asked for and those whose rule certkit
+    added, as issue-server records them (nothing when the firewall was left alone)."""
+    if firewall is None:
+        return
+    wanted = (options.allow_from, tuple(firewall.owned))
+    with store.transaction() as inv:
+        record = inv.get(serial)
+        origin = record.leaf_origin if record is not None else None
+        if record is None or not isinstance(origin, ServerOrigin):
+            return
+        was = origin.install or options
+        if (was.allow_from, was.firewall_added) != wanted:
+            now = replace(was, allow_from=wanted[0], firewall_added=wanted[1])
+            record.origin = replace(origin, install=now)
+
+
 @dataclass
 class Converge:
     """One host's convergence: inputs, and the outcome being filled in."""
@@ -185,19 +217,20 @@ class Converge:
         else:
             assert pems is not None
             trio = (self.store.trust_bundle_pem(), *pems)
+            serial = certs.serial_hex(certs.load_cert(pems[0]))
+            options = recorded_firewall(self.store, serial, self.spec.options)
             outcome = install(
-                self.target,
-                host_files,
-                self.spec.options,
-                trio,
-                dry_run=self.check,
-                restart=self.restart,
+                self.target, host_files, options, trio, dry_run=self.check, restart=self.restart
             )
+            if not self.check:
+                record_firewall(self.store, serial, options, outcome.plan.firewall)
         assert outcome is not None
         plan = outcome.plan
-        # A missing firewall rule alone is a change too (added without a restart).
+        # A firewall rule to add or to remove alone is a change too (without a restart).
         out.firewall = plan.firewall.to_json() if plan.firewall else None
-        out.changed = plan.changed or bool(plan.firewall and plan.firewall.rules)
+        out.changed = plan.changed or bool(
+            plan.firewall and (plan.firewall.rules or plan.firewall.drop)
+        )
         out.written = plan.written
         out.warnings = plan.warnings
         out.diff = plan.diff()
