@@ -381,3 +381,28 @@ def test_firewall_show_and_remove_on_a_sandbox_and_unknown_names(tmp_path: Path)
     cli_ok("issue-server", "handed-out")
     r = run_certkit("firewall", "show", "handed-out")
     assert r.returncode == 2 and "was not installed by certkit" in r.stderr
+
+
+def test_one_ufw_parser_serves_the_install_and_doctor() -> None:
+    from certkit.host.exposure import ufw_sources
+    from certkit.host.firewall import UfwRule, parse_ufw, ufw_allowed
+
+    # ufw 0.36's own layout ("%-26s %-12s%-26s%s%s"), verbose: ALLOW IN, and a log attribute.
+    verbose = [
+        "Default: deny (incoming), allow (outgoing), disabled (routed)",
+        f"{'2376/tcp':<26} {'ALLOW IN':<12}{'10.0.0.1':<26} # certkit",
+        f"{'2000:2400/tcp on eth0':<26} {'LIMIT IN':<12}{'192.0.2.0/24':<26} (log)",
+        f"{'2376/tcp (v6)':<26} {'DENY IN':<12}{'Anywhere (v6)':<26}",
+    ]
+    allows, rules = parse_ufw(verbose)
+    assert allows is False
+    assert rules == [
+        UfwRule("2376/tcp", "ALLOW IN", "10.0.0.1", False, "certkit"),
+        UfwRule("2000:2400/tcp on eth0", "LIMIT IN", "192.0.2.0/24 (log)", False, None),
+        UfwRule("2376/tcp", "DENY IN", "Anywhere", True, None),
+    ]
+    assert [r.covers(2376) for r in rules] == [True, True, True]
+    # The install counts certkit's plain ALLOW rule for exactly 2376/tcp; doctor every
+    # ALLOW or LIMIT whose ports cover 2376 (a DENY lets nobody in).
+    assert ufw_allowed(FirewallState("ufw", rules=tuple(verbose)), 2376) == {"10.0.0.1/32": True}
+    assert ufw_sources(verbose, 2376) == ["10.0.0.1/32", "192.0.2.0/24"]

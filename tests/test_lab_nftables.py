@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
 from support import cli_ok, run_certkit
+from test_lab_firewall import reachable
 
 pytestmark = pytest.mark.lab
 
@@ -47,14 +47,6 @@ def host(lab: Lab) -> LabHost:
 
 def filter_table(host: LabHost) -> str:
     return host.check("nft list table inet filter")
-
-
-def reachable(host: LabHost) -> bool:
-    try:
-        with socket.create_connection((host.address, 2376), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 def exposure_line(host: LabHost) -> tuple[str, dict[str, object]]:

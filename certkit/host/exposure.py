@@ -39,7 +39,7 @@ from typing import Any
 from ..checks import FAIL, PASS, SKIP, WARN, Check
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT
 from .daemonjson import config_or_empty, json_hosts
-from .firewall import ANY, PROBE, FirewallState, parse_probe
+from .firewall import ANY, PROBE, FirewallState, parse_probe, parse_ufw, ports_cover
 from .hostfiles import HostFiles
 from .systemd import effective_execstart, expanded, flag_hosts
 
@@ -138,19 +138,6 @@ def listeners(tables: Sequence[str] = PROC_NET) -> list[Listener]:
 # ---------------------------------------------------------------- who the firewall lets in
 
 
-def _ports_cover(spec: str, port: int) -> bool:
-    """Does a port spec (``2376``, ``2376/tcp``, ``2000:3000/tcp``, ``22,2376/tcp``,
-    ``2000-3000``) cover ``port``/tcp?"""
-    ports, _, proto = spec.partition("/")
-    if proto and proto != "tcp":
-        return False
-    for part in ports.split(","):
-        m = re.fullmatch(r"(\d+)(?:[:-](\d+))?", part.strip())
-        if m and int(m.group(1)) <= port <= int(m.group(2) or m.group(1)):
-            return True
-    return False
-
-
 def _source(value: str) -> str:
     value = value.replace("(v6)", "").strip().split()[0] if value.strip() else ANY
     if value.lower() in ("anywhere", "0.0.0.0/0", "::/0", "any"):
@@ -163,16 +150,13 @@ def _source(value: str) -> str:
 
 def ufw_sources(lines: Iterable[str], port: int) -> list[str]:
     """Sources ``ufw status verbose`` lets reach ``port``/tcp (``any``: everyone)."""
-    out: list[str] = []
-    for line in lines:
-        if line.startswith("Default:") and re.search(r"\b(allow|accept) \(incoming\)", line):
-            out.append(ANY)
-        parts = re.split(r"\s{2,}", line.strip())
-        if len(parts) < 3 or not parts[1].startswith(("ALLOW", "LIMIT")):
-            continue
-        to = re.sub(r" on \S+", "", parts[0].replace("(v6)", "")).split()
-        if to and (to[-1] == "Anywhere" or _ports_cover(to[-1], port)):
-            out.append(_source(parts[2].split("#")[0]))
+    default_allows, rules = parse_ufw(lines)
+    out = [ANY] if default_allows else []
+    out += [
+        _source(r.source)
+        for r in rules
+        if r.action.startswith(("ALLOW", "LIMIT")) and r.covers(port)
+    ]
     return sorted(set(out))
 
 
@@ -183,11 +167,11 @@ def firewalld_sources(lines: Iterable[str], port: int) -> list[str]:
         s = line.strip()
         key, _, value = s.partition(":")
         everyone = key == "target" and value.strip() == "ACCEPT"
-        if everyone or (key == "ports" and any(_ports_cover(p, port) for p in value.split())):
+        if everyone or (key == "ports" and any(ports_cover(p, port) for p in value.split())):
             out.append(ANY)
         elif s.startswith("rule ") and s.endswith("accept"):
             m = re.search(r'port port="([^"]+)" protocol="tcp"', s)
-            if m and _ports_cover(m.group(1), port):
+            if m and ports_cover(m.group(1), port):
                 src = re.search(r'source address="([^"]+)"', s)
                 out.append(_source(src.group(1)) if src and " NOT " not in s else ANY)
     return sorted(set(out))
@@ -202,7 +186,7 @@ def nft_sources(lines: Iterable[str], port: int) -> list[str]:
         if not m or not re.search(r"\baccept\b", s):
             continue
         specs = m.group(1).strip("{}").replace(" ", "").split(",")
-        if any(_ports_cover(p, port) for p in specs):
+        if any(ports_cover(p, port) for p in specs):
             src = re.search(r"\bip6? saddr (\S+)", s)
             out.append(_source(src.group(1)) if src and src.group(1) != "!=" else ANY)
     return sorted(set(out))

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,20 +222,69 @@ def _ufw_rule(source: str, port: int) -> FirewallRule:
     )
 
 
+def ports_cover(spec: str, port: int) -> bool:
+    """Does a port spec (``2376``, ``2376/tcp``, ``2000:3000/tcp``, ``22,2376/tcp``,
+    ``2000-3000``) cover ``port``/tcp?"""
+    ports, _, proto = spec.partition("/")
+    if proto and proto != "tcp":
+        return False
+    for part in ports.split(","):
+        m = re.fullmatch(r"(\d+)(?:[:-](\d+))?", part.strip())
+        if m and int(m.group(1)) <= port <= int(m.group(2) or m.group(1)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class UfwRule:
+    """One rule line of ``ufw status`` (plain: ``ALLOW``; verbose: ``ALLOW IN``)."""
+
+    to: str  # the To column without (v6): ``2376/tcp``, ``22/tcp on eth0``, ``Anywhere``
+    action: str  # ``ALLOW``, ``ALLOW IN``, ``LIMIT IN``, ``DENY``, ...
+    source: str  # the From column without (v6) and the comment: ``10.0.0.1``, ``Anywhere``
+    v6: bool
+    comment: str | None  # the text after ``#`` (None: no comment)
+
+    def covers(self, port: int) -> bool:
+        """Does the rule's To cover ``port``/tcp (any interface; Anywhere: every port)?"""
+        to = re.sub(r" on \S+", "", self.to).split()
+        return bool(to) and (to[-1] == "Anywhere" or ports_cover(to[-1], port))
+
+
+def parse_ufw(lines: Iterable[str]) -> tuple[bool, list[UfwRule]]:
+    """``ufw status`` (plain or verbose) read: does the default policy allow incoming
+    traffic (verbose only), and its rule lines.  ufw prints a rule as
+    ``%-26s %-12s%-26s`` (To, Action, From) then `` (log)`` and `` # COMMENT``: the
+    columns are two or more spaces apart, but for a To of 26 characters or more."""
+    default_allows, rules = False, []
+    for line in lines:
+        if line.startswith("Default:") and re.search(r"\b(allow|accept) \(incoming\)", line):
+            default_allows = True
+        parts = re.split(r"\s{2,}", line.strip())
+        if len(parts) < 3 or not parts[1].startswith(("ALLOW", "LIMIT", "DENY", "REJECT")):
+            continue
+        source, hashed, comment = "  ".join(parts[2:]).partition("#")
+        v6 = "(v6)" in parts[0] or "(v6)" in source
+        to, source = (" ".join(c.replace("(v6)", "").split()) for c in (parts[0], source))
+        rules.append(UfwRule(to, parts[1], source, v6, comment.strip() if hashed else None))
+    return default_allows, rules
+
+
 def ufw_allowed(state: FirewallState, port: int) -> dict[str, bool]:
     """Sources ``ufw status`` allows ``port``/tcp from (IPv4 lines), each True when the rule
     is certkit's (commented ``# certkit``)."""
     found: dict[str, bool] = {}
-    for line in state.rules:
-        m = re.match(rf"^{port}/tcp\s+ALLOW(?: IN)?\s+(\S+)(\s+\(v6\))?\s*(?:#\s*(.*?))?\s*$", line)
-        if m is None or m.group(2) or "(v6)" in line.split("ALLOW")[0]:
+    for rule in parse_ufw(state.rules)[1]:
+        if rule.v6 or rule.to != f"{port}/tcp" or rule.action not in ("ALLOW", "ALLOW IN"):
             continue
-        src = ANY if m.group(1) == "Anywhere" else m.group(1)
-        try:
-            src = src if src == ANY else str(ipaddress.ip_network(src, strict=False))
-        except ValueError:
-            continue
-        found[src] = found.get(src, False) or m.group(3) == COMMENT
+        if rule.source == "Anywhere":
+            src = ANY
+        else:
+            try:
+                src = str(ipaddress.ip_network(rule.source, strict=False))
+            except ValueError:
+                continue
+        found[src] = found.get(src, False) or rule.comment == COMMENT
     return found
 
 
