@@ -11,6 +11,7 @@ asks for any source, so a later renewal does not add them back.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,9 @@ class _Found:
     plan: FirewallPlan  # removes certkit's rules
 
 
-def _read(store: CAStore, name: str, srv: ServerInstall) -> _Found:
-    """The server's record and its report, read from the host (and what removes the rules)."""
+def _read(store: CAStore, name: str, srv: ServerInstall, doing: str = "show") -> _Found:
+    """The server's record and its report, read from the host (and what removes the rules);
+    ``doing`` names the command for its errors (``show``, ``remove``)."""
     record = find_active(store, "server", name)
     origin = record.leaf_origin
     assert isinstance(origin, ServerOrigin)
@@ -66,6 +68,14 @@ def _read(store: CAStore, name: str, srv: ServerInstall) -> _Found:
         raise UsageError(
             f"{name} was not installed by certkit, so it has no firewall rules of certkit's; "
             "give --ssh [USER@]HOST to read a host anyway."
+        )
+    here = not (srv.ssh or origin.target.ssh)
+    sandbox = srv.sandbox if srv.sandbox is not None else origin.target.sandbox
+    if here and not sandbox and hasattr(os, "geteuid") and os.geteuid() != 0:
+        # Before the install's own check (server_setup), whose sentence is about --install.
+        raise UsageError(
+            f"{'changing' if doing == 'remove' else 'reading'} this machine's firewall needs "
+            f"root: run certkit firewall {doing} as root (with sudo)."
         )
     setup = server_setup(record, replace(srv, install=True))
     assert setup.target is not None
@@ -98,7 +108,7 @@ def remove_rules_of(
 ) -> FirewallReport:
     """Remove certkit's rules for server ``name`` from its host's firewall, and record that it
     asks for no source any more (renewal then leaves the firewall alone)."""
-    found = _read(store, name, srv or ServerInstall())
+    found = _read(store, name, srv or ServerInstall(), "remove")
     report, plan = found.report, found.plan
     report.dry_run = dry_run
     if dry_run:

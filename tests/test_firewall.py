@@ -406,3 +406,45 @@ def test_one_ufw_parser_serves_the_install_and_doctor() -> None:
     # ALLOW or LIMIT whose ports cover 2376 (a DENY lets nobody in).
     assert ufw_allowed(FirewallState("ufw", rules=tuple(verbose)), 2376) == {"10.0.0.1/32": True}
     assert ufw_sources(verbose, 2376) == ["10.0.0.1/32", "192.0.2.0/24"]
+
+
+def test_firewall_on_this_machine_without_root_says_so_for_the_firewall_command(
+    tmp_path: Path, certkit_home: Path
+) -> None:
+    import dataclasses
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from certkit.host.options import HostRef
+
+    cli_ok("init-ca")
+    root = str(tmp_path / "root")
+    cli_ok("issue-server", "docker1", "--install", "--root", root, "--allow-from", "10.0.0.1")
+    # The record of an install on this machine itself (not a sandbox): written here as root,
+    # then read by an unprivileged user (nobody), which is what a user without sudo is.
+    with CAStore().transaction() as inv:
+        (rec,) = [r for r in inv.find("server", "docker1")]
+        rec.origin = dataclasses.replace(rec.leaf_origin, target=HostRef())
+    home = Path(tempfile.mkdtemp(prefix="certkit-fw-"))
+    try:
+        shutil.copytree(certkit_home, home / "h")
+        os.chmod(home, 0o755)
+        for p in [home / "h", *(home / "h").rglob("*")]:
+            os.chown(p, 65534, 65534)
+        for command in ("show", "remove"):
+            r = subprocess.run(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable, "-m", "certkit", "firewall", command, "docker1"],
+                env={**os.environ, "CERTKIT_HOME": str(home / "h"), "HOME": str(home)},
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert r.returncode == 2, r.stdout + r.stderr
+            verb = "changing" if command == "remove" else "reading"
+            assert r.stderr.strip().splitlines() == [
+                f"certkit: error: {verb} this machine's firewall needs root: run certkit "
+                f"firewall {command} as root (with sudo)."
+            ], r.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
