@@ -141,15 +141,19 @@ def served_serial(
         time.sleep(0.5)
 
 
+def recorded_install(store: CAStore, serial: str) -> InstallOptions | None:
+    """How certificate ``serial`` was recorded as installed (None: no such server record)."""
+    record = store.inventory().get(serial)
+    origin = record.leaf_origin if record is not None else None
+    return origin.install if isinstance(origin, ServerOrigin) else None
+
+
 def recorded_firewall(store: CAStore, serial: str, options: InstallOptions) -> InstallOptions:
     """``options`` knowing the sources whose firewall rule certkit added for the installed
     certificate ``serial`` (its record), so that a source dropped from
     ``certkit_allow_from`` has its rule removed (firewalld's rules carry no mark)."""
-    record = store.inventory().get(serial) if options.allow_from else None
-    origin = record.leaf_origin if record is not None else None
-    if not isinstance(origin, ServerOrigin) or origin.install is None:
-        return options
-    return replace(options, firewall_added=origin.install.firewall_added)
+    was = recorded_install(store, serial) if options.allow_from else None
+    return options if was is None else replace(options, firewall_added=was.firewall_added)
 
 
 def record_firewall(
@@ -160,15 +164,15 @@ def record_firewall(
     if firewall is None:
         return
     wanted = (options.allow_from, tuple(firewall.owned))
+    was = recorded_install(store, serial)
+    if was is not None and (was.allow_from, was.firewall_added) == wanted:
+        return  # a converged host: no write, no lock
     with store.transaction() as inv:
         record = inv.get(serial)
         origin = record.leaf_origin if record is not None else None
-        if record is None or not isinstance(origin, ServerOrigin):
-            return
-        was = origin.install or options
-        if (was.allow_from, was.firewall_added) != wanted:
-            now = replace(was, allow_from=wanted[0], firewall_added=wanted[1])
-            record.origin = replace(origin, install=now)
+        if record is not None and isinstance(origin, ServerOrigin):
+            now = replace(origin.install or options, allow_from=wanted[0])
+            record.origin = replace(origin, install=replace(now, firewall_added=wanted[1]))
 
 
 @dataclass
