@@ -208,9 +208,9 @@ def test_doctor_agrees_with_a_real_install_on_a_debian_unit(tmp_path: Path, stor
 
 
 # ---------------------------------------------------------------- exposure (host/exposure.py)
-# Lab hosts prove ufw and the live listeners (tests/test_lab_exposure.py); firewalld and
-# nftables cannot run on this machine's lab hosts here, so their parsers get the tools'
-# own output, copied from firewall-cmd 1.3 and nft 1.0.
+# Lab hosts prove ufw, firewalld and the live listeners (tests/test_lab_exposure.py) and
+# nftables (tests/test_lab_nftables.py); these cases feed the parsers the tools' own output,
+# copied from firewall-cmd 1.3 and nft 1.0, for layouts the lab hosts do not produce.
 
 
 def test_firewalld_and_nftables_sources_of_the_tls_port() -> None:
