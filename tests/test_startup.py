@@ -138,3 +138,52 @@ def test_prometheus_format_imports_prometheus_client_only_there(
     metrics = imported(tmp_path, "status", "--format", "prometheus")
     assert "certkit.metrics" in metrics and loaded(metrics, ("prometheus_client",))
     assert loaded(metrics, DOCKER_SDK + CRYPTO + PYDANTIC) == []
+
+
+def _top_level_names(modules: str) -> set[str]:
+    """The top-level commands of the app once ``modules`` (comma-separated) are loaded."""
+    code = (
+        "import sys, typer.main\n"
+        "from certkit.cli import load_commands\n"
+        "app = load_commands(tuple(m for m in sys.argv[1].split(',') if m))\n"
+        "print('\\n'.join(typer.main.get_command(app).commands))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, modules], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_each_command_is_found_in_the_module_the_cli_loads_for_it() -> None:
+    """`certkit WORD` imports only COMMAND_MODULES[WORD]: that module must register WORD,
+    and every command of the CLI must be listed (else it runs, but loads every module)."""
+    from certkit.cli import COMMAND_MODULES, MODULES
+
+    everything = {path[0] for path in command_paths() if len(path) == 1}
+    assert set(COMMAND_MODULES) == everything
+    assert set(COMMAND_MODULES.values()) == set(MODULES)
+    for module in MODULES:
+        words = {w for w, m in COMMAND_MODULES.items() if m == module}
+        assert _top_level_names(module) == words, module
+    assert _top_level_names("") == set()  # --version alone registers nothing
+
+
+def test_a_command_run_imports_only_its_own_cli_module(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "status", "--help")
+    cli = sorted(m for m in modules if m.startswith("certkit.cli."))
+    assert cli == ["certkit.cli._fastparams", "certkit.cli.inspect", "certkit.cli.output",
+                   "certkit.cli.root"]  # fmt: skip
+    assert "certkit.cli.server" in imported(tmp_path, "--help")  # the list needs them all
+
+
+def test_modules_for_picks_the_command_module_or_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    from certkit.cli import MODULES, modules_for
+
+    assert modules_for(["status", "--json"]) == ("inspect",)
+    assert modules_for(["renew", "server", "h"]) == ("lifecycle",)
+    assert modules_for(["--version"]) == ()
+    for argv in ([], ["--help"], ["--version", "-h"], ["statu"]):  # the list of commands
+        assert modules_for(argv) == MODULES, argv
+    monkeypatch.setenv("_CERTKIT_COMPLETE", "bash_complete")  # completion lists every command
+    assert modules_for(["status"]) == MODULES

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..defaults import SERVER_DAYS
-from . import app
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -22,6 +21,7 @@ from .output import (
     next_step,
     warn,
 )
+from .root import app
 
 if TYPE_CHECKING:
     from ..host.options import InstallOptions
