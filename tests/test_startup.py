@@ -1,7 +1,7 @@
-"""Start-up budget: what `certkit --help`, `--version`, `init-ca` and `status` import.
+"""Start-up budget: what each command path imports.
 
 Timings depend on the machine, so these tests check the cause instead: the
-modules loaded.  `scripts/bench` measures the time (README, performance).
+modules loaded.  `scripts/bench` measures the time (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ DOCKER_SDK = ("docker", "requests", "urllib3", "paramiko")
 CRYPTO = ("cryptography",)
 # typer converts options through pydantic (~80 ms a run); certkit/cli/_fastparams.py avoids it.
 PYDANTIC = ("pydantic", "pydantic_core")
+FLEET = ("ansible", "ansible_runner")
+# Never on a command's path unless it asks for them (--format prometheus, fleet, a token).
+HEAVY = DOCKER_SDK + PYDANTIC + FLEET + ("prometheus_client", "pkcs11", "rich")
+# What installs on a host (daemon.json, systemd, plan, targets, SSH, firewall); the
+# options (host/options.py) are plain data every record carries.
+INSTALL_MACHINERY = ("certkit.host.",)
 
 
 def imported(tmp_path: Path, *args: str) -> set[str]:
@@ -187,3 +193,59 @@ def test_modules_for_picks_the_command_module_or_all(monkeypatch: pytest.MonkeyP
         assert modules_for(argv) == MODULES, argv
     monkeypatch.setenv("_CERTKIT_COMPLETE", "bash_complete")  # completion lists every command
     assert modules_for(["status"]) == MODULES
+
+
+def install_machinery(modules: set[str]) -> list[str]:
+    return sorted(
+        m for m in modules if m.startswith(INSTALL_MACHINERY) and m != "certkit.host.options"
+    )
+
+
+# Each command path with what it must not import beyond HEAVY.  {out} and {root} are
+# replaced by directories of the test; the store already holds a CA.
+PATHS: list[tuple[str, bool, bool]] = [
+    # certkit ARGS, may import cryptography, may import the install machinery
+    ("--help", False, False),
+    ("--version", False, False),
+    ("", False, False),
+    ("status", False, False),
+    ("status --json --warn-days 10", False, False),
+    ("list --kind server", False, False),
+    ("issue-server --help", False, False),
+    ("renew server --help", False, False),
+    ("setup --help", False, False),
+    ("issue-server h1.example --out {out}", True, False),
+    ("issue-server h2.example --san a.example --san 10.0.0.9 --out {out}2", True, False),
+    ("issue-client c1 --out {out}3", True, False),
+    ("issue-server h3.example --install --root {root} --method daemon-json --dry-run", True, True),
+    ("renew server h2.example --san b.example", True, True),
+    ("setup localhost --install --root {root} --method daemon-json --context ck", True, True),
+]
+
+
+def test_every_command_path_imports_only_what_it_needs(tmp_path: Path, certkit_home: Path) -> None:
+    """pydantic (typer's option conversion), the docker SDK, Ansible, prometheus_client:
+    on no path here; cryptography only where a certificate is made; the install machinery
+    (certkit.host.*) only where something is installed: never for `issue-server --out`."""
+    imported(tmp_path, "init-ca")
+    for args, crypto, machinery in PATHS:
+        argv = args.format(out=tmp_path / "out", root=tmp_path / "root").split()
+        modules = imported(tmp_path, *argv)
+        assert "certkit.cli.root" in modules, argv  # the probe really ran the CLI
+        assert loaded(modules, HEAVY) == [], argv
+        if not crypto:
+            assert loaded(modules, CRYPTO) == [], argv
+        if not machinery:
+            assert install_machinery(modules) == [], argv
+    assert (tmp_path / "out" / "server-cert.pem").exists()  # the paths really ran
+    assert (tmp_path / "out2" / "server-cert.pem").exists()
+    assert (tmp_path / "root" / "etc" / "docker" / "daemon.json").exists()
+
+
+def test_the_install_machinery_is_found_by_the_check(tmp_path: Path, certkit_home: Path) -> None:
+    """The check above can fail: an install imports the modules it looks for."""
+    imported(tmp_path, "init-ca")
+    modules = imported(tmp_path, "issue-server", "h.example", "--install", "--root",
+                       str(tmp_path / "r"), "--method", "daemon-json")  # fmt: skip
+    assert "certkit.host.plan" in install_machinery(modules)
+    assert loaded(modules, CRYPTO)
