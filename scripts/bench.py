@@ -21,7 +21,7 @@ prints a table.  ``--table FILE.json`` regenerates the tables of README.md
 and docs/benchmark.md from such a JSON (``--check``: exit 1 when they differ).
 
 Usage:
-  scripts/bench [--json FILE]            # the full run: about 2 minutes on 2 cores
+  scripts/bench [--json FILE]            # the full run: about 3 minutes on 2 cores
   scripts/bench --quick                  # small counts, few runs (a test runs it)
   scripts/bench --table docs/bench.json  # rewrite the README/docs tables from the JSON
 """
