@@ -267,3 +267,29 @@ def test_the_start_up_objects_are_frozen_and_the_gc_is_back_on(tmp_path: Path) -
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["certkit", "0.1.0", "True", "True"]
+
+
+def test_every_option_of_every_command_converts_without_pydantic() -> None:
+    """typer converts what _fastparams does not through pydantic: an option typed
+    ``int | None`` or given ``min=``, added to any command, would bring it back."""
+    import inspect
+    import typing
+
+    from typer.models import ParameterInfo
+
+    from certkit.cli import _fastparams, app
+
+    def walk(t: typer.Typer, prefix: list[str]) -> list[str]:
+        typer_path = []
+        for command in t.registered_commands:
+            hints = typing.get_type_hints(command.callback)
+            for name, p in inspect.signature(command.callback).parameters.items():
+                assert isinstance(p.default, ParameterInfo), (command.name, name)
+                if _fastparams.converter_for(hints[name], p.default) is None:
+                    typer_path.append(" ".join([*prefix, str(command.name), name]))
+        for group in t.registered_groups:
+            assert group.typer_instance is not None
+            typer_path += walk(group.typer_instance, [*prefix, str(group.name)])
+        return typer_path
+
+    assert walk(app, []) == []
