@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import certs, defaults, files, paths
 from .ca import issue, require_ca
 from .host.options import HostRef, InstallOptions
-from .host.plan import InstallPlan
-from .host.target import InstallOutcome, Target, install
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
 from .store import CAStore, Inventory
+
+if TYPE_CHECKING:  # the install machinery is imported only when there is a target
+    from .host.plan import InstallPlan
+    from .host.target import InstallOutcome, Target
 
 
 @dataclass
@@ -133,6 +135,8 @@ def issue_server(
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
+        from .host.target import install
+
         opts = with_recorded_rules(store, primary, target, opts)
         # Check the host can take the install before a certificate exists: the real
         # trust bundle, placeholders for the certificate and key still to be made.

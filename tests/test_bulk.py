@@ -1,5 +1,5 @@
 """Bulk issuance: `certkit issue-client` (one, --count, --from-file), hosts files for
-`issue-server --from-file`, the batched durable writes, and `scripts/bench --quick`."""
+`issue-server --from-file`, and the batched durable writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from support import (
-    REPO,
     refused,
     run_certkit,
     strict_context,
@@ -433,25 +432,3 @@ def test_atomic_write_many_failure_replaces_nothing(tmp_path: Path, count: int) 
         files.atomic_write_many(items)
     assert all(t.read_text() == "old" for t in targets)
     assert not list(tmp_path.rglob(".*.tmp"))
-
-
-# ---------------------------------------------------------------- scripts/bench
-
-
-@pytest.mark.slow
-def test_bench_quick_runs_end_to_end(tmp_path: Path) -> None:
-    """The benchmark works (timings are not asserted: they depend on the machine)."""
-    out = tmp_path / "bench.json"
-    r = subprocess.run(
-        [str(REPO / "scripts" / "bench"), "--quick", "--json-out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    doc = json.loads(out.read_text())
-    groups = {row["group"] for row in doc["results"]}
-    assert {"startup", "full flow", "clients"} <= groups
-    certkit_rows = [row for row in doc["results"] if row["tool"].startswith("certkit")]
-    assert certkit_rows and all(row["median_s"] > 0 for row in certkit_rows)
-    assert "median" in r.stdout and "certkit" in r.stdout

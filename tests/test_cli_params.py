@@ -23,7 +23,8 @@ import typer
 import typer.core
 from typer.testing import CliRunner
 
-import certkit.cli  # installs the patch, as the certkit command does
+import certkit.cli
+import certkit.cli.root  # installs the patch, as the certkit command does
 from certkit.cli import _fastparams
 
 REPO = Path(__file__).resolve().parent.parent

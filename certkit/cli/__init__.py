@@ -1,71 +1,107 @@
 """The ``certkit`` command line: parse, call the API, render. Nothing else.
 
-Each noun has its own module registering its commands on :data:`app`.  They
-import typer and this package only; the API modules (and with them
-``cryptography``, let alone the docker SDK) are imported inside the command
-functions, so ``certkit --help`` stays fast.
+Each noun has its own module registering its commands on the app of
+:mod:`certkit.cli.root`.  They import typer and that module only; the API
+modules (and with them ``cryptography``, let alone the docker SDK) are
+imported inside the command functions, so ``certkit --help`` stays fast.
+
+A run imports only the module of the command it runs (:data:`COMMAND_MODULES`),
+so typer builds one command, not all of them: ``certkit status`` neither
+imports nor converts the other commands' parameters.  ``from certkit.cli
+import app`` gives the complete command line.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
+import os
 import sys
+from typing import Any
 
-import typer
-
-from .. import __version__
-from ..errors import CertkitError
-from ._fastparams import install as _install_fast_params
-
-_install_fast_params()  # options converted without pydantic (~100 ms a run), click-style --help
-
-app = typer.Typer(
-    name="certkit",
-    help=(
-        "Mutual-TLS remote access to Docker daemons: a CA, server certificates installed "
-        "into daemon.json, docker contexts, CI secrets.\n\n"
-        "Start with: certkit setup HOST --ssh root@HOST --restart"
-    ),
-    no_args_is_help=True,
-    add_completion=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+#: The CLI modules, in the order ``certkit --help`` lists their commands: the main job first.
+MODULES = (
+    "setup",
+    "ca",
+    "server",
+    "client",
+    "ci",
+    "inspect",
+    "lifecycle",
+    "firewall",
+    "bulk",
+    "fleet",
 )
 
+#: The module registering each top-level command or group (tests/test_startup.py checks
+#: it against the app).  A word not listed here loads every module: correct, just slower.
+COMMAND_MODULES = {
+    "setup": "setup",
+    "init-ca": "ca",
+    "ca": "ca",
+    "issue-server": "server",
+    "client-context": "client",
+    "env": "client",
+    "context": "client",
+    "ci": "ci",
+    "list": "inspect",
+    "status": "inspect",
+    "verify": "inspect",
+    "doctor": "inspect",
+    "renew": "lifecycle",
+    "rotate-ca": "lifecycle",
+    "firewall": "firewall",
+    "issue-client": "bulk",
+    "fleet": "fleet",
+}
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"certkit {__version__}")
-        raise typer.Exit()
+_HELP = frozenset({"-h", "--help"})
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """certkit: Docker over mutual TLS, hard to get wrong."""
+def modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The CLI modules ``certkit ARGV`` needs: its command's, all of them for the list of
+    commands (no command, ``--help``, an unknown word, shell completion), none for
+    ``--version`` alone."""
+    if any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ):
+        return MODULES
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command is None:
+        return () if "--version" in argv and not _HELP & set(argv) else MODULES
+    module = COMMAND_MODULES.get(command)
+    return (module,) if module is not None else MODULES
 
 
-# Register the commands (each module only imports typer at import time), in
-# the order `certkit --help` lists them: the main job first.
-# isort: off
-from . import setup as _setup  # noqa: E402,F401
-from . import ca as _ca  # noqa: E402,F401
-from . import server as _server  # noqa: E402,F401
-from . import client as _client  # noqa: E402,F401
-from . import ci as _ci  # noqa: E402,F401
-from . import inspect as _inspect  # noqa: E402,F401
-from . import lifecycle as _lifecycle  # noqa: E402,F401
-from . import firewall as _firewall  # noqa: E402,F401
-from . import bulk as _bulk  # noqa: E402,F401
-from . import fleet as _fleet  # noqa: E402,F401
-# isort: on
+def load_commands(modules: tuple[str, ...] = MODULES) -> Any:
+    """The root typer app with the commands of ``modules`` registered on it."""
+    for module in modules:
+        importlib.import_module(f"{__name__}.{module}")
+    from .root import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the complete command line (docs, tests)
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and an exit code."""
+    import typer
+
+    from ..errors import CertkitError
+
+    # Importing typer and the command's module makes tens of thousands of objects that
+    # live as long as the process: collecting them over and over costs a command like
+    # `status` a tenth of its run.  No cyclic GC while they load; then frozen (never
+    # scanned again) and the GC back on for the command itself.
+    gc.disable()
+    try:
+        app = load_commands(modules_for(sys.argv[1:]))
+    finally:
+        gc.freeze()
+        gc.enable()
     try:
         app()
     except CertkitError as e:

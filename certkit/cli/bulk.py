@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..defaults import CLIENT_DAYS
-from . import app
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
+from .root import app
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import app
 from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit, say, warn
+from .root import app
 
 if TYPE_CHECKING:
     from ..ci import Bootstrapped, Exported

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import app
 from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit, say, warn
+from .root import app
 
 if TYPE_CHECKING:
     from ..client import ClientResult

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import app
 from .output import (
     CA_OPTION,
     IDENTITY_OPTION,
@@ -15,6 +14,7 @@ from .output import (
     SSH_OPTIONS_OPTION,
     emit,
 )
+from .root import app
 
 if TYPE_CHECKING:
     from ..fwrules import FirewallReport

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from . import app
 from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit
+from .root import app
 
 fleet_app = typer.Typer(
     help="Many Docker hosts through Ansible: converge an inventory, verify it.",

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import app
 from .output import DOCKER_CONFIG_OPTION, JSON_OPTION, emit, warn
+from .root import app
 
 if TYPE_CHECKING:
     from ..checks import Check

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..defaults import CA_DAYS
-from . import app
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -22,6 +21,7 @@ from .output import (
     emit,
     warn,
 )
+from .root import app
 
 if TYPE_CHECKING:
     from ..due import DueReport

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..defaults import SERVER_DAYS
-from . import app
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -22,6 +21,7 @@ from .output import (
     next_step,
     warn,
 )
+from .root import app
 
 if TYPE_CHECKING:
     from ..host.options import InstallOptions
@@ -120,16 +120,16 @@ def issue_server(
     """
     from ..errors import UsageError
     from ..host.options import HostRef
-    from ..host.target import open_target
     from ..server import issue_server as _issue_server
     from ..store import CAStore
-    from .bulk import issue_servers_from_file
 
     _check_ssh_flags(ssh, out, sudo or bool(identity) or bool(ssh_option))
     install = install or ssh is not None  # --ssh installs on that host
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
         _refuse_install_with_from_file(host, san, any(flags) or remove_insecure)
+        from .bulk import issue_servers_from_file
+
         issue_servers_from_file(
             from_file, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
         )
@@ -143,8 +143,11 @@ def issue_server(
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
     ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
-    opts = ssh_option or ()
-    target = open_target(ref, cert_dir, identity=identity, ssh_options=opts) if install else None
+    target = None
+    if install:  # the install machinery (certkit.host.target and below) only when installing
+        from ..host.target import open_target
+
+        target = open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
     result = _issue_server(
         CAStore(ca),
         host,
@@ -199,13 +202,13 @@ def with_allow_from(
     options: InstallOptions, allow_from: list[str] | None, install: bool
 ) -> InstallOptions:
     """``options`` with the checked ``--allow-from`` sources (refused without an install)."""
+    if not allow_from:
+        return options
     from dataclasses import replace
 
     from ..errors import UsageError
     from ..host.firewall import check_sources
 
-    if not allow_from:
-        return options
     if not install:
         raise UsageError("--allow-from only applies with --install or --ssh: add --install.")
     return replace(options, allow_from=check_sources(allow_from))
@@ -246,8 +249,6 @@ def _check_install_flags(install: bool, restart: bool, *install_only: object) ->
 
 
 def _lines(r: ServerResult, port: int) -> list[str]:
-    from ..host.plan import RESTART_NOTE
-
     lines: list[str] = []
     if r.dry_run:
         lines.append(
@@ -275,6 +276,8 @@ def _lines(r: ServerResult, port: int) -> list[str]:
             f"Wrote to {_dir_of(r.out_files)}: ca.pem, server-cert.pem, server-key.pem (0600)."
         )
     if r.install:
+        from ..host.plan import RESTART_NOTE
+
         lines += _install_lines(r, RESTART_NOTE)
         lines += firewall_lines(r.install.plan, False)
     elif not r.out_files:

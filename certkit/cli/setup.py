@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import app
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -21,6 +20,7 @@ from .output import (
     next_step,
     warn,
 )
+from .root import app
 
 if TYPE_CHECKING:
     from ..setup import SetupResult

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import files
 from ..errors import UsageError
@@ -30,6 +29,9 @@ from .store import (
     save_context,
     validate_context_name,
 )
+
+if TYPE_CHECKING:  # tarfile: imported by export and import only, not by setup or env
+    import tarfile
 
 MAX_MEMBER = 4 * 1024 * 1024  # TLS files are a few KiB; anything bigger is not a context
 MAX_ARCHIVE = 16 * 1024 * 1024
@@ -54,6 +56,8 @@ def export_context(name: str, docker_config: StrPath | None = None) -> bytes:
 
 
 def _export(info: ContextInfo) -> bytes:
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_file(tar, "meta.json", info.meta_path.read_bytes(), files.PUBLIC_FILE)
@@ -68,6 +72,8 @@ def _export(info: ContextInfo) -> bytes:
 
 
 def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    import tarfile
+
     member = tarfile.TarInfo(name)
     member.type = tarfile.DIRTYPE
     member.mode = files.PRIVATE_DIR
@@ -75,7 +81,7 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 
 
 def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
-    member = tarfile.TarInfo(name)
+    member = tar.tarinfo(name)  # tarfile.TarInfo
     member.size = len(data)
     member.mode = mode
     tar.addfile(member, io.BytesIO(data))
@@ -140,6 +146,8 @@ def read_archive(data: bytes, source: str = "the archive") -> ContextArchive:
 
 def _tar_members(data: bytes, source: str) -> dict[str, bytes]:
     """``{"meta.json": ..., "ca.pem": ...}`` from a checked tar."""
+    import tarfile
+
     padded = data + b"\0" * (-len(data) % 512) + b"\0" * 1024
     found: dict[str, bytes] = {}
     try:
