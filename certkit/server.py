@@ -162,6 +162,7 @@ def issue_server(
     result.notes += [issued.capped] if issued.capped else []
     result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
     placed: list[str] = []
+    installed = None
     if out_dir is not None:
         result.out_files = write_out(
             out_dir, issued.ca_pem, issued.cert_pem, issued.key_pem, force=force
@@ -171,8 +172,12 @@ def issue_server(
         pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
         result.install = install(target, host_files, opts, pems, restart=restart)
         placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
+        # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
+        installed = installed_options(opts, result.install.plan)
+        if installed == origin.install:
+            installed = None
     if placed:
-        record_placement(store, issued.record.serial, placed)
+        record_placement(store, issued.record.serial, placed, installed)
     return result
 
 
@@ -196,17 +201,22 @@ def installed_options(opts: InstallOptions, plan: InstallPlan) -> InstallOptions
     """``opts`` as recorded after installing ``plan``: with the sources whose firewall rule
     certkit added (kept as they were when the firewall was left alone)."""
     fw = plan.firewall
-    return opts if fw is None else replace(opts, firewall_added=tuple(fw.owned))
+    return opts if fw is None else replace(opts, firewall_added=fw.recorded())
 
 
-def record_placement(store: CAStore, serial: str, placed: list[str]) -> None:
-    """Record where server certificate ``serial`` went; one installed earlier at any of those
-    paths (another host's, or this host's) is superseded: only one certificate lives there."""
+def record_placement(
+    store: CAStore, serial: str, placed: list[str], installed: InstallOptions | None = None
+) -> None:
+    """Record where server certificate ``serial`` went (and, when given, how it was
+    ``installed``); one installed earlier at any of those paths (another host's, or this
+    host's) is superseded: only one certificate lives there."""
     with store.transaction() as inv:
         supersede_at(inv, serial, placed)
         rec = inv.get(serial)
         if rec is not None:
             rec.installed = sorted({*rec.installed, *placed})
+            if installed is not None and isinstance(rec.origin, ServerOrigin):
+                rec.origin = replace(rec.origin, install=installed)
 
 
 def supersede_at(inv: Inventory, serial: str, placed: list[str]) -> None:

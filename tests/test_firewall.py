@@ -7,6 +7,7 @@ The lab tests (tests/test_lab_firewall.py) prove the same against a real ufw.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from certkit.host.options import InstallOptions
 from certkit.host.plan import plan_install
 from certkit.origins import ServerOrigin
 from certkit.paths import system_paths
+from certkit.server import installed_options
 from certkit.store import CAStore
 
 UFW_ACTIVE = """Status: active
@@ -279,9 +281,15 @@ def test_a_refused_rule_removes_the_ones_added_before_it(fake_firewall_cmd: Path
     assert "10.0.0.1/32" in calls[2]
 
 
-def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(fake_firewall_cmd: Path) -> None:
+def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(
+    fake_firewall_cmd: Path, tmp_path: Path
+) -> None:
     state = FirewallState("firewalld", "public", (RICH.format("10.0.0.3/32"),))
-    plan, _ = plan_firewall(state, ["10.0.0.1"], 2376, ["10.0.0.3"])
+    hf = HostFiles(firewall=state)
+    options = InstallOptions(allow_from=("10.0.0.1/32",), firewall_added=("10.0.0.3/32",))
+    pems = (b"ca", b"cert", b"key")
+    install = plan_install(hf, system_paths(str(tmp_path)), options, *pems)
+    plan = install.firewall
     assert plan is not None
     # The install went through: it stands, and the rule left behind is named with its command.
     assert with_rules(plan, run_sh, lambda: True) is True
@@ -292,6 +300,21 @@ def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(fake_firewall_
     assert ["add-rich-rule" in calls[0], calls[1], "remove-rich-rule" in calls[2]] == [
         True, "--reload", True
     ]  # fmt: skip
+    # The record keeps the source whose rule stayed, so the next run tries again ...
+    recorded = installed_options(options, install)
+    assert recorded.firewall_added == ("10.0.0.1/32", "10.0.0.3/32")
+    # ... and, once firewall-cmd removes it, forgets it.
+    tool = Path(shutil.which("firewall-cmd") or "")
+    tool.write_text(f'#!/bin/sh\necho "$*" >> {fake_firewall_cmd}\n')
+    state = FirewallState("firewalld", "public", (RICH.format("10.0.0.1/32"), *state.rules))
+    again = plan_install(HostFiles(firewall=state), system_paths(str(tmp_path)), recorded, *pems)
+    assert again.firewall is not None and [r.source for r in again.firewall.drop] == ["10.0.0.3/32"]
+    assert with_rules(again.firewall, run_sh, lambda: True) is True
+    assert again.firewall.left is None
+    assert installed_options(recorded, again).firewall_added == ("10.0.0.1/32",)
+    last = fake_firewall_cmd.read_text().splitlines()[-2:]
+    assert "--remove-rich-rule=" in last[0] and "10.0.0.3/32" in last[0]
+    assert last[1] == "--reload"
 
 
 # ---------------------------------------------------------------- the CLI

@@ -163,7 +163,7 @@ def record_firewall(
     added, as issue-server records them (nothing when the firewall was left alone)."""
     if firewall is None:
         return
-    wanted = (options.allow_from, tuple(firewall.owned))
+    wanted = (options.allow_from, firewall.recorded())
     was = recorded_install(store, serial)
     if was is not None and (was.allow_from, was.firewall_added) == wanted:
         return  # a converged host: no write, no lock

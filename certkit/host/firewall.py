@@ -203,6 +203,13 @@ class FirewallPlan:
             "left": self.left,
         }
 
+    def recorded(self) -> tuple[str, ...]:
+        """The sources to record as certkit's: those whose rule it added and still wants,
+        and, when a dropped rule would not go (``left``), the dropped ones too, so that the
+        next run or ``certkit firewall remove`` removes them."""
+        kept = [r.source for r in self.drop if r.source not in self.owned] if self.left else []
+        return (*self.owned, *kept)
+
     def commands(self) -> list[str]:
         """The commands that change the firewall, as a shell would run them (for --dry-run)."""
         cmds = [r.add for r in self.rules] + [r.remove for r in self.drop]
