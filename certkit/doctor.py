@@ -37,6 +37,7 @@ class DoctorReport(Checklist):
     docker_config: str
     checks: list[Check] = field(default_factory=list)
     exposure: list[Finding] = field(default_factory=list)  # who can reach the Docker ports
+    orphans: list[str] = field(default_factory=list)  # store directories with no record
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class DoctorReport(Checklist):
             "docker_config": self.docker_config,
             "checks": [c.to_json() for c in self.checks],
             "exposure": [f.to_json() for f in self.exposure],
+            "orphans": self.orphans,
         }
 
 
@@ -271,6 +273,37 @@ def _check_inventories(report: DoctorReport) -> None:
             report.add("inventory", PASS, f"the inventory of CA {name!r} passes integrity_check")
 
 
+def _check_orphans(report: DoctorReport) -> None:
+    """Store directories (``issued/<serial>``) no inventory record names: what an
+    interrupted issuance leaves (files are written before the record commits)."""
+    from .store import CAStore, list_ca_names
+
+    for name in list_ca_names():
+        store = CAStore(name)
+        issued = store.dir / "issued"
+        try:
+            serials = store.inventory().serials()
+            dirs = sorted(p for p in issued.iterdir() if p.is_dir() and p.name[:1] != ".")
+        except FileNotFoundError:
+            continue
+        except CertkitError:  # an unreadable inventory: the "inventory" check says so
+            continue
+        orphans = [str(p) for p in dirs if p.name not in serials]
+        report.orphans += orphans
+        if not orphans:  # the usual case: no line (the inventory check stands for the store)
+            continue
+        shown = " ".join(Path(p).name for p in orphans[:3])
+        more = f" (and {len(orphans) - 3} more: doctor --json lists them)" if orphans[3:] else ""
+        report.add(
+            "store-orphans",
+            WARN,
+            f"CA {name!r}: {len(orphans)} director{'y' if len(orphans) == 1 else 'ies'} in "
+            f"{issued} with no inventory record (left by an interrupted issuance; no "
+            "certificate certkit tracks is among them); unless a certkit run is under way, "
+            f"remove them by hand: cd {issued} && rm -r {shown}{more}",
+        )
+
+
 # ---------------------------------------------------------------- systemd vs daemon.json
 
 
@@ -442,6 +475,7 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     _check_env(report, config_dir, contexts)
     _check_token_keys(report)
     _check_inventories(report)
+    _check_orphans(report)
     return report
 
 

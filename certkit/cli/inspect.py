@@ -226,7 +226,8 @@ def doctor(
     who can reach the Docker ports (live listeners and the host firewall):
     2375 listening beyond loopback FAILs, 2376 open to every network WARNs.
     Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
-    Store: SQLite's integrity check of every CA's inventory.
+    Store: SQLite's integrity check of every CA's inventory; issued files with no
+    record (left by an interrupted run) WARN with the command that removes them.
 
     Example: sudo certkit doctor
     """
