@@ -20,7 +20,7 @@ from typing import Any
 
 from . import ca as ca_ops
 from . import certs, defaults, dockercli, files, names, paths
-from .errors import UsageError
+from .errors import OperationError, UsageError
 from .origins import ClientOrigin
 from .store import CAStore
 from .untrusted import refuse_controls
@@ -222,17 +222,36 @@ def client_files(
     origin = ClientOrigin(
         days=days if not_after is None else None, out=str(out_dir), endpoint=endpoint
     )
-    issued = ca_ops.issue(
-        store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
-    )
-    pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
-    files.write_output_dir(out_dir, files.tls_items(paths.CLIENT_FILES, *pems), force=force)
-    ca_ops.mark_installed(store, issued.record.serial, [str(out_dir)])
+    req = ca_ops.LeafRequest(
+        "client", name, common_name, None, days, kt, not_after=not_after, origin=origin,
+        installed=[str(out_dir)],
+    )  # fmt: skip
+    try:  # files first: the --out files and the store's copies, then the record
+        (issued,) = ca_ops.issue_many(store, [req], outputs=_out_files(out_dir))
+    except OSError as e:
+        raise OperationError(
+            f"Writing {e.filename or 'the certificate files'} failed ({e.strerror}), so no "
+            "certificate was recorded: fix that and run the command again with --force."
+        ) from None
     result = _result(issued, name, ca, endpoint)
     result.warnings += [issued.capped] if issued.capped else []
     result.out_dir = out_dir
     result.files = {f: str(out_dir / f) for f in dockercli.TLS_FILES}
     return result
+
+
+def _out_files(out_dir: Path) -> ca_ops.Outputs:
+    """The ``--client-only --out`` files, for :func:`certkit.ca.issue_many` to write in one
+    durable batch with the store's copies, before the record commits."""
+
+    def outputs(issued: list[ca_ops.Issued]) -> list[tuple[StrPath, bytes | str, int]]:
+        # Made (0700) or checked as write_output_dir does; temp files a killed run left go.
+        files.make_output_subdirs(out_dir, [""], paths.CLIENT_FILES)
+        files.ensure_dir(out_dir)  # an existing --out is tightened to 0700, as before
+        (one,) = issued
+        return files.tls_files(out_dir, paths.CLIENT_FILES, one.ca_pem, one.cert_pem, one.key_pem)
+
+    return outputs
 
 
 def _installed_replacing(

@@ -232,8 +232,8 @@ CLIENT_ONLY = ["client-context", "c1", "--host", "docker1", "--client-only", "--
         (ISSUE_CLIENT, "before-files"),  # record inserted, no file written
         (ISSUE_CLIENT, "before-commit"),  # store copies and --out written, not committed
         (ISSUE_CLIENT, "after-commit"),  # everything done
-        (CLIENT_ONLY, "before-commit#2"),  # --out files written, where they went not committed
-        (CLIENT_ONLY, "after-commit#2"),  # everything done
+        (CLIENT_ONLY, "before-commit"),  # store copies and --out written, not committed
+        (CLIENT_ONLY, "after-commit"),  # everything done, in one transaction
     ],
 )
 def test_a_kill_at_each_step_of_an_issuance_leaves_the_safe_side(
