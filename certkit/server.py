@@ -21,6 +21,7 @@ from .origins import ServerOrigin
 from .store import CAStore, Inventory
 
 if TYPE_CHECKING:  # the install machinery is imported only when there is a target
+    from .host.hostfiles import HostFiles
     from .host.plan import InstallPlan
     from .host.target import InstallOutcome, Target
 
@@ -137,12 +138,7 @@ def issue_server(
     if target is not None:
         from .host.target import install
 
-        opts = with_recorded_rules(store, primary, target, opts)
-        # Check the host can take the install before a certificate exists: the real
-        # trust bundle, placeholders for the certificate and key still to be made.
-        host_files = target.read_files()
-        pems = (store.trust_bundle_pem(), b"", b"")
-        result.install = install(target, host_files, opts, pems, dry_run=True)
+        opts, host_files = _trial_install(store, primary, target, opts, result)
     if dry_run:
         return result
 
@@ -179,6 +175,23 @@ def issue_server(
     if placed:
         record_placement(store, issued.record.serial, placed, installed)
     return result
+
+
+def _trial_install(
+    store: CAStore, primary: str, target: Target, opts: InstallOptions, result: ServerResult
+) -> tuple[InstallOptions, HostFiles]:
+    """Check the host can take the install before a certificate exists.
+
+    The plan is made with the real trust bundle and placeholders for the
+    certificate and key still to be made; it becomes ``result.install``.
+    """
+    from .host.target import install
+
+    opts = with_recorded_rules(store, primary, target, opts)
+    host_files = target.read_files()
+    pems = (store.trust_bundle_pem(), b"", b"")
+    result.install = install(target, host_files, opts, pems, dry_run=True)
+    return opts, host_files
 
 
 def with_recorded_rules(

@@ -80,6 +80,9 @@ FROM_FILE = typer.Option(
 )
 
 
+_NO_HOST = "give the Docker host's name, e.g. certkit issue-server docker1.example.com."
+
+
 @app.command("issue-server")
 def issue_server(
     host: str = HOST,  # optional: --from-file HOSTS replaces it
@@ -119,7 +122,6 @@ def issue_server(
     Example (fleet): certkit issue-server --from-file hosts.txt --out ./servers
     """
     from ..errors import UsageError
-    from ..host.options import HostRef
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
@@ -128,25 +130,19 @@ def issue_server(
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
         _refuse_install_with_from_file(host, san, any(flags) or remove_insecure)
-        from .bulk import issue_servers_from_file
-
-        issue_servers_from_file(
-            from_file, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
-        )
-        return
+        return _issue_from_file(from_file, out, ca, days, key_type, force, json_out)
     if not host:
-        raise UsageError(
-            "give the Docker host's name, e.g. certkit issue-server docker1.example.com."
-        )
+        raise UsageError(_NO_HOST)
     _check_install_flags(install, restart, root, listen, port, cert_dir, method,
                          keep_insecure, remove_insecure)  # fmt: skip
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
-    ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
     target = None
     if install:  # the install machinery (certkit.host.target and below) only when installing
+        from ..host.options import HostRef
         from ..host.target import open_target
 
+        ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
         target = open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
     result = _issue_server(
         CAStore(ca),
@@ -164,6 +160,17 @@ def issue_server(
     if result.install and not json_out:
         list(map(warn, result.install.plan.warnings))
     emit(json_out, result.to_json(), _lines(result, options.port))
+
+
+def _issue_from_file(
+    from_file: str, out: str, ca: str, days: int, key_type: str, force: bool, json_out: bool
+) -> None:
+    """``issue-server --from-file``: bulk issuance (certkit.cli.bulk, loaded only for it)."""
+    from .bulk import issue_servers_from_file
+
+    issue_servers_from_file(
+        from_file, out=out, ca=ca, days=days, key_type=key_type, force=force, json_out=json_out
+    )
 
 
 def _refuse_install_with_from_file(host: str | None, san: list[str] | None, install: bool) -> None:

@@ -418,15 +418,12 @@ def plan_install(
         files_.firewall, options.allow_from, options.port, options.firewall_added
     )
     warnings += fw_warnings
-
     dropin_path = str(paths.dropin)
     if dropin_args is not None:
         _check_later_dropins(files_, dropin_path)
     old_dropin = next((t for p, t in files_.dropins if is_ours(p)), None)
     new_dropin = dropin_text(dropin_args) if dropin_args is not None else None
-    new_json: str | None = None
-    if new_config != host.config or files_.daemon_json is None:
-        new_json = edit_daemon_json(files_.daemon_json, host.config, new_config)
+    new_json = _new_daemon_json(files_.daemon_json, host.config, new_config)
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
     pems = {"ca": ca_pem, "cert": cert_pem, "key": key_pem}
@@ -469,6 +466,15 @@ def plan_install(
         firewall=firewall,
         firewall_warnings=fw_warnings,
     )
+
+
+def _new_daemon_json(
+    text: str | None, config: dict[str, Any], new_config: dict[str, Any]
+) -> str | None:
+    """daemon.json's new text, or None when the file exists and its settings stay."""
+    if new_config == config and text is not None:
+        return None
+    return edit_daemon_json(text, config, new_config)
 
 
 def live_restore_on(files_: HostFiles) -> bool:
