@@ -68,7 +68,9 @@ def machine() -> dict[str, str]:
     }
 
 
-def certkit_command() -> str:
+def certkit_command(given: str | None) -> str:
+    if given:  # another build, e.g. an earlier commit's checkout, for a before/after table
+        return given
     local = REPO / ".venv" / "bin" / "certkit"
     if local.exists():
         return str(local)
@@ -78,12 +80,14 @@ def certkit_command() -> str:
     return found
 
 
-def compile_certkit() -> None:
+def compile_certkit(command: str) -> None:
     """Byte-compile certkit as an installed package is (an editable install, or
     PYTHONDONTWRITEBYTECODE=1, would otherwise compile every module on every run)."""
-    package = REPO / "certkit"
+    python = Path(command).with_name("python")  # the certkit script's own venv
+    find = "import certkit, pathlib; print(pathlib.Path(certkit.__file__).parent)"
+    out = subprocess.run([str(python), "-c", find], check=True, capture_output=True, text=True)
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(package)],
+        [str(python), "-m", "compileall", "-q", out.stdout.strip()],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -96,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else set(cases.DEFAULT_GROUPS)
     if unknown := only - set(cases.GROUPS):
         sys.exit(f"bench: unknown group(s) {', '.join(sorted(unknown))}: {', '.join(cases.GROUPS)}")
-    compile_certkit()
-    found = tools.find_tools(certkit_command())
+    command = certkit_command(args.certkit)
+    compile_certkit(command)
+    found = tools.find_tools(command)
     work = Path(tempfile.mkdtemp(prefix="certkit-bench-"))
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
     load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -170,6 +175,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, help="inventory group: store size (default 20000)")
     ap.add_argument("--json", help="where to write the results (default bench-results/)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--certkit", help="the certkit command to time (default: .venv's)")
     ap.add_argument("--table", metavar="JSON", help="regenerate the tables from this JSON")
     ap.add_argument("--check", action="store_true", help="with --table: exit 1 when stale")
     ap.add_argument("--files", nargs="+", help=f"with --table (default: {' '.join(TABLE_FILES)})")
