@@ -12,11 +12,12 @@ the inventory, and keeps a copy of the certificate and key in the store.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,16 +360,46 @@ def capped_note(cert: x509.Certificate, ca_not_after: dt.datetime | None) -> str
     )
 
 
+_opened: dict[tuple[Path, bytes], Signer] | None = None  # inside one_signer()
+
+
+@contextlib.contextmanager
+def one_signer() -> Iterator[None]:
+    """Within the block, :func:`open_signer` opens each CA's key once.
+
+    A command that signs several times (``certkit setup``: the server's
+    certificate, then the client's) asks for the passphrase or the PIN once
+    and decrypts the key once.  A CA whose certificate changed in the block
+    (replaced, rotated) is opened again.  The keys are dropped when it ends.
+    """
+    global _opened
+    if _opened is not None:
+        yield
+        return
+    _opened = {}
+    try:
+        yield
+    finally:
+        _opened = None
+
+
 def open_signer(store: CAStore) -> Signer:
     """The signer of ``store``'s CA (asks for the key's passphrase or the token's PIN)."""
     require_ca(store)
+    known = (store.dir, store.cert_pem())
+    if _opened is not None and known in _opened:
+        return _opened[known]
     cert = store.load_cert()
     key_uri = store.key_uri()
     if key_uri is None:
-        return Signer(cert, store.load_key())
-    from . import pkcs11  # only for a CA whose key is on a token
+        signer = Signer(cert, store.load_key())
+    else:
+        from . import pkcs11  # only for a CA whose key is on a token
 
-    return Signer(cert, pkcs11.open_key(key_uri, cert))
+        signer = Signer(cert, pkcs11.open_key(key_uri, cert))
+    if _opened is not None:
+        _opened[known] = signer
+    return signer
 
 
 Outputs = Callable[[list["Issued"]], list[tuple[files.StrPath, bytes | str, int]]]

@@ -24,7 +24,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -112,7 +111,7 @@ def atomic_write(path: StrPath, data: bytes | str, mode: int = PUBLIC_FILE) -> P
     """Write ``data`` to ``path`` atomically with ``mode``; the directory must exist."""
     p = _through_link(path)
     raw = data.encode() if isinstance(data, str) else data
-    tmp = _write_temp(p, raw, mode, None, secrets.token_hex(4))
+    tmp = _write_temp(p, raw, mode, None, os.urandom(4).hex())
     try:
         os.replace(tmp, p)
     except BaseException:
@@ -148,7 +147,7 @@ def atomic_write_many(
         return []
     dirs = list(dict.fromkeys(d for p, _, _ in batch for d in (p.parent, p.parent.parent)))
     sync = durable.Sync(dirs, len(batch))
-    tag = secrets.token_hex(4)
+    tag = os.urandom(4).hex()
     staged: list[tuple[Path, Path]] = []
     renamed = 0
     try:
@@ -489,7 +488,7 @@ def _write_at(
     """Stage each file under ``fd``, make them durable, rename them in place, sync again."""
     _clashes(fd, [n for n, _, _ in batch], target, flag, force)
     sync = durable.Sync([target], len(batch), fd=fd)
-    tag = secrets.token_hex(4)
+    tag = os.urandom(4).hex()
     staged: list[tuple[str, str]] = []
     renamed = 0
     try:

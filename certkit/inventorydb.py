@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import files
+from . import files, keptdb
 from .errors import OperationError
 from .origins import Origin, origin_from_json, origin_to_json
 from .records import Record, read_json_inventory
@@ -430,7 +430,7 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
         if legacy.exists() or not path.exists():
             with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
                 _initialise(path, legacy)
-        conn = _connect(path, readonly=readonly)
+        conn = (None if readonly else keptdb.take(path)) or _connect(path, readonly=readonly)
         try:
             _check_version(conn, path)
         except BaseException:
@@ -464,8 +464,10 @@ def _initialise(path: Path, legacy: Path) -> None:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             migrated = _migrate(conn, path, legacy, *source) if source else None
             conn.execute("COMMIT")
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        keptdb.give_back(path, conn)  # the next transaction's, inside keptdb.kept_open()
     except BaseException:
         if created:  # leave the store as it was
             for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
@@ -515,9 +517,12 @@ def _stamp() -> str:
 
 @contextlib.contextmanager
 def transaction(directory: Path) -> Iterator[Inventory]:
-    """``BEGIN IMMEDIATE``: the block's reads and writes, committed when it ends."""
-    conn = open_db(directory, readonly=False)
+    """``BEGIN IMMEDIATE``: the block's reads and writes, committed when it ends.
+
+    Inside :func:`certkit.keptdb.kept_open` the connection is kept for the next one.
+    """
     path = directory / DB_NAME
+    conn = keptdb.take(path) or open_db(directory, readonly=False)
     try:
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -536,7 +541,7 @@ def transaction(directory: Path) -> Iterator[Inventory]:
             conn.rollback()
             raise
     finally:
-        conn.close()
+        keptdb.give_back(path, conn)
     crash_point("after-commit")
 
 

@@ -8,7 +8,6 @@ The inventory itself (where records are kept and how they are queried) is
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +103,8 @@ class Record:
 
 def read_json_inventory(path: Path) -> tuple[str, list[Record]]:
     """The SHA-256 of an ``inventory.json`` and its records (version 1 or 2)."""
+    import hashlib  # only for a store still holding inventory.json (not in list/status)
+
     try:
         raw = path.read_bytes()
     except OSError as e:

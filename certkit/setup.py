@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import dockercli, paths
-from .ca import init_ca
+from .ca import init_ca, one_signer
 from .client import ClientResult, client_context
 from .errors import UsageError
 from .files import StrPath
 from .host.options import InstallOptions
 from .host.target import Target, install
 from .inventory import Item, list_items
+from .keptdb import kept_open
 from .names import format_host
 from .server import ServerResult, issue_server, server_names
 from .store import CAStore
@@ -135,25 +136,29 @@ def setup(
     install(target, host_files, opts, (b"", b"", b""), dry_run=True)
 
     result = SetupResult(primary, names.all(), endpoint, ca, name)
-    if not store.exists():
-        init_ca(ca)
-        result.ca_created = True
-    result.server_current = _current_server(store, primary, names.all(), target, host_files, opts)
-    if result.server_current is None:
-        result.server = issue_server(
-            store, host, target, sans=list(sans or []), options=opts, restart=restart
+    # One inventory connection and one opening of the CA key for every step.
+    with kept_open(), one_signer():
+        if not store.exists():
+            init_ca(ca)
+            result.ca_created = True
+        result.server_current = _current_server(
+            store, primary, names.all(), target, host_files, opts
         )
-        if result.server.install is not None:
-            result.warnings += result.server.install.plan.warnings
-    result.client_current = _current_client(store, name, endpoint, config_dir)
-    if result.client_current is None:
-        result.client = client_context(
-            name, primary, opts.port, ca=ca, docker_config=config_dir, use=True, force=True
-        )
-        result.warnings += result.client.warnings
-    elif dockercli.current_context(config_dir) != name:
-        dockercli.set_current_context(name, config_dir)
-        result.selected = True
+        if result.server_current is None:
+            result.server = issue_server(
+                store, host, target, sans=list(sans or []), options=opts, restart=restart
+            )
+            if result.server.install is not None:
+                result.warnings += result.server.install.plan.warnings
+        result.client_current = _current_client(store, name, endpoint, config_dir)
+        if result.client_current is None:
+            result.client = client_context(
+                name, primary, opts.port, ca=ca, docker_config=config_dir, use=True, force=True
+            )
+            result.warnings += result.client.warnings
+        elif dockercli.current_context(config_dir) != name:
+            dockercli.set_current_context(name, config_dir)
+            result.selected = True
     if result.restarted or (restart and result.server is None):
         from .verify import context_endpoint, verify
 
