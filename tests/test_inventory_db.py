@@ -13,6 +13,7 @@ import os
 import sqlite3
 import stat
 import tarfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from support import cli_json, cli_ok, run_certkit
 
 from certkit import ca as ca_ops
+from certkit import keptdb
 from certkit.host.options import HostRef, InstallOptions
 from certkit.names import parse_names
 from certkit.origins import ClientOrigin, ServerOrigin
-from certkit.store import CAStore
+from certkit.store import CAStore, Record
 
 
 def _tree(d: Path) -> dict[str, bytes]:
@@ -102,6 +104,38 @@ def test_the_newest_active_record_of_a_name_is_the_one_in_use(store: CAStore) ->
     statuses = {i["serial"]: i["status"] for i in cli_json("list", "--kind", "client")}
     assert statuses == {"a1": "superseded", "b2": "superseded", "c3": "valid",
                         "d4": "superseded", "e5": "superseded"}  # fmt: skip
+
+
+def test_kept_connections_commit_durably_visibly_and_leave_no_wal(store: CAStore) -> None:
+    """Inside keptdb.kept_open() transactions share one connection: the WAL is not
+    checkpointed away between them, another process sees each commit at once, a second
+    block or thread works as before, and the block's end removes -wal and -shm."""
+    (ca,) = store.inventory().find(kind="ca")
+    wal = store.dir / "inventory.sqlite3-wal"
+    with keptdb.kept_open():
+        with store.transaction() as inv:
+            inv.add(replace(ca, kind="client", name="k1", serial="k1", origin=ClientOrigin()))
+        assert wal.exists()  # still open: no checkpoint, no WAL to create again
+        assert [i["serial"] for i in cli_json("list", "--kind", "client")] == ["k1"]
+        with keptdb.kept_open(), store.transaction() as inv:  # nested: the outer block keeps it
+            inv.get("k1").name = "renamed"  # type: ignore[union-attr]
+        done: list[str] = []
+        worker = threading.Thread(target=lambda: done.append(_add_in_thread(store, ca)))
+        worker.start()
+        worker.join()
+        assert done == ["k2"]
+        assert wal.exists()
+    assert not wal.exists() and not (store.dir / "inventory.sqlite3-shm").exists()
+    listed = {i["serial"]: i["name"] for i in cli_json("list", "--kind", "client")}
+    assert listed == {"k1": "renamed", "k2": "k2"}
+    assert _integrity(store) == [("ok",)]
+
+
+def _add_in_thread(store: CAStore, ca: Record) -> str:
+    """Another thread inside the block: its own connection, closed as before."""
+    with store.transaction() as inv:
+        inv.add(replace(ca, kind="client", name="k2", serial="k2", origin=ClientOrigin()))
+    return "k2"
 
 
 # ---------------------------------------------------------------- migration

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
     Dockerd,
+    cli_ok,
     dockerd_available,
     free_port,
     run_certkit,
@@ -303,3 +307,65 @@ def test_a_host_certkit_refuses_leaves_no_ca_behind(certkit_home: Path, tmp_path
     assert r.returncode == 2 and "daemon.json" in r.stderr and "Traceback" not in r.stderr
     assert not certkit_home.exists() or not any(certkit_home.rglob("ca.pem"))
     assert [p.name for p in root.rglob("*") if p.is_file()] == ["daemon.json"]
+
+
+def _setup_on_a_terminal(root: Path, passphrase: str) -> tuple[int, str]:
+    """``certkit setup`` on a pseudo-terminal: each passphrase prompt after the first
+    gets Ctrl-D (no answer).  Its exit status and everything it wrote on the terminal."""
+    env = {k: v for k, v in os.environ.items() if k != "CERTKIT_CA_PASSPHRASE"}
+    argv = [sys.executable, "-m", "certkit", "setup", "localhost", "--install", "--root",
+            str(root), "--method", "daemon-json", "--context", "ck"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its controlling one, as a user's would be
+        os.execve(sys.executable, argv, env)
+    seen, answered = b"", 0
+    while True:
+        ready, _, _ = select.select([fd], [], [], 120)
+        try:
+            chunk = os.read(fd, 4096) if ready else b""
+        except OSError:  # EIO: the child closed the terminal
+            chunk = b""
+        if not chunk:
+            break
+        seen += chunk
+        while seen.count(b"CA passphrase:") > answered:
+            os.write(fd, f"{passphrase}\n".encode() if answered == 0 else b"\x04")
+            answered += 1
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+def test_setup_with_an_encrypted_ca_asks_for_the_passphrase_once(
+    certkit_home: Path, tmp_path: Path
+) -> None:
+    """The server's certificate and the client's are signed by one opening of the key."""
+    cli_ok("init-ca", "--encrypt", env={"CERTKIT_CA_PASSPHRASE": "correct horse"})
+    root = tmp_path / "r"
+    (root / "etc" / "docker").mkdir(parents=True)
+    code, tty = _setup_on_a_terminal(root, "correct horse")
+    assert code == 0, tty
+    assert tty.count("CA passphrase:") == 1
+    assert "Context 'ck'" in tty and "Traceback" not in tty
+    kinds = sorted(i["kind"] for i in json.loads(run_certkit("list", "--json").stdout))
+    assert kinds == ["ca", "client", "server"]
+
+
+def test_a_kill_inside_setup_keeps_every_commit_and_a_rerun_finishes(
+    certkit_home: Path, tmp_path: Path
+) -> None:
+    """setup keeps its inventory connection open: a kill after the client's record was
+    committed (the 4th transaction: CA, server, its install, client) loses none of them."""
+    root = tmp_path / "r"
+    (root / "etc" / "docker").mkdir(parents=True)
+    args = ["setup", "localhost", "--install", "--root", str(root), "--context", "ck"]
+    args += ["--method", "daemon-json"]
+    r = run_certkit(*args, env={"CERTKIT_TEST_CRASH_AT": "after-commit#4"})
+    assert r.returncode == -9, r.stdout + r.stderr  # SIGKILL, as a power cut would
+    kinds = sorted(i["kind"] for i in json.loads(run_certkit("list", "--json").stdout))
+    assert kinds == ["ca", "client", "server"]
+    again = json.loads(cli_ok(*args, "--json"))
+    assert again["ca"]["created"] is False and again["server"] is None
+    assert again["context"]["written"] is True
+    db = certkit_home / "cas" / "default"
+    assert not [p.name for p in db.iterdir() if p.name.endswith(("-wal", "-shm"))]
