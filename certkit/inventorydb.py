@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import files, keptdb
+from . import files, sqlitefiles
 from .errors import OperationError
 from .origins import Origin, origin_from_json, origin_to_json
 from .records import Record, read_json_inventory
@@ -430,7 +430,7 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
         if legacy.exists() or not path.exists():
             with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
                 _initialise(path, legacy)
-        conn = (None if readonly else keptdb.take(path)) or _connect(path, readonly=readonly)
+        conn = (None if readonly else sqlitefiles.take(path)) or _connect(path, readonly=readonly)
         try:
             _check_version(conn, path)
         except BaseException:
@@ -447,10 +447,8 @@ def _initialise(path: Path, legacy: Path) -> None:
     The JSON file is read first: when it is unreadable, nothing is created.
     """
     source = read_json_inventory(legacy) if legacy.exists() else None
-    created = not path.exists()
-    if created:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, files.PRIVATE_FILE)
-        os.close(fd)
+    schema = (*_SCHEMA, f"PRAGMA user_version = {SCHEMA_VERSION}")
+    created = not path.exists() and sqlitefiles.create(path, schema, files.PRIVATE_FILE)
     try:
         conn = _connect(path, readonly=False)
         try:
@@ -458,16 +456,15 @@ def _initialise(path: Path, legacy: Path) -> None:
                 raise corrupted(path, "it cannot be switched to WAL mode")
             _check_version(conn, path)
             conn.execute("BEGIN IMMEDIATE")
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SCHEMA:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # an older certkit's
+                for statement in schema:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             migrated = _migrate(conn, path, legacy, *source) if source else None
             conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
-        keptdb.give_back(path, conn)  # the next transaction's, inside keptdb.kept_open()
+        sqlitefiles.give_back(path, conn)  # kept for the next transaction, in kept_open()
     except BaseException:
         if created:  # leave the store as it was
             for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
@@ -519,10 +516,10 @@ def _stamp() -> str:
 def transaction(directory: Path) -> Iterator[Inventory]:
     """``BEGIN IMMEDIATE``: the block's reads and writes, committed when it ends.
 
-    Inside :func:`certkit.keptdb.kept_open` the connection is kept for the next one.
+    Inside :func:`certkit.sqlitefiles.kept_open` the connection is kept for the next one.
     """
     path = directory / DB_NAME
-    conn = keptdb.take(path) or open_db(directory, readonly=False)
+    conn = sqlitefiles.take(path) or open_db(directory, readonly=False)
     try:
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -541,7 +538,7 @@ def transaction(directory: Path) -> Iterator[Inventory]:
             conn.rollback()
             raise
     finally:
-        keptdb.give_back(path, conn)
+        sqlitefiles.give_back(path, conn)
     crash_point("after-commit")
 
 

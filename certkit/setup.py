@@ -29,9 +29,9 @@ from .files import StrPath
 from .host.options import InstallOptions
 from .host.target import Target, install
 from .inventory import Item, list_items
-from .keptdb import kept_open
 from .names import format_host
 from .server import ServerResult, issue_server, server_names
+from .sqlitefiles import kept_open
 from .store import CAStore
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from support import cli_json, cli_ok, run_certkit
 
 from certkit import ca as ca_ops
-from certkit import keptdb
+from certkit import sqlitefiles
 from certkit.host.options import HostRef, InstallOptions
 from certkit.names import parse_names
 from certkit.origins import ClientOrigin, ServerOrigin
@@ -107,17 +107,17 @@ def test_the_newest_active_record_of_a_name_is_the_one_in_use(store: CAStore) ->
 
 
 def test_kept_connections_commit_durably_visibly_and_leave_no_wal(store: CAStore) -> None:
-    """Inside keptdb.kept_open() transactions share one connection: the WAL is not
+    """Inside sqlitefiles.kept_open() transactions share one connection: the WAL is not
     checkpointed away between them, another process sees each commit at once, a second
     block or thread works as before, and the block's end removes -wal and -shm."""
     (ca,) = store.inventory().find(kind="ca")
     wal = store.dir / "inventory.sqlite3-wal"
-    with keptdb.kept_open():
+    with sqlitefiles.kept_open():
         with store.transaction() as inv:
             inv.add(replace(ca, kind="client", name="k1", serial="k1", origin=ClientOrigin()))
         assert wal.exists()  # still open: no checkpoint, no WAL to create again
         assert [i["serial"] for i in cli_json("list", "--kind", "client")] == ["k1"]
-        with keptdb.kept_open(), store.transaction() as inv:  # nested: the outer block keeps it
+        with sqlitefiles.kept_open(), store.transaction() as inv:  # nested: outer keeps it
             inv.get("k1").name = "renamed"  # type: ignore[union-attr]
         done: list[str] = []
         worker = threading.Thread(target=lambda: done.append(_add_in_thread(store, ca)))
@@ -129,6 +129,25 @@ def test_kept_connections_commit_durably_visibly_and_leave_no_wal(store: CAStore
     listed = {i["serial"]: i["name"] for i in cli_json("list", "--kind", "client")}
     assert listed == {"k1": "renamed", "k2": "k2"}
     assert _integrity(store) == [("ok",)]
+
+
+def test_a_new_database_appears_whole_private_and_in_wal_mode(tmp_path: Path) -> None:
+    """sqlitefiles.create: built aside and linked in (never over a file already there)."""
+    path = tmp_path / "inventory.sqlite3"
+    schema = ("CREATE TABLE t (x)", "PRAGMA user_version = 7")
+    assert sqlitefiles.create(path, schema, 0o600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["inventory.sqlite3"]  # no temp, no -wal
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA user_version").fetchone() == (7,)
+    finally:
+        db.close()
+    path.write_bytes(b"another process's")
+    assert not sqlitefiles.create(path, schema, 0o600)
+    assert path.read_bytes() == b"another process's"
+    assert [p.name for p in tmp_path.iterdir()] == ["inventory.sqlite3"]
 
 
 def _add_in_thread(store: CAStore, ca: Record) -> str:
