@@ -12,6 +12,7 @@ see that it changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -19,6 +20,7 @@ import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,6 +311,15 @@ def test_a_host_certkit_refuses_leaves_no_ca_behind(certkit_home: Path, tmp_path
     assert [p.name for p in root.rglob("*") if p.is_file()] == ["daemon.json"]
 
 
+def _next_output(fd: int, deadline: float) -> bytes:
+    """What the child wrote next on its terminal (b"": it closed it, or the deadline passed)."""
+    if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        return b""
+    with contextlib.suppress(OSError):  # EIO: the child closed the terminal
+        return os.read(fd, 4096)
+    return b""
+
+
 def _setup_on_a_terminal(root: Path, passphrase: str) -> tuple[int, str]:
     """``certkit setup`` on a pseudo-terminal: each passphrase prompt after the first
     gets Ctrl-D (no answer).  Its exit status and everything it wrote on the terminal."""
@@ -318,15 +329,8 @@ def _setup_on_a_terminal(root: Path, passphrase: str) -> tuple[int, str]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the terminal is its controlling one, as a user's would be
         os.execve(sys.executable, argv, env)
-    seen, answered = b"", 0
-    while True:
-        ready, _, _ = select.select([fd], [], [], 120)
-        try:
-            chunk = os.read(fd, 4096) if ready else b""
-        except OSError:  # EIO: the child closed the terminal
-            chunk = b""
-        if not chunk:
-            break
+    seen, answered, deadline = b"", 0, time.monotonic() + 120
+    while chunk := _next_output(fd, deadline):
         seen += chunk
         while seen.count(b"CA passphrase:") > answered:
             os.write(fd, f"{passphrase}\n".encode() if answered == 0 else b"\x04")
