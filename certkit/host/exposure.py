@@ -38,10 +38,8 @@ from typing import Any
 
 from ..checks import FAIL, PASS, SKIP, WARN, Check
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT
-from .daemonjson import config_or_empty, json_hosts
 from .firewall import ANY, PROBE, FirewallState, parse_probe, parse_ufw, ports_cover
 from .hostfiles import HostFiles
-from .systemd import effective_execstart, expanded, flag_hosts
 
 _TAG = "CERTKIT-EXPOSE "
 _FW_TAG = "CERTKIT-FW "
@@ -380,14 +378,9 @@ def findings(
 def configured_tls_ports(files_: HostFiles) -> list[int]:
     """The TCP ports dockerd is configured to serve other than the plain one (-H flags and
     daemon.json ``hosts``); Docker's TLS port when none is."""
-    args = expanded(effective_execstart(files_) or [], files_)
-    hosts = [h for _, _, h in flag_hosts(args)] + json_hosts(config_or_empty(files_.daemon_json))
-    ports = set()
-    for host in hosts:
-        m = re.match(r"^tcp://(?:\[[^\]]*\]|[^:/]*)(?::(\d+))?", host)
-        if m:
-            ports.add(int(m.group(1)) if m.group(1) else DOCKER_TLS_PORT)
-    return sorted(ports - {DOCKER_PLAIN_PORT}) or [DOCKER_TLS_PORT]
+    from .plan import tcp_ports  # the install planner's reading of dockerd's hosts
+
+    return [p for p in tcp_ports(files_) if p != DOCKER_PLAIN_PORT] or [DOCKER_TLS_PORT]
 
 
 def is_this_machine(host: str) -> bool:

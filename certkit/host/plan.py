@@ -81,10 +81,17 @@ def _tls_on(config: dict[str, Any], args: list[str]) -> bool:
     return flag is not None and flag.lower() not in ("false", "0")
 
 
-def _configured_hosts(files_: HostFiles) -> tuple[list[str], list[str], dict[str, Any]]:
+def _configured_hosts(files_: HostFiles) -> tuple[list[str], bool]:
+    """Every host dockerd is configured with (-H flags, then daemon.json), and whether TLS is on."""
     config = config_or_empty(files_.daemon_json)
     args = expanded(effective_execstart(files_) or [], files_)
-    return [h for _, _, h in flag_hosts(args)], json_hosts(config), config
+    return [*(h for _, _, h in flag_hosts(args)), *json_hosts(config)], _tls_on(config, args)
+
+
+def tcp_ports(files_: HostFiles) -> list[int]:
+    """The TCP ports dockerd is configured to listen on (-H flags and daemon.json ``hosts``)."""
+    hosts, tls = _configured_hosts(files_)
+    return sorted({port for h in hosts if (port := _tcp_port(h, tls)) is not None})
 
 
 def insecure_listeners(files_: HostFiles) -> list[str]:
@@ -94,11 +101,9 @@ def insecure_listeners(files_: HostFiles) -> list[str]:
     TLS on every TCP host, but one on port 2375 is still listed: whoever uses
     it expects plain HTTP and breaks.
     """
-    flags, in_json, config = _configured_hosts(files_)
-    args = expanded(effective_execstart(files_) or [], files_)
-    tls = _tls_on(config, args)
+    hosts, tls = _configured_hosts(files_)
     out: list[str] = []
-    for host in [*flags, *in_json]:
+    for host in hosts:
         port = _tcp_port(host, tls)
         if port is not None and (not tls or port == DOCKER_PLAIN_PORT) and host not in out:
             out.append(host)
