@@ -80,7 +80,7 @@ def _through_link(path: StrPath) -> Path:
 
 def fsync_dir(path: StrPath) -> None:
     """fsync a directory: a rename or a new file in it is on disk once this returns."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

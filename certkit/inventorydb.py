@@ -467,8 +467,7 @@ def _initialise(path: Path, legacy: Path) -> None:
         sqlitefiles.give_back(path, conn)  # kept for the next transaction, in kept_open()
     except BaseException:
         if created:  # leave the store as it was
-            for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
-                p.unlink(missing_ok=True)
+            sqlitefiles.remove(path)
         raise
     if migrated is not None:
         crash_point("migration-committed")

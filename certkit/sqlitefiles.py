@@ -30,6 +30,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from .files import fsync_dir
+
 _kept: dict[Path, sqlite3.Connection] | None = None
 _owner = (0, 0)  # (pid, thread) that opened the block
 
@@ -82,18 +84,19 @@ def create(path: Path, statements: tuple[str, ...], mode: int) -> bool:
     except FileExistsError:
         return False
     except BaseException:
-        for p in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm"))):
-            p.unlink(missing_ok=True)
+        remove(tmp)
         raise
     finally:
         os.close(fd)
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)  # the new name is on disk
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)  # the new name is on disk
     return True
+
+
+def remove(path: Path) -> None:
+    """Delete the database at ``path`` with its ``-wal`` and ``-shm`` files (those present)."""
+    for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        p.unlink(missing_ok=True)
 
 
 def take(path: Path) -> sqlite3.Connection | None:
