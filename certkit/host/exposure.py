@@ -38,7 +38,15 @@ from typing import Any
 
 from ..checks import FAIL, PASS, SKIP, WARN, Check
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT
-from .firewall import ANY, PROBE, FirewallState, parse_probe, parse_ufw, ports_cover
+from .firewall import (
+    ANY,
+    PROBE,
+    FirewallState,
+    network_or_any,
+    parse_probe,
+    parse_ufw,
+    ports_cover,
+)
 from .hostfiles import HostFiles
 
 _TAG = "CERTKIT-EXPOSE "
@@ -137,13 +145,11 @@ def listeners(tables: Sequence[str] = PROC_NET) -> list[Listener]:
 
 
 def _source(value: str) -> str:
-    value = value.replace("(v6)", "").strip().split()[0] if value.strip() else ANY
-    if value.lower() in ("anywhere", "0.0.0.0/0", "::/0", "any"):
+    """A rule's source as a network or ``any`` (ufw's ``Anywhere``); unknown text as is."""
+    words = value.replace("(v6)", "").split()
+    if not words or words[0].lower() == "anywhere":
         return ANY
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError:
-        return value
+    return network_or_any(words[0]) or words[0]
 
 
 def ufw_sources(lines: Iterable[str], port: int) -> list[str]:

@@ -144,20 +144,27 @@ def _nft_drop_chain(lines: list[str]) -> str | None:
     return None
 
 
+def network_or_any(value: str) -> str | None:
+    """The source ``value`` names: ``any`` for everyone (``any``, ``0.0.0.0/0``, ``::/0``),
+    else its network (``10.0.0.5`` -> ``10.0.0.5/32``); None when it names none."""
+    value = value.strip().lower()
+    if value in (ANY, "0.0.0.0/0", "::/0"):
+        return ANY
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        return None
+
+
 def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
     """``--allow-from`` values normalised (``10.0.0.5`` -> ``10.0.0.5/32``; ``any``)."""
     out: list[str] = []
     for raw in sources:
-        value = raw.strip().lower()
-        if value in (ANY, "0.0.0.0/0", "::/0"):
-            value = ANY
-        else:
-            try:
-                value = str(ipaddress.ip_network(value, strict=False))
-            except ValueError:
-                raise UsageError(
-                    f"--allow-from {raw!r} is not an address or CIDR (e.g. 10.0.0.0/24) nor 'any'."
-                ) from None
+        value = network_or_any(raw)
+        if value is None:
+            raise UsageError(
+                f"--allow-from {raw!r} is not an address or CIDR (e.g. 10.0.0.0/24) nor 'any'."
+            )
         if value not in out:
             out.append(value)
     if ANY in out and len(out) > 1:
@@ -284,13 +291,9 @@ def ufw_allowed(state: FirewallState, port: int) -> dict[str, bool]:
     for rule in parse_ufw(state.rules)[1]:
         if rule.v6 or rule.to != f"{port}/tcp" or rule.action not in ("ALLOW", "ALLOW IN"):
             continue
-        if rule.source == "Anywhere":
-            src = ANY
-        else:
-            try:
-                src = str(ipaddress.ip_network(rule.source, strict=False))
-            except ValueError:
-                continue
+        src = ANY if rule.source == "Anywhere" else network_or_any(rule.source)
+        if src is None:
+            continue
         found[src] = found.get(src, False) or rule.comment == COMMENT
     return found
 
