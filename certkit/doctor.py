@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import dockercli, paths
+from . import defaults, dockercli, paths
 from .checks import FAIL, PASS, SKIP, WARN, Check, Checklist
 from .errors import CertkitError, UsageError
 
 if TYPE_CHECKING:
     from .host.exposure import Finding
     from .host.hostfiles import HostFiles
-
-WARN_DAYS = 30
 
 
 @dataclass
@@ -73,7 +71,7 @@ def _expiry(report: DoctorReport, name: str, label: str, cert: Any) -> None:
     date = cert.not_valid_after_utc.strftime("%Y-%m-%d")
     if left <= 0:
         report.add(name, FAIL, f"{label} expired on {date}; renew it")
-    elif left < WARN_DAYS:
+    elif defaults.within_window(left):
         report.add(name, WARN, f"{label} expires in {int(left)} days ({date}); renew it soon")
     else:
         report.add(name, PASS, f"{label} is valid until {date} ({int(left)} days)")
