@@ -120,6 +120,20 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("certkit: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:
+        # A full, read-only or forbidden file system met outside certkit.files' writers
+        # (a mkdir, a lock file): one sentence too.  Any other OSError is a bug.
+        from ..files import disk_failure
+
+        failure = disk_failure(e.filename or "a file", e)
+        if failure is None:
+            raise
+        if "--json" in sys.argv:
+            import json
+
+            typer.echo(json.dumps({"ok": False, "error": failure.message}))
+        typer.echo(f"certkit: error: {failure.message}", err=True)
+        sys.exit(failure.exit_code)
 
 
 def _run_for_json(app: Any) -> None:
