@@ -1,4 +1,4 @@
-"""A store on a read-only or full file system: the disk's words, not "a broken inventory".
+"""The store's health: a read-only or full file system is named as such, a corrupt CA is FAILed.
 
 Read-only commands (``list``, ``status``, ``doctor``, ``ca show``) work on a read-only
 store; a write is refused with one sentence naming the file system, and nothing is
@@ -102,3 +102,15 @@ def test_a_full_disk_is_said_to_be_full_and_nothing_is_recorded(full_disk: Path)
         assert "full" in r.stderr or "no space left" in r.stderr, r.stderr
         assert "restore it from a backup" not in r.stderr
     assert run_certkit("list", "--json", env=env).stdout == before
+
+
+def test_doctor_fails_a_corrupt_ca_certificate_in_the_store(certkit_home: Path) -> None:
+    cli_ok("init-ca")
+    healthy = run_certkit("doctor", "--json")
+    assert "ca-cert" not in healthy.stdout  # a healthy CA adds no line
+    (certkit_home / "cas" / "default" / "ca.pem").write_text("not a certificate\n")
+    r = run_certkit("doctor", "--json")
+    assert r.returncode == 1
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["ca-cert"]["status"] == "FAIL"
+    assert "corrupted" in checks["ca-cert"]["message"]
