@@ -3,8 +3,8 @@
 This is the layer every command builds on: it joins the pure certificate
 logic (:mod:`certkit.certs`) with the store (:mod:`certkit.store`), and it is
 the only code that signs or writes CA files.  Signing goes through one
-:class:`Signer` (the CA certificate and a private-key object: today the key
-file's, tomorrow one held in a hardware token), opened by :func:`open_signer`.
+:class:`Signer` (the CA certificate and the private-key object its key
+backend gives, see :mod:`certkit.keys`), opened by :func:`open_signer`.
 Issuing always goes through :func:`issue` (or :func:`issue_many` for
 batches), which picks a serial unused by this CA, records the certificate in
 the inventory, and keeps a copy of the certificate and key in the store.
@@ -24,14 +24,13 @@ from typing import Any
 
 from cryptography import x509
 
-from . import certs, defaults, files
+from . import certs, constraints, defaults, files, keys
 from .certs import PrivateKey
-from .defaults import KeyType
 from .errors import UsageError
 from .inventorydb import crash_point
 from .names import SubjectNames
 from .origins import CAOrigin, Origin, empty_origin
-from .store import KEY_URI_FILE, CAStore, Record, get_passphrase, list_ca_names
+from .store import CAStore, Record, list_ca_names
 
 
 @dataclass
@@ -49,9 +48,13 @@ class CAInfo:
     bundle_path: str | None = None
     error: str | None = None  # set by list_cas for a CA whose files cannot be read
     replaced: str | None = None  # set by init_ca --force: where the previous CA was kept
-    key_uri: str | None = None  # the key is on a PKCS#11 token: its URI (else key_path)
-    key_path: str | None = None  # the key file, when the key is not on a token
+    key_uri: str | None = None  # the key is held by a backend (--key-uri): its URI
+    key_path: str | None = None  # the key file, when there is no key URI
     key_created: bool | None = None  # init_ca --key-uri: generated now (False: it was there)
+    key_backend: str = keys.DEFAULT_SCHEME  # the backend holding the key: file, pkcs11, ...
+    key_lives: str = ""  # where the key is, for people ("on a PKCS#11 token, ...")
+    key_short: str = ""  # the same for `ca list`
+    permitted: list[str] = field(default_factory=list)  # name constraints ([]: any name)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -67,19 +70,24 @@ def _stamp() -> str:
 
 def describe_ca(store: CAStore) -> CAInfo:
     cert = store.load_cert()
-    key_uri = store.key_uri()
+    held = keys.held_in(store.dir)
+    key = keys.backend_of(held).describe(held)
     return CAInfo(
         name=store.name,
         subject=cert.subject.rfc4514_string(),
         fingerprint=certs.fingerprint(cert),
         key_type=certs.cert_key_type(cert),
-        encrypted=store.key_encrypted(),
+        encrypted=key.encrypted,
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
         cert_path=str(store.cert_path),
         bundle_path=str(store.bundle_path) if store.bundle_path.exists() else None,
-        key_uri=key_uri,
-        key_path=None if key_uri else str(store.key_path),
+        key_uri=held.uri,
+        key_path=None if held.uri else str(held.file),
+        key_backend=key.backend,
+        key_lives=key.lives,
+        key_short=key.short,
+        permitted=constraints.permitted(cert),
     )
 
 
@@ -88,7 +96,7 @@ def _present(path: Path) -> bool:
 
 
 def _key_present(store: CAStore) -> bool:
-    """``ca-key.pem``, or the reference to a key on a PKCS#11 token."""
+    """``ca-key.pem``, or the URI of a key a backend holds (``ca-key.uri``)."""
     return _present(store.key_path) or _present(store.key_uri_path)
 
 
@@ -137,32 +145,35 @@ def init_ca(
     force: bool = False,
     root: Path | None = None,
     key_uri: str | None = None,
+    permit: list[str] | None = None,
 ) -> CAInfo:
     """Create the CA ``name`` in the store and return its description.
 
     An existing CA is never replaced unless ``force``; then the old one is
     renamed aside (``cas/<name>.replaced-<timestamp>``), not deleted.  With
     ``encrypt`` the key is stored encrypted with ``passphrase`` (or the one
-    from ``$CERTKIT_CA_PASSPHRASE`` / the terminal).  With ``key_uri`` (a
-    ``pkcs11:`` URI) the key is on a token: made there unless it exists, and
-    the store keeps only the URI (see :mod:`certkit.pkcs11`).
+    from ``$CERTKIT_CA_PASSPHRASE`` / the terminal).  With ``key_uri`` the
+    backend of its scheme holds the key (``pkcs11:``: made on the token unless
+    it exists) and the store keeps only the URI (see :mod:`certkit.keys`).
+    ``permit`` (DNS suffixes, CIDRs) limits the names the CA may sign for
+    (:mod:`certkit.constraints`).  Without ``common_name`` the subject tells
+    this CA apart: ``certkit CA NAME <date> <key id>``.
 
     >>> info = init_ca("prod", key_type="ec-p256")
     >>> info.cert_path  # doctest: +SKIP
     '/home/me/.local/share/certkit/cas/prod/ca.pem'
     """
-    if encrypt and key_uri is not None:
-        raise UsageError("--encrypt is for key files; a token key is guarded by its PIN.")
+    backend = keys.backend_for(key_uri)
     kt = certs.check_key_type(key_type)
     certs.check_days(days)
+    name_constraints = constraints.build(permit or [])
     store = CAStore(name, root)
     if not force:
         _refuse_existing(store)
-    if encrypt and passphrase is None:
-        passphrase = get_passphrase(confirm=True)
-    key, key_ref = _new_ca_key(kt, key_uri)
-    kt = certs.key_type_of(key)
-    cert = certs.make_ca(key, common_name or f"certkit CA {name}", days)
+    new = backend.create(key_uri, kt, encrypt=encrypt, passphrase=passphrase)
+    kt = certs.key_type_of(new.key)
+    cn = common_name or distinct_common_name(f"certkit CA {name}", new.key)
+    cert = certs.make_ca(new.key, cn, days, constraints=name_constraints)
     store.ensure_dirs()
     aside: Path | None = None
     with store.lock():
@@ -173,30 +184,30 @@ def init_ca(
             staging = store.dir.with_name(f".{name}.new-{os.getpid()}")
             files.ensure_dir(staging)
             try:
-                _write_ca_files(staging, cert, key, passphrase if encrypt else None, key_ref)
+                _write_ca_files(staging, cert, new)
                 os.rename(store.dir, aside)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             os.rename(staging, store.dir)
         else:
-            _write_ca_files(store.dir, cert, key, passphrase if encrypt else None, key_ref)
+            _write_ca_files(store.dir, cert, new)
     with store.transaction() as inv:
         inv.add(make_record(cert, "ca", name, kt, cert))
     info = describe_ca(store)
     info.replaced = str(aside) if aside else None
-    info.key_created = getattr(key, "created", None)
+    info.key_created = new.created if new.uri is not None else None
     return info
 
 
-def _new_ca_key(kt: KeyType, key_uri: str | None) -> tuple[PrivateKey, str | None]:
-    """A new CA key in memory, or the one on the token ``key_uri`` names (and its URI)."""
-    if key_uri is None:
-        return certs.generate_key(kt), None
-    from . import pkcs11
+def distinct_common_name(base: str, key: PrivateKey, now: dt.datetime | None = None) -> str:
+    """``certkit CA prod 2026-12-07 a1b2c3``: ``base``, the day and the key's id.
 
-    key = pkcs11.generate_or_open(key_uri, kt)
-    return key, key.uri
+    Two CAs named alike (two stores, a rotation) then differ in every error
+    a client prints ("signed by unknown authority" names the subject).
+    """
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest.hex()
+    return f"{base[:45]} {(now or _now()):%Y-%m-%d} {ski[:6]}"
 
 
 def _free_name(path: Path) -> Path:
@@ -208,28 +219,19 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
-def _write_ca_files(
-    directory: Path,
-    cert: x509.Certificate,
-    key: PrivateKey,
-    passphrase: bytes | None,
-    key_ref: str | None = None,
-) -> None:
+def _write_ca_files(directory: Path, cert: x509.Certificate, new: keys.NewKey) -> None:
     files.atomic_write_many(
         [
-            _key_file(directory, key, passphrase, key_ref),
+            _key_file(directory, new),
             (directory / "ca.pem", certs.cert_pem(cert), files.PUBLIC_FILE),
         ]
     )
 
 
-def _key_file(
-    directory: Path, key: PrivateKey, passphrase: bytes | None, key_ref: str | None
-) -> tuple[Path, bytes, int]:
-    """What keeps the CA key: ``ca-key.pem``, or ``ca-key.uri`` when it is on a token."""
-    if key_ref is not None:
-        return (directory / KEY_URI_FILE, (key_ref + "\n").encode(), files.PRIVATE_FILE)
-    return (directory / "ca-key.pem", certs.key_pem(key, passphrase), files.PRIVATE_FILE)
+def _key_file(directory: Path, new: keys.NewKey) -> tuple[Path, bytes, int]:
+    """What keeps the CA key: ``ca-key.pem``, or ``ca-key.uri`` when a backend holds it."""
+    file_name, data = new.stored()
+    return (directory / file_name, data, files.PRIVATE_FILE)
 
 
 def list_cas(root: Path | None = None) -> list[CAInfo]:
@@ -320,9 +322,11 @@ class LeafRequest:
 class Signer:
     """The CA that signs: its certificate and a private-key object.
 
-    ``key`` is any implementation of cryptography's private-key interface:
-    the key read from ``ca-key.pem`` today; a key that lives in a hardware
-    token only has to implement ``sign()`` and ``public_key()``.
+    ``key`` is any implementation of cryptography's private-key interface,
+    as the CA's key backend (:mod:`certkit.keys`) opens it: the key read from
+    ``ca-key.pem``, or one held elsewhere that implements ``sign()`` and
+    ``public_key()``.  Nothing is signed for a name outside the CA's name
+    constraints (:func:`certkit.constraints.check`).
     """
 
     cert: x509.Certificate
@@ -335,6 +339,7 @@ class Signer:
         (clients would refuse it past that date anyway); :func:`capped_note`
         says so.
         """
+        constraints.check(self.cert, req.names)
         ca_end = self.cert.not_valid_after_utc
         wanted = req.not_after or _now() + dt.timedelta(days=req.days)
         return certs.make_leaf(
@@ -390,13 +395,8 @@ def open_signer(store: CAStore) -> Signer:
     if _opened is not None and known in _opened:
         return _opened[known]
     cert = store.load_cert()
-    key_uri = store.key_uri()
-    if key_uri is None:
-        signer = Signer(cert, store.load_key())
-    else:
-        from . import pkcs11  # only for a CA whose key is on a token
-
-        signer = Signer(cert, pkcs11.open_key(key_uri, cert))
+    held = keys.held_in(store.dir)
+    signer = Signer(cert, keys.backend_of(held).open(held, cert))
     if _opened is not None:
         _opened[known] = signer
     return signer
@@ -496,23 +496,16 @@ def mark_installed(store: CAStore, serial: str, paths: list[str]) -> None:
 # ---------------------------------------------------------------- CA rotation files
 
 
-def begin_rotation(
-    store: CAStore,
-    new_cert: x509.Certificate,
-    new_key: PrivateKey,
-    passphrase: bytes | None,
-    key_ref: str | None = None,
-) -> None:
+def begin_rotation(store: CAStore, new_cert: x509.Certificate, new_key: keys.NewKey) -> None:
     """Make ``new_cert`` the signing CA; keep the old one in ``previous/``; trust both.
 
     The old CA is safe in ``previous/`` before anything else changes; then
     ``bundle.pem`` (new CA first, then the old one), the new key and
-    certificate replace the old ones.  The new key is encrypted with
-    ``passphrase`` when given (the old key's, so one passphrase opens both).
-    With ``key_ref`` the new key is on a token: ``ca-key.uri`` gets its URI and
-    the old key's URI moves to ``previous/`` (the old key stays on the token).
+    certificate replace the old ones.  The new key is kept as its backend
+    made it (``ca-key.pem``, or ``ca-key.uri`` when a backend holds it; the
+    old key's file or URI moves to ``previous/``, the old key is left as is).
     """
-    old_key_file = store.key_uri_path if store.key_uri() is not None else store.key_path
+    old_key_file = keys.held_in(store.dir).file
     old_key = old_key_file.read_bytes()
     old_pem = store.cert_path.read_bytes()
     new_pem = certs.cert_pem(new_cert)
@@ -529,11 +522,11 @@ def begin_rotation(
         files.atomic_write_many(
             [
                 (store.bundle_path, new_pem + old_pem, files.PUBLIC_FILE),
-                _key_file(store.dir, new_key, passphrase, key_ref),
+                _key_file(store.dir, new_key),
                 (store.cert_path, new_pem, files.PUBLIC_FILE),
             ]
         )
-    new = make_record(new_cert, "ca", store.name, certs.key_type_of(new_key), new_cert)
+    new = make_record(new_cert, "ca", store.name, certs.key_type_of(new_key.key), new_cert)
     old_fp = certs.fingerprint(certs.load_cert(old_pem))
     new.origin = CAOrigin(rotated_from=old_fp)
     with store.transaction() as inv:

@@ -140,8 +140,12 @@ def make_ca(
     *,
     now: dt.datetime | None = None,
     serial: int | None = None,
+    constraints: x509.NameConstraints | None = None,
 ) -> x509.Certificate:
     """A self-signed CA certificate that strict verifiers accept.
+
+    ``constraints`` (see :mod:`certkit.constraints`) limits the names it may
+    sign for; the extension is critical, so every verifier applies it.
 
     >>> key = generate_key()
     >>> ca = make_ca(key, "prod CA")
@@ -167,6 +171,8 @@ def make_ca(
         )
         # No EKU on the CA: Go's verifier would then demand it list clientAuth.
     )
+    if constraints is not None:
+        builder = builder.add_extension(constraints, critical=True)
     return builder.sign(key, _hash_for(key))
 
 

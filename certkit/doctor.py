@@ -495,20 +495,22 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     _check_hosts(report, sp, tls_on)
     contexts = _check_contexts(report, config_dir)
     _check_env(report, config_dir, contexts)
-    _check_token_keys(report)
+    _check_ca_keys(report)
     _check_inventories(report)
     _check_orphans(report)
     return report
 
 
-def _check_token_keys(report: DoctorReport) -> None:
-    """Each store CA whose key is on a PKCS#11 token: is the token there, with the key?"""
+def _check_ca_keys(report: DoctorReport) -> None:
+    """Each store CA's key, as its backend checks it (a token: there, with the key?)."""
+    from . import keys
     from .store import CAStore, list_ca_names
 
     for name in list_ca_names():
-        uri = CAStore(name).key_uri()
-        if uri is not None:
-            from .pkcs11 import check_token
-
-            ok, message = check_token(uri)
-            report.add("ca-key-token", PASS if ok else FAIL, f"CA {name!r}: {message}")
+        store = CAStore(name)
+        try:
+            held = keys.held_in(store.dir)
+            ok, message = keys.backend_of(held).check(held, store.load_cert())
+        except UsageError as e:
+            ok, message = False, e.message
+        report.add("ca-key", PASS if ok else FAIL, f"CA {name!r}: {message}")

@@ -25,13 +25,12 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from . import certs, defaults
-from .ca import begin_rotation, require_ca, retire_previous
+from . import certs, constraints, defaults, keys
+from .ca import begin_rotation, distinct_common_name, require_ca, retire_previous
 from .certs import PrivateKey
-from .defaults import KeyType
 from .errors import OperationError, UsageError
 from .renew import RENEW_KINDS, ca_flag, in_use, now_utc, renew_command, rewritable, trusted
-from .store import CAStore, get_passphrase, key_reference
+from .store import CAStore, key_reference
 
 
 @dataclass
@@ -43,7 +42,7 @@ class CASummary:
     key_type: str
     not_after: str
     path: str
-    key_uri: str | None = None  # its key is on a PKCS#11 token: where (else a ca-key.pem)
+    key_uri: str | None = None  # its key is held by a backend: its URI (else a ca-key.pem)
 
     @classmethod
     def of(cls, cert: x509.Certificate, path: Path) -> CASummary:
@@ -100,14 +99,13 @@ def _previous_cert(store: CAStore) -> x509.Certificate | None:
     return certs.load_cert(path.read_bytes())
 
 
-_STAMP_SUFFIX = re.compile(r" \d{8}(T\d{6}Z)?$")
+# "certkit CA prod 20261127" (rotations before the key id) or "... 2026-11-27 a1b2c3".
+_STAMP_SUFFIX = re.compile(r" (\d{8}(T\d{6}Z)?|\d{4}-\d{2}-\d{2} [0-9a-f]{6})$")
 
 
-def _next_common_name(old_cn: str, now: dt.datetime) -> str:
-    """``certkit CA prod 20261127``: the old name with a date, so the two CAs differ by name."""
-    base = _STAMP_SUFFIX.sub("", old_cn)[:40]
-    cn = f"{base} {now:%Y%m%d}"
-    return cn if cn != old_cn else f"{base} {now:%Y%m%dT%H%M%SZ}"
+def _next_common_name(old_cn: str, key: PrivateKey, now: dt.datetime) -> str:
+    """``certkit CA prod 2026-11-27 a1b2c3``: the old name with the day and the new key's id."""
+    return distinct_common_name(_STAMP_SUFFIX.sub("", old_cn)[:40], key, now)
 
 
 def start_rotation(
@@ -134,33 +132,14 @@ def start_rotation(
     kt = certs.check_key_type(key_type or certs.cert_key_type(old_cert))
     certs.check_days(days)
     now = now_utc()
-    key, passphrase, key_ref = _next_key(store, kt, now)
-    cn = common_name or _next_common_name(certs.common_name(old_cert), now)
-    new_cert = certs.make_ca(key, cn, days)
-    begin_rotation(store, new_cert, key, passphrase, key_ref)
+    # The old key's backend makes the next key (a key file: encrypted alike; a token: beside it).
+    held = keys.held_in(store.dir)
+    new = keys.backend_of(held).next_key(held, kt, now)
+    cn = common_name or _next_common_name(certs.common_name(old_cert), new.key, now)
+    # The new CA may sign for the same names as the old one, no more.
+    new_cert = certs.make_ca(new.key, cn, days, constraints=constraints.of(old_cert))
+    begin_rotation(store, new_cert, new)
     return rotation_status(store, started=True)
-
-
-def _next_key(
-    store: CAStore, kt: KeyType, now: dt.datetime
-) -> tuple[PrivateKey, bytes | None, str | None]:
-    """The new CA's key, its passphrase (the old key's) and, on a token, its URI.
-
-    A token CA's next key is made on the same token under a new label; the
-    old key stays there (``previous/ca-key.uri`` names it).
-    """
-    old_uri = store.key_uri()
-    if old_uri is not None:
-        from . import pkcs11
-
-        token_key = pkcs11.generate_next(old_uri, kt, now)
-        return token_key, None, token_key.uri
-    old_key_pem = store.key_path.read_bytes()
-    passphrase: bytes | None = None
-    if certs.is_encrypted_pem(old_key_pem):
-        passphrase = get_passphrase()
-        certs.load_key(old_key_pem, passphrase)  # a wrong passphrase stops here
-    return certs.generate_key(kt), passphrase, None
 
 
 def rotation_status(store: CAStore, *, started: bool = False) -> RotationReport:

@@ -4,8 +4,8 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
 
     cas/<name>/ca.pem           CA certificate (0644)
     cas/<name>/ca-key.pem       CA private key, maybe encrypted (0600)
-    cas/<name>/ca-key.uri       instead of ca-key.pem: where the key is on a PKCS#11
-                                token, an RFC 7512 URI without PIN (0600)
+    cas/<name>/ca-key.uri       instead of ca-key.pem: the URI of the key a backend
+                                holds (pkcs11:..., see certkit.keys), no secret (0600)
     cas/<name>/bundle.pem       trust bundle while a CA rotation is under way
                                 (new CA certificate first, then the previous one)
     cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem or .uri) during a rotation
@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import files, inventorydb
-from .errors import PassphraseError, UsageError
+from .errors import UsageError
 from .inventorydb import Inventory as Inventory  # re-exported: callers ask the store
+from .keys import KEY_FILE, backend_of, held_in
+from .keys import KEY_URI_FILE as KEY_URI_FILE  # re-exported
 from .paths import DEFAULT_CA, store_root
 from .records import Record as Record  # re-exported
 
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
     from .certs import PrivateKey
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
-KEY_URI_FILE = "ca-key.uri"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -56,9 +57,8 @@ def check_ca_name(name: str) -> str:
 
 
 def key_reference(directory: Path) -> str | None:
-    """The PKCS#11 URI in ``directory/ca-key.uri`` (a CA dir, ``previous/``, an archive)."""
-    text = files.read_text(directory / KEY_URI_FILE)
-    return text.strip() if text is not None else None
+    """The key URI in ``directory/ca-key.uri`` (a CA dir, ``previous/``, an archive), or None."""
+    return held_in(directory).uri
 
 
 def get_passphrase(confirm: bool = False) -> bytes:
@@ -100,15 +100,15 @@ class CAStore:
 
     @property
     def key_path(self) -> Path:
-        return self.dir / "ca-key.pem"
+        return self.dir / KEY_FILE
 
     @property
     def key_uri_path(self) -> Path:
-        """The reference to a key on a PKCS#11 token, when the key is not a file."""
+        """The URI of the CA key when a backend holds it (not a file in the store)."""
         return self.dir / KEY_URI_FILE
 
     def key_uri(self) -> str | None:
-        """The PKCS#11 URI of the CA key, or None when the key is ``ca-key.pem``."""
+        """The URI of the CA key, or None when the key is ``ca-key.pem``."""
         return key_reference(self.dir)
 
     @property
@@ -166,28 +166,14 @@ class CAStore:
             raise UsageError(f"The CA certificate {self.cert_path} is corrupted.") from None
 
     def key_encrypted(self) -> bool:
-        from .certs import is_encrypted_pem
-
-        if self.key_uri_path.exists():
-            return False  # on a token: a PIN guards it, not a passphrase
-        return is_encrypted_pem(self.key_path.read_bytes())
+        """True when a passphrase guards the CA key (a key file made with --encrypt)."""
+        held = held_in(self.dir)
+        return backend_of(held).describe(held).encrypted
 
     def load_key(self) -> PrivateKey:
-        """The CA private key, asking for the passphrase when it is encrypted."""
-        from .certs import is_encrypted_pem, load_key
-
-        self.require()
-        try:
-            data = self.key_path.read_bytes()
-        except OSError as e:
-            raise UsageError(f"Cannot read {self.key_path}: {e.strerror}.") from None
-        passphrase = get_passphrase() if is_encrypted_pem(data) else None
-        try:
-            return load_key(data, passphrase)
-        except PassphraseError:
-            raise
-        except UsageError:
-            raise UsageError(f"The CA key {self.key_path} is corrupted.") from None
+        """The CA key as its backend opens it (asks for a passphrase or a PIN if needed)."""
+        held = held_in(self.require().dir)
+        return backend_of(held).open(held, self.load_cert())
 
     def trust_bundle_pem(self) -> bytes:
         """What servers and clients must trust: ``bundle.pem`` in a rotation, else ``ca.pem``."""

@@ -59,3 +59,43 @@ def test_the_modules_examples_run_as_doctests(tmp_path: Path) -> None:
     result = doctest.testmod(api, extraglobs={"sandbox": sandbox}, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
     assert (tmp_path / "host/etc/docker/daemon.json").is_file()
+
+
+def test_one_ca_handle_everywhere(tmp_path: Path, docker_config: Path) -> None:
+    """A CA object or its name: every function that works with a CA takes either."""
+    prod = api.CA("prod")
+    info = api.init_ca(prod, permit=["example.com"])
+    assert info.permitted == ["example.com"] and api.describe_ca("prod").name == "prod"
+    server = api.issue_server(prod, "docker1.example.com", out=str(tmp_path / "srv"))
+    by_name = api.issue_server("prod", "docker2.example.com", out=str(tmp_path / "srv2"))
+    assert server.serial != by_name.serial
+    with pytest.raises(api.UsageError, match="outside the names this CA may sign for"):
+        api.issue_server(prod, "docker3.example.org", out=str(tmp_path / "srv3"))
+    client = api.client_context("laptop", "docker1.example.com", ca=prod)
+    files = api.client_files("bot", tmp_path / "bot", ca="prod")
+    assert client.serial and files.serial
+    assert {i.name for i in api.list_items(ca=prod)} == {
+        "prod",
+        "docker1.example.com",
+        "docker2.example.com",
+        "laptop",
+        "bot",
+    }
+    serials = [i.serial for i in api.list_items(ca=prod)]
+    assert serials == [i.serial for i in api.list_items(ca="prod")]
+    settings = api.export_settings(prod, "deploy", host="docker1.example.com")
+    assert api.export_ci("prod", settings).bundle.context == "deploy"
+    assert api.renew(prod, "client", "laptop").old_serial == client.serial
+    assert api.start_rotation("prod").state == "started"
+    assert api.rotation_status(prod).state == "rotating"
+    assert api.finish_rotation(prod, force=True).state == "finished"
+    assert api.status(ca=prod).cas == ["prod"] == api.status(ca="prod").cas
+
+    # A CA in another store: the functions that take the store from the handle use it;
+    # the ones that find $CERTKIT_HOME themselves say so instead of using the wrong store.
+    elsewhere = api.CA("lab", root=tmp_path / "other-store")
+    api.init_ca(elsewhere)
+    assert (tmp_path / "other-store/cas/lab/ca.pem").is_file()
+    assert api.issue(elsewhere, "client", "x", "x").record.kind == "client"
+    with pytest.raises(api.UsageError, match="set CERTKIT_HOME to use that store"):
+        api.client_context("lab", "docker1.example.com", ca=elsewhere)

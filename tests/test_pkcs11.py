@@ -149,7 +149,7 @@ def test_uri_forms_parse_and_the_pin_is_never_part_of_one() -> None:
         (f"pkcs11:module-path={MODULE};token=t", "needs object=LABEL"),
         (uri("k") + ";type=public", "private key"),
         (uri("k") + ";colour=blue", "unknown attribute"),
-        ("/usr/lib/softhsm/libsofthsm2.so", "not a PKCS#11 URI"),
+        ("/usr/lib/softhsm/libsofthsm2.so", "not a key URI: it must start"),
     ]:
         r = run_certkit("init-ca", "--key-uri", bad)
         assert r.returncode == 2 and says in r.stderr, (bad, r.stderr)
@@ -184,7 +184,7 @@ def test_init_ca_makes_a_non_extractable_key_on_the_token_and_keeps_only_its_uri
     softhsm: Path, tmp_path: Path
 ) -> None:
     out = cli_ok("init-ca", "--key-uri", uri("init-ca-key"))
-    assert "generated on the token" in out and PIN not in out
+    assert "CA key (generated, on a PKCS#11 token" in out and PIN not in out
     attrs = token_keys()["init-ca-key"]
     assert attrs == {
         "SENSITIVE": True,
@@ -292,7 +292,7 @@ def test_the_pin_is_asked_on_a_terminal_and_never_echoed(softhsm: Path) -> None:
     code, screen = _on_a_terminal(["init-ca", "--key-uri", uri("prompted")], PIN)
     assert code == 0, screen
     assert "PIN for token 'certkit': " in screen and PIN not in screen
-    assert "generated on the token" in screen
+    assert "CA key (generated, on a PKCS#11 token" in screen
     code, screen = _on_a_terminal(["init-ca", "--ca", "b", "--key-uri", uri("prompted")], "0000")
     assert code == 2 and "Wrong PIN" in screen and "0000" not in screen
 
@@ -380,7 +380,7 @@ def test_doctor_checks_the_token_is_reachable(softhsm: Path, tmp_path: Path) -> 
     def token_check(env: dict[str, str] | None = None) -> dict[str, Any]:
         r = run_certkit("doctor", "--root", str(root), "--json", env=env)
         checks = json.loads(r.stdout)["checks"]
-        (check,) = [c for c in checks if c["name"] == "ca-key-token"]
+        (check,) = [c for c in checks if c["name"] == "ca-key"]
         return dict(check)
 
     assert token_check()["status"] == "PASS"
@@ -502,7 +502,7 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     assert docker_gets_in("old")
 
     out = cli_ok("rotate-ca", "start")
-    assert f"Old CA key left on the token: {old_uri}" in out
+    assert f"Old CA key left where it is: {old_uri}" in out
     new_uri = store.key_uri()
     assert new_uri is not None and new_uri != old_uri
     new_label = parse_uri(new_uri).object
@@ -524,7 +524,7 @@ def test_rotation_with_a_token_ca_against_a_real_dockerd(
     cli_ok("renew", "server", "localhost")
     daemon.restart()
     out = cli_ok("rotate-ca", "finish")
-    assert f"Its key is still on the token (certkit deletes none): {old_uri}" in out
+    assert f"Its key is still where it was (certkit deletes none): {old_uri}" in out
     cli_ok("renew", "server", "localhost", "--bundle-only")
     daemon.restart()
     assert docker_gets_in("new")

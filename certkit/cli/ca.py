@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ..defaults import CA_DAYS
+from ..keys import BACKENDS
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 from .root import app
+
+if TYPE_CHECKING:
+    from ..ca import CAInfo
 
 ca_app = typer.Typer(help="Inspect and back up the CAs in the store.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
@@ -15,7 +21,9 @@ app.add_typer(ca_app, name="ca")
 @app.command("init-ca")
 def init_ca(
     ca: str = CA_OPTION,
-    cn: str = typer.Option(None, "--cn", help="Common name of the CA (default: certkit CA NAME)."),
+    cn: str = typer.Option(
+        None, "--cn", help="Common name of the CA (default: certkit CA NAME DATE KEY-ID)."
+    ),
     key_type: str = KEY_TYPE_OPTION,
     days: int = typer.Option(CA_DAYS, "--days", help="Validity in days."),
     encrypt: bool = typer.Option(
@@ -29,9 +37,17 @@ def init_ca(
     key_uri: str = typer.Option(
         None,
         "--key-uri",
-        help="Keep the key on a PKCS#11 token (HSM, YubiKey, SoftHSM): an RFC 7512 URI "
-        "pkcs11:token=LABEL;object=KEY?module-path=/path/module.so. Made there if missing. "
-        "PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked.",
+        help="Keep the key outside the store, held by the backend of the URI's scheme "
+        "(made there if missing; the store keeps the URI): "
+        + "; ".join(example for scheme, (_, example) in BACKENDS.items() if scheme != "file")
+        + ". A token's PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked.",
+    ),
+    permit: list[str] = typer.Option(
+        None,
+        "--permit",
+        metavar="DNS_SUFFIX_OR_CIDR",
+        help="Let the CA sign only for names under this DNS suffix or in this network "
+        "(repeatable; a critical name constraint every client enforces). Default: any name.",
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -39,12 +55,16 @@ def init_ca(
 
     Example: certkit init-ca --ca prod --encrypt
 
+    Example: certkit init-ca --ca corp --permit corp.example.com --permit 10.0.0.0/8
+
     Example: certkit init-ca --key-uri
     'pkcs11:token=certkit;object=ca-key?module-path=/usr/lib/softhsm/libsofthsm2.so'
     """
     from ..ca import init_ca as _init_ca
 
-    info = _init_ca(ca, cn, key_type, days, encrypt=encrypt, force=force, key_uri=key_uri)
+    info = _init_ca(
+        ca, cn, key_type, days, encrypt=encrypt, force=force, key_uri=key_uri, permit=permit
+    )
     flag = "" if ca == "default" else f" --ca {ca}"
     encrypted = ", key encrypted" if info.encrypted else ""
     emit(
@@ -53,19 +73,27 @@ def init_ca(
         [
             f"Created CA {info.name!r} ({info.key_type}{encrypted}),"
             f" valid until {info.not_after[:10]}.",
-            f"CA certificate: {info.cert_path}",
+            f"CA certificate: {info.cert_path} ({info.subject})",
         ]
-        + _token_lines(info.key_uri, info.key_created)
+        + _key_lines(info)
+        + _permit_lines(info)
         + ([f"Previous CA kept in {info.replaced}"] if info.replaced else [])
         + [f"Next: certkit issue-server HOST{flag} --install   (on the Docker host)"],
     )
 
 
-def _token_lines(key_uri: str | None, created: bool | None) -> list[str]:
-    if key_uri is None:
+def _key_lines(info: CAInfo) -> list[str]:
+    if info.key_uri is None:
         return []
-    how = "generated on the token" if created else "already on the token, used as is"
-    return [f"CA key ({how}, it never leaves it): {key_uri}"]
+    how = "generated" if info.key_created else "already there, used as is"
+    lives = f", {info.key_lives}" if info.key_lives else ""
+    return [f"CA key ({how}{lives}): {info.key_uri}"]
+
+
+def _permit_lines(info: CAInfo) -> list[str]:
+    if not info.permitted:
+        return []
+    return [f"Signs only for: {', '.join(info.permitted)} (name constraints)"]
 
 
 @ca_app.command("show")
@@ -86,7 +114,8 @@ def show(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
             f"Subject:     {info.subject}",
             f"Key:         {info.key_type}{' (encrypted)' if info.encrypted else ''}",
             f"Key lives:   {info.key_uri or info.key_path}"
-            + (" (on a PKCS#11 token, it never leaves it)" if info.key_uri else ""),
+            + (f" ({info.key_lives})" if info.key_lives else ""),
+            f"Names:       {', '.join(info.permitted) or 'any (no name constraints)'}",
             f"Valid:       {info.not_before[:19]} .. {info.not_after[:19]}",
             f"SHA-256:     {info.fingerprint}",
             f"Certificate: {info.cert_path}",
@@ -111,7 +140,7 @@ def list_(json_out: bool = JSON_OPTION) -> None:
         f"{c.name:16} unreadable: {c.error}"
         if c.error
         else f"{c.name:16} {c.key_type:9} until {c.not_after[:10]}  {c.subject}"
-        + ("  (key on a PKCS#11 token)" if c.key_uri else "")
+        + (f"  ({c.key_short})" if c.key_short else "")
         for c in cas
     ]
     if not cas:
@@ -143,7 +172,7 @@ def backup(
         "encrypted" if result.key_encrypted else "NOT encrypted: keep the file as safe as the store"
     )
     if result.key_on_token:
-        key = "on its PKCS#11 token (the file holds only its URI)"
+        key = "held by its key backend (the file holds only its URI)"
     emit(
         json_out,
         result.to_json(),

@@ -375,8 +375,8 @@ def _rotation_lines(r: RotationReport) -> list[str]:
         lines.append(f"New CA {r.current.subject!r} signs from now on ({r.current.key_type}).")
         lines.append(f"Old CA {r.previous.subject!r} kept at {r.previous.path}.")
         if r.previous.key_uri:
-            lines.append(f"Old CA key left on the token: {r.previous.key_uri}")
-            lines.append(f"New CA key made on the same token: {r.current.key_uri}")
+            lines.append(f"Old CA key left where it is: {r.previous.key_uri}")
+            lines.append(f"New CA key made beside it: {r.current.key_uri}")
         lines.append(f"Trust bundle (new + old CA): {r.bundle_path}")
     elif r.state == "rotating":
         assert r.previous is not None
@@ -389,7 +389,7 @@ def _rotation_lines(r: RotationReport) -> list[str]:
         lines.append(f"Archived (not deleted) at {r.archived}.")
         if r.previous.key_uri:
             lines.append(
-                f"Its key is still on the token (certkit deletes none): {r.previous.key_uri}"
+                f"Its key is still where it was (certkit deletes none): {r.previous.key_uri}"
             )
         lines.append(
             "No dockerd file changed yet: each server trusts the old CA until its tlscacert "
