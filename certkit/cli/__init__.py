@@ -32,6 +32,7 @@ MODULES = (
     "bulk",
     "fleet",
     "metrics",
+    "dockerplugin",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -55,6 +56,7 @@ COMMAND_MODULES = {
     "issue-client": "bulk",
     "fleet": "fleet",
     "metrics": "metrics",
+    "install-docker-plugin": "dockerplugin",
 }
 
 _HELP = frozenset({"-h", "--help"})
