@@ -44,7 +44,7 @@ def install_docker_plugin(
     done = install(system, root=root, docker_config=docker_config, force=force)
     verb = "Installed" if done.changed else "Already installed:"
     lines = [
-        f"{verb} {done.path} (runs certkit with {done.python}).",
+        f"{verb} {done.path}: `docker certkit` runs this certkit.",
         "Next: docker certkit status",
     ]
     emit(json_out, done.to_json(), lines)
