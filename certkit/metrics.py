@@ -5,7 +5,7 @@ The text is the exposition format node_exporter's textfile collector reads
 ``prometheus_client`` and written atomically (0644) so the collector never
 reads half a file.  Expiry is exported as timestamps, not "days left", in the
 style of enix/x509-certificate-exporter: the values stay constant between
-renewals, and alert rules subtract ``time()`` themselves::
+renewals, and alert rules subtract ``time()`` themselves (``certkit metrics rules``)::
 
     certkit_cert_not_after_timestamp_seconds - time() < 21 * 86400
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 CERT_NOT_AFTER = "certkit_cert_not_after_timestamp_seconds"
+CERT_NOT_BEFORE = "certkit_cert_not_before_timestamp_seconds"
+CERT_RENEW_AFTER = "certkit_cert_renew_after_timestamp_seconds"
 CERT_EXPIRED = "certkit_cert_expired"
 CA_NOT_AFTER = "certkit_ca_not_after_timestamp_seconds"
 ROTATION = "certkit_rotation_in_progress"
@@ -163,16 +165,30 @@ def collect(
     not_after = Gauge(
         CERT_NOT_AFTER, "notAfter of each certificate in use.", labels, registry=registry
     )
+    not_before = Gauge(
+        CERT_NOT_BEFORE, "notBefore of each certificate in use.", labels, registry=registry
+    )
+    renew_after = Gauge(
+        CERT_RENEW_AFTER,
+        "When two thirds of the certificate's lifetime have passed: renewal is overdue after.",
+        labels,
+        registry=registry,
+    )
     expired = Gauge(
         CERT_EXPIRED,
         "1 when the certificate in use has expired, else 0.",
         labels,
         registry=registry,
     )
+    starts = _not_befores(report.cas)
     for item in active:
         when = timestamp(item.not_after)
         values = (item.ca, item.kind, item.name, item.serial)
         not_after.labels(*values).set(when)
+        start = starts.get((item.ca, item.serial))
+        if start is not None:
+            not_before.labels(*values).set(start)
+            renew_after.labels(*values).set(start + (when - start) * 2 / 3)
         expired.labels(*values).set(1 if when <= now_ts else 0)
     _ca_metrics(registry, report.cas, active)
     endpoints: list[EndpointAudit] = []
@@ -184,6 +200,15 @@ def collect(
         _endpoint_metrics(registry, endpoints)
     text = generate_latest(registry).decode()
     return Metrics(text, active, report.cas, endpoints)
+
+
+def _not_befores(cas: list[str]) -> dict[tuple[str, str], float]:
+    """``(ca, serial)`` -> notBefore of every certificate in use (one query per CA)."""
+    found: dict[tuple[str, str], float] = {}
+    for name in cas:
+        for record in CAStore(name).inventory().find(active=True):
+            found[(name, record.serial)] = timestamp(record.not_before)
+    return found
 
 
 def _ca_metrics(registry: CollectorRegistry, cas: list[str], active: list[Item]) -> None:

@@ -49,6 +49,15 @@ def docker_config_dir(override: str | os.PathLike[str] | None = None) -> Path:
         ) from None
 
 
+def docker_cli_plugins_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The user's docker CLI plugin dir: ``cli-plugins`` in :func:`docker_config_dir`."""
+    return docker_config_dir(override) / "cli-plugins"
+
+
+# Where an administrator installs a docker CLI plugin for every user (docker/cli's
+# cli_plugins.md; /usr/lib and /usr/libexec are left to packages).
+SYSTEM_CLI_PLUGINS = PurePosixPath("/usr/local/lib/docker/cli-plugins")
+
 # System paths on a Docker host, as seen on the host itself.
 DAEMON_JSON = PurePosixPath("/etc/docker/daemon.json")
 CERT_DIR = PurePosixPath("/etc/docker/certkit")

@@ -31,6 +31,8 @@ MODULES = (
     "firewall",
     "bulk",
     "fleet",
+    "metrics",
+    "dockerplugin",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -53,6 +55,8 @@ COMMAND_MODULES = {
     "firewall": "firewall",
     "issue-client": "bulk",
     "fleet": "fleet",
+    "metrics": "metrics",
+    "install-docker-plugin": "dockerplugin",
 }
 
 _HELP = frozenset({"-h", "--help"})
