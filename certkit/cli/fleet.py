@@ -100,6 +100,7 @@ def apply(
     lines.append(summary)
     if result.contexts:
         lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
+    lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
     if failed:
         lines.append(f"Failed: {', '.join(failed)}.")
     elif result.not_serving and not check:

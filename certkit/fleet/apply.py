@@ -53,6 +53,7 @@ class FleetResult:
 
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     contexts: list[str] = field(default_factory=list)
+    contexts_refused: dict[str, str] = field(default_factory=dict)  # name -> why left alone
     check: bool = False
     status: str = ""
     seconds: float = 0.0
@@ -72,7 +73,11 @@ class FleetResult:
     def ok(self) -> bool:
         if not self.hosts:
             return False
-        return not self.failed and (self.check or not self.not_serving)
+        return (
+            not self.failed
+            and not self.contexts_refused
+            and (self.check or not self.not_serving)
+        )
 
     @property
     def changed(self) -> list[str]:
@@ -92,6 +97,7 @@ class FleetResult:
             "failed": self.failed,
             "restart_needed": self.not_serving,
             "contexts": self.contexts,
+            "contexts_refused": self.contexts_refused,
             "ansible_status": self.status,
             "seconds": round(self.seconds, 2),
         }
@@ -165,7 +171,9 @@ def apply(opts: FleetOptions) -> FleetResult:
             for h, d in sorted(result.hosts.items())
             if d.get("serving")
         ]
-        result.contexts = write_contexts(admin, serving, opts.docker_config)
+        result.contexts, result.contexts_refused = write_contexts(
+            store, admin, serving, opts.docker_config, force=opts.force
+        )
     result.seconds = time.monotonic() - started
     return result
 
