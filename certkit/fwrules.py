@@ -20,7 +20,6 @@ from .host.firewall import (
     FirewallPlan,
     FirewallState,
     certkit_rules,
-    reload_command,
     remove_rules,
 )
 from .origins import ServerOrigin
@@ -84,7 +83,7 @@ def _read(store: CAStore, name: str, srv: ServerInstall, doing: str = "show") ->
     where = setup.target.ref.ssh or "this machine"
     rules = certkit_rules(state, options.port, options.firewall_added) if state else []
     plan = FirewallPlan(state.manager if state else "none", options.port)
-    plan.drop, plan.reload = rules, reload_command(plan.manager)
+    plan.drop = rules
     report = FirewallReport(
         name=record.name,
         host=where,
@@ -114,7 +113,7 @@ def remove_rules_of(
     if dry_run:
         return report
     if plan.drop:
-        remove_rules(plan.manager, plan.port, plan.drop, plan.reload, found.target.run_script)
+        remove_rules(plan.manager, plan.port, plan.drop, found.target.run_script)
     with store.transaction() as inv:
         rec = inv.get(found.record.serial)
         origin = rec.leaf_origin if rec is not None else None

@@ -125,14 +125,36 @@ def normalize_ip(value: str) -> str:
         raise UsageError(f"{value!r} is not a valid IP address.") from None
 
 
-def parse_names(values: list[str]) -> SubjectNames:
-    """Sort host names and IP addresses into :class:`SubjectNames`, validating each.
+def check_issuable(value: str) -> str:
+    """``value`` unless a server certificate must not carry it: a wildcard (root on the
+    host could answer for every host of the domain) or a name ending with a dot (dockerd
+    built with Go 1.24.8 does not start with ``localhost.`` in its certificate, moby#51367)."""
+    text = value.strip()
+    if "*" in text:
+        raise UsageError(
+            f"{value!r} is a wildcard: root on the host could then answer for every host of "
+            "the domain; give each name the host answers to (--san NAME, repeatable)."
+        )
+    if text.endswith(".") and not looks_like_ip(text.rstrip(".")):
+        raise UsageError(
+            f"{value!r} ends with a dot: give {text.rstrip('.')!r} (dockerd built with Go "
+            "1.24.8 does not start with a trailing-dot name in its certificate, moby#51367)."
+        )
+    return value
+
+
+def parse_names(values: list[str], *, issuing: bool = True) -> SubjectNames:
+    """Sort host names and IP addresses into :class:`SubjectNames`, validating each
+    (``issuing``: names for a certificate, see :func:`check_issuable`; else names that
+    reach a host, where ``docker1.`` is ``docker1``).
 
     Duplicates are dropped, order is kept: the first name is the primary one.
     """
     dns: list[str] = []
     ips: list[str] = []
     for value in values:
+        if issuing:
+            check_issuable(value)
         if looks_like_ip(value):
             ip = normalize_ip(value)
             if ip not in ips:
@@ -158,7 +180,7 @@ def format_host(host: str, port: int) -> str:
     if "*" in bare or "/" in bare or "@" in bare:
         raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
     # The one rule for a host: what a certificate can name (no IPv6 zone, no port).
-    name = parse_names([bare]).all()[0]
+    name = parse_names([bare], issuing=False).all()[0]
     ip = ip_or_none(name)
     return f"tcp://[{ip}]:{port}" if ip is not None and ip.version == 6 else f"tcp://{name}:{port}"
 
@@ -199,7 +221,7 @@ def parse_endpoint(value: str, default_port: int = DOCKER_TLS_PORT) -> tuple[str
         raise UsageError(
             f"{value!r} is not a Docker host: give HOST, HOST:PORT or tcp://HOST:PORT."
         )
-    names = parse_names([host])
+    names = parse_names([host], issuing=False)
     return names.all()[0], check_port(port)
 
 

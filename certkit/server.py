@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import certs, defaults, files, paths
 from .ca import issue, require_ca
 from .host.options import HostRef, InstallOptions
+from .nameclaims import check_names_free
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
 from .store import CAStore, Inventory
@@ -108,6 +109,7 @@ def issue_server(
     restart: bool = False,
     dry_run: bool = False,
     force: bool = False,
+    names_moved: bool = False,
 ) -> ServerResult:
     """Issue a server certificate (EKU serverAuth) for ``host`` and every ``sans`` entry.
 
@@ -115,7 +117,8 @@ def issue_server(
     (``ca.pem``, ``server-cert.pem``, ``server-key.pem``); with a ``target``
     they are installed on that host (``/etc/docker/certkit`` and daemon.json),
     and dockerd is restarted when ``restart``.  Files in ``out`` are replaced
-    only with ``force``.  ``dry_run`` issues nothing and
+    only with ``force``.  A name held by another host's active server certificate is
+    refused unless ``names_moved`` (:mod:`certkit.nameclaims`).  ``dry_run`` issues nothing and
     writes nothing: the result carries the plan and its diff.
 
     >>> from certkit.host.local import LocalTarget
@@ -133,6 +136,7 @@ def issue_server(
         target.check(restart=restart)
     out_dir = check_out_dir(out, force=force) if out else None
     require_ca(store)
+    check_names_free(store, primary, names.all(), moved=names_moved)
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:

@@ -29,6 +29,7 @@ from .files import StrPath
 from .host.options import InstallOptions
 from .host.target import Target, install
 from .inventory import Item, list_items
+from .nameclaims import check_names_free
 from .names import format_host
 from .server import ServerResult, issue_server, server_names
 from .sqlitefiles import kept_open
@@ -108,6 +109,7 @@ def setup(
     ca: str = paths.DEFAULT_CA,
     restart: bool = False,
     docker_config: StrPath | None = None,
+    names_moved: bool = False,
 ) -> SetupResult:
     """Make ``host`` reachable over mutual TLS through docker context ``context``.
 
@@ -131,6 +133,7 @@ def setup(
     target.check(restart=restart)
     store = CAStore(ca)
     _check_context_is_ours(store, name, endpoint, config_dir)
+    check_names_free(store, primary, names.all(), moved=names_moved)
     host_files = target.read_files()
     # Refuse a host certkit will not touch before the CA exists (placeholders for the PEMs).
     install(target, host_files, opts, (b"", b"", b""), dry_run=True)
@@ -146,8 +149,9 @@ def setup(
         )
         if result.server_current is None:
             result.server = issue_server(
-                store, host, target, sans=list(sans or []), options=opts, restart=restart
-            )
+                store, host, target, sans=list(sans or []), options=opts, restart=restart,
+                names_moved=names_moved,
+            )  # fmt: skip
             if result.server.install is not None:
                 result.warnings += result.server.install.plan.warnings
         result.client_current = _current_client(store, name, endpoint, config_dir)

@@ -266,7 +266,7 @@ docker1.example.com 10.0.0.11          # the first name is the host
 docker2.example.com, docker2, 10.0.0.12
 
 10.0.0.13
-*.build.example.com
+build.example.com
 """
 
 
@@ -276,7 +276,7 @@ def test_parse_hosts_reads_names_sans_and_comments() -> None:
         "docker1.example.com",
         "docker2.example.com",
         "10.0.0.13",
-        "*.build.example.com",
+        "build.example.com",
     ]
     assert [e.line for e in entries] == [2, 3, 5, 6]
     assert entries[1].names.all() == ["docker2.example.com", "docker2", "10.0.0.12"]
@@ -290,7 +290,9 @@ def test_parse_hosts_reads_names_sans_and_comments() -> None:
         ("ok.example.com\nbad name!\n", "line 2"),
         ("a.example.com\n\n# x\nb..example.com\n", "line 4"),
         ("a.example.com 10.0.0.1\nx.example.com 999.1.1.1\n", "line 2"),
-        ("a.example.com\nb.example.com\nA.example.com.\n", "already on line 1"),
+        ("a.example.com\nb.example.com\nA.example.com\n", "already on line 1"),
+        ("a.example.com\n*.build.example.com\n", "line 2"),  # never a wildcard (issue 27)
+        ("a.example.com\nlocalhost.\n", "line 2"),  # nor a trailing dot (moby#51367)
         ("foo.*.example.com\n", "line 1"),
         ("# nothing\n\n", "no names"),
     ],
@@ -316,7 +318,7 @@ def test_issue_servers_from_file_writes_one_directory_per_host(
     cert = load(d / "server-cert.pem")
     assert eku(cert) == [ExtendedKeyUsageOID.SERVER_AUTH]
     assert certs.san_names(cert) == ["docker2.example.com", "docker2", "10.0.0.12"]
-    assert (out / "_wildcard.build.example.com" / "server-cert.pem").exists()
+    assert (out / "build.example.com" / "server-cert.pem").exists()
     assert (out / "10.0.0.13" / "server-cert.pem").exists()
     servers = [rec for rec in inventory(certkit_home) if rec["kind"] == "server"]
     assert len(servers) == 4

@@ -20,8 +20,12 @@ from certkit.host.firewall import (
     FirewallState,
     check_sources,
     describe,
+    open_script,
     parse_probe,
     plan_firewall,
+    remove_script,
+    rich_rule,
+    ufw_allowed,
     with_rules,
 )
 from certkit.host.hostfiles import HostFiles
@@ -108,7 +112,14 @@ def test_sources_are_normalised_and_bad_ones_refused() -> None:
         "10.0.0.0/24",
     )
     assert check_sources(["ANY"]) == ("any",)
-    assert check_sources(["0.0.0.0/0"]) == ("any",)
+    # A whole family stays that family: 0.0.0.0/0 never opens IPv6, ::/0 never IPv4.
+    assert check_sources(["0.0.0.0/0", "::/0"]) == ("0.0.0.0/0", "::/0")
+    assert rich_rule("::/0", 2376).startswith('rule family="ipv6" source address="::/0"')
+    # An IPv6 zone id is refused: its text went into firewalld's rule verbatim, quotes and all
+    # ('::%x" address="::/0' was stored as ::/0, and `firewall remove` could not find it).
+    for zoned in ['::%x" address="::/0', "fe80::1%eth0", "fe80::/64%eth0"]:
+        with pytest.raises(UsageError, match="is not an address or CIDR"):
+            check_sources([zoned])
     with pytest.raises(UsageError, match="is not an address or CIDR"):
         check_sources(["docker.example.com"])
     with pytest.raises(UsageError, match="already allows everyone"):
@@ -158,32 +169,30 @@ def test_firewalld_drops_only_the_rich_rules_certkit_recorded_adding() -> None:
     assert plan is not None
     assert plan.present == ["10.0.0.3/32"]
     assert plan.owned == ["10.0.0.2/32"]
+    add, rm = RICH.format("10.0.0.2/32"), RICH.format("10.0.0.1/32")
     assert plan.commands() == [
-        f"firewall-cmd --permanent --zone=internal '--add-rich-rule={RICH.format('10.0.0.2/32')}'",
-        "firewall-cmd --permanent --zone=internal "
-        f"'--remove-rich-rule={RICH.format('10.0.0.1/32')}'",
-        "firewall-cmd --reload",
+        f"firewall-cmd --zone=internal '--add-rich-rule={add}'",
+        f"firewall-cmd --permanent --zone=internal '--add-rich-rule={add}'",
+        f"firewall-cmd --zone=internal '--remove-rich-rule={rm}'",
+        f"firewall-cmd --permanent --zone=internal '--remove-rich-rule={rm}'",
     ]
     # A source certkit added and still wants stays owned; nothing to do.
     again, _ = plan_firewall(state, ["10.0.0.1"], 2376, ["10.0.0.1"])
     assert again is not None and again.commands() == [] and again.owned == ["10.0.0.1/32"]
 
 
-def test_firewalld_rules_go_to_the_zone_permanently_then_reload() -> None:
+def test_firewalld_rules_go_to_the_zone_at_runtime_and_permanently_never_a_reload() -> None:
+    """A reload drops every runtime-only rule (an SSH port opened at runtime, fail2ban's
+    bans): certkit adds its rule to both configurations instead."""
     state = FirewallState("firewalld", "internal")
-    plan, _ = plan_firewall(
-        state,
-        [
-            "any",
-        ],
-        2376,
-    )
+    plan, _ = plan_firewall(state, ["any"], 2376)
     assert plan is not None
+    rule = '\'--add-rich-rule=rule port port="2376" protocol="tcp" accept\''
     assert plan.commands() == [
-        "firewall-cmd --permanent --zone=internal "
-        '\'--add-rich-rule=rule port port="2376" protocol="tcp" accept\'',
-        "firewall-cmd --reload",
+        f"firewall-cmd --zone=internal {rule}",
+        f"firewall-cmd --permanent --zone=internal {rule}",
     ]
+    assert "--reload" not in open_script(plan) + remove_script(plan.rules)
     v6, _ = plan_firewall(state, ["fd00::/64"], 2376)
     assert v6 is not None and 'family="ipv6" source address="fd00::/64"' in v6.rules[0].add[-1]
 
@@ -275,10 +284,12 @@ def test_a_refused_rule_removes_the_ones_added_before_it(fake_firewall_cmd: Path
     with pytest.raises(OperationError, match=r"firewalld refused the rule for 10\.0\.0\.2/32"):
         with_rules(plan, run_sh, lambda: True)
     calls = fake_firewall_cmd.read_text().splitlines()
+    # 10.0.0.1 at runtime and permanently, 10.0.0.2 refused; 10.0.0.1 removed from both.
     assert [c.split(" --")[-1][:10] for c in calls] == [
-        "add-rich-r", "add-rich-r", "remove-ric", "--reload"
+        "add-rich-r", "add-rich-r", "add-rich-r", "remove-ric", "remove-ric"
     ]  # fmt: skip
-    assert "10.0.0.1/32" in calls[2]
+    assert all("10.0.0.1/32" in c for c in calls[3:])
+    assert "--permanent" not in calls[3] and "--permanent" in calls[4]
 
 
 def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(
@@ -297,9 +308,9 @@ def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(
     assert "--remove-rich-rule=" in plan.left and "10.0.0.3/32" in plan.left
     assert describe(plan, False)[-1] == f"Firewall (firewalld): {plan.left}"
     calls = fake_firewall_cmd.read_text().splitlines()
-    assert ["add-rich-rule" in calls[0], calls[1], "remove-rich-rule" in calls[2]] == [
-        True, "--reload", True
-    ]  # fmt: skip
+    assert ["add-rich-rule" in c for c in calls[:2]] == [True, True]
+    assert ["remove-rich-rule" in c for c in calls[2:]] == [True, True]
+    assert not any("--reload" in c for c in calls)
     # The record keeps the source whose rule stayed, so the next run tries again ...
     recorded = installed_options(options, install)
     assert recorded.firewall_added == ("10.0.0.1/32", "10.0.0.3/32")
@@ -313,8 +324,7 @@ def test_a_rule_that_will_not_go_is_named_with_the_command_to_run(
     assert again.firewall.left is None
     assert installed_options(recorded, again).firewall_added == ("10.0.0.1/32",)
     last = fake_firewall_cmd.read_text().splitlines()[-2:]
-    assert "--remove-rich-rule=" in last[0] and "10.0.0.3/32" in last[0]
-    assert last[1] == "--reload"
+    assert all("--remove-rich-rule=" in c and "10.0.0.3/32" in c for c in last)
 
 
 # ---------------------------------------------------------------- the CLI
@@ -471,3 +481,20 @@ def test_firewall_on_this_machine_without_root_says_so_for_the_firewall_command(
             ], r.stderr
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_ufw_anywhere_keeps_its_family() -> None:
+    """``Anywhere`` on an IPv4 line is 0.0.0.0/0, on a (v6) line ::/0; both are ``any``:
+    --allow-from 0.0.0.0/0 must neither count as nor open IPv6."""
+    v4 = "2376/tcp                   ALLOW       Anywhere"
+    v6 = "2376/tcp (v6)              ALLOW       Anywhere (v6)"
+    only_v4 = FirewallState("ufw", rules=("Status: active", v4))
+    assert ufw_allowed(only_v4, 2376) == {"0.0.0.0/0": False}
+    plan, _ = plan_firewall(only_v4, ["::/0"], 2376)
+    assert plan is not None and [" ".join(r.add) for r in plan.rules] == [
+        "ufw allow from ::/0 to any port 2376 proto tcp comment certkit"
+    ]
+    both = FirewallState("ufw", rules=("Status: active", v4, v6))
+    assert ufw_allowed(both, 2376) == {"any": False}
+    plan, _ = plan_firewall(both, ["any"], 2376)
+    assert plan is not None and plan.rules == [] and plan.present == ["any"]

@@ -301,7 +301,7 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
         "--san",
         "bücher.example",
         "--san",
-        "*.docker.example.com",
+        "build.docker.example.com",
         "--san",
         "2001:db8::1",
         "--out",
@@ -311,7 +311,7 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == [
         "xn--bcher-kva.example",
-        "*.docker.example.com",
+        "build.docker.example.com",
     ]
     assert san.get_values_for_type(x509.IPAddress) == [
         ipaddress.ip_address("10.1.2.3"),
@@ -324,8 +324,9 @@ def test_san_forms_and_nothing_added_silently(store: CAStore, tmp_path: Path) ->
 
 
 def test_names_are_normalized_as_clients_match_them(store: CAStore, tmp_path: Path) -> None:
-    # Upper case and a trailing dot are the same DNS name; a bracketed IPv6 is an IP SAN.
-    out = cli_json("issue-server", "Docker1.Example.COM.", "--san", "[2001:DB8::5]")
+    # Upper case is the same DNS name; a bracketed IPv6 is an IP SAN.  (A trailing dot is
+    # refused: dockerd built with Go 1.24.8 does not start with one, moby#51367.)
+    out = cli_json("issue-server", "Docker1.Example.COM", "--san", "[2001:DB8::5]")
     assert out["host"] == "docker1.example.com"
     assert out["names"] == ["docker1.example.com", "2001:db8::5"]
     (record,) = store.inventory().find(kind="server")
@@ -338,11 +339,13 @@ def test_names_are_normalized_as_clients_match_them(store: CAStore, tmp_path: Pa
         ("docker 1.example.com", "spaces"),
         ("docker..example.com", "empty label"),
         ("a" * 64 + ".example.com", "longer than 63"),
-        ("docker.*.example.com", "wrong place"),
+        ("docker.*.example.com", "is a wildcard"),
+        ("localhost.", "ends with a dot"),
         ("10.0.0.256", "not a valid IP"),
         ("2001:db8::zz", "not a valid IP"),
         ("fe80::1%eth0", "IPv6 zone"),
-        ("*.com", "too broad"),
+        ("*.com", "is a wildcard"),
+        ("*.docker.example.com", "is a wildcard"),
         ("docker-.example.com", "not at the start or end"),
         ("xn--zz.example.com", "not a valid internationalized label"),
         ("10.0.0.1.", "neither a valid IP address nor a host name"),

@@ -10,6 +10,7 @@ namespace (firewalld with its nftables backend).
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
@@ -173,7 +174,7 @@ def test_firewalld_allow_from_opens_2376_in_the_zone_and_survives_a_reload(
 
     out = cli_ok(*args, "--allow-from", source)
     assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
-    assert "Firewall (firewalld): ran firewall-cmd --reload" in out
+    assert "--reload" not in out
     assert rich_rules(host, "public") == [rule_for(source)]
     cli_ok("client-context", "lab", "--host", host.address)
     assert "All 11 checks passed." in cli_ok("verify", "--context", "lab")
@@ -206,11 +207,9 @@ def test_firewalld_allow_from_opens_2376_in_the_zone_and_survives_a_reload(
     cli_ok(*args, "--allow-from", "10.1.2.4")
     assert sorted(rich_rules(host, "public")) == [rule_for("10.1.2.4/32"), rule_for("10.9.9.9/32")]
     cli_ok("firewall", "remove", host.address, *where)
-    assert (
-        rich_rules(host, "public")
-        == rich_rules(host, "public", permanent=False)
-        == [rule_for("10.9.9.9/32")]
-    )
+    assert rich_rules(host, "public") == [rule_for("10.9.9.9/32")]
+    # The admin added that one permanently only: certkit never reloads, so it is not running.
+    assert rich_rules(host, "public", permanent=False) == []
 
 
 def test_firewalld_uses_the_zone_the_interface_is_bound_to(fwd_host: LabHost) -> None:
@@ -227,7 +226,8 @@ def test_firewalld_uses_the_zone_the_interface_is_bound_to(fwd_host: LabHost) ->
     assert "port 2376/tcp is blocked by firewalld on the host and certkit changed nothing" in (
         r.stderr
     )
-    assert "`firewall-cmd --permanent --zone=work --add-rich-rule=" in r.stderr
+    assert "`firewall-cmd --zone=work --add-rich-rule=" in r.stderr
+    assert "&& firewall-cmd --permanent --zone=work --add-rich-rule=" in r.stderr
     assert rich_rules(host, "work") == rich_rules(host, "public") == []
     assert not reachable(host)
 
@@ -260,3 +260,43 @@ def test_a_failed_restart_leaves_no_certkit_rule(
     else:
         assert rich_rules(host, "public") == []
         assert rich_rules(host, "public", permanent=False) == []
+
+
+def test_firewalld_never_reloads_a_runtime_only_ssh_port_survives_the_install(
+    fwd_host: LabHost, tmp_path: Path
+) -> None:
+    """Issue 27 item 2: sshd on 2222, opened in firewalld at runtime only (as an admin tries
+    a port out before making it permanent).  ``firewall-cmd --reload`` threw that rule away
+    in the middle of the install: SSH was cut and the rollback could not reach the host.
+    certkit adds its rule at runtime and permanently and never reloads."""
+    host = fwd_host
+    # dockerd itself reloads firewalld once, when it first creates its `docker` zone (a host
+    # where docker ran under firewalld before has it): restart it once to be that host.
+    host.check("systemctl restart docker")
+    host.check(
+        "printf 'Port 22\\nPort 2222\\n' > /etc/ssh/sshd_config.d/certkit-2222.conf && "
+        "systemctl restart ssh && firewall-cmd --zone=public --add-port=2222/tcp"
+    )
+    known = tmp_path / "known_hosts"
+    line = host.known_hosts.read_text().splitlines()[0].split(None, 1)[1]
+    known.write_text(f"[{host.address}]:2222 {line}\n")
+    via_2222 = [
+        "--ssh", f"root@{host.address}", "--identity", str(host.key),
+        "--ssh-option", f"UserKnownHostsFile={known}", "--ssh-option", "Port=2222",
+        "--ssh-option", "GlobalKnownHostsFile=/dev/null", "--ssh-option", "IdentitiesOnly=yes",
+    ]  # fmt: skip
+    source = f"{host.gateway}/32"
+    out = cli_ok("issue-server", host.address, *via_2222, "--restart", "--allow-from", source)
+    assert "Docker restarted and listens on tcp://0.0.0.0:2376." in out
+    assert "--reload" not in out
+    assert "Firewall (firewalld): ran firewall-cmd --zone=public '--add-rich-rule=" in out
+    # The runtime-only port is still open, and certkit's rule is in both configurations.
+    assert "2222/tcp" in host.check("firewall-cmd --zone=public --list-ports").split()
+    assert "2222/tcp" not in host.check("firewall-cmd --permanent --zone=public --list-ports")
+    assert rich_rules(host, "public") == rich_rules(host, "public", False) == [rule_for(source)]
+    assert reachable(host)
+    # Removing it goes through SSH on 2222 again and leaves the runtime port alone.
+    where = ("--identity", str(host.key), *via_2222[4:])
+    cli_ok("firewall", "remove", host.address, "--ssh", f"root@{host.address}", *where)
+    assert rich_rules(host, "public") == rich_rules(host, "public", False) == []
+    assert "2222/tcp" in host.check("firewall-cmd --zone=public --list-ports").split()

@@ -66,6 +66,12 @@ def apply(
     ),
     docker_config: str = DOCKER_CONFIG_OPTION,
     ca: str = CA_OPTION,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Take names other hosts' active certificates hold (they moved); with --contexts, "
+        "replace contexts certkit did not write for that host.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Converge every host to mutual TLS: a good certificate, daemon.json, dockerd serving it.
@@ -80,7 +86,7 @@ def apply(
 
     opts = FleetOptions(
         inventory, group, limit, restart, check, serial, forks, contexts, ca, renew_within,
-        docker_config,
+        docker_config, force,
     )  # fmt: skip
     result = run_apply(opts)
     lines = []
@@ -97,6 +103,7 @@ def apply(
     lines.append(summary)
     if result.contexts:
         lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
+    lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
     if failed:
         lines.append(f"Failed: {', '.join(failed)}.")
     elif result.not_serving and not check:

@@ -63,7 +63,12 @@ DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
 )
 SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
-FORCE = typer.Option(False, "--force", help="Replace files already in --out.")
+FORCE = typer.Option(
+    False,
+    "--force",
+    help="Replace files already in --out; take a name another host's active certificate "
+    "holds (the name moved to this host).",
+)
 ALLOW_FROM = typer.Option(
     None,
     "--allow-from",
@@ -156,6 +161,7 @@ def issue_server(
         restart=restart,
         dry_run=dry_run,
         force=force,
+        names_moved=force,
     )
     if result.install and not json_out:
         list(map(warn, result.install.plan.warnings))

@@ -59,6 +59,9 @@ def setup(
     sudo: bool = SUDO,
     identity: str = IDENTITY_OPTION,
     ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Take a name another host's active certificate holds (it moved)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Set up one Docker host for mutual TLS in one step; a second run changes nothing.
@@ -106,6 +109,7 @@ def setup(
         ca=ca,
         restart=restart,
         docker_config=docker_config,
+        names_moved=force,
     )
     if not json_out:
         list(map(warn, result.warnings))

@@ -17,9 +17,11 @@ from ..errors import CertkitError, UsageError
 from ..host.firewall import check_sources
 from ..host.options import HostRef, InstallOptions
 from ..host.remote import remote_paths
+from ..nameclaims import check_names_free
 from ..names import DOCKER_TLS_PORT
 from ..store import CAStore
 from .converge import RENEW_WITHIN, Converge, HostSpec
+from .secrets import receive
 from .target import AnsibleTarget, Runner
 
 ARGS = frozenset(
@@ -82,6 +84,8 @@ def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
         options,
         renew_within=_number(args, "renew_within", RENEW_WITHIN),
         days=int(_number(args, "days", defaults.SERVER_DAYS)),
+        # An extra variable of `certkit fleet apply` (which overrides the inventory's).
+        names_moved=_bool(hostvars.get("certkit_force")),
     )
 
 
@@ -100,8 +104,11 @@ def run_action(
     """Converge the host; Ansible's result dictionary."""
     host = str(hostvars.get("inventory_hostname") or hostvars.get("ansible_host") or "host")
     try:
+        receive()  # the CA's secrets, from certkit fleet's socket (never on disk)
         spec = spec_from(args, hostvars)
         store = CAStore(str(args.get("ca") or "default")).require()
+        names = spec.names()  # before the host is touched: no host speaks for another
+        check_names_free(store, names[0], names, moved=spec.names_moved)
         client = None
         if args.get("client_cert") and args.get("client_key"):
             client = (str(args["client_cert"]), str(args["client_key"]))

@@ -86,15 +86,26 @@ def existing_admin_client(store: CAStore) -> AdminClient:
 
 
 def write_contexts(
-    admin: AdminClient, hosts: list[tuple[str, str, int]], docker_config: str | None = None
-) -> list[str]:
+    store: CAStore,
+    admin: AdminClient,
+    hosts: list[tuple[str, str, int]],
+    docker_config: str | None = None,
+    *,
+    force: bool = False,
+) -> tuple[list[str], dict[str, str]]:
     """A docker context per ``(name, address, port)`` with the admin's client certificate;
-    a context that already says exactly that is left alone.  The names written."""
+    a context that already says exactly that is left alone, and one that is not the fleet's
+    for that host (:func:`context_not_ours`) is left alone too unless ``force``.  The
+    names written, and the names refused with why."""
     tls = {f: (admin.dir / f).read_bytes() for f in dockercli.TLS_FILES}
-    written = []
+    written, refused = [], {}
     for name, address, port in hosts:
         dockercli.validate_context_name(name)
         if _context_is(name, address, port, tls, docker_config):
+            continue
+        why = None if force else context_not_ours(store, name, address, port, docker_config)
+        if why is not None:
+            refused[name] = why
             continue
         dockercli.write_context(
             name,
@@ -110,7 +121,38 @@ def write_contexts(
         written.append(name)
     if written:
         dockercli.ensure_config_file(docker_config)  # docker-py needs config.json
-    return written
+    return written, refused
+
+
+def context_not_ours(
+    store: CAStore, name: str, address: str, port: int, docker_config: str | None
+) -> str | None:
+    """Why the existing context ``name`` is not the fleet's context for this host (None: it
+    is, or there is none): it must point at the host's endpoint and hold a client
+    certificate the fleet issued from this CA (as setup asks of its contexts)."""
+    from ..names import format_host
+
+    if not dockercli.context_exists(name, docker_config):
+        return None
+    info = dockercli.read_context(name, docker_config)
+    endpoint = format_host(address, port)
+    if info.host != endpoint:
+        return (
+            f"the docker context {name!r} already exists and points at {info.host}, not "
+            f"{endpoint}: left alone (rename the host in the inventory, remove the context "
+            "or pass --force)"
+        )
+    try:
+        serial = certs.serial_hex(certs.load_cert((info.tls_dir / "cert.pem").read_bytes()))
+    except (OSError, UsageError):
+        serial = None
+    record = store.inventory().get(serial) if serial else None
+    if record is None or (record.kind, record.name) != ("client", CLIENT_NAME):
+        return (
+            f"the docker context {name!r} for {endpoint} was not written by certkit fleet "
+            f"with CA {store.name!r}: left alone (remove it or pass --force)"
+        )
+    return None
 
 
 def _context_is(

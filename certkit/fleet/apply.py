@@ -23,6 +23,7 @@ from ..store import PASSPHRASE_ENV, CAStore
 from .admin import AdminClient, ensure_admin_client, write_contexts
 from .converge import RENEW_WITHIN
 from .inventory import ansible_tool, check_inventory, inventory_hosts
+from .secrets import runner_environment
 
 ACTION = "certkit.docker.daemon_tls"
 _RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
@@ -43,6 +44,7 @@ class FleetOptions:
     ca: str = "default"
     renew_within: float = RENEW_WITHIN
     docker_config: str | None = None
+    force: bool = False  # names moved between hosts; contexts that are not certkit's replaced
 
 
 @dataclass
@@ -51,6 +53,7 @@ class FleetResult:
 
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     contexts: list[str] = field(default_factory=list)
+    contexts_refused: dict[str, str] = field(default_factory=dict)  # name -> why left alone
     check: bool = False
     status: str = ""
     seconds: float = 0.0
@@ -70,7 +73,11 @@ class FleetResult:
     def ok(self) -> bool:
         if not self.hosts:
             return False
-        return not self.failed and (self.check or not self.not_serving)
+        return (
+            not self.failed
+            and not self.contexts_refused
+            and (self.check or not self.not_serving)
+        )
 
     @property
     def changed(self) -> list[str]:
@@ -90,6 +97,7 @@ class FleetResult:
             "failed": self.failed,
             "restart_needed": self.not_serving,
             "contexts": self.contexts,
+            "contexts_refused": self.contexts_refused,
             "ansible_status": self.status,
             "seconds": round(self.seconds, 2),
         }
@@ -115,24 +123,28 @@ def _need_ansible() -> None:
     ansible_tool("ansible-playbook")
 
 
-def _env(store: CAStore) -> dict[str, str]:
+def _env() -> dict[str, str]:
+    """ansible-playbook's environment on top of ours (no secret: see :mod:`.secrets`)."""
     from .. import ansible
 
-    env = {
+    return {
         "ANSIBLE_COLLECTIONS_PATH": str(ansible.COLLECTIONS_PATH),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        # ansible-runner turns host key checking off unless told: certkit keeps it on
-        # (as its --ssh does), unless the user's own environment says otherwise.
-        "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
+        # ansible-runner turns host key checking off unless told: certkit forces it on, as
+        # its --ssh does (the extra variables below override the inventory's too).
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{Path(ansible_tool('ansible-playbook')).parent}{os.pathsep}"
         + os.environ.get("PATH", ""),
     }
-    if store.key_encrypted():
-        from ..store import get_passphrase
 
-        # The action plugin runs in Ansible's workers, which have no terminal to ask on.
-        env[PASSPHRASE_ENV] = get_passphrase().decode()
-    return env
+
+def _secrets(store: CAStore) -> dict[str, str]:
+    """The CA's secrets the workers need, asked here: they have no terminal to ask on."""
+    if not store.key_encrypted():
+        return {}
+    from ..store import get_passphrase
+
+    return {PASSPHRASE_ENV: get_passphrase().decode()}
 
 
 def apply(opts: FleetOptions) -> FleetResult:
@@ -159,7 +171,9 @@ def apply(opts: FleetOptions) -> FleetResult:
             for h, d in sorted(result.hosts.items())
             if d.get("serving")
         ]
-        result.contexts = write_contexts(admin, serving, opts.docker_config)
+        result.contexts, result.contexts_refused = write_contexts(
+            store, admin, serving, opts.docker_config, force=opts.force
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -169,32 +183,24 @@ def _run_playbook(
 ) -> FleetResult:
     import ansible_runner
 
-    from .. import ansible
-
     extravars: dict[str, Any] = {
         "certkit_hosts": opts.group,
         "certkit_serial": opts.serial,
         "certkit_ca": store.name,
         "certkit_restart": opts.restart,
         "certkit_renew_within": opts.renew_within,
+        # Extra variables win over the inventory's: no host speaks for another unchecked.
+        "certkit_force": opts.force,
+        "ansible_host_key_checking": True,
+        "ansible_ssh_host_key_checking": True,
     }
     if admin.key.exists():
         extravars["certkit_client_cert"] = str(admin.cert)
         extravars["certkit_client_key"] = str(admin.key)
     work = tempfile.mkdtemp(prefix="certkit-fleet-")
     try:
-        runner = ansible_runner.run(
-            private_data_dir=work,
-            playbook=str(ansible.APPLY_PLAYBOOK),
-            inventory=inventory,
-            limit=opts.limit,
-            forks=opts.forks,
-            extravars=extravars,
-            envvars=_env(store),
-            cmdline="--check --diff" if opts.check else None,
-            quiet=True,
-            settings={"suppress_ansible_output": True},
-        )
+        with runner_environment(_secrets(store)) as socket_env:
+            runner = _run(ansible_runner, opts, work, inventory, extravars, socket_env)
         result = FleetResult(check=opts.check, status=str(runner.status))
         for event in runner.events:
             _take(result, event)
@@ -202,6 +208,31 @@ def _run_playbook(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _run(
+    ansible_runner: Any,
+    opts: FleetOptions,
+    work: str,
+    inventory: str,
+    extravars: dict[str, Any],
+    socket_env: dict[str, str],
+) -> Any:
+    """ansible-runner's run of the bundled playbook in the private data dir ``work``."""
+    from .. import ansible
+
+    return ansible_runner.run(
+        private_data_dir=work,
+        playbook=str(ansible.APPLY_PLAYBOOK),
+        inventory=inventory,
+        limit=opts.limit,
+        forks=opts.forks,
+        extravars=extravars,
+        envvars={**_env(), **socket_env},
+        cmdline="--check --diff" if opts.check else None,
+        quiet=True,
+        settings={"suppress_ansible_output": True},
+    )
 
 
 def _take(result: FleetResult, event: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ class HostSpec:
     renew_within: float = RENEW_WITHIN
     days: int = defaults.SERVER_DAYS
     key_type: str = defaults.DEFAULT_KEY_TYPE
+    names_moved: bool = False  # fleet apply --force: take names other hosts held
 
     def names(self) -> list[str]:
         return parse_names([self.name, *self.sans]).all()
@@ -215,6 +216,7 @@ class Converge:
                 options=self.spec.options,
                 restart=self.restart,
                 dry_run=self.check,
+                names_moved=self.spec.names_moved,
             )
             out.issued = result.serial
             outcome = result.install

@@ -145,11 +145,13 @@ def listeners(tables: Sequence[str] = PROC_NET) -> list[Listener]:
 
 
 def _source(value: str) -> str:
-    """A rule's source as a network or ``any`` (ufw's ``Anywhere``); unknown text as is."""
+    """A rule's source as a network or ``any`` (ufw's ``Anywhere``; a whole address family,
+    ``0.0.0.0/0`` or ``::/0``, is everyone on it); unknown text as is."""
     words = value.replace("(v6)", "").split()
     if not words or words[0].lower() == "anywhere":
         return ANY
-    return network_or_any(words[0]) or words[0]
+    net = network_or_any(words[0])
+    return ANY if net in ("0.0.0.0/0", "::/0") else (net or words[0])
 
 
 def ufw_sources(lines: Iterable[str], port: int) -> list[str]:

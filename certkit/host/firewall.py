@@ -31,13 +31,16 @@ hand (docs/firewall/*.md):
   (persistent: ufw saves its rules); its own are the ones commented
   ``certkit``.  Undo: ``ufw delete allow from CIDR to any port 2376 proto tcp``
   (``ufw status numbered`` lists them, marked ``# certkit``).
-* firewalld: in the active zone, the permanent rich rule
-  ``rule family="ipv4" source address="CIDR" port port="2376" protocol="tcp"
-  accept`` (no family or source for ``any``), then ``firewall-cmd --reload``.
-  Rich rules carry no mark, so the sources certkit added are recorded with the
+* firewalld: in the active zone, the rich rule ``rule family="ipv4" source
+  address="CIDR" port port="2376" protocol="tcp" accept`` (no family or
+  source for ``any``), added twice: to the running firewall and to the
+  permanent configuration.  Never ``firewall-cmd --reload``: a reload throws
+  away every runtime-only rule (an SSH port opened only at runtime, fail2ban's
+  bans), so it could cut the very connection the install runs on.  Rich rules
+  carry no mark, so the sources certkit added are recorded with the
   certificate (``InstallOptions.firewall_added``) and only those are removed.
-  Undo: ``firewall-cmd --permanent --zone=ZONE --remove-rich-rule='…'`` and
-  ``firewall-cmd --reload``.
+  Undo: ``firewall-cmd --zone=ZONE --remove-rich-rule='…'``, then the same
+  with ``--permanent``.
 * nftables: not written by certkit: an ``accept`` in a table of certkit's own
   cannot override another base chain's ``drop``, and a rule in the host's own
   chain does not survive ``systemctl reload nftables`` unless saved in
@@ -145,11 +148,16 @@ def _nft_drop_chain(lines: list[str]) -> str | None:
 
 
 def network_or_any(value: str) -> str | None:
-    """The source ``value`` names: ``any`` for everyone (``any``, ``0.0.0.0/0``, ``::/0``),
-    else its network (``10.0.0.5`` -> ``10.0.0.5/32``); None when it names none."""
+    """The source ``value`` names: ``any`` for everyone of both families, else its network
+    (``10.0.0.5`` -> ``10.0.0.5/32``; ``0.0.0.0/0`` stays IPv4 only and ``::/0`` IPv6
+    only); None when it names none.  An IPv6 zone id (``fe80::1%eth0``) is no source:
+    ``ipaddress`` keeps the text after ``%`` verbatim, quotes included, and a rule built
+    from it would say something else than the one certkit records."""
     value = value.strip().lower()
-    if value in (ANY, "0.0.0.0/0", "::/0"):
+    if value == ANY:
         return ANY
+    if "%" in value:
+        return None
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
@@ -174,14 +182,29 @@ def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass
 class FirewallRule:
-    """One rule certkit adds: for ``source``, the commands that add and remove it."""
+    """One rule certkit adds: for ``source``, the commands that add and remove it
+    (``add``/``remove``: the persistent one; firewalld's ``runtime`` pair changes the
+    running firewall as well, since certkit never reloads it)."""
 
     source: str
     add: list[str]
     remove: list[str]
+    runtime: tuple[list[str], list[str]] | None = None  # (add, remove) at runtime
+
+    def adds(self) -> list[list[str]]:
+        """The commands adding the rule, in order (runtime first)."""
+        return [self.runtime[0], self.add] if self.runtime else [self.add]
+
+    def removes(self) -> list[list[str]]:
+        """The commands removing the rule, in order (runtime first)."""
+        return [self.runtime[1], self.remove] if self.runtime else [self.remove]
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "add": _q(self.add), "remove": _q(self.remove)}
+        return {
+            "source": self.source,
+            "add": " && ".join(map(_q, self.adds())),
+            "remove": " && ".join(map(_q, self.removes())),
+        }
 
 
 @dataclass
@@ -194,7 +217,6 @@ class FirewallPlan:
     port: int
     rules: list[FirewallRule] = field(default_factory=list)
     present: list[str] = field(default_factory=list)  # sources already allowed
-    reload: list[str] | None = None  # run after adding or removing (firewalld)
     drop: list[FirewallRule] = field(default_factory=list)
     owned: list[str] = field(default_factory=list)  # sources whose rule certkit added
     left: str | None = None  # set when a rule in ``drop`` would not go (the commands to run)
@@ -219,9 +241,8 @@ class FirewallPlan:
 
     def commands(self) -> list[str]:
         """The commands that change the firewall, as a shell would run them (for --dry-run)."""
-        cmds = [r.add for r in self.rules] + [r.remove for r in self.drop]
-        if self.reload and cmds:
-            cmds.append(self.reload)
+        cmds = [c for r in self.rules for c in r.adds()]
+        cmds += [c for r in self.drop for c in r.removes()]
         return [_q(c) for c in cmds]
 
 
@@ -285,16 +306,23 @@ def parse_ufw(lines: Iterable[str]) -> tuple[bool, list[UfwRule]]:
 
 
 def ufw_allowed(state: FirewallState, port: int) -> dict[str, bool]:
-    """Sources ``ufw status`` allows ``port``/tcp from (IPv4 lines), each True when the rule
-    is certkit's (commented ``# certkit``)."""
+    """Sources ``ufw status`` allows ``port``/tcp from, each True when the rule is certkit's
+    (commented ``# certkit``).  ``Anywhere`` is ``0.0.0.0/0`` on an IPv4 line and ``::/0``
+    on a ``(v6)`` line; both together are ``any`` (what ``ufw allow from any`` writes)."""
     found: dict[str, bool] = {}
     for rule in parse_ufw(state.rules)[1]:
-        if rule.v6 or rule.to != f"{port}/tcp" or rule.action not in ("ALLOW", "ALLOW IN"):
+        if rule.to != f"{port}/tcp" or rule.action not in ("ALLOW", "ALLOW IN"):
             continue
-        src = ANY if rule.source == "Anywhere" else network_or_any(rule.source)
+        if rule.source == "Anywhere":
+            src: str | None = "::/0" if rule.v6 else "0.0.0.0/0"
+        else:
+            src = network_or_any(rule.source)
         if src is None:
             continue
         found[src] = found.get(src, False) or rule.comment == COMMENT
+    if "0.0.0.0/0" in found and "::/0" in found:
+        v4, v6 = found.pop("0.0.0.0/0"), found.pop("::/0")
+        found[ANY] = v4 and v6
     return found
 
 
@@ -308,11 +336,12 @@ def rich_rule(source: str, port: int) -> str:
 
 
 def _firewalld_rule(source: str, port: int, zone: str) -> FirewallRule:
+    """The rule at runtime and permanently: never a reload (it drops runtime-only rules)."""
+    now = ["firewall-cmd", f"--zone={zone}"]
     base = ["firewall-cmd", "--permanent", f"--zone={zone}"]
     rule = rich_rule(source, port)
-    return FirewallRule(
-        source, [*base, f"--add-rich-rule={rule}"], [*base, f"--remove-rich-rule={rule}"]
-    )
+    add, remove = f"--add-rich-rule={rule}", f"--remove-rich-rule={rule}"
+    return FirewallRule(source, [*base, add], [*base, remove], ([*now, add], [*now, remove]))
 
 
 def describe(plan: FirewallPlan, dry_run: bool) -> list[str]:
@@ -340,11 +369,8 @@ def _open_command(state: FirewallState, port: int) -> str:
         return f"ufw allow from CIDR to any port {port} proto tcp"
     if state.manager == "firewalld":
         zone = state.zone or "public"
-        return (
-            f"firewall-cmd --permanent --zone={zone} "
-            f"--add-rich-rule='{rich_rule('CIDR', port).replace('ipv6', 'ipv4')}' "
-            "&& firewall-cmd --reload"
-        )
+        add = f"--add-rich-rule='{rich_rule('CIDR', port).replace('ipv6', 'ipv4')}'"
+        return f"firewall-cmd --zone={zone} {add} && firewall-cmd --permanent --zone={zone} {add}"
     return nft_command(state, port)
 
 
@@ -405,11 +431,6 @@ def certkit_rules(state: FirewallState, port: int, added: Sequence[str] = ()) ->
     return []
 
 
-def reload_command(manager: str) -> list[str] | None:
-    """What makes the manager's permanent rules the running ones (None: they already are)."""
-    return ["firewall-cmd", "--reload"] if manager == "firewalld" else None
-
-
 def _rules_for(
     state: FirewallState, allow: tuple[str, ...], port: int, added: tuple[str, ...]
 ) -> FirewallPlan:
@@ -424,60 +445,46 @@ def _rules_for(
         rules = [_firewalld_rule(s, port, zone) for s in allow if s not in there]
     owned = [s for s in allow if s in ours or s not in there]
     present = [s for s in allow if s in there]
-    reload = reload_command(state.manager)
-    return FirewallPlan(state.manager, port, rules, present, reload, drop, owned)
+    return FirewallPlan(state.manager, port, rules, present, drop, owned)
 
 
 def open_script(plan: FirewallPlan) -> str:
     """The script adding ``plan``'s rules; on a failure it removes those it added."""
-    undo = [
-        f'  [ "$a{i}" = 1 ] && {_q(r.remove)} >/dev/null 2>&1' for i, r in enumerate(plan.rules)
+    steps = [
+        (r, add, rm) for r in plan.rules for add, rm in zip(r.adds(), r.removes(), strict=True)
     ]
-    s = [f"a{i}=0" for i in range(len(plan.rules))]
-    s += [
-        "fwundo() {",
-        *undo,
-        *([f"  {_q(plan.reload)} >/dev/null 2>&1"] if plan.reload else []),
-        "  return 0",
-        "}",
-    ]
-    for i, r in enumerate(plan.rules):
+    undo = [f'  [ "$a{i}" = 1 ] && {_q(rm)} >/dev/null 2>&1' for i, (_, _, rm) in enumerate(steps)]
+    s = [f"a{i}=0" for i in range(len(steps))]
+    s += ["fwundo() {", *undo, "  return 0", "}"]
+    for i, (r, add, _) in enumerate(steps):
         s.append(
-            f"{_q(r.add)} </dev/null >&2 && a{i}=1 || {{ fwundo; "
+            f"{_q(add)} </dev/null >&2 && a{i}=1 || {{ fwundo; "
             f"echo 'CERTKIT-ERROR {plan.manager} refused the rule for {r.source} "
             f"(port {plan.port}/tcp); no firewall rule was left behind.'; exit 3; }}"
-        )
-    if plan.reload:
-        s.append(
-            f"{_q(plan.reload)} </dev/null >&2 || {{ fwundo; echo 'CERTKIT-ERROR "
-            f"{plan.manager} did not reload; no firewall rule was left behind.'; exit 3; }}"
         )
     s.append("echo CERTKIT-FW-OPEN")
     return "\n".join(s) + "\n"
 
 
-def remove_script(rules: Sequence[FirewallRule], reload: list[str] | None) -> str:
-    """The script removing ``rules`` (then reloading); prints CERTKIT-FW-CLOSED when all went."""
-    s = ["ok=1", *[f"{_q(r.remove)} </dev/null >&2 || ok=0" for r in rules]]
-    if reload:
-        s.append(f"{_q(reload)} </dev/null >&2 || ok=0")
+def remove_script(rules: Sequence[FirewallRule]) -> str:
+    """The script removing ``rules``; prints CERTKIT-FW-CLOSED when all went."""
+    s = ["ok=1", *[f"{_q(c)} </dev/null >&2 || ok=0" for r in rules for c in r.removes()]]
     s.append('[ "$ok" = 1 ] && echo CERTKIT-FW-CLOSED')
     return "\n".join(s) + "\n"
 
 
 def remove_rules(
-    manager: str, port: int, rules: Sequence[FirewallRule], reload: list[str] | None,
-    run: Callable[[str], list[str]],
-) -> None:  # fmt: skip
+    manager: str, port: int, rules: Sequence[FirewallRule], run: Callable[[str], list[str]]
+) -> None:
     """Remove ``rules`` with ``run``; an error naming the commands left to run by hand."""
     try:
-        closed = "CERTKIT-FW-CLOSED" in run(remove_script(rules, reload))
+        closed = "CERTKIT-FW-CLOSED" in run(remove_script(rules))
     except OperationError:
         closed = False
     if not closed:
         raise OperationError(
             f"The {manager} rules certkit added for port {port} could not all be removed: "
-            f"{'; '.join(_q(r.remove) for r in rules)}"
+            f"{'; '.join(_q(c) for r in rules for c in r.removes())}"
         )
 
 
@@ -497,13 +504,13 @@ def with_rules(
     except BaseException as e:
         if plan.rules:
             try:
-                remove_rules(plan.manager, plan.port, plan.rules, plan.reload, run)
+                remove_rules(plan.manager, plan.port, plan.rules, run)
             except OperationError as left:
                 raise OperationError(f"{e} {left}") from None
         raise
     if plan.drop:
         try:
-            remove_rules(plan.manager, plan.port, plan.drop, plan.reload, run)
+            remove_rules(plan.manager, plan.port, plan.drop, run)
         except OperationError as e:
             plan.left = f"{e.message} Run them on the host."
     return done
