@@ -183,6 +183,12 @@ class Masker:
             r"\b(\d{4})-(\d{2})-(\d{2})([T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?)?", self._iso, text
         )
         text = re.sub(r"\b(20\d{6})(T\d{6}(?:\.\d+)?Z?)?\b", self._compact, text)
+        # A CA's subject ends with its key id (certkit CA NAME DATE a1b2c3): new each run.
+        text = re.sub(
+            r"(certkit CA \S+ \d{4}-\d{2}-\d{2} )([0-9a-f]{6})\b",
+            lambda m: m.group(1) + self.stand_in(m.group(2), "hex"),
+            text,
+        )
         text = re.sub(r"\bin \d+(?:\.\d+)? s\b", "in 0.25 s", text)
         # Which alert a refused TLS 1.3 client reads first is a race: show the usual one.
         text = re.sub(

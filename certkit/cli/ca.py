@@ -40,7 +40,7 @@ def init_ca(
         help="Keep the key outside the store, held by the backend of the URI's scheme "
         "(made there if missing; the store keeps the URI): "
         + "; ".join(example for scheme, (_, example) in BACKENDS.items() if scheme != "file")
-        + ". A token's PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked.",
+        + ".",
     ),
     permit: list[str] = typer.Option(
         None,
@@ -73,7 +73,8 @@ def init_ca(
         [
             f"Created CA {info.name!r} ({info.key_type}{encrypted}),"
             f" valid until {info.not_after[:10]}.",
-            f"CA certificate: {info.cert_path} ({info.subject})",
+            f"CA certificate: {info.cert_path}",
+            f"Subject: {info.subject}   (the name clients' errors show)",
         ]
         + _key_lines(info)
         + _permit_lines(info)

@@ -42,7 +42,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "file": ("certkit.keys.file", "no --key-uri: ca-key.pem in the store (--encrypt: passphrase)"),
     "pkcs11": (
         "certkit.keys.pkcs11",
-        "pkcs11:token=LABEL;object=KEY?module-path=/path/module.so (HSM, YubiKey, SoftHSM)",
+        "pkcs11:token=LABEL;object=KEY?module-path=/path/module.so (HSM, YubiKey, SoftHSM; "
+        "PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked)",
     ),
 }
 
