@@ -33,7 +33,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 
         hostvars = {
             k: self._templar.template((task_vars or {}).get(k))
-            for k in ("inventory_hostname", "ansible_host", "ansible_user", "ansible_port")
+            for k in (
+                "inventory_hostname",
+                "ansible_host",
+                "ansible_user",
+                "ansible_port",
+                "inventory_file",
+            )
         }
         hostvars["become"] = bool(self._connection.become)
         hostvars["remote_user"] = self._play_context.remote_user
