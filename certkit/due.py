@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import certs
+from . import certs, placement
 from .ca import LeafRequest, require_ca
 from .errors import OperationError, UsageError
 from .renew import (
@@ -30,6 +30,7 @@ from .renew import (
     request_for,
 )
 from .store import CAStore, Record
+from .targets import Reach, SSHRef
 
 
 @dataclass
@@ -112,15 +113,20 @@ def renew_due(
     restart: bool = False,
     dry_run: bool = False,
     progress: Callable[[Renewed], None] | None = None,
+    ssh: Reach | None = None,
 ) -> DueReport:
     """Renew every certificate in use expiring within ``within_days`` the way it was issued.
 
     Servers are re-installed where they were installed (restarted only with
     ``restart``); contexts are rewritten; CI secrets are re-issued and listed
     (their bundles are not printed: run ``certkit renew ci NAME`` for each).
-    One failure does not stop the others; it is reported.
+    One failure does not stop the others; it is reported.  Each server is
+    reached as recorded (its target kind, key file, ssh options); ``ssh``'s
+    ``--identity`` and ``--ssh-option`` replace those of servers installed over SSH.
     """
     require_ca(store)
+    if not dry_run:
+        placement.settle(store)  # what a killed run left half-recorded, first
     now = now_utc()
     records = due(store, within_days, now)
     listing = _due_listing(store, records, now)
@@ -132,7 +138,7 @@ def renew_due(
     for r in records:  # everything checked first: a refused install issues nothing
         try:
             setups[r.serial] = (
-                check_server_setup(store, r, ServerInstall(restart=restart))
+                check_server_setup(store, r, _server_install(r, restart, ssh))
                 if r.kind == "server"
                 else None
             )
@@ -140,7 +146,8 @@ def renew_due(
             batch.append((r, request_for(store, r)))
         except (UsageError, OperationError) as e:
             report.failed.append({"kind": r.kind, "name": r.name, "error": e.message})
-    for fresh in reissue_many(store, batch):
+    pending = frozenset(s for s, setup in setups.items() if setup and setup.target)
+    for fresh in reissue_many(store, batch, pending):
         try:
             done = put(store, fresh, setups[fresh.old.serial], restart, "bundle", False, False)
         except (UsageError, OperationError) as e:
@@ -158,3 +165,11 @@ def renew_due(
         if progress is not None:
             progress(done)
     return report
+
+
+def _server_install(record: Record, restart: bool, ssh: Reach | None) -> ServerInstall:
+    """How bulk renewal re-installs ``record``: as recorded, with ``ssh``'s key file and
+    options for a server installed over SSH."""
+    over_ssh = isinstance(getattr(record.leaf_origin, "target", None), SSHRef)
+    reach = Reach(identity=ssh.identity, ssh_options=ssh.ssh_options) if ssh else Reach()
+    return ServerInstall(restart=restart, reach=reach if over_ssh else Reach())

@@ -1,8 +1,9 @@
 """``certkit firewall``: the rules certkit added to an installed server's host firewall.
 
-The host is reached the way renewal reaches it (the record's target: this
-machine, a ``--root`` sandbox, or SSH), its firewall read with the install's
-own probe (:mod:`certkit.host.firewall`).  certkit's rules are ufw's commented
+The host is reached the way renewal reaches it (the record's target, reopened
+through :mod:`certkit.targets`: this machine, a ``--root`` sandbox, SSH,
+Ansible), its firewall read with the install's own probe
+(:mod:`certkit.host.firewall`).  certkit's rules are ufw's commented
 ``certkit`` and firewalld's rich rules for the sources the record says
 certkit added; nothing else is shown as certkit's or ever removed.
 :func:`remove_rules_of` removes them and records that the server no longer
@@ -15,6 +16,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from . import placement, targets
 from .errors import UsageError
 from .host.firewall import (
     FirewallPlan,
@@ -63,14 +65,15 @@ def _read(store: CAStore, name: str, srv: ServerInstall, doing: str = "show") ->
     record = find_active(store, "server", name)
     origin = record.leaf_origin
     assert isinstance(origin, ServerOrigin)
-    if origin.install is None and srv.ssh is None and srv.sandbox is None:
+    reach = srv.reach
+    if origin.install is None and reach.ssh is None and reach.root is None:
         raise UsageError(
             f"{name} was not installed by certkit, so it has no firewall rules of certkit's; "
             "give --ssh [USER@]HOST to read a host anyway."
         )
-    here = not (srv.ssh or origin.target.ssh)
-    sandbox = srv.sandbox if srv.sandbox is not None else origin.target.sandbox
-    if here and not sandbox and hasattr(os, "geteuid") and os.geteuid() != 0:
+    ref = targets.from_reach(reach, origin.target)
+    here = ref == targets.LocalRef()  # this machine itself, not a sandbox
+    if here and hasattr(os, "geteuid") and os.geteuid() != 0:
         # Before the install's own check (server_setup), whose sentence is about --install.
         raise UsageError(
             f"{'changing' if doing == 'remove' else 'reading'} this machine's firewall needs "
@@ -80,7 +83,7 @@ def _read(store: CAStore, name: str, srv: ServerInstall, doing: str = "show") ->
     assert setup.target is not None
     state = setup.target.read_files().firewall
     options = setup.options
-    where = setup.target.ref.ssh or "this machine"
+    where = targets.describe(setup.target.ref)
     rules = certkit_rules(state, options.port, options.firewall_added) if state else []
     plan = FirewallPlan(state.manager if state else "none", options.port)
     plan.drop = rules
@@ -114,11 +117,6 @@ def remove_rules_of(
         return report
     if plan.drop:
         remove_rules(plan.manager, plan.port, plan.drop, found.target.run_script)
-    with store.transaction() as inv:
-        rec = inv.get(found.record.serial)
-        origin = rec.leaf_origin if rec is not None else None
-        if rec is not None and isinstance(origin, ServerOrigin) and origin.install:
-            cleared = replace(origin.install, allow_from=(), firewall_added=())
-            rec.origin = replace(origin, install=cleared)
+    placement.record_firewall(store, found.record.serial, (), ())
     report.removed = bool(plan.drop)
     return report

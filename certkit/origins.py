@@ -3,7 +3,8 @@
 Every record in the inventory carries one origin, by kind:
 
 * :class:`ServerOrigin`: the SANs, the ``--out`` directory, and where and how it
-  was installed (this machine, a sandbox root, or a host over SSH);
+  was installed (a target reference of :mod:`certkit.targets`: this machine, a
+  sandbox root, a host over SSH or through Ansible);
 * :class:`ClientOrigin`: the docker context (endpoint, config dir) or the
   ``--out`` directory it was written to;
 * :class:`CIOrigin`: the endpoint and context a CI secret connects to;
@@ -20,8 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .host.options import HostRef, InstallOptions
+from .install_options import InstallOptions
 from .names import DOCKER_TLS_PORT
+from .targets import LocalRef, legacy_ref, ref_from_json, ref_to_json
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,8 @@ class ServerOrigin:
     days: int | None = None  # the validity asked for (None: read it off the certificate)
     out: str | None = None  # the directory --out wrote ca.pem, server-cert.pem, server-key.pem to
     install: InstallOptions | None = None  # how it was installed; None: not installed
-    target: HostRef = field(
-        default_factory=HostRef
-    )  # the host it was installed on (this one, or one over SSH)
+    # The host it was installed on, by kind (certkit.targets): this one, SSH, Ansible...
+    target: Any = field(default_factory=LocalRef)
     trust: tuple[str, ...] = ()
     renewed_from: str | None = None
 
@@ -98,7 +99,10 @@ def empty_origin(kind: str) -> Origin:
 
 
 def origin_to_json(origin: Origin) -> dict[str, Any]:
-    return asdict(origin)
+    data = asdict(origin)
+    if isinstance(origin, ServerOrigin):  # the kind's name and its own options
+        data["target"] = ref_to_json(origin.target)
+    return data
 
 
 def origin_from_json(kind: str, data: dict[str, Any], *, legacy: bool = False) -> Origin:
@@ -113,8 +117,8 @@ def origin_from_json(kind: str, data: dict[str, Any], *, legacy: bool = False) -
     if cls is ServerOrigin:
         if isinstance(known.get("install"), dict):
             known["install"] = InstallOptions.from_json(known["install"])
-        if isinstance(known.get("target"), dict):
-            known["target"] = HostRef(**known["target"])
+        if isinstance(known.get("target"), dict):  # without "kind": a HostRef, migrated
+            known["target"] = ref_from_json(known["target"])
     return cls(**known)
 
 
@@ -127,11 +131,7 @@ def _from_v1(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         installed = bool(data.get("install"))
         data["install"] = InstallOptions.from_json(data) if installed else None
         ssh, root = data.get("ssh"), data.get("root")
-        data["target"] = HostRef(
-            ssh=str(ssh) if ssh else None,
-            sudo=bool(data.get("sudo", False)),
-            sandbox=str(root) if root else None,
-        )
+        data["target"] = legacy_ref(ssh, data.get("sudo", False), root)
     return data
 
 

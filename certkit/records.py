@@ -17,6 +17,12 @@ from . import defaults
 from .errors import OperationError
 from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
 
+# What ``superseded_by`` holds for a server certificate that is not (yet) in use although
+# nothing replaced it (certkit.placement keeps the rule): its install is under way (a run
+# killed here is settled by the next one), or it failed / was rolled back.
+INSTALLING = "(installing)"
+NOT_INSTALLED = "(not installed)"
+
 
 @dataclass
 class Record:
@@ -71,7 +77,10 @@ class Record:
     def status(
         self, warn_days: float = defaults.RENEW_WINDOW_DAYS, now: dt.datetime | None = None
     ) -> str:
-        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
+        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``;
+        ``installing`` or ``not installed`` for a server certificate not in use."""
+        if self.superseded_by in (INSTALLING, NOT_INSTALLED):
+            return self.superseded_by.strip("()")
         if self.superseded_by:
             return "superseded"
         if self.days_left(now) <= 0:

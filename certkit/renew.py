@@ -23,16 +23,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import certs, files, inventory, paths
+from . import certs, files, inventory, paths, placement, targets
 from .ca import LeafRequest, issue_many, require_ca
-from .errors import UsageError
-from .host.options import InstallOptions
-from .host.target import InstallOutcome, Target, install, open_target
+from .errors import CertkitError, UsageError
+from .host.target import InstallOutcome, Target, install
+from .install_options import InstallOptions
 from .names import parse_names
 from .origins import CIOrigin, ClientOrigin, LeafOrigin, ServerOrigin, with_trust
 from .paths import DEFAULT_CA
-from .server import installed_options, supersede_at
+from .records import INSTALLING
+from .server import installed_options
 from .store import CAStore, Record
+from .targets import Reach
 
 RenewKind = Literal["server", "client", "ci"]
 RENEW_KINDS: tuple[str, ...] = ("server", "client", "ci")
@@ -189,17 +191,28 @@ def request_for(
     )
 
 
-def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> list[Reissued]:
+def reissue_many(
+    store: CAStore,
+    batch: list[tuple[Record, LeafRequest]],
+    installing: frozenset[str] = frozenset(),
+) -> list[Reissued]:
     """Issue every successor with one CA key load (one passphrase prompt), then supersede.
 
     The old records are marked ``superseded_by`` their successor in one
-    inventory transaction.
+    inventory transaction, except those whose serial is in ``installing``
+    (servers to re-install on their host): their successor is *installing*
+    instead, and replaces them only once the host has it (:mod:`certkit.placement`).
     """
     if not batch:
         return []
     issued = issue_many(store, [req for _, req in batch])
     with store.transaction() as inv:
         for (record, _), new in zip(batch, issued, strict=True):
+            if record.serial in installing:
+                fresh = inv.get(new.record.serial)
+                if fresh is not None:
+                    fresh.superseded_by = INSTALLING
+                continue
             old = inv.get(record.serial)
             if old is not None and old.superseded_by is None:
                 old.superseded_by = new.record.serial
@@ -209,24 +222,14 @@ def reissue_many(store: CAStore, batch: list[tuple[Record, LeafRequest]]) -> lis
     ]
 
 
-def record_trust(
-    store: CAStore,
-    serial: str,
-    ca_pem: bytes,
-    installed: list[str],
-    options: InstallOptions | None = None,
-) -> None:
-    """Remember which CAs were installed as trust with ``serial``, and where it went (and,
-    for a server, how: ``options``)."""
+def record_trust(store: CAStore, serial: str, ca_pem: bytes, installed: list[str]) -> None:
+    """Remember which CAs were installed as trust with client or CI certificate ``serial``,
+    and where it went (a server's install is recorded by :mod:`certkit.placement`)."""
     with store.transaction() as inv:
         rec = inv.get(serial)
         if rec is not None:
             rec.origin = with_trust(rec.leaf_origin, bundle_fingerprints(ca_pem))
-            if options is not None and isinstance(rec.origin, ServerOrigin):
-                rec.origin = replace(rec.origin, install=options)
             rec.installed = sorted({*rec.installed, *installed})
-            if rec.kind == "server":
-                supersede_at(inv, serial, installed)
 
 
 # ---------------------------------------------------------------- renewing
@@ -263,13 +266,10 @@ class ServerInstall:
     """Where and how to re-install a server certificate (``renew server`` options)."""
 
     install: bool | None = None  # None: re-install when the record says it was installed
-    sandbox: str | None = None  # --root
+    reach: Reach = field(default_factory=Reach)  # flags not given: the recorded host's
     cert_dir: str | None = None
     restart: bool = False
     dry_run: bool = False
-    ssh: str | None = None  # [USER@]HOST[:PORT]; default: the one it was installed with
-    identity: str | None = None
-    ssh_options: tuple[str, ...] = ()
     allow_from: tuple[str, ...] | None = None  # None: the recorded sources
 
 
@@ -309,6 +309,8 @@ def renew(
     ``server`` says whether and where to install and whether to restart.
     """
     require_ca(store)
+    if kind == "server" and not (server and server.dry_run):
+        placement.settle(store, name)  # what a killed run left half-recorded, first
     record = find_active(store, kind, name)
     if bundle_only and (add_names or reuse_key or days is not None):
         raise UsageError("--bundle-only keeps the certificate: drop --san, --reuse-key and --days.")
@@ -326,7 +328,8 @@ def renew(
         fresh = Reissued(record, record, cert_pem, key_pem, store.trust_bundle_pem())
     else:
         req = request_for(store, record, add_names=add_names, reuse_key=reuse_key, days=days)
-        fresh = reissue_many(store, [(record, req)])[0]
+        pending = frozenset([record.serial] if setup and setup.target else [])
+        fresh = reissue_many(store, [(record, req)], pending)[0]
     return put(store, fresh, setup, srv.restart, ci_format, bundle_only, reuse_key)
 
 
@@ -460,13 +463,15 @@ def _put_ci(store: CAStore, fresh: Reissued, fmt: str, result: Renewed) -> None:
 
 
 def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
-    """Whether to install, where, and how: the recorded install, overridden by ``srv``."""
+    """Whether to install, where, and how: the recorded install and host (reopened through
+    the target registry), overridden by the flags ``srv`` carries."""
     origin = record.leaf_origin
     assert isinstance(origin, ServerOrigin)
-    recorded = origin.target
     install_now = origin.install is not None if srv.install is None else srv.install
-    sandbox = srv.sandbox if srv.sandbox is not None else recorded.sandbox
-    if srv.restart and sandbox and srv.sandbox is None:
+    reach = srv.reach
+    ref = targets.from_reach(reach, origin.target)
+    sandbox = getattr(ref, "sandbox", None)
+    if srv.restart and sandbox and reach.root is None:
         raise UsageError(
             f"{record.name} was installed under the sandbox root {sandbox}: --restart only "
             "restarts the real dockerd; restart the sandbox's dockerd yourself."
@@ -479,15 +484,13 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
         if not install_now:
             raise UsageError("--allow-from only applies when the server is (re-)installed.")
         options = replace(options, allow_from=srv.allow_from)
-    ssh = (srv.ssh or recorded.ssh) if install_now else None
-    if not ssh and (srv.identity or srv.ssh_options) and install_now:
-        raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
     if not install_now:
         if srv.restart:
             raise UsageError("--restart restarts dockerd after --install: add --install.")
         return ServerSetup(None, options)
-    ref = replace(recorded, ssh=ssh, sandbox=sandbox)
-    target = open_target(ref, cert_dir, identity=srv.identity, ssh_options=srv.ssh_options)
+    if reach.over_ssh_only and not isinstance(ref, targets.SSHRef):
+        raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
+    target = targets.open_target(ref, cert_dir)
     target.check(restart=srv.restart)
     return ServerSetup(target, options)
 
@@ -503,7 +506,8 @@ def check_server_setup(store: CAStore, record: Record, srv: ServerInstall) -> Se
 def _put_server(
     store: CAStore, fresh: Reissued, setup: ServerSetup, restart: bool, result: Renewed
 ) -> None:
-    """Install the new files where the old ones were (daemon.json paths, ``--out`` dir)."""
+    """Install the new files where the old ones were (daemon.json paths, ``--out`` dir);
+    recorded in use, replacing the old one, only once the host has them."""
     written: list[str] = []
     out = out_dir(fresh.old)
     if out:
@@ -511,7 +515,11 @@ def _put_server(
     target = setup.target
     options = None
     if target is not None:
-        outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
+        try:
+            outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
+        except CertkitError:
+            placement.failed(store, fresh.record.serial)  # the host was left as it was
+            raise
         options = installed_options(setup.options, outcome.plan)
         _firewall_notes(result, outcome, setup.options.allow_from, dry_run=False)
         result.written = [target.where(p) for p in outcome.plan.written]
@@ -522,7 +530,15 @@ def _put_server(
             result.notes.append("live-restore is on: containers keep running across the restart")
     result.installed = sorted(set(written))
     result.written = sorted({*result.written, *(written if out else [])})
-    record_trust(store, fresh.record.serial, fresh.ca_pem, result.installed, options)
+    replaces = fresh.old.serial if fresh.old.serial != fresh.record.serial else None
+    placement.installed(
+        store,
+        fresh.record.serial,
+        result.installed,
+        options=options,
+        trust=bundle_fingerprints(fresh.ca_pem),
+        replaces=replaces,
+    )
     if not written:
         d = store.issued_dir(fresh.record.serial)
         result.notes.append(

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import certs, defaults, files, paths
+from . import certs, defaults, files, paths, placement
 from .ca import issue, require_ca
-from .host.options import HostRef, InstallOptions
+from .errors import CertkitError
+from .install_options import InstallOptions
 from .nameclaims import check_names_free
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
-from .store import CAStore, Inventory
+from .store import CAStore
+from .targets import LocalRef
 
 if TYPE_CHECKING:  # the install machinery is imported only when there is a target
     from .host.hostfiles import HostFiles
@@ -137,6 +139,8 @@ def issue_server(
     out_dir = check_out_dir(out, force=force) if out else None
     require_ca(store)
     check_names_free(store, primary, names.all(), moved=names_moved)
+    if target is not None and not dry_run:  # what a killed run left half-recorded, first
+        placement.settle(store, primary)
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
@@ -151,7 +155,7 @@ def issue_server(
         days=days,
         out=str(out_dir) if out_dir else None,
         install=installed_options(opts, result.install.plan) if result.install else None,
-        target=target.ref if target is not None else HostRef(),
+        target=target.ref if target is not None else LocalRef(),
     )
     issued = issue(
         store, "server", primary, common_name_for(primary), names, days, kt, origin=origin
@@ -162,22 +166,26 @@ def issue_server(
     result.notes += [issued.capped] if issued.capped else []
     result.store_files = {"cert": str(issued.cert_path), "key": str(issued.key_path)}
     placed: list[str] = []
-    installed = None
     if out_dir is not None:
         result.out_files = write_out(
             out_dir, issued.ca_pem, issued.cert_pem, issued.key_pem, force=force
         )
         placed += result.out_files.values()
-    if target is not None and host_files is not None:
-        pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
+    if target is None or host_files is None:
+        if placed:
+            placement.installed(store, issued.record.serial, placed)
+        return result
+    pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
+    placement.begin(store, issued.record.serial)  # in use only once the host has it
+    try:
         result.install = install(target, host_files, opts, pems, restart=restart)
-        placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
-        # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
-        installed = installed_options(opts, result.install.plan)
-        if installed == origin.install:
-            installed = None
-    if placed:
-        record_placement(store, issued.record.serial, placed, installed)
+    except CertkitError:
+        placement.failed(store, issued.record.serial)  # the host was left as it was
+        raise
+    placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
+    # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
+    how = installed_options(opts, result.install.plan)
+    placement.installed(store, issued.record.serial, placed, options=how)
     return result
 
 
@@ -219,26 +227,3 @@ def installed_options(opts: InstallOptions, plan: InstallPlan) -> InstallOptions
     certkit added (kept as they were when the firewall was left alone)."""
     fw = plan.firewall
     return opts if fw is None else replace(opts, firewall_added=fw.recorded())
-
-
-def record_placement(
-    store: CAStore, serial: str, placed: list[str], installed: InstallOptions | None = None
-) -> None:
-    """Record where server certificate ``serial`` went (and, when given, how it was
-    ``installed``); one installed earlier at any of those paths (another host's, or this
-    host's) is superseded: only one certificate lives there."""
-    with store.transaction() as inv:
-        supersede_at(inv, serial, placed)
-        rec = inv.get(serial)
-        if rec is not None:
-            rec.installed = sorted({*rec.installed, *placed})
-            if installed is not None and isinstance(rec.origin, ServerOrigin):
-                rec.origin = replace(rec.origin, install=installed)
-
-
-def supersede_at(inv: Inventory, serial: str, placed: list[str]) -> None:
-    """Mark every other active server record installed at one of ``placed`` superseded."""
-    for path in sorted(set(placed)):  # the inventory's index by install path
-        for rec in inv.installed_at(path):
-            if rec.kind == "server" and rec.serial != serial and not rec.superseded_by:
-                rec.superseded_by = serial

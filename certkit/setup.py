@@ -26,8 +26,8 @@ from .ca import init_ca, one_signer
 from .client import ClientResult, client_context
 from .errors import UsageError
 from .files import StrPath
-from .host.options import InstallOptions
 from .host.target import Target, install
+from .install_options import InstallOptions
 from .inventory import Item, list_items
 from .nameclaims import check_names_free
 from .names import format_host
@@ -113,13 +113,12 @@ def setup(
 ) -> SetupResult:
     """Make ``host`` reachable over mutual TLS through docker context ``context``.
 
-    ``target`` is where dockerd runs (:func:`certkit.host.target.open_target`);
+    ``target`` is where dockerd runs (:func:`certkit.targets.open_target`);
     ``context`` defaults to the first label of ``host``.  Steps whose result
     is already in place are skipped, so running it again changes nothing.
 
-    >>> from certkit.host.target import open_target
-    >>> from certkit.host.options import HostRef
-    >>> r = setup("docker1.example.com", open_target(HostRef(ssh="root@docker1")))  # doctest: +SKIP
+    >>> from certkit.targets import SSHRef, open_target
+    >>> r = setup("docker1.example.com", open_target(SSHRef("root@docker1")))  # doctest: +SKIP
     >>> r.changed, r.context  # doctest: +SKIP
     (True, 'docker1')
     """

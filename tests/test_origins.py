@@ -18,7 +18,7 @@ import pytest
 from support import cli_json, cli_ok, run_certkit
 
 from certkit.ci import decode_bundle
-from certkit.host.options import HostRef, InstallOptions
+from certkit.install_options import InstallOptions
 from certkit.origins import (
     CAOrigin,
     CIOrigin,
@@ -29,6 +29,7 @@ from certkit.origins import (
     origin_to_json,
 )
 from certkit.store import CAStore
+from certkit.targets import AnsibleRef, LocalRef, SSHRef, UnknownRef
 
 
 @pytest.mark.parametrize(
@@ -41,11 +42,20 @@ from certkit.store import CAStore
             ServerOrigin(
                 sans=("docker1",),
                 install=InstallOptions(listen="10.0.0.5", port=2377, method="systemd"),
-                target=HostRef(ssh="ops@docker1:2222", sudo=True, sandbox="/tmp/root"),
+                target=SSHRef("ops@docker1:2222", True, "/tmp/root", "/k/id", ("Port=22",)),
                 trust=("AA", "BB"),
                 renewed_from="0f",
             ),
         ),
+        (
+            "server",
+            ServerOrigin(
+                sans=("h1",),
+                install=InstallOptions(),
+                target=AnsibleRef("h1", "/srv/inventory.ini", "root@10.0.0.7:22", True),
+            ),
+        ),
+        ("server", ServerOrigin(target=LocalRef("/tmp/root"))),
         ("client", ClientOrigin(context="prod", host="docker1", port=2376, docker_config="/d")),
         ("client", ClientOrigin(out="/srv/client", endpoint="tcp://docker1:2376", days=30)),
         ("ci", CIOrigin(host="docker1", port=2376, context="gha", days=30, key_type="ec-p384")),
@@ -61,8 +71,8 @@ def _v1_options(kind: str, origin: dict[str, Any]) -> dict[str, Any]:
     if kind == "server":
         target = origin.pop("target")
         install = origin.pop("install")
-        options = {**origin, "install": install is not None, "root": target["sandbox"]}
-        if target["ssh"]:
+        options = {**origin, "install": install is not None, "root": target.get("sandbox")}
+        if target.get("ssh"):
             options.update(ssh=target["ssh"], sudo=target["sudo"])
         options.update(install or {})
     else:
@@ -120,3 +130,52 @@ def test_a_version_1_inventory_lists_and_renews_every_kind(
     ci_days = [i["days_left"] for i in cli_json("list", "--kind", "ci")]
     assert 19 < max(ci_days) <= 20  # the recorded --days 20, not the 30-day default
     assert store.inventory().count() == 8 + 5  # the migrated records and the renewals
+
+
+@pytest.mark.parametrize(
+    ("stored", "reopened"),
+    [
+        (
+            {"ssh": "ops@docker1:2222", "sudo": True, "sandbox": None},
+            SSHRef("ops@docker1:2222", True),
+        ),
+        ({"ssh": None, "sudo": False, "sandbox": "/tmp/r"}, LocalRef("/tmp/r")),
+        ({"ssh": None, "sudo": False, "sandbox": None}, LocalRef()),
+    ],
+)
+def test_a_record_with_the_older_host_reference_reads_back_as_its_kind(
+    stored: dict[str, Any], reopened: object
+) -> None:
+    """Records written before the target registry kept ``HostRef`` (ssh, sudo, sandbox)."""
+    origin = origin_from_json("server", {"sans": ["docker1"], "target": stored})
+    assert isinstance(origin, ServerOrigin) and origin.target == reopened
+    assert origin_to_json(origin)["target"]["kind"] == reopened.kind  # type: ignore[attr-defined]
+
+
+def test_a_target_kind_this_certkit_does_not_know_is_kept_as_is() -> None:
+    data = {"sans": ["h"], "target": {"kind": "rootless", "user": "dock", "uid": 1000}}
+    origin = origin_from_json("server", data)
+    assert isinstance(origin, ServerOrigin) and isinstance(origin.target, UnknownRef)
+    assert origin_to_json(origin)["target"] == data["target"]
+
+
+def test_an_inventory_holding_the_older_host_reference_renews_from_it(
+    store: CAStore, tmp_path: Path
+) -> None:
+    """The database migration is on read: a row with the older ``target`` still renews."""
+    import sqlite3
+
+    root = tmp_path / "root"
+    cli_ok("issue-server", "docker1", "--install", "--root", str(root), "--method", "daemon-json")
+    db = store.dir / "inventory.sqlite3"
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT serial, origin FROM records WHERE kind = 'server'").fetchone()
+        origin = json.loads(row[1])
+        assert origin["target"] == {"kind": "local", "sandbox": str(root)}
+        origin["target"] = {"ssh": None, "sudo": False, "sandbox": str(root)}
+        conn.execute("UPDATE records SET origin = ? WHERE serial = ?", (json.dumps(origin), row[0]))
+    renewed = cli_json("renew", "server", "docker1")
+    assert renewed["installed"][0].startswith(str(root / "etc/docker/certkit"))
+    new = store.inventory().get(renewed["serial"])
+    assert new is not None and isinstance(new.origin, ServerOrigin)
+    assert new.origin.target == LocalRef(str(root))

@@ -220,10 +220,10 @@ def test_renew_ci_prints_the_secret_only_when_asked(tmp_path: Path) -> None:
 def _age(store: CAStore, name: str, days: int) -> None:
     """Make the inventory believe ``name`` was issued ``days`` days ago."""
     with store.transaction() as inv:
-        (rec,) = inv.find(name=name)
-        for attr in ("not_before", "not_after"):
-            when = dt.datetime.fromisoformat(getattr(rec, attr)) - dt.timedelta(days=days)
-            setattr(rec, attr, when.isoformat())
+        for rec in inv.find(name=name):
+            for attr in ("not_before", "not_after"):
+                when = dt.datetime.fromisoformat(getattr(rec, attr)) - dt.timedelta(days=days)
+                setattr(rec, attr, when.isoformat())
 
 
 def test_expiring_within_renews_only_what_is_due() -> None:
@@ -305,9 +305,9 @@ def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbo
     old = _active(store, "server", "localhost")
     cert_file = root / "etc/docker/certkit/server-cert.pem"
     daemon_json = (root / "etc/docker/daemon.json").read_bytes()
-    ssh_args = sshd.cli_args()[2:]  # --identity and --ssh-option: not recorded, given again
 
-    r = run_certkit("renew", "server", "localhost", *ssh_args)
+    # --identity and --ssh-option were recorded: renewal (as cron runs it) needs no flag.
+    r = run_certkit("renew", "server", "localhost")
     assert r.returncode == 0, r.stderr
     new = _active(store, "server", "localhost")
     assert new.serial != old.serial
@@ -317,11 +317,22 @@ def test_a_server_installed_over_ssh_is_renewed_over_ssh(sshd: SSHServer, sandbo
     assert f"wrote {sshd.target}:{cert_file}" in r.stdout
     assert "Restart needed" in r.stdout
 
-    # Without the key the connection fails cleanly, before anything is issued.
+    # So does bulk renewal; and a key given there replaces the recorded one.
+    _age(store, "localhost", 800)
+    due = json.loads(cli_ok("renew", "--expiring-within", "30", "--json"))
+    assert [x["name"] for x in due["renewed"]] == ["localhost"], due
+
+    # With a key the host does not know, the connection fails cleanly, before anything is
+    # issued: the flag replaced the recorded key, for this run only.
+    stranger = sandbox / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     before = _tree(store.dir)
-    r = run_certkit("renew", "server", "localhost", "--ssh-option", sshd.ssh_options()[0])
+    r = run_certkit("renew", "server", "localhost", "--identity", str(stranger))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+    assert _tree(store.dir) == before
+    r = run_certkit("renew", "--expiring-within", "900", "--identity", str(stranger), "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["failed"][0]["name"] == "localhost"
     assert _tree(store.dir) == before
 
 

@@ -6,14 +6,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .output import (
-    CA_OPTION,
-    IDENTITY_OPTION,
-    JSON_OPTION,
-    ROOT_OPTION,
-    SSH_OPTIONS_OPTION,
-    emit,
-)
+from . import reach
+from .output import CA_OPTION, JSON_OPTION, emit
 from .root import app
 
 if TYPE_CHECKING:
@@ -30,11 +24,6 @@ firewall_app = typer.Typer(
 app.add_typer(firewall_app, name="firewall")
 
 NAME = typer.Argument(..., help="The server's name, as in `certkit list`.")
-SSH = typer.Option(
-    None,
-    "--ssh",
-    help="Read the host over SSH: [USER@]HOST[:PORT] (default: where NAME was installed).",
-)
 
 
 def _where(
@@ -42,12 +31,7 @@ def _where(
 ) -> ServerInstall:
     from ..renew import ServerInstall
 
-    return ServerInstall(
-        sandbox=str(root) if root else None,
-        ssh=ssh,
-        identity=identity,
-        ssh_options=tuple(ssh_option or ()),
-    )
+    return ServerInstall(reach=reach.group(ssh, False, identity, ssh_option, root))
 
 
 def _lines(r: FirewallReport) -> list[str]:
@@ -77,10 +61,10 @@ def _lines(r: FirewallReport) -> list[str]:
 @firewall_app.command("show")
 def firewall_show(
     name: str = NAME,
-    root: str = ROOT_OPTION,
-    ssh: str = SSH,
-    identity: str = IDENTITY_OPTION,
-    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    root: str = reach.ROOT,
+    ssh: str = reach.SSH,
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -103,10 +87,10 @@ def firewall_show(
 def firewall_remove(
     name: str = NAME,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the commands, run nothing."),
-    root: str = ROOT_OPTION,
-    ssh: str = SSH,
-    identity: str = IDENTITY_OPTION,
-    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    root: str = reach.ROOT,
+    ssh: str = reach.SSH,
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:

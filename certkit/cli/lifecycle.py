@@ -9,24 +9,15 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..defaults import CA_DAYS
-from .output import (
-    CA_OPTION,
-    CERT_DIR_OPTION,
-    IDENTITY_OPTION,
-    JSON_OPTION,
-    RESTART_OPTION,
-    ROOT_OPTION,
-    SSH_OPTION,
-    SSH_OPTIONS_OPTION,
-    emit,
-    warn,
-)
+from . import reach
+from .output import CA_OPTION, CERT_DIR_OPTION, JSON_OPTION, RESTART_OPTION, emit, warn
 from .root import app
 
 if TYPE_CHECKING:
     from ..due import DueReport
     from ..renew import Renewed
     from ..rotation import RotationReport
+    from ..targets import Reach
 
 renew_app = typer.Typer(
     help=(
@@ -75,16 +66,23 @@ def renew_main(
     ca: str = typer.Option(
         None, "--ca", help="With --expiring-within: only this CA (default: every CA in the store)."
     ),
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Renew one certificate (renew server|client|ci NAME) or everything due.
+
+    Servers are reached as they were installed (over SSH with the recorded key
+    file and options, through Ansible for a fleet host): a cron job needs no flag.
+    --identity and --ssh-option replace the recorded ones for servers installed
+    over SSH.
 
     Example: certkit renew --expiring-within 30
     """
     from ..errors import UsageError
 
     if ctx.invoked_subcommand is not None:
-        if expiring_within is not None or restart or dry_run:
+        if expiring_within is not None or restart or dry_run or identity or ssh_option:
             raise UsageError(
                 f"Put the options after the subcommand: certkit renew {ctx.invoked_subcommand} "
                 "NAME [OPTIONS] (--expiring-within renews everything due)."
@@ -93,11 +91,17 @@ def renew_main(
     if expiring_within is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    _renew_due(ca, expiring_within, restart, dry_run, json_out)
+    ssh = reach.group(None, False, identity, ssh_option)
+    _renew_due(ca, expiring_within, restart, dry_run, json_out, ssh)
 
 
 def _renew_due(
-    only_ca: str | None, within: float, restart: bool, dry_run: bool, json_out: bool
+    only_ca: str | None,
+    within: float,
+    restart: bool,
+    dry_run: bool,
+    json_out: bool,
+    ssh: Reach | None = None,
 ) -> None:
     """Renew what is due in every CA of the store (or only ``only_ca``), like ``status`` checks."""
     from ..due import DueReport
@@ -109,7 +113,7 @@ def _renew_due(
     merged = DueReport(within, [], [], [], [], dry_run)
     lines: list[str] = []
     for name in names:
-        report, ca_lines = _renew_due_in(name, within, restart, dry_run)
+        report, ca_lines = _renew_due_in(name, within, restart, dry_run, ssh)
         lines += ca_lines
         merged.due += report.due
         merged.renewed += report.renewed
@@ -123,12 +127,12 @@ def _renew_due(
 
 
 def _renew_due_in(
-    ca: str, within: float, restart: bool, dry_run: bool
+    ca: str, within: float, restart: bool, dry_run: bool, ssh: Reach | None = None
 ) -> tuple[DueReport, list[str]]:
     from ..due import renew_due
     from ..store import CAStore
 
-    report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run)
+    report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run, ssh=ssh)
     lines: list[str] = []
     if dry_run and report.due:
         lines.append(f"Due within {within:g} days (dry run, nothing changed):")
@@ -218,15 +222,15 @@ def renew_server(
         "--install/--no-install",
         help="Re-install into daemon.json's paths (default: when it was installed).",
     ),
-    root: Path = ROOT_OPTION,
+    root: Path = reach.ROOT,
     cert_dir: str = CERT_DIR_OPTION,
     restart: bool = RESTART_OPTION,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would change, change nothing."
     ),
-    ssh: str = SSH_OPTION,
-    identity: str = IDENTITY_OPTION,
-    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    ssh: str = reach.SSH,
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     allow_from: list[str] = typer.Option(
         None,
         "--allow-from",
@@ -240,7 +244,9 @@ def renew_server(
 ) -> None:
     """Renew a server certificate and replace the installed files atomically.
 
-    A server installed with --ssh is re-installed over SSH on the same host.
+    A server is re-installed the way it was installed: over SSH on the same host
+    (with the recorded --identity and --ssh-option), through Ansible for a host
+    `fleet apply` installed, or on this machine.
 
     Example: certkit renew server docker1.example.com --san 10.0.0.5 --restart
     """
@@ -250,13 +256,10 @@ def renew_server(
 
     srv = ServerInstall(
         install=install,
-        sandbox=str(root) if root else None,
+        reach=reach.group(ssh, False, identity, ssh_option, root),
         cert_dir=cert_dir,
         restart=restart,
         dry_run=dry_run,
-        ssh=ssh,
-        identity=identity,
-        ssh_options=tuple(ssh_option or ()),
         allow_from=check_sources(allow_from) if allow_from else None,
     )
     hazards = _hazards(ca, "server", bundle_only, json_out)

@@ -24,10 +24,8 @@ DOCKER_CONFIG_OPTION = typer.Option(
     help="The docker CLI's config dir (default: $DOCKER_CONFIG, else ~/.docker).",
 )
 
-# ---- reaching a Docker host: issue-server and renew server
-ROOT_OPTION = typer.Option(
-    None, "--root", help="Sandbox root: /etc/docker/... means ROOT/etc/docker/..."
-)
+# ---- installing on a Docker host: issue-server, setup and renew server (how to reach
+# the host is its own option group: certkit.cli.reach)
 CERT_DIR_OPTION = typer.Option(
     None,
     "--cert-dir",
@@ -35,20 +33,6 @@ CERT_DIR_OPTION = typer.Option(
 )
 RESTART_OPTION = typer.Option(
     False, "--restart", help="Restart dockerd afterwards; roll back if it does not come back."
-)
-SSH_OPTION = typer.Option(
-    None,
-    "--ssh",
-    help="Install on a Docker host over SSH: [USER@]HOST[:PORT] (renew: default as installed).",
-)
-IDENTITY_OPTION = typer.Option(
-    None, "--identity", help="With --ssh: the SSH private key file to use (ssh -i)."
-)
-SSH_OPTIONS_OPTION = typer.Option(
-    None,
-    "--ssh-option",
-    metavar="OPT",
-    help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion (repeatable).",
 )
 
 

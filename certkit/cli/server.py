@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..defaults import SERVER_DAYS
+from . import reach
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
-    IDENTITY_OPTION,
     JSON_OPTION,
     KEY_TYPE_OPTION,
     RESTART_OPTION,
-    ROOT_OPTION,
-    SSH_OPTION,
-    SSH_OPTIONS_OPTION,
     emit,
     next_step,
     warn,
@@ -24,7 +21,7 @@ from .output import (
 from .root import app
 
 if TYPE_CHECKING:
-    from ..host.options import InstallOptions
+    from ..install_options import InstallOptions
     from ..server import ServerResult
 
 # Options that only mean something with --install (None: not given).
@@ -62,7 +59,6 @@ REMOVE_INSECURE = typer.Option(
 DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
 )
-SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
 FORCE = typer.Option(
     False,
     "--force",
@@ -97,7 +93,7 @@ def issue_server(
     ca: str = CA_OPTION,
     out: str = OUT,
     install: bool = INSTALL,
-    root: str = ROOT_OPTION,
+    root: str = reach.ROOT,
     listen: str = LISTEN,
     port: int = PORT,
     cert_dir: str = CERT_DIR_OPTION,
@@ -106,10 +102,10 @@ def issue_server(
     remove_insecure: bool = REMOVE_INSECURE,
     restart: bool = RESTART_OPTION,
     dry_run: bool = DRY_RUN,
-    ssh: str = SSH_OPTION,
-    sudo: bool = SUDO,
-    identity: str = IDENTITY_OPTION,
-    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    ssh: str = reach.SSH,
+    sudo: bool = reach.SUDO,
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     from_file: str = FROM_FILE,
     force: bool = FORCE,
     allow_from: list[str] = ALLOW_FROM,
@@ -130,7 +126,8 @@ def issue_server(
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
-    _check_ssh_flags(ssh, out, sudo or bool(identity) or bool(ssh_option))
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    _check_ssh_flags(ssh, out)
     install = install or ssh is not None  # --ssh installs on that host
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
@@ -143,12 +140,10 @@ def issue_server(
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
     target = None
-    if install:  # the install machinery (certkit.host.target and below) only when installing
-        from ..host.options import HostRef
-        from ..host.target import open_target
+    if install:  # the install machinery (certkit.host and below) only when installing
+        from ..targets import from_reach, open_target
 
-        ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
-        target = open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
+        target = open_target(from_reach(where), cert_dir)
     result = _issue_server(
         CAStore(ca),
         host,
@@ -198,14 +193,13 @@ def _install_options(
     keep_insecure: bool,
     remove_insecure: bool,
 ) -> InstallOptions:
-    from ..host.options import DEFAULT_LISTEN, InstallOptions
-    from ..names import DOCKER_TLS_PORT
+    from ..install_options import install_options
 
-    return InstallOptions(
-        listen=listen or DEFAULT_LISTEN,
-        port=port if port is not None else DOCKER_TLS_PORT,
+    return install_options(
+        listen=listen,
+        port=port,
         cert_dir=cert_dir,
-        method=method or "auto",
+        method=method,
         keep_insecure=keep_insecure,
         remove_insecure=remove_insecure,
     )
@@ -240,11 +234,9 @@ def firewall_lines(plan: Any, dry_run: bool) -> list[str]:
     return describe(fw, dry_run)
 
 
-def _check_ssh_flags(ssh: str | None, out: str | None, ssh_only: bool) -> None:
+def _check_ssh_flags(ssh: str | None, out: str | None) -> None:
     from ..errors import UsageError
 
-    if ssh is None and ssh_only:
-        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
     if ssh is not None and out:
         raise UsageError("--out writes here and --ssh installs on the host: use one of them.")
 

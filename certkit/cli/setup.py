@@ -6,16 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import reach
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
     DOCKER_CONFIG_OPTION,
-    IDENTITY_OPTION,
     JSON_OPTION,
     RESTART_OPTION,
-    ROOT_OPTION,
-    SSH_OPTION,
-    SSH_OPTIONS_OPTION,
     emit,
     next_step,
     warn,
@@ -34,17 +31,16 @@ PORT = typer.Option(None, "--port", help="TLS port of dockerd and of the context
 METHOD = typer.Option(
     None, "--method", help="auto | systemd (-H flag in a drop-in) | daemon-json (hosts key)."
 )
-SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
 
 
 @app.command("setup")
 def setup(
     host: str = typer.Argument(..., help="The name (or IP) clients use to reach the Docker host."),
-    ssh: str = SSH_OPTION,
+    ssh: str = reach.SSH,
     install: bool = typer.Option(
         False, "--install", help="Install on this machine (root), or under --root DIR."
     ),
-    root: str = ROOT_OPTION,
+    root: str = reach.ROOT,
     context: str = typer.Option(
         None, "--context", help="Name of the docker context (default: HOST's first label)."
     ),
@@ -56,9 +52,9 @@ def setup(
     restart: bool = RESTART_OPTION,
     ca: str = CA_OPTION,
     docker_config: str = DOCKER_CONFIG_OPTION,
-    sudo: bool = SUDO,
-    identity: str = IDENTITY_OPTION,
-    ssh_option: list[str] = SSH_OPTIONS_OPTION,
+    sudo: bool = reach.SUDO,
+    identity: str = reach.IDENTITY,
+    ssh_option: list[str] = reach.SSH_OPTIONS,
     force: bool = typer.Option(
         False, "--force", help="Take a name another host's active certificate holds (it moved)."
     ),
@@ -79,10 +75,9 @@ def setup(
     Example (on the Docker host): sudo certkit setup docker1.example.com --install --restart
     """
     from ..errors import UsageError
-    from ..host.options import DEFAULT_LISTEN, HostRef, InstallOptions
-    from ..host.target import open_target
-    from ..names import DOCKER_TLS_PORT
+    from ..install_options import install_options
     from ..setup import setup as _setup
+    from ..targets import from_reach, open_target
 
     if (ssh is None) == (not install):
         raise UsageError(
@@ -90,16 +85,9 @@ def setup(
             if ssh is None
             else "--ssh installs over SSH and --install on this machine: use one of them."
         )
-    if ssh is None and (sudo or identity or ssh_option):
-        raise UsageError("--sudo, --identity and --ssh-option only apply with --ssh [USER@]HOST.")
-    options = InstallOptions(
-        listen=listen or DEFAULT_LISTEN,
-        port=DOCKER_TLS_PORT if port is None else port,
-        cert_dir=cert_dir,
-        method=method or "auto",
-    )
-    ref = HostRef(ssh=ssh, sudo=sudo, sandbox=root)
-    target = open_target(ref, cert_dir, identity=identity, ssh_options=ssh_option or ())
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    options = install_options(listen=listen, port=port, cert_dir=cert_dir, method=method)
+    target = open_target(from_reach(where), cert_dir)
     result = _setup(
         host,
         target,

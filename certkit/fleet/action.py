@@ -10,16 +10,17 @@ only travels inside the write script, on the connection's standard input.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .. import defaults
 from ..errors import CertkitError, UsageError
 from ..host.firewall import check_sources
-from ..host.options import HostRef, InstallOptions
 from ..host.remote import remote_paths
+from ..install_options import install_options
 from ..nameclaims import check_names_free
-from ..names import DOCKER_TLS_PORT
 from ..store import CAStore
+from ..targets import AnsibleRef
 from .converge import RENEW_WITHIN, Converge, HostSpec
 from .secrets import receive
 from .target import AnsibleTarget, Runner
@@ -69,11 +70,12 @@ def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
     name = args.get("name") or hostvars.get("ansible_host") or hostvars.get("inventory_hostname")
     if not name:
         raise UsageError("the host has neither ansible_host nor an inventory name.")
-    options = InstallOptions(
-        listen=str(args.get("listen") or "0.0.0.0"),
-        port=int(_number(args, "port", DOCKER_TLS_PORT)),
+    port = _number(args, "port", -1)
+    options = install_options(
+        listen=str(args["listen"]) if args.get("listen") else None,
+        port=None if port == -1 else int(port),
         cert_dir=str(args["cert_dir"]) if args.get("cert_dir") else None,
-        method=str(args.get("method") or "auto"),
+        method=str(args["method"]) if args.get("method") else None,
         keep_insecure=_bool(args.get("keep_insecure")),
         remove_insecure=_bool(args.get("remove_insecure")),
         allow_from=check_sources(_sans(args.get("allow_from"))),
@@ -89,13 +91,20 @@ def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
     )
 
 
-def host_ref(hostvars: dict[str, Any]) -> HostRef:
-    """How the record remembers the host: ``USER@ADDRESS[:PORT]`` as SSH would reach it."""
+def host_ref(hostvars: dict[str, Any]) -> AnsibleRef:
+    """How the record remembers the host: through Ansible again (its inventory and name),
+    with ``USER@ADDRESS[:PORT]`` as SSH would reach it for the files' recorded names."""
     address = hostvars.get("ansible_host") or hostvars.get("inventory_hostname")
     user = hostvars.get("ansible_user") or hostvars.get("remote_user")
     port = hostvars.get("ansible_port")
     dest = f"{user + '@' if user else ''}{address}{':' + str(port) if port else ''}"
-    return HostRef(dest, bool(hostvars.get("become")))
+    inventory = hostvars.get("inventory_file")
+    return AnsibleRef(
+        host=str(hostvars.get("inventory_hostname") or address),
+        inventory=str(Path(str(inventory)).absolute()) if inventory else None,
+        ssh=dest,
+        become=bool(hostvars.get("become")),
+    )
 
 
 def run_action(

@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import certs, defaults
+from .. import certs, defaults, placement
 from ..errors import CertkitError, UsageError
 from ..host.firewall import FirewallPlan
-from ..host.options import InstallOptions
 from ..host.target import InstallOutcome, install
+from ..install_options import InstallOptions
 from ..names import DOCKER_TLS_PORT, check_port, parse_names
 from ..origins import ServerOrigin
 from ..server import issue_server
@@ -166,14 +166,9 @@ def record_firewall(
         return
     wanted = (options.allow_from, firewall.recorded())
     was = recorded_install(store, serial)
-    if was is not None and (was.allow_from, was.firewall_added) == wanted:
-        return  # a converged host: no write, no lock
-    with store.transaction() as inv:
-        record = inv.get(serial)
-        origin = record.leaf_origin if record is not None else None
-        if record is not None and isinstance(origin, ServerOrigin):
-            now = replace(origin.install or options, allow_from=wanted[0])
-            record.origin = replace(origin, install=replace(now, firewall_added=wanted[1]))
+    if was is None or (was.allow_from, was.firewall_added) == wanted:
+        return  # not a record certkit installed, or a converged host: no write, no lock
+    placement.record_firewall(store, serial, *wanted)
 
 
 @dataclass

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from ..errors import OperationError
 from ..host.firewall import with_rules
 from ..host.hostfiles import HostFiles
-from ..host.options import HostRef
 from ..host.plan import InstallPlan
 from ..host.remote import (
     host_files_from_dump,
@@ -34,6 +33,7 @@ from ..host.remote import (
 from ..host.scripts import WRITE_OK, WriteJob, parse_dump, read_script, write_script
 from ..host.ssh import ERROR_PREFIX, START_MARKER
 from ..paths import SystemPaths
+from ..targets import AnsibleRef
 
 # rc, stdout, stderr of ``sh -s`` run on the host with the script on stdin.
 Runner = Callable[[str], tuple[int, str, str]]
@@ -56,7 +56,7 @@ class AnsibleTarget:
 
     run: Runner
     system: SystemPaths
-    ref: HostRef
+    ref: AnsibleRef
     host: str  # the inventory name, for messages
     docker_state: str = "unknown"  # docker.service's state when the host was read
     _files: HostFiles | None = field(default=None, repr=False)

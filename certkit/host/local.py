@@ -19,9 +19,9 @@ from typing import Any
 from .. import files
 from ..errors import OperationError, UsageError
 from ..paths import SERVER_FILES, SystemPaths
+from ..targets import LocalRef
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
-from .options import HostRef
 from .plan import InstallPlan, write_steps
 
 
@@ -238,8 +238,8 @@ class LocalTarget:
     wait_port: PortWaiter | None = None
 
     @property
-    def ref(self) -> HostRef:
-        return HostRef(sandbox=str(self.system.root) if self.system.sandboxed else None)
+    def ref(self) -> LocalRef:
+        return LocalRef(str(self.system.root) if self.system.sandboxed else None)
 
     def check(self, *, restart: bool) -> None:
         """Refuse, before anything is issued, what this machine cannot do."""

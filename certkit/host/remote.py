@@ -13,9 +13,9 @@ from pathlib import PurePosixPath
 from .. import files
 from ..errors import UsageError
 from ..paths import SystemPaths
+from ..targets import SSHRef
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
-from .options import HostRef
 from .plan import InstallPlan, write_steps
 from .scripts import RemoteFile, Write, WriteJob, parse_dump, read_script, run_write_job
 from .ssh import SSH
@@ -156,9 +156,11 @@ class SSHTarget:
     system: SystemPaths
 
     @property
-    def ref(self) -> HostRef:
+    def ref(self) -> SSHRef:
         root = str(self.system.root)
-        return HostRef(str(self.ssh.target), self.ssh.sudo, None if root == "/" else root)
+        sandbox = None if root == "/" else root
+        ssh = self.ssh
+        return SSHRef(str(ssh.target), ssh.sudo, sandbox, ssh.identity, ssh.options)
 
     def check(self, *, restart: bool) -> None:
         if restart and str(self.system.root) != "/":

@@ -1,22 +1,25 @@
 """One way to install on any Docker host: the :class:`Target` protocol and :func:`install`.
 
 A target is how certkit reaches a host: :class:`~certkit.host.local.LocalTarget`
-(this machine, or a sandbox root) and :class:`~certkit.host.remote.SSHTarget`
-(a host over SSH) today.  Each reads the host's files and writes a plan;
-everything between (what to change, the diff, the backup) is the pure
-:func:`~certkit.host.plan.plan_install`, so every target installs the same way.
-A new way of reaching hosts implements these few members and nothing else.
+(this machine, or a sandbox root), :class:`~certkit.host.remote.SSHTarget`
+(a host over SSH) and :class:`~certkit.fleet.target.AnsibleTarget`, each a
+kind in the registry (:mod:`certkit.targets`) that records and reopens it.
+Each reads the host's files and writes a plan; everything between (what to
+change, the diff, the backup) is the pure :func:`~certkit.host.plan.plan_install`,
+so every target installs the same way.  A new way of reaching hosts implements
+these few members and registers its kind; nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ..paths import SystemPaths, system_paths
+from .. import targets
+from ..install_options import InstallOptions
+from ..paths import SystemPaths
 from .hostfiles import HostFiles
-from .options import HostRef, InstallOptions
 from .plan import InstallPlan, live_restore_on, plan_install
 
 
@@ -29,8 +32,9 @@ class Target(Protocol):
         ...
 
     @property
-    def ref(self) -> HostRef:
-        """What to record so renewal reaches this host again."""
+    def ref(self) -> Any:
+        """What to record so renewal reaches this host again: a reference of its kind
+        (:mod:`certkit.targets`), reopened by :func:`certkit.targets.open_target`."""
         ...
 
     def check(self, *, restart: bool) -> None:
@@ -94,19 +98,15 @@ def install(
 
 
 def open_target(
-    ref: HostRef,
+    ref: Any,
     cert_dir: str | None = None,
     *,
     identity: str | None = None,
     ssh_options: Sequence[str] = (),
 ) -> Target:
-    """The target ``ref`` names: this machine (or its sandbox), or a host over SSH."""
-    if ref.ssh is None:
-        from .local import LocalTarget
-
-        return LocalTarget(system_paths(ref.sandbox, cert_dir))
-    from .remote import SSHTarget, remote_paths
-    from .ssh import SSH
-
-    ssh = SSH.build(ref.ssh, identity=identity, options=ssh_options, sudo=ref.sudo)
-    return SSHTarget(ssh, remote_paths(ref.sandbox, cert_dir))
+    """The target ``ref`` names, through the registry (:func:`certkit.targets.open_target`);
+    ``identity`` and ``ssh_options`` add to an SSH reference."""
+    if isinstance(ref, targets.SSHRef) and (identity or ssh_options):
+        ref = replace(ref, identity=identity or ref.identity,
+                      ssh_options=tuple(ssh_options) or ref.ssh_options)  # fmt: skip
+    return targets.open_target(ref, cert_dir)

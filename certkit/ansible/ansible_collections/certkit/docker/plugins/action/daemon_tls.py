@@ -39,6 +39,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
                 "ansible_user",
                 "ansible_port",
                 "certkit_force",
+                "inventory_file",
             )
         }
         hostvars["become"] = bool(self._connection.become)
