@@ -48,11 +48,15 @@ class AnsibleTarget(ScriptTarget):
     ref: HostRef
     host: str  # the inventory name, for messages
     docker_state: str = "unknown"  # docker.service's state when the host was read
+    address: str = ""  # where its TLS port is reached (ansible_host); "": the inventory name
     _files: HostFiles | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         return self.host
+
+    def probe_host(self) -> str | None:
+        return self.address or self.host
 
     def check(self, *, restart: bool) -> None:
         """Nothing to refuse: Ansible already connected, as root or with become."""

@@ -6,7 +6,7 @@ moves bytes.  This module is the protocol both sides share:
 
 * :func:`wrap` puts every script in the same frame: it prints
   :data:`START_MARKER` first (what a login prints before it is skipped), runs
-  the script under a watchdog (:data:`SCRIPT_SECONDS`, on the host itself), cuts
+  the script under ``timeout`` (:data:`SCRIPT_SECONDS`, on the host itself), cuts
   its output at :data:`MAX_OUTPUT` bytes on the host (``head -c``: a 150 MB
   drop-in never leaves the host), and ends with ``CERTKIT-EXIT <status>``;
 * :func:`parse` reads the output back the same way for every target: a
@@ -20,6 +20,7 @@ moves bytes.  This module is the protocol both sides share:
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import threading
 from collections.abc import Callable
@@ -36,7 +37,7 @@ MAX_OUTPUT = 4 << 20  # what certkit reads back from a host at most: its files a
 SCRIPT_SECONDS = 600  # how long one script may run on a host before it is stopped
 BACK_SECONDS = 60.0  # how long dockerd may take to serve the new certificate after a restart
 
-# Local processes (sh, ssh) get a little more room than the host-side cap and watchdog,
+# Local processes (sh, ssh) get a little more room than the host-side cap and time limit,
 # so the host's own cut is what is normally seen: these catch a host that ignores them.
 _SLACK_BYTES = 64 << 10
 _SLACK_SECONDS = 30
@@ -46,26 +47,23 @@ Transport = Callable[[str], tuple[int, str, str]]
 
 
 def wrap(script: str, *, seconds: int = SCRIPT_SECONDS, cap: int = MAX_OUTPUT) -> str:
-    """``script`` framed for any host: start marker, watchdog, output cap, exit line.
+    """``script`` framed for any host: start marker, time limit, output cap, exit line.
 
-    The script runs in a subshell (its ``exit`` ends only it) with standard
-    input from /dev/null; the watchdog sends it SIGTERM after ``seconds`` (the
-    write script traps it and restores the host), and its own ``sleep`` is
-    stopped with it, so nothing is left running on the host.
+    The script reaches its own ``sh -s`` through a here-document (a pipe: never
+    an argument, so no secret shows in a process list), run by coreutils'
+    ``timeout``, which stops the script and everything it started (its process
+    group) after ``seconds``; the write script traps that SIGTERM and restores
+    the host.  ``--preserve-status`` keeps the script's own exit status.
     """
+    end = f"CERTKIT-BODY-{secrets.token_hex(8)}"
     return (
         f"echo {START_MARKER}\n"
-        "certkit_body() {\n:\n"
-        f"{script}\n"
-        "}\n"
         "certkit_run() {\n"
-        "  ( certkit_body ) & b=$!\n"
-        f"  {{ sleep {seconds} & s=$!; trap 'kill $s 2>/dev/null; exit 0' TERM; wait $s; "
-        "kill -TERM $b 2>/dev/null; } </dev/null >/dev/null 2>&1 &\n"
-        "  d=$!\n"
-        "  wait $b; rc=$?\n"
-        "  kill -TERM $d 2>/dev/null\n"
-        f'  echo "{EXIT_PREFIX}$rc"\n'
+        "if command -v timeout >/dev/null 2>&1; "
+        f"then timeout --preserve-status -k 10 {seconds} sh -s; else sh -s; fi <<'{end}'\n"
+        f"{script}\n"
+        f"{end}\n"
+        f'echo "{EXIT_PREFIX}$?"\n'
         "}\n"
         f"certkit_run | head -c {cap}\n"
     )
@@ -130,14 +128,14 @@ def parse(
     code = int(status) if status.isdigit() else 1
     if code == 0:
         return lines
+    if code in (124, 137, 143):  # the time limit's SIGTERM (or its SIGKILL), not trapped
+        raise timed_out(where)
     refusal = [line[len(REFUSED_PREFIX) :] for line in lines if line.startswith(REFUSED_PREFIX)]
     if refusal:
         raise UsageError(refusal[-1])
     reported = [line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)]
     if reported:
         raise OperationError(reported[-1])
-    if code == 143:  # SIGTERM from the watchdog, nothing trapped it
-        raise timed_out(where)
     raise OperationError(
         f"The step on {where} failed (exit {code}): {last_line(err) or 'no message'}."
     )
@@ -216,6 +214,65 @@ def run_capped(
     if over:
         raise OutputTooLarge(over[0])
     return subprocess.CompletedProcess(argv, code, got.get("out", b""), got.get("err", b""))
+
+
+def served_serial(
+    address: str, port: int, ca_pem: bytes, client: tuple[str, str] | None, timeout: float
+) -> tuple[str | None, str]:
+    """The serial (hex) of the certificate dockerd serves on ``address:port``, polled
+    until ``timeout``; (None, why) when no TLS session trusting ``ca_pem`` opens.
+
+    This is the one test of "dockerd is back" after a restart, on every target:
+    it serves the new certificate over TLS.  Without a ``client`` pair the
+    server's certificate is still seen (TLS 1.3 sends it before asking for ours).
+    """
+    import socket
+    import ssl
+    import time
+
+    from .. import certs
+
+    ctx = ssl.create_default_context(cadata=ca_pem.decode(errors="replace"))
+    ctx.check_hostname = False  # the serial is compared instead: stricter than a name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client:
+        ctx.load_cert_chain(client[0], client[1])
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    while True:
+        try:
+            with (
+                socket.create_connection((address, port), timeout=5) as raw,
+                ctx.wrap_socket(raw) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+            if der:
+                from cryptography import x509
+
+                return certs.serial_hex(x509.load_der_x509_certificate(der)), ""
+        except (OSError, ssl.SSLError) as e:
+            why = " ".join((str(e) or type(e).__name__).split())
+        if time.monotonic() >= deadline:
+            return None, why
+        time.sleep(0.5)
+
+
+def probe_address(listen: str, host: str | None) -> str | None:
+    """Where certkit checks the TLS port of a host: the listen address, or for a wildcard
+    the host itself (``host``; None: this machine, on loopback).  None when that cannot be
+    reached from here (a remote host listening on its loopback only)."""
+    import ipaddress
+
+    addr = listen.strip("[]")
+    if addr in ("0.0.0.0", "", "::"):
+        if host is not None:
+            return host
+        return "::1" if addr == "::" else "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback and host is not None else addr
 
 
 def local_sh(script: str) -> tuple[int, str, str]:

@@ -29,10 +29,12 @@ def run_sh(script: str) -> list[str]:
     return engine.run(engine.local_sh, script, HERE)
 
 
-def read_host_files(paths: SystemPaths) -> HostFiles:
+def read_host_files(paths: SystemPaths, *, install: bool = True) -> HostFiles:
     """Read daemon.json, the docker units, drop-ins, /etc/default/docker and the cert files
-    (with the checks every target makes before anything is issued)."""
-    return host_files_from_lines(run_sh(read_host_script(paths)), paths, HERE)
+    (with the checks every target makes before anything is issued); without ``install``
+    (doctor) only the configuration, as any user can read it."""
+    script = read_host_script(paths, install=install)
+    return host_files_from_lines(run_sh(script), paths, HERE)
 
 
 def apply_plan_locally(plan: InstallPlan, paths: SystemPaths | None = None) -> None:
@@ -105,6 +107,9 @@ class LocalTarget(ScriptTarget):
 
     def run_script(self, script: str) -> list[str]:
         return run_sh(script)
+
+    def probe_host(self) -> str | None:
+        return None
 
     def where(self, path: str) -> str:
         return path

@@ -10,22 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .. import files
+from .. import certs, files
 from ..errors import OperationError, UsageError
 from ..paths import SystemPaths
+from . import engine
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .options import HostRef
 from .plan import InstallPlan, write_steps
 from .scripts import (
     LINK_PREFIX,
+    MADE_PREFIX,
     WRITE_OK,
     RemoteFile,
     Write,
     WriteJob,
     WriteTargets,
+    commit_script,
     parse_dump,
     read_script,
+    rollback_script,
     write_script,
 )
 from .ssh import SSH
@@ -74,9 +78,13 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
     )
 
 
-def read_host_script(paths: SystemPaths) -> str:
-    """The read script for a host with these paths (and the firewall probe on a real root)."""
+def read_host_script(paths: SystemPaths, *, install: bool = True) -> str:
+    """The read script for a host with these paths (and the firewall probe on a real root);
+    without ``install``, only its configuration (no write checks, certificates or probe)."""
     singles, globs = remote_read_paths(paths)
+    if not install:
+        cert_files = set(map(PurePosixPath, paths.cert_files.values()))
+        return read_script([p for p in singles if p not in cert_files], globs)
     return read_script(singles, globs, remote_write_targets(paths)) + probe_for(paths)
 
 
@@ -201,28 +209,58 @@ class ScriptTarget:
         )
         return self._files
 
+    def probe_host(self) -> str | None:
+        """Where this host is reached for the TLS check (None: this machine)."""
+        raise NotImplementedError
+
     def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         """Write ``plan`` on the host in one round trip; with ``restart`` restart Docker
-        there, rolling back if it does not come back.
+        there, and keep the change only once dockerd serves the new certificate over TLS
+        (:func:`~certkit.host.engine.served_serial`), else roll back.
 
         The host is left as it was when anything fails (the error says so, or
         says which files could not be restored), and also when a file changed on
         the host since it was read.
         """
-        links = self._files.links if self._files is not None else {}
+        read = self._files or HostFiles()
 
         def write() -> bool:
             if plan.changes or restart:
-                job = write_job_for(plan, restart=restart, links=links)
-                if WRITE_OK not in self.run_script(write_script(job, self.label)):
+                job = write_job_for(plan, restart=restart, links=read.links)
+                job.keep = restart
+                lines = self.run_script(write_script(job, self.label))
+                if WRITE_OK not in lines:
                     raise OperationError(
                         f"The install on {self.label} stopped before it finished; "
                         "check the files there."
                     )
+                if restart:
+                    self._until_serving(plan, read, job, lines)
             return restart
 
         self._files = None  # what was read is stale now
         return with_rules(plan.firewall, self.run_script, write)
+
+    def _until_serving(
+        self, plan: InstallPlan, read: HostFiles, job: WriteJob, lines: list[str]
+    ) -> None:
+        """dockerd is back when it serves the plan's certificate over TLS: then drop the
+        kept copies; else put them back and restart (OperationError saying so)."""
+        new = {c.path: c.content for c in plan.changes}
+        ca, cert = (
+            new.get(plan.cert_paths[k], read.cert_files.get(plan.cert_paths[k]))
+            for k in ("ca", "cert")
+        )
+        address = engine.probe_address(plan.listen, self.probe_host())
+        if address is not None and ca and cert:
+            want = certs.serial_hex(certs.load_cert(cert))
+            serial, why = engine.served_serial(address, plan.port, ca, None, engine.BACK_SECONDS)
+            if serial != want:
+                seen = f"it serves certificate {serial}" if serial else f"no TLS session: {why}"
+                made = [int(ln[len(MADE_PREFIX) :]) for ln in lines if ln.startswith(MADE_PREFIX)]
+                why = f"{address}:{plan.port} does not serve the new certificate {want}; {seen}"
+                self.run_script(rollback_script(job, self.label, made, why))
+        self.run_script(commit_script(job))
 
     def restart_docker(self) -> None:
         """Restart dockerd with the same rule as an install's restart (nothing to roll back)."""
@@ -241,6 +279,9 @@ class SSHTarget(ScriptTarget):
     @property
     def label(self) -> str:
         return self.ssh.target.host
+
+    def probe_host(self) -> str | None:
+        return self.ssh.hostname()
 
     @property
     def ref(self) -> HostRef:

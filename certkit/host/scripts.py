@@ -256,6 +256,9 @@ class WriteJob:
     restart: bool = False
     cleanup: list[PurePosixPath] = field(default_factory=list)  # removed after the moves
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Keep the copies after a restart, until certkit sees dockerd serve the new certificate:
+    # then commit_script drops them, or rollback_script puts them back.
+    keep: bool = False
 
 
 _AS_ROOT = "connect as root or pass --sudo."
@@ -283,7 +286,7 @@ def write_script(job: WriteJob, host: str) -> str:
     is set with ``chmod`` before the file is moved over its target.  A path
     written twice (daemon.json during a pair swap) keeps one copy of what it
     held, so a rollback restores it once and leaves nothing behind.  Stopped
-    by the engine's watchdog (SIGTERM), it restores the host before it ends.
+    by the engine's time limit (SIGTERM), it restores the host before it ends.
     """
     on = f"on {host}"
     # Indexed: a path written twice (daemon.json during a swap) gets two staging files.
@@ -319,9 +322,55 @@ def write_script(job: WriteJob, host: str) -> str:
     if job.restart:
         s += _restart(on)
     s.append("trap - TERM")
-    if old:
+    if job.keep:
+        s += [f'[ "$c{i}" = 1 ] && echo "{MADE_PREFIX}{i}"' for i in range(len(job.dirs))]
+    elif old:
         s.append(f"rm -f -- {' '.join(sh_quote(o) for o in old)}")
     s += ["sync", f"echo {_OK}"]
+    return "\n".join(s) + "\n"
+
+
+MADE_PREFIX = "CERTKIT-MADE "  # a kept write job created directory N
+
+
+def _olds(job: WriteJob) -> list[tuple[PurePosixPath, PurePosixPath]]:
+    """(written path, its kept copy) of a write job, as :func:`write_script` names them."""
+    paths = list(dict.fromkeys(w.path for w in job.writes))
+    return [(p, p.with_name(f".{p.name}.certkit-{job.token}-{j}.old")) for j, p in enumerate(paths)]
+
+
+def commit_script(job: WriteJob) -> str:
+    """After a kept job (``keep``): dockerd serves the new files, drop the kept copies."""
+    olds = " ".join(sh_quote(o) for _, o in _olds(job))
+    return f"rm -f -- {olds}\necho {_OK}\n" if olds else f"echo {_OK}\n"
+
+
+def rollback_script(job: WriteJob, host: str, made: Sequence[int], why: str) -> str:
+    """After a kept job whose restart did not bring dockerd back (``why``): put every
+    written path back from its kept copy (none: it did not exist), drop the backup and the
+    directories the job made, restart dockerd, and fail with the one sentence saying so."""
+    q = sh_quote
+    s = ["set -u", "bad=''"]
+    for path, old in reversed(_olds(job)):
+        s.append(
+            f'if [ -e {q(old)} ]; then mv -f -- {q(old)} {q(path)} || bad="$bad {_dq(path)}"; '
+            f'else rm -f -- {q(path)} || bad="$bad {_dq(path)}"; fi'
+        )
+    if job.backups:
+        s.append(f"rm -f -- {' '.join(q(c) for _, c in job.backups)}")
+    s += [f"rmdir -- {q(job.dirs[i][0])} 2>/dev/null" for i in sorted(set(made), reverse=True)]
+    s += [
+        'if [ -z "$bad" ]; then st="the host was left as it was"; '
+        f'else st="restoring failed for$bad, whose previous versions are kept next to them as '
+        f'.*.certkit-{job.token}-*.old"; fi',
+        "{ systemctl daemon-reload && { systemctl reset-failed docker.service docker.socket; "
+        "systemctl restart docker; }; } </dev/null >&2 "
+        '&& back="Docker was restarted with the previous configuration" '
+        '|| back="Docker did not start with the previous configuration either"',
+        f'echo "CERTKIT-ERROR Docker did not come back after the restart on {_dq(host)} '
+        f'({_dq(why)}); $st, and $back."',
+        "exit 3",
+    ]
     return "\n".join(s) + "\n"
 
 

@@ -210,6 +210,26 @@ class SSH:
                 "once with ssh and check the fingerprint) instead."
             )
 
+    def hostname(self) -> str:
+        """The address ssh connects to (its ``HostName``, after ~/.ssh/config): where
+        certkit checks dockerd's TLS port after a restart."""
+        argv = self.argv()
+        head = argv[: argv.index("--")]
+        try:
+            done = subprocess.run(
+                [head[0], "-G", *head[1:], "--", self.target.host],
+                capture_output=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            )
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return self.target.host
+        for line in done.stdout.decode(errors="replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "hostname" and value.strip():
+                return value.strip()
+        return self.target.host
+
     def argv(self) -> list[str]:
         """The local ``ssh`` command line: no secret in it, ever."""
         # ssh keeps the first value it sees for an option: ours that must not
