@@ -333,7 +333,7 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
     from .host import local, plan
 
     try:
-        files = local.read_host_files(sp)
+        files = local.read_host_files(sp, install=False)
     except CertkitError as e:
         report.add("hosts-conflict", FAIL, e.message)
         return
@@ -348,7 +348,9 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
     if conflict:
         report.add("hosts-conflict", FAIL, conflict)
     else:
-        report.add("hosts-conflict", PASS, "hosts is set in one place only (flag or daemon.json)")
+        report.add(
+            "hosts-conflict", PASS, "no option is set both as a dockerd flag and in daemon.json"
+        )
     insecure = plan.insecure_listeners(files)
     if not insecure:
         report.add("insecure-listener", PASS, "no TCP listener without TLS is configured")

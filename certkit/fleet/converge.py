@@ -19,14 +19,12 @@ dockerd restarted with rollback; a host whose docker is down is restarted
 
 from __future__ import annotations
 
-import socket
-import ssl
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import certs, defaults, placement
 from ..errors import CertkitError, UsageError
+from ..host.engine import BACK_SECONDS, served_serial
 from ..host.firewall import FirewallPlan
 from ..host.target import InstallOutcome, install
 from ..install_options import InstallOptions
@@ -36,7 +34,7 @@ from ..server import issue_server
 from ..store import CAStore
 from .target import AnsibleTarget
 
-PROBE_SECONDS = 20.0  # how long dockerd may take to open its TLS port after a restart
+PROBE_SECONDS = BACK_SECONDS  # how long dockerd may take to serve again after a restart
 RENEW_WITHIN = defaults.RENEW_WINDOW_DAYS  # fleet apply --renew-within
 
 
@@ -112,36 +110,6 @@ def certificate_problems(
     return problems, None if problems else (cert_pem, key_pem)
 
 
-def served_serial(
-    address: str, port: int, ca_pem: bytes, client: tuple[str, str] | None, timeout: float
-) -> tuple[str | None, str]:
-    """The serial (hex) of the certificate dockerd serves on ``address:port``, polled
-    until ``timeout``; (None, why) when no TLS session trusting ``ca_pem`` opens."""
-    ctx = ssl.create_default_context(cadata=ca_pem.decode())
-    ctx.check_hostname = False  # the serial is compared instead: stricter than a name
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if client:
-        ctx.load_cert_chain(client[0], client[1])
-    deadline = time.monotonic() + timeout
-    why = "no answer"
-    while True:
-        try:
-            with (
-                socket.create_connection((address, port), timeout=5) as raw,
-                ctx.wrap_socket(raw) as tls,
-            ):
-                der = tls.getpeercert(binary_form=True)
-            if der:
-                from cryptography import x509
-
-                return certs.serial_hex(x509.load_der_x509_certificate(der)), ""
-        except (OSError, ssl.SSLError) as e:
-            why = str(e) or type(e).__name__
-        if time.monotonic() >= deadline:
-            return None, why
-        time.sleep(0.5)
-
-
 def recorded_install(store: CAStore, serial: str) -> InstallOptions | None:
     """How certificate ``serial`` was recorded as installed (None: no such server record)."""
     record = store.inventory().get(serial)
@@ -186,6 +154,7 @@ class Converge:
 
     def run(self) -> HostOutcome:
         out = HostOutcome(self.target.host, address=self.address, port=self.spec.options.port)
+        self.target.address = self.target.address or self.address  # the engine's TLS check
         try:
             check_port(self.spec.options.port)
             self._converge(out)

@@ -38,6 +38,32 @@ def _no_constant(path: object) -> Callable[[str], Any]:
     return hook
 
 
+MAX_DEPTH = 64  # nesting certkit reads in daemon.json; real settings use 3 or 4
+
+
+def _too_deep(text: str) -> bool:
+    """True when ``text`` nests ``[``/``{`` beyond :data:`MAX_DEPTH` (strings skipped):
+    checked before parsing, so no input reaches the parser's recursion limit."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 def parse_daemon_json(text: str, path: str | os.PathLike[str]) -> dict[str, Any]:
     """The daemon.json object; UsageError naming line and column when it is not one.
 
@@ -45,6 +71,11 @@ def parse_daemon_json(text: str, path: str | os.PathLike[str]) -> dict[str, Any]
     """
     if not text.strip():
         return {}
+    if _too_deep(text):
+        raise UsageError(
+            f"{path} nests arrays or objects more than {MAX_DEPTH} levels deep (dockerd's "
+            "settings need a few): fix it, then run again (the file was left untouched)."
+        )
     try:
         data = json.loads(
             text, object_pairs_hook=_no_duplicates(path), parse_constant=_no_constant(path)

@@ -17,7 +17,8 @@ class HostFiles:
     first; ``dropins`` the existing ``docker.service.d/*.conf``, sorted by
     name; ``cert_files`` the current contents of the certificate files an
     install would write (path -> bytes, only those that exist; may be left
-    empty, then they simply count as changed).
+    empty, then they simply count as changed); ``links`` the written paths that
+    are symbolic links certkit follows, and where each leads.
     """
 
     daemon_json: str | None = None
@@ -27,3 +28,6 @@ class HostFiles:
     default_docker: str | None = None
     cert_files: dict[str, bytes] = field(default_factory=dict)
     firewall: FirewallState | None = None  # the active firewall manager; None: not read
+    # Written paths that are symbolic links certkit follows (safe directories only): the
+    # file each leads to, where the install writes (see certkit.host.scripts.WriteTargets).
+    links: dict[str, str] = field(default_factory=dict)

@@ -32,11 +32,14 @@ from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
 from .options import METHODS, InstallOptions
 from .systemd import (
+    TLS_KEYS,
     base_execstart,
     dropin_text,
     effective_execstart,
     expanded,
+    flag_conflicts,
     flag_hosts,
+    flag_keys,
     flag_value,
     is_opts_var,
     is_ours,
@@ -47,20 +50,36 @@ RESTART_NOTE = "a restart stops running containers unless live-restore is on in 
 
 
 def hosts_conflict(files_: HostFiles) -> str | None:
-    """A sentence with the fix when ``hosts`` is both a -H flag and a daemon.json key."""
+    """A sentence with the fix when an option (``hosts``, the TLS keys, any other) is both a
+    flag of docker.service and a daemon.json key: dockerd refuses to start then."""
     args = effective_execstart(files_)
     if not args:
         return None
-    flags = [h for _, _, h in flag_hosts(expanded(args, files_))]
-    in_json = json_hosts(config_or_empty(files_.daemon_json))
-    if not flags or not in_json:
-        return None
+    args = expanded(args, files_)
+    config = config_or_empty(files_.daemon_json)
+    keys = flag_conflicts(args, set(config))
+    if keys == ["hosts"]:
+        flags = [h for _, _, h in flag_hosts(args)]
+        return (
+            f"hosts is set both as a -H flag of docker.service ({', '.join(flags)}) and in "
+            f"daemon.json ({', '.join(json_hosts(config))}), so dockerd refuses to start: "
+            'remove "hosts" from daemon.json, or use a drop-in whose ExecStart has no -H '
+            "(certkit issue-server HOST --install --method daemon-json writes one)"
+        )
+    return _conflict_sentence(keys) if keys else None
+
+
+def _conflict_sentence(keys: list[str]) -> str:
     return (
-        f"hosts is set both as a -H flag of docker.service ({', '.join(flags)}) and in "
-        f'daemon.json ({", ".join(in_json)}), so dockerd refuses to start: remove "hosts" '
-        "from daemon.json, or use a drop-in whose ExecStart has no -H "
-        "(certkit issue-server HOST --install --method daemon-json writes one)"
+        f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} set both as a flag of "
+        'docker.service and in daemon.json, so dockerd refuses to start ("specified both as '
+        'a flag and in the configuration file"): remove '
+        f"{'it' if len(keys) == 1 else 'them'} from the unit's ExecStart (or DOCKER_OPTS) or "
+        "from daemon.json"
     )
+
+
+flag_conflict = hosts_conflict  # the same check, under the name of what it finds
 
 
 def _tcp_port(host: str, tls: bool) -> int | None:
@@ -235,6 +254,7 @@ class _Host:
     config: dict[str, Any]
     base: list[str] | None  # ExecStart without certkit's drop-in
     base_spans: list[tuple[int, int, str]]  # its -H flags
+    tls_spans: list[tuple[int, int, str]]  # its flags setting a key of TLS_KEYS
     opts_hosts: list[str]  # -H flags coming from $DOCKER_OPTS
     json_hosts: list[str]
 
@@ -255,7 +275,8 @@ def _parse_host(files_: HostFiles, dj_path: str) -> _Host:
     base = base_execstart(files_)
     opts = [a for a in (base or []) if is_opts_var(a)][:1]
     opts_hosts = [h for _, _, h in flag_hosts(["dockerd", *expanded(opts, files_)])]
-    return _Host(config, base, flag_hosts(base or []), opts_hosts, json_hosts(config))
+    tls = [span for span in flag_keys(base or []) if span[2] in TLS_KEYS]
+    return _Host(config, base, flag_hosts(base or []), tls, opts_hosts, json_hosts(config))
 
 
 def _listeners_to_drop(
@@ -308,7 +329,8 @@ def _systemd_args(
             "starting: use --method daemon-json (keeps hosts in daemon.json), or move "
             "those hosts out of daemon.json first."
         )
-    args = _without(host.base, host.base_spans, drop)
+    # The unit's TLS flags move out: daemon.json gets those keys (both would stop dockerd).
+    args = _without(host.base, host.base_spans + host.tls_spans, drop | set(TLS_KEYS))
     present = [h for _, _, h in flag_hosts(args)] + host.opts_hosts
     if ours in present:
         return args
@@ -366,8 +388,12 @@ def _listeners(
     if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
         new_config["hosts"] = hosts
     dropin_args: list[str] | None = None
-    if host.base_spans or any(is_ours(p) for p, _ in files_.dropins):
-        dropin_args = _without(host.base or [], host.base_spans, set(host.flag_hosts))
+    if host.base_spans or host.tls_spans or any(is_ours(p) for p, _ in files_.dropins):
+        dropin_args = _without(
+            host.base or [],
+            host.base_spans + host.tls_spans,
+            set(host.flag_hosts) | set(TLS_KEYS),
+        )
     return new_config, dropin_args
 
 
@@ -419,6 +445,13 @@ def plan_install(
     new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
     cert_paths = {name: str(path) for name, path in paths.cert_files.items()}
     warnings += _tls_settings(new_config, cert_paths)
+    after = dropin_args if dropin_args is not None else host.base
+    conflicts = flag_conflicts(expanded(after or [], files_), set(new_config))
+    if conflicts:
+        raise UsageError(
+            _conflict_sentence(conflicts).replace("refuses", "would refuse")
+            + ", then run again; nothing was issued."
+        )
     firewall, fw_warnings = plan_firewall(
         files_.firewall, options.allow_from, options.port, options.firewall_added
     )

@@ -10,14 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .. import files
-from ..errors import UsageError
+from .. import certs, files
+from ..errors import OperationError, UsageError
 from ..paths import SystemPaths
 from ..targets import SSHRef
+from . import engine
 from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .plan import InstallPlan, write_steps
-from .scripts import RemoteFile, Write, WriteJob, parse_dump, read_script, run_write_job
+from .scripts import (
+    LINK_PREFIX,
+    MADE_PREFIX,
+    WRITE_OK,
+    RemoteFile,
+    Write,
+    WriteJob,
+    WriteTargets,
+    commit_script,
+    parse_dump,
+    read_script,
+    rollback_script,
+    write_script,
+)
 from .ssh import SSH
 
 
@@ -51,24 +65,43 @@ def remote_read_paths(
     return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
 
 
-def remote_write_targets(paths: SystemPaths) -> tuple[list[PurePosixPath], PurePosixPath]:
-    """What an install writes (never through a link) and the private certificate directory:
-    the read script refuses them, before anything is issued, when unsafe."""
-    return [paths.daemon_json, paths.dropin, *paths.cert_files.values()], PurePosixPath(
-        paths.cert_dir
+def remote_write_targets(paths: SystemPaths) -> WriteTargets:
+    """What an install writes, as the read script checks it before anything is issued:
+    daemon.json and the drop-in (links followed only in safe directories), the certificate
+    files (never links) in the certificate directory (certkit's own, under safe parents)."""
+    cert_files = list(paths.cert_files.values())
+    return WriteTargets(
+        followed=[PurePosixPath(paths.daemon_json), PurePosixPath(paths.dropin)],
+        never_links=[PurePosixPath(p) for p in cert_files],
+        private_dir=PurePosixPath(paths.cert_dir),
+        private_names=[PurePosixPath(p).name for p in cert_files],
     )
 
 
-def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
-    """Read the host's daemon.json, units, drop-ins and cert files in one SSH session.
-
-    Gives exactly what :func:`certkit.daemon.read_host_files` gives on the
-    host itself, so planning is the same for a local and a remote install.
-    """
+def read_host_script(paths: SystemPaths, *, install: bool = True) -> str:
+    """The read script for a host with these paths (and the firewall probe on a real root);
+    without ``install``, only its configuration (no write checks, certificates or probe)."""
     singles, globs = remote_read_paths(paths)
-    written, cert_dir = remote_write_targets(paths)
-    lines = ssh.run_script(read_script(singles, globs, written, cert_dir) + probe_for(paths))
-    found = host_files_from_dump(parse_dump(lines), paths, ssh.target.host)
+    if not install:
+        cert_files = set(map(PurePosixPath, paths.cert_files.values()))
+        return read_script([p for p in singles if p not in cert_files], globs)
+    return read_script(singles, globs, remote_write_targets(paths)) + probe_for(paths)
+
+
+def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
+    """Read the host's daemon.json, units, drop-ins and cert files in one SSH session."""
+    return host_files_from_lines(ssh.run_script(read_host_script(paths)), paths, ssh.target.host)
+
+
+def host_files_from_lines(lines: list[str], paths: SystemPaths, host: str) -> HostFiles:
+    """The :class:`HostFiles` the read script printed: files, followed links, firewall."""
+    found = host_files_from_dump(parse_dump(lines), paths, host)
+    followed = remote_write_targets(paths).followed
+    for line in lines:
+        if line.startswith(LINK_PREFIX):
+            index, _, resolved = line[len(LINK_PREFIX) :].partition(" ")
+            if index.isdigit() and int(index) < len(followed) and resolved.startswith("/"):
+                found.links[str(followed[int(index)])] = resolved
     return with_firewall(found, lines, paths)
 
 
@@ -119,12 +152,12 @@ def host_files_from_dump(
     return hf
 
 
-def _missing_dirs(plan: InstallPlan) -> list[tuple[PurePosixPath, int]]:
+def _missing_dirs(plan: InstallPlan, links: dict[str, str]) -> list[tuple[PurePosixPath, int]]:
     """Every directory the plan's files need, parents first: the file's own dir gets its
     ``dir_mode``, the ancestors 0755 (only those that turn out to be missing are made)."""
     wanted: dict[PurePosixPath, int] = {}
     for change in plan.changes:
-        parent = PurePosixPath(change.path).parent
+        parent = PurePosixPath(links.get(change.path, change.path)).parent
         for ancestor in reversed(parent.parents[:-1]):  # not "/" itself
             wanted.setdefault(ancestor, files.PUBLIC_DIR)
         wanted[parent] = (
@@ -133,27 +166,122 @@ def _missing_dirs(plan: InstallPlan) -> list[tuple[PurePosixPath, int]]:
     return sorted(wanted.items(), key=lambda item: len(item[0].parts))
 
 
-def write_job_for(plan: InstallPlan, *, restart: bool = False) -> WriteJob:
-    """The remote write job that carries out ``plan`` (see :func:`write_script`)."""
+def write_job_for(
+    plan: InstallPlan, *, restart: bool = False, links: dict[str, str] | None = None
+) -> WriteJob:
+    """The write job that carries out ``plan`` (see :func:`write_script`); a path in
+    ``links`` (a followed link: see :class:`WriteTargets`) is written where it leads."""
     steps = write_steps(plan)
+
+    def at(path: str) -> PurePosixPath:
+        return PurePosixPath((links or {}).get(path, path))
+
     return WriteJob(
-        writes=[Write(PurePosixPath(c.path), c.content, c.mode) for c in steps.writes],
-        dirs=_missing_dirs(plan),
-        backups=[(PurePosixPath(plan.backup[0]), PurePosixPath(plan.backup[1]))]
-        if plan.backup
-        else [],
-        expected={PurePosixPath(p): v for p, v in steps.previous.items()},
+        writes=[Write(at(c.path), c.content, c.mode) for c in steps.writes],
+        dirs=_missing_dirs(plan, links or {}),
+        backups=[(at(plan.backup[0]), PurePosixPath(plan.backup[1]))] if plan.backup else [],
+        expected={at(p): v for p, v in steps.previous.items()},
         restart=restart,
-        cleanup=[PurePosixPath(p) for p in steps.cleanup],
+        cleanup=[at(p) for p in steps.cleanup],
     )
 
 
+class ScriptTarget:
+    """A Docker host reached by running the engine's scripts there: the reading, writing
+    and restarting every target shares (:class:`SSHTarget`, Ansible's target, this
+    machine's :class:`~certkit.host.local.LocalTarget`); only ``run_script`` differs."""
+
+    system: SystemPaths
+    _files: HostFiles | None = None  # what was read last: followed links are written there
+
+    @property
+    def label(self) -> str:
+        """The host, as messages from its scripts name it."""
+        raise NotImplementedError
+
+    def run_script(self, script: str) -> list[str]:
+        raise NotImplementedError
+
+    def read_files(self) -> HostFiles:
+        """daemon.json, units, drop-ins and certificate files, in one round trip."""
+        self._files = host_files_from_lines(
+            self.run_script(read_host_script(self.system)), self.system, self.label
+        )
+        return self._files
+
+    def probe_host(self) -> str | None:
+        """Where this host is reached for the TLS check (None: this machine)."""
+        raise NotImplementedError
+
+    def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
+        """Write ``plan`` on the host in one round trip; with ``restart`` restart Docker
+        there, and keep the change only once dockerd serves the new certificate over TLS
+        (:func:`~certkit.host.engine.served_serial`), else roll back.
+
+        The host is left as it was when anything fails (the error says so, or
+        says which files could not be restored), and also when a file changed on
+        the host since it was read.
+        """
+        read = self._files or HostFiles()
+
+        def write() -> bool:
+            if plan.changes or restart:
+                job = write_job_for(plan, restart=restart, links=read.links)
+                job.keep = restart
+                lines = self.run_script(write_script(job, self.label))
+                if WRITE_OK not in lines:
+                    raise OperationError(
+                        f"The install on {self.label} stopped before it finished; "
+                        "check the files there."
+                    )
+                if restart:
+                    self._until_serving(plan, read, job, lines)
+            return restart
+
+        self._files = None  # what was read is stale now
+        return with_rules(plan.firewall, self.run_script, write)
+
+    def _until_serving(
+        self, plan: InstallPlan, read: HostFiles, job: WriteJob, lines: list[str]
+    ) -> None:
+        """dockerd is back when it serves the plan's certificate over TLS: then drop the
+        kept copies; else put them back and restart (OperationError saying so)."""
+        new = {c.path: c.content for c in plan.changes}
+        ca, cert = (
+            new.get(plan.cert_paths[k], read.cert_files.get(plan.cert_paths[k]))
+            for k in ("ca", "cert")
+        )
+        address = engine.probe_address(plan.listen, self.probe_host())
+        if address is not None and ca and cert:
+            want = certs.serial_hex(certs.load_cert(cert))
+            serial, why = engine.served_serial(address, plan.port, ca, None, engine.BACK_SECONDS)
+            if serial != want:
+                seen = f"it serves certificate {serial}" if serial else f"no TLS session: {why}"
+                made = [int(ln[len(MADE_PREFIX) :]) for ln in lines if ln.startswith(MADE_PREFIX)]
+                why = f"{address}:{plan.port} does not serve the new certificate {want}; {seen}"
+                self.run_script(rollback_script(job, self.label, made, why))
+        self.run_script(commit_script(job))
+
+    def restart_docker(self) -> None:
+        """Restart dockerd with the same rule as an install's restart (nothing to roll back)."""
+        if WRITE_OK not in self.run_script(write_script(WriteJob([], restart=True), self.label)):
+            raise OperationError(f"The restart on {self.label} stopped before it finished.")
+        self._files = None
+
+
 @dataclass
-class SSHTarget:
+class SSHTarget(ScriptTarget):
     """A Docker host over SSH: read in one session, written (and restarted) in another."""
 
     ssh: SSH
     system: SystemPaths
+
+    @property
+    def label(self) -> str:
+        return self.ssh.target.host
+
+    def probe_host(self) -> str | None:
+        return self.ssh.hostname()
 
     @property
     def ref(self) -> SSHRef:
@@ -165,25 +293,6 @@ class SSHTarget:
     def check(self, *, restart: bool) -> None:
         if restart and str(self.system.root) != "/":
             raise UsageError("--restart restarts the real dockerd, so it cannot go with --root.")
-
-    def read_files(self) -> HostFiles:
-        return read_remote_host_files(self.ssh, self.system)
-
-    def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
-        """Write ``plan`` on the host in one SSH session; with ``restart`` restart Docker
-        there, rolling back if it does not come back.
-
-        The host is left as it was when anything fails (the error says so, or
-        says which files could not be restored), and also when a file changed on
-        the host since it was read.
-        """
-
-        def write() -> bool:
-            if plan.changes or restart:
-                run_write_job(self.ssh, write_job_for(plan, restart=restart))
-            return restart
-
-        return with_rules(plan.firewall, self.ssh.run_script, write)
 
     def where(self, path: str) -> str:
         """Recorded as scp writes it, so nobody mistakes it for a local path."""

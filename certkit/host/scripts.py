@@ -44,26 +44,45 @@ class RemoteFile:
     mode: int | None
 
 
+LINK_PREFIX = "CERTKIT-LINK "  # N RESOLVED: written path N is a link certkit follows
+
+
+@dataclass(frozen=True)
+class WriteTargets:
+    """What an install writes, as the read script checks it before anything is issued.
+
+    ``followed`` may be symbolic links (daemon.json, certkit's drop-in): a link
+    is followed only where the link and its target sit in directories nobody
+    but root (or the connecting user) can change; ``never_links`` (the
+    certificate files) are never links; ``private_dir`` is the certificate
+    directory, which holds nothing but ``private_names`` (certkit's own files).
+    """
+
+    followed: Sequence[PurePosixPath] = ()
+    never_links: Sequence[PurePosixPath] = ()
+    private_dir: PurePosixPath | None = None
+    private_names: Sequence[str] = ()
+
+
 def read_script(
     singles: Sequence[PurePosixPath],
     globs: Sequence[PurePosixPath],
-    written: Sequence[PurePosixPath] = (),
-    private_dir: PurePosixPath | None = None,
+    targets: WriteTargets = WriteTargets(),
 ) -> str:
-    """The remote script printing each existing file in ``singles`` and matching ``globs``.
+    """The script printing each existing file in ``singles`` and matching ``globs``.
 
     Each file comes out as ``CERTKIT-FILE MODE PATH``, its base64 lines, then
     ``CERTKIT-EOF``; a file that exists but cannot be read stops the script
     with a message saying to connect as root or pass ``--sudo``.  Before
-    anything is issued it also refuses what the install must not write
-    through: a link among ``written`` (dangling or not: it would be replaced
-    by a file), and a ``private_dir`` that is a link, not root's, or writable
-    by others.
+    anything is issued it refuses (``CERTKIT-REFUSED``) what the install must
+    not write through (see :class:`WriteTargets`), and prints
+    ``CERTKIT-LINK N PATH`` for each followed link.
     """
     lines = [
         "set -u",
         _NEED_BASE64,
-        *_write_target_checks(written, private_dir),
+        *_SAFE_CHAIN,
+        *_write_target_checks(targets),
         "dump() {",
         '  [ -e "$1" ] || return 0',
         '  [ -f "$1" ] || { echo "CERTKIT-ERROR $1 on the host is not a regular file."; exit 3; }',
@@ -83,33 +102,96 @@ def read_script(
     return "\n".join(lines) + "\n"
 
 
-def _write_target_checks(
-    written: Sequence[PurePosixPath], private_dir: PurePosixPath | None
-) -> list[str]:
+# safe_chain PATH LEAF: every directory from PATH up to / is owned by root or by the
+# connecting user and writable by nobody else (a sticky ancestor like /tmp excepted, not
+# the leaf: LEAF=1); a link on the way only when root or that user owns it.  As the local
+# output-directory walk and sshd's StrictModes do.  Sets $why when it fails.
+_SAFE_CHAIN = [
+    "me=$(id -u)",
+    "safe_chain() {",
+    "  p=$1; leaf=$2",
+    "  while :; do",
+    '    st=$(stat -c \'%u %a\' -- "$p" 2>/dev/null) || { why="$p cannot be examined"; return 1; }',
+    "    u=${st%% *}; a=${st#* }",
+    '    case "$u" in 0|"$me") ;; *) why="$p is owned by another user (uid $u)"; return 1;; esac',
+    '    if [ ! -L "$p" ] && [ $((0$a & 18)) -ne 0 ]; then',
+    '      if [ "$leaf" = 1 ] || [ $((0$a & 512)) -eq 0 ]; then',
+    '        why="$p is writable by other users (mode $a)"; return 1',
+    "      fi",
+    "    fi",
+    '    [ "$p" = / ] && return 0',
+    '    p=$(dirname -- "$p"); leaf=0',
+    "  done",
+    "}",
+    # Both the path as given and as resolved: a link on the way must not lead elsewhere.
+    'safe_both() { safe_chain "$1" "$2" && safe_chain "$(readlink -f -- "$1")" "$2"; }',
+    'refuse() { echo "CERTKIT-REFUSED $*"; exit 3; }',
+]
+
+
+def _write_target_checks(t: WriteTargets) -> list[str]:
     q = sh_quote
-    s = [
-        f'[ -L {q(p)} ] && {{ echo "CERTKIT-REFUSED {_dq(p)} on the host is a symbolic link '
-        f"(to $(readlink -- {q(p)})): certkit never replaces links on a host; replace it with "
-        'the file itself, then run again."; exit 3; }'
-        for p in written
-    ]
-    if private_dir is not None:
-        d, shown = q(private_dir), _dq(private_dir)
+    s = []
+    for i, p in enumerate(t.followed):
+        shown = _dq(p)
         s += [
-            f'[ -L {d} ] && {{ echo "CERTKIT-REFUSED {shown} on the host is a symbolic link: '
-            'give the certificate directory itself (--cert-dir)."; exit 3; }',
-            f"if [ -e {d} ]; then",
-            f'  [ -d {d} ] || {{ echo "CERTKIT-REFUSED {shown} on the host is not a directory."; '
-            "exit 3; }",
-            f'  case "$(stat -c %u -- {d})" in 0|"$(id -u)") ;; *) echo "CERTKIT-REFUSED {shown} '
-            "on the host is owned by another user: chown root it (nobody else may control "
-            'where the server key goes), then run again."; exit 3;; esac',
-            f'  case "$(stat -c %A -- {d})" in ?????w????|????????w?) echo "CERTKIT-REFUSED '
-            f'{shown} on the host is writable by other users: chmod go-w it, then run again."; '
-            "exit 3;; esac",
+            f"if [ -L {q(p)} ]; then",
+            f'  r=$(readlink -f -- {q(p)}) && [ -f "$r" ] || refuse "{shown} on the host is a '
+            f"symbolic link to a missing file ($(readlink -- {q(p)})): fix or remove the link, "
+            'then run again; nothing was issued."',
+            '  case "$r" in *"\n"*) refuse "the link '
+            + shown
+            + ' leads to a name with a newline.";; esac',
+            f'  safe_both {q(p.parent)} 1 && safe_both "$(dirname -- "$r")" 1 '
+            f'|| refuse "{shown} '
+            "on the host is a symbolic link (to $r) and $why: certkit follows a link only where "
+            "the link and its target sit in directories only root can change; replace the link "
+            'with the file itself, then run again."',
+            f'  echo "{LINK_PREFIX}{i} $r"',
             "fi",
         ]
+    s += [
+        f'[ -L {q(p)} ] && refuse "{_dq(p)} on the host is a symbolic link '
+        f"(to $(readlink -- {q(p)})): certkit never replaces links on a host; replace it with "
+        'the file itself, then run again."'
+        for p in t.never_links
+    ]
+    if t.private_dir is not None:
+        s += _private_dir_checks(t.private_dir, t.private_names)
     return s
+
+
+def _private_dir_checks(d: PurePosixPath, names: Sequence[str]) -> list[str]:
+    """The certificate directory: a new one under a safe chain of parents, or an existing
+    one that is certkit's (only its files in it; tightened only when certkit made it)."""
+    qd, shown = sh_quote(d), _dq(d)
+    # certkit's files, their transitional next-* names, staging files and backups.
+    own = "|".join([*(sh_quote(n) for n in names), *(sh_quote(f"next-{n}") for n in names)])
+    own += "|.*.certkit-*|*.certkit-backup-*"
+    return [
+        f"if [ -L {qd} ]; then",
+        f'  refuse "{shown} on the host is a symbolic link: give the certificate directory '
+        'itself (--cert-dir)."',
+        f"elif [ -e {qd} ]; then",
+        f'  [ -d {qd} ] || refuse "{shown} on the host is not a directory."',
+        f'  safe_both {qd} 1 || refuse "the certificate directory {shown} on the host is not '
+        "safe: $why (nobody else may control where the server key goes): fix that (chown root, "
+        'chmod go-w), then run again."',
+        f"  for f in {qd}/* {qd}/.[!.]* {qd}/..?*; do",
+        '    [ -e "$f" ] || [ -L "$f" ] || continue',
+        '    case "${f##*/}" in ' + own + ") ;; *) refuse "
+        f'"{shown} on the host holds other files (${{f##*/}}): certkit installs only into '
+        "a directory of its own, which it creates; give a --cert-dir that does not exist "
+        '(e.g. /etc/docker/certkit)."',
+        "    esac",
+        "  done",
+        "else",
+        f'  a={qd}; while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done',
+        f'  safe_both "$a" 0 || refuse "the certificate directory {shown} on the host would be '
+        "created where others can change it: $why (nobody else may control where the server "
+        'key goes): fix that, or choose another --cert-dir, then run again."',
+        "fi",
+    ]
 
 
 _NEED_BASE64 = (
@@ -174,6 +256,9 @@ class WriteJob:
     restart: bool = False
     cleanup: list[PurePosixPath] = field(default_factory=list)  # removed after the moves
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Keep the copies after a restart, until certkit sees dockerd serve the new certificate:
+    # then commit_script drops them, or rollback_script puts them back.
+    keep: bool = False
 
 
 _AS_ROOT = "connect as root or pass --sudo."
@@ -198,14 +283,17 @@ def write_script(job: WriteJob, host: str) -> str:
     Contents are embedded as arguments of the builtin ``printf`` (no exec,
     so they appear in no process list), piped into ``base64 -d`` writing a
     temp file created under ``umask 077`` in the target directory; the mode
-    is set with ``chmod`` before the file is moved over its target.
+    is set with ``chmod`` before the file is moved over its target.  A path
+    written twice (daemon.json during a pair swap) keeps one copy of what it
+    held, so a rollback restores it once and leaves nothing behind.  Stopped
+    by the engine's time limit (SIGTERM), it restores the host before it ends.
     """
     on = f"on {host}"
     # Indexed: a path written twice (daemon.json during a swap) gets two staging files.
     tmp = [w.path.with_name(f".{w.path.name}.certkit-{job.token}-{i}.new")
            for i, w in enumerate(job.writes)]  # fmt: skip
-    old = [w.path.with_name(f".{w.path.name}.certkit-{job.token}-{i}.old")
-           for i, w in enumerate(job.writes)]  # fmt: skip
+    paths = list(dict.fromkeys(w.path for w in job.writes))  # each written path once
+    old = [p.with_name(f".{p.name}.certkit-{job.token}-{j}.old") for j, p in enumerate(paths)]
     s = [
         "set -u",
         "umask 077",
@@ -215,13 +303,17 @@ def write_script(job: WriteJob, host: str) -> str:
         "fail 'sha256sum (from coreutils) is missing on the host: install coreutils.'",
     ]
     s += _unchanged_checks(job, on)
-    s += _undo_functions(job, tmp, old)
+    s += _undo_functions(job, paths, tmp, old)
+    s.append(
+        f"trap 'fail \"the step {on} did not finish within its time limit and was stopped; "
+        "$(state).\"' TERM"
+    )
     s += _staging(job, tmp, on)
-    s += _keeping_copies(job, old, on)
+    s += _keeping_copies(job, paths, old, on)
     s.append("sync")
     for i, w in enumerate(job.writes):
         s.append(
-            f"mv -f -- {sh_quote(tmp[i])} {sh_quote(w.path)} && m{i}=1 "
+            f"mv -f -- {sh_quote(tmp[i])} {sh_quote(w.path)} && m{paths.index(w.path)}=1 "
             f'|| fail "cannot move the new {_dq(w.path)} into place {on}; $(state)."'
         )
     s += _written_checks(job, on)
@@ -229,7 +321,56 @@ def write_script(job: WriteJob, host: str) -> str:
         s.append(f"rm -f -- {' '.join(sh_quote(p) for p in job.cleanup)}")
     if job.restart:
         s += _restart(on)
-    s += [f"rm -f -- {' '.join(sh_quote(o) for o in old)}", "sync", f"echo {_OK}"]
+    s.append("trap - TERM")
+    if job.keep:
+        s += [f'[ "$c{i}" = 1 ] && echo "{MADE_PREFIX}{i}"' for i in range(len(job.dirs))]
+    elif old:
+        s.append(f"rm -f -- {' '.join(sh_quote(o) for o in old)}")
+    s += ["sync", f"echo {_OK}"]
+    return "\n".join(s) + "\n"
+
+
+MADE_PREFIX = "CERTKIT-MADE "  # a kept write job created directory N
+
+
+def _olds(job: WriteJob) -> list[tuple[PurePosixPath, PurePosixPath]]:
+    """(written path, its kept copy) of a write job, as :func:`write_script` names them."""
+    paths = list(dict.fromkeys(w.path for w in job.writes))
+    return [(p, p.with_name(f".{p.name}.certkit-{job.token}-{j}.old")) for j, p in enumerate(paths)]
+
+
+def commit_script(job: WriteJob) -> str:
+    """After a kept job (``keep``): dockerd serves the new files, drop the kept copies."""
+    olds = " ".join(sh_quote(o) for _, o in _olds(job))
+    return f"rm -f -- {olds}\necho {_OK}\n" if olds else f"echo {_OK}\n"
+
+
+def rollback_script(job: WriteJob, host: str, made: Sequence[int], why: str) -> str:
+    """After a kept job whose restart did not bring dockerd back (``why``): put every
+    written path back from its kept copy (none: it did not exist), drop the backup and the
+    directories the job made, restart dockerd, and fail with the one sentence saying so."""
+    q = sh_quote
+    s = ["set -u", "bad=''"]
+    for path, old in reversed(_olds(job)):
+        s.append(
+            f'if [ -e {q(old)} ]; then mv -f -- {q(old)} {q(path)} || bad="$bad {_dq(path)}"; '
+            f'else rm -f -- {q(path)} || bad="$bad {_dq(path)}"; fi'
+        )
+    if job.backups:
+        s.append(f"rm -f -- {' '.join(q(c) for _, c in job.backups)}")
+    s += [f"rmdir -- {q(job.dirs[i][0])} 2>/dev/null" for i in sorted(set(made), reverse=True)]
+    s += [
+        'if [ -z "$bad" ]; then st="the host was left as it was"; '
+        f'else st="restoring failed for$bad, whose previous versions are kept next to them as '
+        f'.*.certkit-{job.token}-*.old"; fi',
+        "{ systemctl daemon-reload && { systemctl reset-failed docker.service docker.socket; "
+        "systemctl restart docker; }; } </dev/null >&2 "
+        '&& back="Docker was restarted with the previous configuration" '
+        '|| back="Docker did not start with the previous configuration either"',
+        f'echo "CERTKIT-ERROR Docker did not come back after the restart on {_dq(host)} '
+        f'({_dq(why)}); $st, and $back."',
+        "exit 3",
+    ]
     return "\n".join(s) + "\n"
 
 
@@ -263,14 +404,20 @@ def _unchanged_checks(job: WriteJob, on: str) -> list[str]:
     return s
 
 
-def _undo_functions(job: WriteJob, tmp: list[PurePosixPath], old: list[PurePosixPath]) -> list[str]:
+def _undo_functions(
+    job: WriteJob,
+    paths: list[PurePosixPath],
+    tmp: list[PurePosixPath],
+    old: list[PurePosixPath],
+) -> list[str]:
     """Bookkeeping and the shell functions that undo a partial write.
 
-    ``cI`` = dir I created, ``eI`` = target I existed, ``mI`` = target I moved.
+    ``cI`` = dir I created; for each written path J: ``eJ`` = it existed (its
+    copy is ``old[J]``), ``mJ`` = something was moved over it.
     """
     q = sh_quote
     s = [f"c{i}=0" for i in range(len(job.dirs))]
-    s += [f"e{i}=0; m{i}=0" for i in range(len(job.writes))]
+    s += [f"e{j}=0; m{j}=0" for j in range(len(paths))]
     discard = " ".join(q(t) for t in tmp)
     backups = " ".join(q(copy) for _, copy in job.backups)
     s += [
@@ -287,14 +434,14 @@ def _undo_functions(job: WriteJob, tmp: list[PurePosixPath], old: list[PurePosix
         "restore() {",
         "  bad=''",
     ]
-    for i in reversed(range(len(job.writes))):
-        target, shown = q(job.writes[i].path), _dq(job.writes[i].path)
+    for j in reversed(range(len(paths))):
+        target, shown = q(paths[j]), _dq(paths[j])
         s += [
-            f'  if [ "$m{i}" = 1 ]; then',
-            f'    if [ "$e{i}" = 1 ]; then mv -f -- {q(old[i])} {target} || bad="$bad {shown}";',
+            f'  if [ "$m{j}" = 1 ]; then',
+            f'    if [ "$e{j}" = 1 ]; then mv -f -- {q(old[j])} {target} || bad="$bad {shown}";',
             f'    else rm -f -- {target} || bad="$bad {shown}"; fi',
-            f"    m{i}=0",
-            f"  else rm -f -- {q(old[i])}",
+            f"    m{j}=0",
+            f"  else rm -f -- {q(old[j])}",
             "  fi",
         ]
     return [
@@ -311,17 +458,15 @@ def _undo_functions(job: WriteJob, tmp: list[PurePosixPath], old: list[PurePosix
 
 
 def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
-    """Create the missing directories, then every new file next to its target."""
+    """Create the missing directories (an existing one keeps its mode: certkit tightens
+    only what it created), then every new file next to its target."""
     q = sh_quote
     s = []
     for i, (d, mode) in enumerate(job.dirs):
-        # An existing private directory is tightened, never loosened.
-        tighten = f"chmod {mode:o} -- {q(d)}" if not mode & 0o077 else ":"
         s.append(
-            f"if [ -d {q(d)} ]; then {tighten}; "
-            f"else mkdir -- {q(d)} && c{i}=1 && chmod {mode:o} -- {q(d)} "
+            f"[ -d {q(d)} ] || {{ mkdir -- {q(d)} && c{i}=1 && chmod {mode:o} -- {q(d)} "
             f'|| {{ drop_dirs; fail "cannot create {_dq(d)} {on} as $(id -un): {_AS_ROOT}'
-            f' {_SAME}"; }}; fi'
+            f' {_SAME}"; }}; }}'
         )
     for i, w in enumerate(job.writes):
         s += [
@@ -338,21 +483,23 @@ def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
     return s
 
 
-def _keeping_copies(job: WriteJob, old: list[PurePosixPath], on: str) -> list[str]:
-    """Back up daemon.json, and keep a copy of every target to restore it on failure."""
+def _keeping_copies(
+    job: WriteJob, paths: list[PurePosixPath], old: list[PurePosixPath], on: str
+) -> list[str]:
+    """Back up daemon.json, and keep one copy of every target to restore it on failure."""
     q = sh_quote
     s = [
         f"cp -p -- {q(src)} {q(copy)} "
         f'|| {{ discard; drop_dirs; fail "cannot back up {_dq(src)} {on}. {_SAME}"; }}'
         for src, copy in job.backups
     ]
-    for i, w in enumerate(job.writes):
-        target = q(w.path)
+    for j, path in enumerate(paths):
+        target = q(path)
         s.append(
-            f"if [ -e {target} ]; then e{i}=1; ln -f -- {target} {q(old[i])} 2>/dev/null "
-            f"|| cp -p -- {target} {q(old[i])} "
+            f"if [ -e {target} ]; then e{j}=1; ln -f -- {target} {q(old[j])} 2>/dev/null "
+            f"|| cp -p -- {target} {q(old[j])} "
             f"|| {{ rm -f -- {' '.join(q(o) for o in old)}; discard; drop_dirs; "
-            f'fail "cannot keep a copy of {_dq(w.path)} {on}. {_SAME}"; }}; fi'
+            f'fail "cannot keep a copy of {_dq(path)} {on}. {_SAME}"; }}; fi'
         )
     return s
 

@@ -15,21 +15,21 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from ..errors import OperationError, UsageError
 from ..names import has_control, ip_or_none
+from . import engine
+from .engine import (
+    ERROR_PREFIX,
+    MAX_OUTPUT,
+    REFUSED_PREFIX,
+    START_MARKER,
+    OutputTooLarge,
+    run_capped,
+)
 
-# The first line every script prints, and the prefix of the one error line it may print.
-# Lines the remote scripts print to talk back to us.
-START_MARKER = "CERTKIT-START"
-
-
-ERROR_PREFIX = "CERTKIT-ERROR "
-
-
-# The line a script prints when it refuses the host's state before changing anything (exit 2).
-REFUSED_PREFIX = "CERTKIT-REFUSED "
+# The protocol's markers and limits live in the engine; re-exported for callers.
+__all__ = ["ERROR_PREFIX", "MAX_OUTPUT", "REFUSED_PREFIX", "START_MARKER", "OutputTooLarge"]
 
 
 # ssh exits 255 when ssh itself (not the remote command) failed.
@@ -210,6 +210,26 @@ class SSH:
                 "once with ssh and check the fingerprint) instead."
             )
 
+    def hostname(self) -> str:
+        """The address ssh connects to (its ``HostName``, after ~/.ssh/config): where
+        certkit checks dockerd's TLS port after a restart."""
+        argv = self.argv()
+        head = argv[: argv.index("--")]
+        try:
+            done = subprocess.run(
+                [head[0], "-G", *head[1:], "--", self.target.host],
+                capture_output=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            )
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return self.target.host
+        for line in done.stdout.decode(errors="replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "hostname" and value.strip():
+                return value.strip()
+        return self.target.host
+
     def argv(self) -> list[str]:
         """The local ``ssh`` command line: no secret in it, ever."""
         # ssh keeps the first value it sees for an option: ours that must not
@@ -234,51 +254,32 @@ class SSH:
             remote = "sudo -n " + remote
         return [*argv, "--", self.target.host, remote]
 
-    def run_script(self, script: str, timeout: float = 600) -> list[str]:
-        """Run ``script`` on the host with sh; returns its output lines after the start marker.
-
-        Raises :class:`OperationError` with one sentence for every way this
-        can fail: ssh missing, connection or authentication refused, host key
-        unknown or changed, sudo needing a password, or an error the script
-        reported itself.
-        """
-        body = f"echo {START_MARKER}\n{script}"
+    def transport(self, script: str) -> tuple[int, str, str]:
+        """Send ``script`` to ``sh -s`` on the host (the engine's transport): rc, out, err."""
         try:
-            done = run_capped(self.argv(), body.encode(), timeout, MAX_OUTPUT)
-        except OutputTooLarge:
-            raise OperationError(
-                f"{self.target} sent more than {MAX_OUTPUT // (1 << 20)} MiB back; certkit stopped "
-                "reading (a host's files are far smaller): check what runs there at login."
-            ) from None
+            done = run_capped(self.argv(), script.encode())
         except FileNotFoundError:
             raise OperationError(
                 "The OpenSSH client (ssh) is not installed here: install it "
                 "(e.g. apt-get install openssh-client) and retry."
             ) from None
-        except subprocess.TimeoutExpired:
-            raise OperationError(
-                f"The SSH session to {self.target} did not finish within {timeout:.0f}s; "
-                "check the host and retry."
-            ) from None
-        out = done.stdout.decode(errors="replace").splitlines()
-        err = done.stderr.decode(errors="replace")
-        if START_MARKER not in out:
-            raise OperationError(self._explain_failure(done.returncode, err))
-        lines = out[out.index(START_MARKER) + 1 :]
-        if done.returncode != 0:
-            refusal = [line for line in lines if line.startswith(REFUSED_PREFIX)]
-            if refusal:
-                raise UsageError(refusal[-1][len(REFUSED_PREFIX) :])
-            reported = [
-                line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)
-            ]
-            if reported:
-                raise OperationError(reported[-1])
-            raise OperationError(
-                f"The remote step on {self.target} failed (exit {done.returncode}): "
-                f"{_last_line(err) or 'no message'}."
-            )
-        return lines
+        return (
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
+        )
+
+    def run_script(self, script: str) -> list[str]:
+        """Run ``script`` on the host with sh; its output lines (see :func:`engine.run`).
+
+        Raises with one sentence for every way this can fail: ssh missing,
+        connection or authentication refused, host key unknown or changed,
+        sudo needing a password, or what the script reported itself
+        (``CERTKIT-REFUSED``: UsageError).
+        """
+        return engine.run(
+            self.transport, script, str(self.target), not_started=self._explain_failure
+        )
 
     def _explain_failure(self, code: int, err: str) -> str:
         """One sentence for a session that never reached our script."""
@@ -340,68 +341,7 @@ class SSH:
         )
 
 
-# What certkit reads back from a host at most: its files are a few KiB.
-MAX_OUTPUT = 4 << 20
-
-
-class OutputTooLarge(Exception):
-    """The process wrote more than the cap allows (it was killed)."""
-
-
-def run_capped(
-    argv: list[str], stdin: bytes, timeout: float, cap: int
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv`` feeding ``stdin``; its stdout and stderr are each read up to ``cap`` bytes.
-
-    Beyond the cap the process is killed and :class:`OutputTooLarge` raised, so a
-    host streaming without end cannot make certkit grow without end.
-    """
-    import threading
-
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    got: dict[str, bytes] = {}
-    over: list[str] = []
-
-    def read(name: str, stream: Any) -> None:
-        data = stream.read(cap + 1)
-        if len(data) > cap:
-            over.append(name)
-            proc.kill()
-        got[name] = data[:cap]
-        stream.close()
-
-    def feed() -> None:
-        try:
-            proc.stdin.write(stdin)  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-        except OSError:  # the process exited without reading it all
-            pass
-
-    threads = [
-        threading.Thread(target=read, args=("out", proc.stdout), daemon=True),
-        threading.Thread(target=read, args=("err", proc.stderr), daemon=True),
-        threading.Thread(target=feed, daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-    for t in threads:
-        t.join()
-    if over:
-        raise OutputTooLarge(over[0])
-    return subprocess.CompletedProcess(argv, code, got.get("out", b""), got.get("err", b""))
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1].rstrip(".") if lines else ""
+_last_line = engine.last_line
 
 
 def sh_quote(value: str | PurePosixPath) -> str:

@@ -96,6 +96,65 @@ def flag_hosts(args: list[str]) -> list[tuple[int, int, str]]:
     return found
 
 
+# dockerd flags whose daemon.json key has another name (dockerd's "named options").
+_NAMED = {
+    "host": "hosts",
+    "label": "labels",
+    "insecure-registry": "insecure-registries",
+    "registry-mirror": "registry-mirrors",
+    "storage-opt": "storage-opts",
+    "log-opt": "log-opts",
+    "exec-opt": "exec-opts",
+    "dns-opt": "dns-opts",
+    "authorization-plugin": "authorization-plugins",
+    "default-ulimit": "default-ulimits",
+    "add-runtime": "runtimes",
+    "node-generic-resource": "node-generic-resources",
+    "default-address-pool": "default-address-pools",
+    "feature": "features",
+    "cdi-spec-dir": "cdi-spec-dirs",
+}
+_SHORT = {"H": "hosts", "D": "debug", "G": "group", "b": "bridge", "l": "log-level",
+          "p": "pidfile", "s": "storage-driver", "g": "graph"}  # fmt: skip
+# Flags that take no separate value (``--name`` alone, or ``--name=false``).
+_BOOL = {"debug", "tls", "tlsverify", "live-restore", "icc", "ip-forward", "ip-masq",
+         "iptables", "ip6tables", "ipv6", "userland-proxy", "selinux-enabled", "experimental",
+         "init", "no-new-privileges", "raw-logs", "validate", "rootless", "help", "version",
+         "ip-forward-no-drop", "userns-remap-disabled"}  # fmt: skip
+
+# The daemon.json keys an install sets; the same flags in the unit are moved out of it.
+TLS_KEYS = ("tlsverify", "tlscacert", "tlscert", "tlskey")
+
+
+def flag_keys(args: list[str]) -> list[tuple[int, int, str]]:
+    """``(start, end, daemon.json key)`` of every dockerd flag in ``args`` (``args[0]`` is
+    the binary; end exclusive): the key dockerd compares with daemon.json's (a key set both
+    ways stops dockerd: "specified both as a flag and in the configuration file")."""
+    found: list[tuple[int, int, str]] = []
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        name, has_value = "", False
+        if arg.startswith("--") and len(arg) > 2:
+            name, has_value = arg[2:].split("=", 1)[0], "=" in arg
+            key = _NAMED.get(name, name)
+        elif arg.startswith("-") and len(arg) > 1 and arg[1] in _SHORT:
+            name, has_value = arg[1], len(arg) > 2
+            key = _SHORT[name]
+        if not name:
+            i += 1
+            continue
+        takes = not has_value and key not in _BOOL and i + 1 < len(args)
+        found.append((i, i + 2 if takes else i + 1, key))
+        i += 2 if takes else 1
+    return found
+
+
+def flag_conflicts(args: list[str], config_keys: set[str]) -> list[str]:
+    """The daemon.json keys among ``config_keys`` that ``args`` also sets as flags."""
+    return sorted({key for _, _, key in flag_keys(args) if key in config_keys})
+
+
 def _default_docker_opts(text: str | None) -> list[str]:
     """DOCKER_OPTS from /etc/default/docker, split as systemd's $VAR expansion does."""
     for line in (text or "").splitlines():
