@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 CERT_NOT_AFTER = "certkit_cert_not_after_timestamp_seconds"
 CERT_EXPIRED = "certkit_cert_expired"
+CERT_REVOKED = "certkit_cert_revoked"
 CA_NOT_AFTER = "certkit_ca_not_after_timestamp_seconds"
 ROTATION = "certkit_rotation_in_progress"
 VERIFY_SUCCESS = "certkit_endpoint_verify_success"
@@ -169,11 +170,15 @@ def collect(
         labels,
         registry=registry,
     )
+    revoked = Gauge(
+        CERT_REVOKED, "1 when `certkit revoke` revoked it, else 0.", labels, registry=registry
+    )
     for item in active:
         when = timestamp(item.not_after)
         values = (item.ca, item.kind, item.name, item.serial)
         not_after.labels(*values).set(when)
         expired.labels(*values).set(1 if when <= now_ts else 0)
+        revoked.labels(*values).set(1 if item.revoked_at else 0)
     _ca_metrics(registry, report.cas, active)
     endpoints: list[EndpointAudit] = []
     if verify:

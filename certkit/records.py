@@ -41,6 +41,8 @@ class Record:
     installed: list[str] = field(default_factory=list)
     origin: Origin = field(default_factory=CAOrigin)
     superseded_by: str | None = None
+    revoked_at: str | None = None  # `certkit revoke`: when, and why
+    revoked_reason: str | None = None
 
     @property
     def not_after_dt(self) -> dt.datetime:
@@ -68,7 +70,10 @@ class Record:
         return self.days_left(now) <= window
 
     def status(self, warn_days: float = 30, now: dt.datetime | None = None) -> str:
-        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
+        """``revoked``, ``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`),
+        or ``valid``."""
+        if self.revoked_at:
+            return "revoked"
         if self.superseded_by:
             return "superseded"
         if self.days_left(now) <= 0:

@@ -31,6 +31,7 @@ MODULES = (
     "firewall",
     "bulk",
     "fleet",
+    "revoke",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -53,6 +54,8 @@ COMMAND_MODULES = {
     "firewall": "firewall",
     "issue-client": "bulk",
     "fleet": "fleet",
+    "revoke": "revoke",
+    "policy": "revoke",
 }
 
 _HELP = frozenset({"-h", "--help"})

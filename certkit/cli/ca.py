@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from ..defaults import CA_DAYS
+from .crl import crl
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 from .root import app
 
 ca_app = typer.Typer(help="Inspect and back up the CAs in the store.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
+ca_app.command("crl")(crl)  # certkit.cli.crl (revocation)
 
 
 @app.command("init-ca")

@@ -32,7 +32,7 @@ def list_(
 ) -> None:
     """Every certificate the store's CAs issued: names, expiry, where installed, status.
 
-    Status is valid, expiring (within 30 days), expired or superseded.
+    Status is valid, expiring (within 30 days), expired, superseded or revoked.
 
     Example: certkit list --kind server
     """
@@ -112,7 +112,10 @@ def status(
             label = "EXPIRED" if i.status == "expired" else "EXPIRING"
             lines.append(f"  {label:8} {i.kind:6} {i.name} (CA {i.ca}): {i.describe_expiry()}")
             lines.append(f"           renew: {i.renew}")
-    emit(json_out, report.to_json(), lines)
+    from ..revoke import status_lines
+
+    data, extra = status_lines(report)
+    emit(json_out, {**report.to_json(), **data}, lines + extra)
     if not report.ok:
         raise typer.Exit(1)
 
