@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,11 +35,13 @@ def _der(store: CAStore, name: str) -> bytes:
 
 
 def _req(method: str, uri: str, user: str = "", der: bytes = b"") -> dict[str, Any]:
+    """An AuthZReq as dockerd sends it: each peer certificate PEM, in base64 (JSON bytes)."""
+    pem = ssl.DER_cert_to_PEM_cert(der).encode() if der else b""
     return {
         "User": user,
         "RequestMethod": method,
-        "RequestURI": uri,
-        "RequestPeerCertificates": [base64.b64encode(der).decode()] if der else None,
+        "RequestUri": uri,
+        "RequestPeerCertificates": [base64.b64encode(pem).decode()] if der else None,
     }
 
 

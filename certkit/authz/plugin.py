@@ -191,6 +191,20 @@ def _der_item(data: bytes, at: int) -> tuple[int, int, int]:
     return tag, at, at + length
 
 
+def peer_der(field: str) -> bytes:
+    """The DER of one ``RequestPeerCertificates`` entry.
+
+    dockerd marshals each certificate as PEM, and JSON carries those bytes in
+    base64 (moby's ``authorization.PeerCertificate.MarshalJSON``): so base64,
+    then PEM.  Bare DER in base64 is accepted too.
+    """
+    raw = base64.b64decode(field)
+    if raw.startswith(b"-----BEGIN"):
+        body = b"".join(ln for ln in raw.splitlines() if ln and not ln.startswith(b"-----"))
+        return base64.b64decode(body)
+    return raw
+
+
 def serial_of(der: bytes) -> str:
     """The certificate's serial number in lower-case hex, as certkit records it."""
     try:
@@ -245,13 +259,13 @@ class Decider:
         """(allow, message) for one AuthZReq, and one log line saying so."""
         self.refresh()
         method = str(req.get("RequestMethod") or "")
-        path = api_path(str(req.get("RequestURI") or ""))
+        path = api_path(str(req.get("RequestUri") or req.get("RequestURI") or ""))
         user = str(req.get("User") or "")
         certs = req.get("RequestPeerCertificates") or []
         serial = "-"
         allow, msg = True, ""
         if certs or user:
-            der = base64.b64decode(certs[0]) if certs else b""
+            der = peer_der(certs[0]) if certs else b""
             serial = serial_of(der) if der else "-"
             allow, msg = self._decide_tls(user, der, method, path)
         verdict = "allow" if allow else "deny"
