@@ -228,7 +228,7 @@ def push(target: Target, host: str, policy_text: str, *, plugin: str = PLUGIN) -
     if state.systemd and any(p.startswith(str(system.unit_dir)) for p in changed):
         script += [
             "systemctl daemon-reload",
-            f"systemctl enable --now {plugin}.socket >/dev/null 2>&1 "
+            f"systemctl enable --now {plugin}.socket >/dev/null 2>&1 || "
             + _fail(f"systemctl could not start {plugin}.socket; see journalctl -u {plugin}."),
         ]
     if state.systemd and program in changed:

@@ -50,6 +50,8 @@ def revoke(
     ),
     ca: str = CA_OPTION,
     no_push: bool = NO_PUSH,
+    identity: str = IDENTITY_OPTION,
+    ssh_option: list[str] = SSH_OPTIONS_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Revoke a certificate: every host running certkit's plugin denies it from now on.
@@ -82,7 +84,7 @@ def revoke(
     if no_push:
         lines.append(f"Not pushed. Next: certkit policy push HOST{_flag(ca)} for each host.")
     else:
-        report = push_policy(store)
+        report = push_policy(store, identity=identity, ssh_options=tuple(ssh_option or ()))
         data["push"] = report.to_json()
         more, ok = _push_lines(report)
         lines += more or ["No host runs certkit's plugin yet. Next: certkit policy push HOST"]
