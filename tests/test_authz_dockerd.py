@@ -314,3 +314,38 @@ def test_plugin_latency_with_and_without(pki: Host) -> None:
     assert result["p50_with_ms"] > 0 and result["p50_without_ms"] > 0
     daemon_json.write_text(json.dumps(config))
     os.kill(h.dockerd.proc.pid, signal.SIGHUP)
+
+
+def test_an_unreachable_plugin_denies_everything_and_doctor_names_the_recovery(
+    pki: Host,
+) -> None:
+    """Last in the module: it stops the plugin."""
+    h = pki
+    cli_ok("policy", "push", "local", "--root", str(h.root), "--plugin", h.plugin)
+    checks = json.loads(run_certkit("doctor", "--root", str(h.root), "--json").stdout)["checks"]
+    answers = f"{h.plugin} answers on /run/docker/plugins/{h.plugin}.sock"
+    assert {"name": "authz-plugin", "status": "PASS", "message": answers} in checks
+
+    h.proc.terminate()
+    h.proc.wait(10)
+    (PLUGIN_DIR / f"{h.plugin}.sock").unlink(missing_ok=True)
+    r = h.docker("unix", "ps")
+    assert r.returncode != 0 and h.plugin in r.stderr, r.stderr  # even the unix socket
+    doctor = run_certkit("doctor", "--root", str(h.root))
+    assert doctor.returncode == 1
+    assert "FAIL  authz-plugin          dockerd denies every request" in doctor.stdout
+    daemon_json = h.root / "etc/docker/daemon.json"
+    assert f"remove '{h.plugin}' from authorization-plugins in {daemon_json}" in doctor.stdout
+    assert f"kill -HUP $(cat {h.base / 'docker.pid'})" in doctor.stdout
+
+    # The recovery, as doctor words it: no restart.
+    config = json.loads(daemon_json.read_text())
+    config["authorization-plugins"].remove(h.plugin)
+    daemon_json.write_text(json.dumps(config))
+    os.kill(int((h.base / "docker.pid").read_text()), signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while h.docker("unix", "ps").returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert h.dockerd.proc.pid == h.pid_before
+    assert h.ok("unix", "inspect", "-f", "{{.State.Running}}", "s1").strip() == "true"

@@ -231,12 +231,18 @@ def doctor(
     Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
     Store: SQLite's integrity check of every CA's inventory; issued files with no
     record (left by an interrupted run) WARN with the command that removes them.
+    Access: an authorization plugin daemon.json names that does not answer FAILs
+    (dockerd then denies everything) with the recovery; hosts enforcing an older
+    policy WARN.
 
     Example: sudo certkit doctor
     """
+    from ..authz.health import add_checks
     from ..doctor import doctor as _doctor
+    from ..paths import system_paths
 
     report = _doctor(root, docker_config)
+    add_checks(report, system_paths(root))  # authorization plugins, policies behind
     lines = [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")
     if fails:
