@@ -46,6 +46,7 @@ class ClientResult:
     files: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     docker_py: list[str] = field(default_factory=list)  # advice when docker-py would fail here
+    role: str | None = None  # --role, recorded in the inventory (certkit.revoke)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class ClientResult:
             "files": self.files,
             "warnings": self.warnings,
             "docker_py": self.docker_py,
+            "role": self.role,
         }
 
 

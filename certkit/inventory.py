@@ -6,11 +6,11 @@ connections): no certificate is parsed, so neither ``cryptography`` nor the
 docker SDK is imported and a monitoring check stays fast.
 
 An item's status is ``valid``, ``expiring`` (within the warning window),
-``expired`` or ``superseded``.  A record counts as superseded when renewal
-marked it so, and also when a newer certificate of the same kind and name was
-issued by the same CA (re-running ``issue-server`` or ``client-context
---force`` replaces the old one in practice): only the newest one can need
-renewing.
+``expired``, ``superseded`` or ``revoked`` (``certkit revoke``).  A record
+counts as superseded when renewal marked it so, and also when a newer
+certificate of the same kind and name was issued by the same CA (re-running
+``issue-server`` or ``client-context --force`` replaces the old one in
+practice): only the newest one can need renewing.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Item:
     renew: str
     installed: list[str] = field(default_factory=list)
     superseded_by: str | None = None
+    revoked_at: str | None = None
 
     @property
     def expiry_date(self) -> str:
@@ -124,10 +125,11 @@ def _item(ca: str, r: Record, replaced_by: str | None, warn_days: float, now: dt
         serial=r.serial,
         not_after=r.not_after,
         days_left=r.days_left(now),
-        status="superseded" if replaced_by else r.status(warn_days, now),
+        status="superseded" if replaced_by and not r.revoked_at else r.status(warn_days, now),
         renew=renew_command(ca, r.kind, r.name),
         installed=list(r.installed),
         superseded_by=replaced_by,
+        revoked_at=r.revoked_at,
     )
 
 
@@ -167,6 +169,7 @@ class StatusReport:
     checked: int  # the certificates in use (not superseded)
     attention: list[Item]
     next_expiry: Item | None  # the certificate in use that expires first
+    revoked: int = 0  # certificates in use that `certkit revoke` revoked
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC), repr=False)
 
     @property
@@ -189,6 +192,7 @@ class StatusReport:
             "checked": self.checked,
             "attention": [i.to_json() for i in self.attention],
             "next_expiry": nxt.to_json() if nxt else None,
+            "revoked": self.revoked,
         }
 
 
@@ -213,10 +217,11 @@ def status(
         raise UsageError(f"--warn-days must not be negative, got {warn_days:g}.")
     cas = [CAStore(ca).require().name] if ca else list_ca_names()
     now = now or dt.datetime.now(dt.UTC)
-    checked, attention, firsts = 0, [], []
+    checked, attention, firsts, revoked = 0, [], [], 0
     for name in cas:
         with CAStore(name).inventory().snapshot() as inv:
             checked += inv.count_in_use()
+            revoked += sum(1 for r in inv.revoked() if r.days_left(now) > 0)
             ending = inv.newest_active(ending_by=now + dt.timedelta(days=warn_days))
             first = inv.first_to_expire()
         due = (_item(name, r, None, warn_days, now) for r in ending.values())
@@ -224,4 +229,4 @@ def status(
         firsts += [_item(name, first, None, warn_days, now)] if first else []
     attention = sorted(sorted(attention, key=_sort_key), key=lambda i: i.days_left)
     nxt = min(firsts, key=lambda i: i.days_left, default=None)
-    return StatusReport(warn_days, cas, checked, attention, nxt, now)
+    return StatusReport(warn_days, cas, checked, attention, nxt, revoked, now)

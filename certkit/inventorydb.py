@@ -33,10 +33,10 @@ from .records import Record, read_json_inventory
 
 DB_NAME = "inventory.sqlite3"
 LEGACY_NAME = "inventory.json"
-SCHEMA_VERSION = 1  # PRAGMA user_version
+SCHEMA_VERSION = 2  # PRAGMA user_version
 BUSY_SECONDS = 60.0  # how long a writer waits for another one before giving up
 
-_SCHEMA = (
+SCHEMA_V1 = (  # the first schema; _UPGRADES says what each later version added
     # id keeps the order records were added in (the order inventory.json's list had).
     """CREATE TABLE records (
         id INTEGER PRIMARY KEY,
@@ -69,13 +69,33 @@ _SCHEMA = (
         source TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, at TEXT NOT NULL
     )""",
 )
+# Each version's changes from the one before: a version-1 inventory is upgraded in place
+# (in one transaction, under the store's lock) the first time this certkit opens it.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    2: (  # certkit revoke, roles, and the hosts enforcing them (certkit.revoke)
+        "ALTER TABLE records ADD COLUMN revoked_at TEXT",
+        "ALTER TABLE records ADD COLUMN revoked_reason TEXT",
+        """CREATE TABLE roles (
+            kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, set_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE authz_hosts (
+            host TEXT PRIMARY KEY,
+            ref TEXT NOT NULL CHECK (json_valid(ref) AND json_type(ref) = 'object'),
+            digest TEXT NOT NULL,
+            pushed_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+}
+_FULL_SCHEMA = (*SCHEMA_V1, *(s for v in sorted(_UPGRADES) for s in _UPGRADES[v]))
 _FIELDS = (
     "serial, kind, name, subject, sans, not_before, not_after, fingerprint, key_type, "
-    "issuer_fingerprint, created, origin, superseded_by"
+    "issuer_fingerprint, created, origin, superseded_by, revoked_at, revoked_reason"
 )
+_NFIELDS = _FIELDS.count(",") + 1
 _SELECT = f"SELECT {_FIELDS} FROM records"
 _INSTALLED = "SELECT serial, path FROM installed"
-_INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * 13)})"
+_INSERT = f"INSERT INTO records ({_FIELDS}) VALUES ({', '.join('?' * _NFIELDS)})"
 # The record in use of its (kind, name): not superseded, and no other such record was
 # created later, or as late and ends later, or as late, ending as late, and added first.
 _NEWEST = (
@@ -113,7 +133,7 @@ def _row_of(r: Record) -> _Row:
     return (
         r.serial, r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.not_before,
         r.not_after, r.fingerprint, r.key_type, r.issuer_fingerprint, r.created, origin,
-        r.superseded_by, tuple(sorted(set(r.installed))),
+        r.superseded_by, r.revoked_at, r.revoked_reason, tuple(sorted(set(r.installed))),
     )  # fmt: skip
 
 
@@ -284,6 +304,8 @@ class Inventory:
                 created=row[10],
                 installed=sorted(installed),
                 superseded_by=row[12],
+                revoked_at=row[13],
+                revoked_reason=row[14],
             )
         except (ValueError, TypeError) as e:
             raise corrupted(self.path, f"record {serial}: {e}") from None
@@ -364,14 +386,49 @@ class Inventory:
         found = self._records(f"WHERE {_NEWEST}", (), order)
         return found[0] if found else None
 
+    def revoked(self) -> list[Record]:
+        """Every revoked record, in issuance order."""
+        return self._records("WHERE revoked_at IS NOT NULL")
+
+    def roles(self) -> dict[tuple[str, str], str]:
+        """The role recorded for each (kind, name) (``client-context --role``)."""
+        return {(k, n): r for k, n, r in self._query("SELECT kind, name, role FROM roles")}
+
+    def authz_hosts(self) -> dict[str, tuple[dict[str, Any], str, str]]:
+        """Each host enforcing this CA's policy: (how to reach it, policy digest, when pushed)."""
+        rows = self._query("SELECT host, ref, digest, pushed_at FROM authz_hosts ORDER BY host")
+        return {h: (json.loads(ref), digest, at) for h, ref, digest, at in rows}
+
     # ---- writing (inside a transaction)
+    def set_role(self, kind: str, name: str, role: str, at: str) -> None:
+        """Record ``role`` for the certificates of (kind, name), renewed ones included."""
+        self._write(
+            "INSERT OR REPLACE INTO roles (kind, name, role, set_at) VALUES (?, ?, ?, ?)",
+            (kind, name, role, at),
+        )
+
+    def set_authz_host(self, host: str, ref: dict[str, Any], digest: str, at: str) -> None:
+        """Record that ``host`` (reached through ``ref``) now enforces the policy ``digest``."""
+        self._write(
+            "INSERT OR REPLACE INTO authz_hosts (host, ref, digest, pushed_at) VALUES (?, ?, ?, ?)",
+            (host, json.dumps(ref, sort_keys=True), digest, at),
+        )
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        if not self._writable:
+            raise RuntimeError("the inventory is read-only here; use CAStore.transaction()")
+        try:
+            self._conn.execute(sql, args)
+        except sqlite3.Error as e:
+            raise _translate(self.path, e) from None
+
     def add(self, record: Record) -> None:
         if not self._writable:
             raise RuntimeError("the inventory is read-only here; use CAStore.transaction()")
         row = _row_of(record)
         try:
-            self._conn.execute(_INSERT, row[:13])
-            self._set_installed(record.serial, row[13])
+            self._conn.execute(_INSERT, row[:_NFIELDS])
+            self._set_installed(record.serial, row[_NFIELDS])
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e):
                 raise RuntimeError(f"serial {record.serial} already in the inventory") from None
@@ -389,10 +446,11 @@ class Inventory:
             if rec.serial != serial:
                 raise RuntimeError(f"record {serial}: a serial cannot change")
             sets = ", ".join(f"{f.strip()} = ?" for f in _FIELDS.split(",")[1:])
-            self._conn.execute(f"UPDATE records SET {sets} WHERE serial = ?", (*row[1:13], serial))
-            if row[13] != before[13]:
+            update = f"UPDATE records SET {sets} WHERE serial = ?"
+            self._conn.execute(update, (*row[1:_NFIELDS], serial))
+            if row[_NFIELDS] != before[_NFIELDS]:
                 self._conn.execute("DELETE FROM installed WHERE serial = ?", (serial,))
-                self._set_installed(serial, row[13])
+                self._set_installed(serial, row[_NFIELDS])
             self._loaded[serial] = (rec, row)
 
     def _set_installed(self, serial: str, paths: tuple[str, ...]) -> None:
@@ -441,7 +499,7 @@ def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.
 def _empty() -> sqlite3.Connection:
     """An inventory with no record (a CA whose inventory was never written)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in _SCHEMA:
+    for statement in _FULL_SCHEMA:
         conn.execute(statement)
     return conn
 
@@ -462,7 +520,7 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly and not path.exists() and not legacy.exists():
         return _empty()
     try:
-        if legacy.exists() or not path.exists():
+        if legacy.exists() or not path.exists() or _older(path):
             with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
                 _initialise(path, legacy)
         conn = (None if readonly else sqlitefiles.take(path)) or _connect(path, readonly=readonly)
@@ -503,7 +561,7 @@ def _initialise(path: Path, legacy: Path) -> None:
     The JSON file is read first: when it is unreadable, nothing is created.
     """
     source = read_json_inventory(legacy) if legacy.exists() else None
-    schema = (*_SCHEMA, f"PRAGMA user_version = {SCHEMA_VERSION}")
+    schema = (*_FULL_SCHEMA, f"PRAGMA user_version = {SCHEMA_VERSION}")
     created = not path.exists() and sqlitefiles.create(path, schema, files.PRIVATE_FILE)
     try:
         conn = _connect(path, readonly=False)
@@ -512,9 +570,12 @@ def _initialise(path: Path, legacy: Path) -> None:
                 raise corrupted(path, "it cannot be switched to WAL mode")
             _check_version(conn, path)
             conn.execute("BEGIN IMMEDIATE")
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # an older certkit's
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:  # an older certkit's
                 for statement in schema:
                     conn.execute(statement)
+            else:
+                _upgrade(conn, version)
             migrated = _migrate(conn, path, legacy, *source) if source else None
             conn.execute("COMMIT")
         except BaseException:
@@ -528,6 +589,23 @@ def _initialise(path: Path, legacy: Path) -> None:
     if migrated is not None:
         crash_point("migration-committed")
         _set_aside(legacy, path, migrated)
+
+
+def _older(path: Path) -> bool:
+    """True when the database at ``path`` has an older schema than this certkit's."""
+    conn = _connect(path, readonly=True)
+    try:
+        return 0 < int(conn.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a schema of ``version`` to :data:`SCHEMA_VERSION` (inside the caller's transaction)."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _UPGRADES[target]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _set_aside(legacy: Path, path: Path, migrated: int) -> None:

@@ -37,6 +37,7 @@ CERT_NOT_AFTER = "certkit_cert_not_after_timestamp_seconds"
 CERT_NOT_BEFORE = "certkit_cert_not_before_timestamp_seconds"
 CERT_RENEW_AFTER = "certkit_cert_renew_after_timestamp_seconds"
 CERT_EXPIRED = "certkit_cert_expired"
+CERT_REVOKED = "certkit_cert_revoked"
 CA_NOT_AFTER = "certkit_ca_not_after_timestamp_seconds"
 ROTATION = "certkit_rotation_in_progress"
 VERIFY_SUCCESS = "certkit_endpoint_verify_success"
@@ -181,6 +182,9 @@ def collect(
         registry=registry,
     )
     starts = _not_befores(report.cas)
+    revoked = Gauge(
+        CERT_REVOKED, "1 when `certkit revoke` revoked it, else 0.", labels, registry=registry
+    )
     for item in active:
         when = timestamp(item.not_after)
         values = (item.ca, item.kind, item.name, item.serial)
@@ -190,6 +194,7 @@ def collect(
             not_before.labels(*values).set(start)
             renew_after.labels(*values).set(start + (when - start) * 2 / 3)
         expired.labels(*values).set(1 if when <= now_ts else 0)
+        revoked.labels(*values).set(1 if item.revoked_at else 0)
     _ca_metrics(registry, report.cas, active)
     endpoints: list[EndpointAudit] = []
     if verify:

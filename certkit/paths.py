@@ -69,6 +69,13 @@ CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")  # DOCKER_CERT_PATH's and a con
 SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")  # Docker's documented names
 # dockerd's local socket: kept in daemon.json's hosts when certkit writes that key.
 DOCKER_SOCKET = PurePosixPath("/var/run/docker.sock")
+# certkit's authorization plugin on a host (certkit.authz): its policy, program and units.
+AUTHZ_POLICY = PurePosixPath("/etc/docker/certkit/authz.json")
+AUTHZ_PROGRAM = PurePosixPath("/usr/local/lib/certkit/certkit-authz.py")
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+# Where dockerd looks for plugin sockets: fixed in dockerd, so never re-rooted.
+DOCKER_PLUGIN_DIR = PurePosixPath("/run/docker/plugins")
+DOCKER_PIDFILE = PurePosixPath("/var/run/docker.pid")
 # Where packaged docker units live; later entries override earlier ones.
 UNIT_FILES = (
     PurePosixPath("/lib/systemd/system/docker.service"),
@@ -129,6 +136,18 @@ class SystemPaths:
     @property
     def docker_socket(self) -> PurePosixPath:
         return self.at(DOCKER_SOCKET)
+
+    @property
+    def authz_policy(self) -> PurePosixPath:
+        return self.at(AUTHZ_POLICY)
+
+    @property
+    def authz_program(self) -> PurePosixPath:
+        return self.at(AUTHZ_PROGRAM)
+
+    @property
+    def unit_dir(self) -> PurePosixPath:
+        return self.at(UNIT_DIR)
 
     @property
     def unit_files(self) -> tuple[PurePosixPath, ...]:

@@ -48,6 +48,8 @@ class Record:
     installed: list[str] = field(default_factory=list)
     origin: Origin = field(default_factory=CAOrigin)
     superseded_by: str | None = None
+    revoked_at: str | None = None  # `certkit revoke`: when, and why
+    revoked_reason: str | None = None
 
     @property
     def not_after_dt(self) -> dt.datetime:
@@ -77,8 +79,10 @@ class Record:
     def status(
         self, warn_days: float = defaults.RENEW_WINDOW_DAYS, now: dt.datetime | None = None
     ) -> str:
-        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``;
-        ``installing`` or ``not installed`` for a server certificate not in use."""
+        """``revoked``, ``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`)
+        or ``valid``; ``installing`` or ``not installed`` for a server certificate not in use."""
+        if self.revoked_at:
+            return "revoked"
         if self.superseded_by in (INSTALLING, NOT_INSTALLED):
             return self.superseded_by.strip("()")
         if self.superseded_by:

@@ -68,7 +68,7 @@ def in_use(store: CAStore, ending_by: dt.datetime | None = None) -> list[Record]
     ``ending_by`` keeps those that expire by then (found through the expiry index).
     """
     newest = store.inventory().newest_active(ending_by=ending_by)
-    return [r for r in newest.values() if r.kind in RENEW_KINDS]
+    return [r for r in newest.values() if r.kind in RENEW_KINDS and not r.revoked_at]
 
 
 def find_active(store: CAStore, kind: str, name: str) -> Record:
@@ -76,6 +76,11 @@ def find_active(store: CAStore, kind: str, name: str) -> Record:
     if kind not in RENEW_KINDS:
         raise UsageError(f"Unknown kind {kind!r}; renew one of {', '.join(RENEW_KINDS)}.")
     found = require_ca(store).inventory().newest_active(kind, name).get((kind, name))
+    if found is not None and found.revoked_at:  # never brought back by renewal
+        raise UsageError(
+            f"The {kind} certificate {name!r} (serial {found.serial}) was revoked on "
+            f"{found.revoked_at[:10]}: renewal never re-issues it; issue a new one instead."
+        )
     if found is not None:
         return found
     known = sorted(r.name for r in in_use(store) if r.kind == kind)

@@ -59,7 +59,7 @@ def test_the_database_is_private_in_wal_mode_and_serials_are_unique(store: CASto
             db.execute(
                 "INSERT INTO records SELECT NULL, serial, kind, name, subject, sans, not_before, "
                 "not_after, fingerprint, key_type, issuer_fingerprint, created, origin, "
-                "superseded_by FROM records"
+                "superseded_by, revoked_at, revoked_reason FROM records"
             )
         db.rollback()
     finally:

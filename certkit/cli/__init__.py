@@ -33,6 +33,7 @@ MODULES = (
     "fleet",
     "metrics",
     "dockerplugin",
+    "revoke",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -57,6 +58,8 @@ COMMAND_MODULES = {
     "fleet": "fleet",
     "metrics": "metrics",
     "install-docker-plugin": "dockerplugin",
+    "revoke": "revoke",
+    "policy": "revoke",
 }
 
 _HELP = frozenset({"-h", "--help"})

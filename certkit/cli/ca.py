@@ -8,6 +8,7 @@ import typer
 
 from ..defaults import CA_DAYS
 from ..keys import BACKENDS
+from .crl import crl
 from .output import CA_OPTION, JSON_OPTION, KEY_TYPE_OPTION, emit
 from .root import app
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 ca_app = typer.Typer(help="Inspect and back up the CAs in the store.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
+ca_app.command("crl")(crl)  # certkit.cli.crl (revocation)
 
 
 @app.command("init-ca")

@@ -56,6 +56,12 @@ def export(
         None, "--out", help="Write the secret to this file (created 0600) instead of stdout."
     ),
     force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
+    role: str = typer.Option(
+        None,
+        "--role",
+        help="full | read-only | deny | a custom role (e.g. deploy-only): what hosts running "
+        "certkit's authorization plugin let this job do. Remembered for NAME.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a short-lived CI client certificate and print it as one CI secret.
@@ -75,10 +81,12 @@ def export(
         setup_recipe,
     )
     from ..errors import UsageError
+    from ..revoke import check_role, set_role
     from ..store import CAStore
 
     form = check_format(fmt)
     store = CAStore(ca).require()
+    check_role(store, role)
     settings = export_settings(store, name, host, port, days, key_type, context)
     if form in RECIPE_FORMATS:
         if out is not None:
@@ -91,6 +99,8 @@ def export(
     if out is not None:
         check_out(out, force=force)  # before issuing: a typo must not cost a certificate
     exported = export_ci(store, settings, form)
+    if role is not None:
+        set_role(store, "ci", settings.name, role)
     _render_export(exported, out, json_out, force)
 
 

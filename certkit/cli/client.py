@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -47,6 +47,12 @@ def client_context(
         help="Write only ca.pem, cert.pem, key.pem into --out, no docker context.",
     ),
     out: str = typer.Option(None, "--out", help="Directory for --client-only (created 0700)."),
+    role: str = typer.Option(
+        None,
+        "--role",
+        help="full | read-only | deny | a custom role: what hosts running certkit's "
+        "authorization plugin let this identity do (certkit policy push HOST).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a client certificate and write it as a docker context.
@@ -57,7 +63,9 @@ def client_context(
     Example: certkit client-context prod --host docker1.example.com --use
     """
     from ..errors import UsageError
+    from ..revoke import check_role
 
+    check_role(_store(ca), role)  # before anything is issued
     if client_only:
         if not out:
             raise UsageError("--client-only needs --out DIR for ca.pem, cert.pem and key.pem.")
@@ -68,6 +76,7 @@ def client_context(
         result = client_files(
             name, out, host, port, cn=cn, days=days, key_type=key_type, ca=ca, force=force
         )
+        _record_role(result, role)
         _report_files(result, json_out)
         return
     if out:
@@ -91,7 +100,22 @@ def client_context(
         use=use,
         force=force,
     )
+    _record_role(result, role)
     _report_context(result, json_out)
+
+
+def _store(ca: str) -> Any:
+    from ..store import CAStore
+
+    return CAStore(ca)
+
+
+def _record_role(result: ClientResult, role: str | None) -> None:
+    if role is not None:
+        from ..revoke import set_role
+
+        set_role(_store(result.ca), "client", result.name, role)
+        result.role = role
 
 
 def _report_context(result: ClientResult, json_out: bool) -> None:
@@ -121,6 +145,7 @@ def _report_context(result: ClientResult, json_out: bool) -> None:
             f"serial {result.serial[:16]}, valid until {result.not_after[:10]}).",
             f"Docker context {result.name!r} -> {info.host}",
             f"  TLS files: {info.tls_dir}  (key.pem 0600)",
+            *([f"  Role: {result.role} (where certkit's plugin runs)"] if result.role else []),
             current,
             next_line,
         ],

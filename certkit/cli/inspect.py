@@ -33,7 +33,7 @@ def list_(
 ) -> None:
     """Every certificate the store's CAs issued: names, expiry, where installed, status.
 
-    Status is valid, expiring (within 30 days), expired or superseded.
+    Status is valid, expiring (within 30 days), expired, superseded or revoked.
 
     Example: certkit list --kind server
     """
@@ -113,7 +113,10 @@ def status(
             label = "EXPIRED" if i.status == "expired" else "EXPIRING"
             lines.append(f"  {label:8} {i.kind:6} {i.name} (CA {i.ca}): {i.describe_expiry()}")
             lines.append(f"           renew: {i.renew}")
-    emit(json_out, report.to_json(), lines)
+    from ..revoke import status_lines
+
+    data, extra = status_lines(report)
+    emit(json_out, {**report.to_json(), **data}, lines + extra)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -229,12 +232,18 @@ def doctor(
     Client: docker contexts' TLS files, DOCKER_HOST, REQUESTS_CA_BUNDLE.
     Store: SQLite's integrity check of every CA's inventory; issued files with no
     record (left by an interrupted run) WARN with the command that removes them.
+    Access: an authorization plugin daemon.json names that does not answer FAILs
+    (dockerd then denies everything) with the recovery; hosts enforcing an older
+    policy WARN.
 
     Example: sudo certkit doctor
     """
+    from ..authz.health import add_checks
     from ..doctor import doctor as _doctor
+    from ..paths import system_paths
 
     report = _doctor(root, docker_config)
+    add_checks(report, system_paths(root))  # authorization plugins, policies behind
     lines = [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")
     if fails:
