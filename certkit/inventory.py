@@ -59,6 +59,7 @@ class Item:
     renew: str
     installed: list[str] = field(default_factory=list)
     superseded_by: str | None = None
+    renew_after: str = ""  # when `renew --due` renews it: 2/3 of its lifetime (Record.due)
 
     @property
     def expiry_date(self) -> str:
@@ -128,6 +129,7 @@ def _item(ca: str, r: Record, replaced_by: str | None, warn_days: float, now: dt
         renew=renew_command(ca, r.kind, r.name),
         installed=list(r.installed),
         superseded_by=replaced_by,
+        renew_after=r.renew_after().isoformat(),
     )
 
 

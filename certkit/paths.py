@@ -66,6 +66,18 @@ UNIT_FILES = (
     PurePosixPath("/usr/lib/systemd/system/docker.service"),
     PurePosixPath("/etc/systemd/system/docker.service"),
 )
+# `certkit schedule`: the timer and service that run `certkit renew --due`, and the
+# textfile directory of Debian's prometheus-node-exporter (--collector.textfile.directory).
+SYSTEM_UNIT_DIR = PurePosixPath("/etc/systemd/system")
+SCHEDULE_UNIT = "certkit-renew"
+TEXTFILE = PurePosixPath("/var/lib/prometheus/node-exporter/certkit.prom")
+
+
+def user_unit_dir() -> Path:
+    """Where ``systemctl --user`` reads a user's own units: ``$XDG_CONFIG_HOME/systemd/user``."""
+    env = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(env) if env and os.path.isabs(env) else Path.home() / ".config"
+    return base / "systemd" / "user"
 
 
 _SLASH = PurePosixPath("/")
@@ -120,6 +132,10 @@ class SystemPaths:
     @property
     def docker_socket(self) -> PurePosixPath:
         return self.at(DOCKER_SOCKET)
+
+    @property
+    def system_unit_dir(self) -> PurePosixPath:
+        return self.at(SYSTEM_UNIT_DIR)
 
     @property
     def unit_files(self) -> tuple[PurePosixPath, ...]:

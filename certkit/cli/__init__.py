@@ -31,6 +31,7 @@ MODULES = (
     "firewall",
     "bulk",
     "fleet",
+    "schedule",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -53,6 +54,7 @@ COMMAND_MODULES = {
     "firewall": "firewall",
     "issue-client": "bulk",
     "fleet": "fleet",
+    "schedule": "schedule",
 }
 
 _HELP = frozenset({"-h", "--help"})
