@@ -77,6 +77,19 @@ def certkit_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "certkit")
 
 
+def default_textfile() -> str | None:
+    """Debian's node_exporter textfile (``paths.TEXTFILE``) when certkit may write there.
+
+    Debian's ``/var/lib/prometheus`` belongs to the prometheus user, and certkit
+    writes only into directories nobody but root controls: then there is no
+    default, and ``--textfile`` names a root-owned directory node_exporter reads.
+    """
+    try:
+        return str(files.check_output_file(paths.TEXTFILE, force=True, flag="--textfile"))
+    except UsageError:
+        return None
+
+
 def make_schedule(
     scope: Scope,
     *,
@@ -100,12 +113,8 @@ def make_schedule(
                 f"--textfile {textfile}: node_exporter's textfile collector reads only *.prom "
                 "files; name it certkit.prom."
             )
-        textfile = os.path.abspath(textfile)
-        if not Path(textfile).parent.is_dir():
-            raise UsageError(
-                f"--textfile {textfile}: its directory does not exist; give node_exporter's "
-                "--collector.textfile.directory, or --textfile none."
-            )
+        # The checks `status --out` makes when the service writes it: fail now, not at 3 am.
+        textfile = str(files.check_output_file(textfile, force=True, flag="--textfile"))
     env = {paths.STORE_ENV: str(paths.store_root())}
     if os.environ.get("DOCKER_CONFIG"):
         env["DOCKER_CONFIG"] = str(paths.docker_config_dir())

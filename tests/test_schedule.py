@@ -215,7 +215,9 @@ def _context_tls(docker_config: Path, name: str) -> Path:
     raise AssertionError(f"no docker context {name!r}")
 
 
-TEXTFILE = "/var/lib/prometheus/node-exporter/certkit.prom"
+# A root-owned directory node_exporter would read (--collector.textfile.directory): Debian's
+# /var/lib/prometheus belongs to the prometheus user, where certkit refuses to write.
+TEXTFILE = "/var/lib/node_exporter/textfile/certkit.prom"
 CERT = "/etc/docker/certkit/server-cert.pem"
 
 
@@ -245,7 +247,11 @@ def test_the_timer_renews_a_due_server_on_a_real_systemd(lab: Lab) -> None:
     assert _served_serial(host, tls) == first
 
     # Installed with the default rule: the timer is listed, the service hardened.
-    out = certkit("schedule", "install", "--restart")
+    host.check("install -d -m 0755 /var/lib/node_exporter/textfile")
+    default = host.certkit("schedule", "install", "--restart")  # Debian's dir: prometheus's
+    assert "no Prometheus textfile: certkit may not write into" in default.stderr
+    assert "ExecStopPost" not in host.path("/etc/systemd/system/certkit-renew.service").read_text()
+    out = certkit("schedule", "install", "--restart", "--textfile", TEXTFILE)
     assert "certkit-renew.timer enabled and started; next run:" in out
     timers = host.check("systemctl list-timers --all --no-pager")
     assert "certkit-renew.timer" in timers and "certkit-renew.service" in timers
@@ -267,7 +273,7 @@ def test_the_timer_renews_a_due_server_on_a_real_systemd(lab: Lab) -> None:
 
     # The same timer at --renew-at 0.001: the certificate, 5 minutes (its backdate) into
     # a 3-day life, is past 0.1% of it, really: renewed, dockerd restarted, new serial served.
-    certkit("schedule", "install", "--restart", "--renew-at", "0.001")
+    certkit("schedule", "install", "--restart", "--renew-at", "0.001", "--textfile", TEXTFILE)
     run_service()
     second = x509.load_pem_x509_certificate(host.path(CERT).read_bytes()).serial_number
     assert second != first

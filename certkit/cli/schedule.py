@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from .output import JSON_OPTION, emit
+from .output import JSON_OPTION, emit, warn
 from .root import app
 
 if TYPE_CHECKING:
@@ -62,9 +61,9 @@ def install(
     textfile: str = typer.Option(
         None,
         "--textfile",
-        help="The Prometheus textfile written after each run (default with --system, when "
-        "that directory exists: Debian's /var/lib/prometheus/node-exporter/certkit.prom; "
-        "'none' for none).",
+        help="The Prometheus textfile written after each run, in a root-owned directory "
+        "(default with --system: Debian's /var/lib/prometheus/node-exporter/certkit.prom "
+        "when certkit may write there; 'none' for none).",
     ),
     cron: bool = typer.Option(
         False, "--cron", help="Print a crontab line instead (a machine without systemd)."
@@ -84,12 +83,17 @@ def install(
     Example: certkit schedule install --user
     """
     from .. import paths
-    from ..schedule import cron_line, make_schedule
+    from ..schedule import cron_line, default_textfile, make_schedule
     from ..schedule import install as _install
 
     scope = _scope(system, user)
-    if textfile is None and scope == "system" and Path(paths.TEXTFILE).parent.is_dir():
-        textfile = str(paths.TEXTFILE)  # prometheus-node-exporter is installed
+    if textfile is None and scope == "system":
+        textfile = default_textfile()
+        if textfile is None and not json_out:
+            warn(
+                f"no Prometheus textfile: certkit may not write into {paths.TEXTFILE.parent}; "
+                "give --textfile DIR/certkit.prom, DIR a root-owned directory node_exporter reads."
+            )
     sched = make_schedule(
         scope,
         restart=restart,
