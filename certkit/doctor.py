@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import defaults, dockercli, paths
+from . import dockercli, paths
 from .checks import FAIL, PASS, SKIP, WARN, Check, Checklist
 from .errors import CertkitError, UsageError
 
 if TYPE_CHECKING:
+    from .expiry import Dates
     from .host.exposure import Finding
     from .host.hostfiles import HostFiles
     from .store import CAStore
@@ -65,17 +66,27 @@ def _locate(value: str, sp: paths.SystemPaths) -> Path:
     return rerooted if rerooted.exists() else path
 
 
-def _expiry(report: DoctorReport, name: str, label: str, cert: Any) -> None:
-    from . import certs
-
-    left = certs.days_left(cert)
-    date = cert.not_valid_after_utc.strftime("%Y-%m-%d")
-    if left <= 0:
-        report.add(name, FAIL, f"{label} expired on {date}; renew it")
-    elif defaults.within_window(left):
-        report.add(name, WARN, f"{label} expires in {int(left)} days ({date}); renew it soon")
+def _expiry(report: DoctorReport, name: str, d: Dates) -> None:
+    """One expiry line: which certificate, and when expired or expiring the command that
+    fixes it (:mod:`certkit.expiry`)."""
+    if d.status != PASS:
+        report.add(name, d.status, d.sentence("%Y-%m-%d"))
     else:
-        report.add(name, PASS, f"{label} is valid until {date} ({int(left)} days)")
+        date = d.not_after.strftime("%Y-%m-%d")
+        report.add(name, PASS, f"{d.label} is valid until {date} ({int(d.days_left)} days)")
+
+
+def _ca_expiry(report: DoctorReport, ca_path: Path, signed: Any, where: str) -> None:
+    """A line for a CA in ``ca_path`` that expired or expires soon (none while it is fine)."""
+    from .expiry import ca_dates
+
+    try:
+        found = ca_dates(ca_path, signed)
+    except UsageError:
+        return  # not a bundle: the check reading it says so
+    for d in found:
+        if d.status != PASS:
+            _expiry(report, "ca-expiry", replace(d, label=f"{where}: {d.label}"))
 
 
 # ---------------------------------------------------------------- daemon.json and TLS files
@@ -179,7 +190,12 @@ def _check_tls_files(report: DoctorReport, config: dict[str, Any], sp: paths.Sys
         _check_key_pair(report, cert, key_path)
     if ca_path is not None:
         _check_issuer(report, cert, ca_path)
-    _expiry(report, "server-cert-expiry", "the server certificate", cert)
+    from .expiry import dates, server_fix
+
+    fix = server_fix(cert, next(iter(certs.san_names(cert)), None))
+    _expiry(report, "server-cert-expiry", dates("server", "the server certificate", cert, fix))
+    if ca_path is not None:
+        _ca_expiry(report, ca_path, cert, "tlscacert")
 
 
 def _check_key_pair(report: DoctorReport, cert: Any, key_path: Path) -> None:
@@ -277,7 +293,7 @@ def _check_ca_cert(report: DoctorReport, store: CAStore) -> None:
     """The store's CA certificate parses and is a CA (a corrupt ca.pem breaks every issuance)."""
     from cryptography import x509
 
-    from . import certs
+    from .expiry import ca_fix, dates
 
     try:
         cert = store.load_cert()
@@ -291,8 +307,9 @@ def _check_ca_cert(report: DoctorReport, store: CAStore) -> None:
     if not is_ca:
         report.add("ca-cert", FAIL, f"{store.cert_path} is not a CA certificate")
         return
-    if defaults.within_window(certs.days_left(cert)):  # a healthy CA adds no line
-        _expiry(report, "ca-cert", f"CA {store.name!r}", cert)
+    d = dates("ca", f"the store's CA {store.name!r}", cert, ca_fix(cert))
+    if d.status != PASS:  # a healthy CA adds no line
+        _expiry(report, "ca-cert", d)
 
 
 def _check_orphans(report: DoctorReport) -> None:
@@ -438,7 +455,11 @@ def _check_context(report: DoctorReport, info: dockercli.ContextInfo) -> None:
     except UsageError:
         report.add(check, FAIL, f"{tls_dir / 'cert.pem'} is not a readable PEM certificate")
         return
-    _expiry(report, check, f"{host}: files present, 0600; the client certificate", cert)
+    from .expiry import client_fix, dates
+
+    label = f"{host}: files present, 0600; the client certificate"
+    _expiry(report, check, dates("client", label, cert, client_fix(cert, name)))
+    _ca_expiry(report, tls_dir / "ca.pem", cert, check)
 
 
 def _check_contexts(report: DoctorReport, config_dir: Path) -> list[str]:

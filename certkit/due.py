@@ -1,8 +1,10 @@
-"""``renew --expiring-within DAYS``: renew everything in use that is due, the way it was issued.
+"""``renew --expiring-within DAYS`` / ``--due``: renew everything in use that is due.
 
-The expiry rule is the one ``certkit status`` uses (:meth:`Record.due_within`);
-each certificate is renewed through :mod:`certkit.renew`, all of them checked
-first and issued with one CA key load.
+Two rules select what is due: ``--expiring-within`` the one ``certkit status``
+uses (:meth:`Record.due_within`), ``--due`` the automatic-renewal one, 2/3 of
+the lifetime by default (:meth:`Record.due`).  Each certificate is renewed
+through :mod:`certkit.renew` the way it was issued, all of them checked first
+and issued with one CA key load.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from . import certs, placement
 from .ca import LeafRequest, require_ca
+from .defaults import RENEW_AT_FRACTION
 from .errors import OperationError, UsageError
 from .renew import (
     Renewed,
@@ -43,6 +46,7 @@ class DueReport:
     failed: list[dict[str, str]]
     ca_due: list[dict[str, Any]]
     dry_run: bool
+    renew_at: float | None = None  # --due: the fraction of the lifetime (None: --expiring-within)
 
     @property
     def ok(self) -> bool:
@@ -52,6 +56,7 @@ class DueReport:
         return {
             "ok": self.ok,
             "within_days": self.within_days,
+            "renew_at": self.renew_at,
             "dry_run": self.dry_run,
             "due": self.due,
             "renewed": [r.to_json() for r in self.renewed],
@@ -79,7 +84,18 @@ def due(store: CAStore, within_days: float, now: dt.datetime | None = None) -> l
     )
 
 
-def _due_listing(store: CAStore, records: list[Record], now: dt.datetime) -> list[dict[str, Any]]:
+def due_by_age(store: CAStore, fraction: float, now: dt.datetime | None = None) -> list[Record]:
+    """Certificates in use past ``fraction`` of their lifetime (:meth:`Record.due`), soonest
+    ending first: what ``renew --due`` (and the schedule's timer) renews."""
+    now = now or now_utc()
+    return sorted(
+        (r for r in in_use(store) if r.due(now, fraction)), key=lambda r: r.days_left(now)
+    )
+
+
+def _due_listing(
+    store: CAStore, records: list[Record], now: dt.datetime, fraction: float
+) -> list[dict[str, Any]]:
     return [
         {
             "kind": r.kind,
@@ -87,15 +103,24 @@ def _due_listing(store: CAStore, records: list[Record], now: dt.datetime) -> lis
             "serial": r.serial,
             "not_after": r.not_after,
             "days_left": round(r.days_left(now), 1),
+            "renew_after": r.renew_after(fraction).isoformat(),
             "command": renew_command(store, r.kind, r.name),
         }
         for r in records
     ]
 
 
-def _ca_due(store: CAStore, within_days: float, now: dt.datetime) -> list[dict[str, Any]]:
+def _ca_due(
+    store: CAStore, within_days: float, now: dt.datetime, fraction: float | None
+) -> list[dict[str, Any]]:
+    from .records import is_due
+
     ca_cert = store.load_cert()
-    if certs.days_left(ca_cert, now) > within_days:
+    if fraction is not None:
+        start, end = ca_cert.not_valid_before_utc, ca_cert.not_valid_after_utc
+        if not is_due(start, end, now, fraction):
+            return []
+    elif certs.days_left(ca_cert, now) > within_days:
         return []
     return [
         {
@@ -114,8 +139,10 @@ def renew_due(
     dry_run: bool = False,
     progress: Callable[[Renewed], None] | None = None,
     ssh: Reach | None = None,
+    renew_at: float | None = None,
 ) -> DueReport:
-    """Renew every certificate in use expiring within ``within_days`` the way it was issued.
+    """Renew every certificate in use expiring within ``within_days`` the way it was issued;
+    with ``renew_at``, every one past that fraction of its lifetime instead (``--due``).
 
     Servers are re-installed where they were installed (restarted only with
     ``restart``); contexts are rewritten; CI secrets are re-issued and listed
@@ -128,9 +155,10 @@ def renew_due(
     if not dry_run:
         placement.settle(store)  # what a killed run left half-recorded, first
     now = now_utc()
-    records = due(store, within_days, now)
-    listing = _due_listing(store, records, now)
-    report = DueReport(within_days, listing, [], [], _ca_due(store, within_days, now), dry_run)
+    records = due(store, within_days, now) if renew_at is None else due_by_age(store, renew_at, now)
+    listing = _due_listing(store, records, now, renew_at or RENEW_AT_FRACTION)
+    ca_due = _ca_due(store, within_days, now, renew_at)
+    report = DueReport(within_days, listing, [], [], ca_due, dry_run, renew_at)
     if dry_run:
         return report
     batch: list[tuple[Record, LeafRequest]] = []

@@ -60,6 +60,7 @@ class Item:
     installed: list[str] = field(default_factory=list)
     superseded_by: str | None = None
     revoked_at: str | None = None
+    renew_after: str = ""  # when `renew --due` renews it: 2/3 of its lifetime (Record.due)
 
     @property
     def expiry_date(self) -> str:
@@ -130,6 +131,7 @@ def _item(ca: str, r: Record, replaced_by: str | None, warn_days: float, now: dt
         installed=list(r.installed),
         superseded_by=replaced_by,
         revoked_at=r.revoked_at,
+        renew_after=r.renew_after().isoformat(),
     )
 
 

@@ -72,7 +72,7 @@ DOCKER_SOCKET = PurePosixPath("/var/run/docker.sock")
 # certkit's authorization plugin on a host (certkit.authz): its policy, program and units.
 AUTHZ_POLICY = PurePosixPath("/etc/docker/certkit/authz.json")
 AUTHZ_PROGRAM = PurePosixPath("/usr/local/lib/certkit/certkit-authz.py")
-UNIT_DIR = PurePosixPath("/etc/systemd/system")
+UNIT_DIR = PurePosixPath("/etc/systemd/system")  # units and drop-ins of the admin's
 # Where dockerd looks for plugin sockets: fixed in dockerd, so never re-rooted.
 DOCKER_PLUGIN_DIR = PurePosixPath("/run/docker/plugins")
 DOCKER_PIDFILE = PurePosixPath("/var/run/docker.pid")
@@ -82,6 +82,17 @@ UNIT_FILES = (
     PurePosixPath("/usr/lib/systemd/system/docker.service"),
     PurePosixPath("/etc/systemd/system/docker.service"),
 )
+# `certkit schedule`: the timer and service that run `certkit renew --due`, and the
+# textfile directory of Debian's prometheus-node-exporter (--collector.textfile.directory).
+SCHEDULE_UNIT = "certkit-renew"
+TEXTFILE = PurePosixPath("/var/lib/prometheus/node-exporter/certkit.prom")
+
+
+def user_unit_dir() -> Path:
+    """Where ``systemctl --user`` reads a user's own units: ``$XDG_CONFIG_HOME/systemd/user``."""
+    env = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(env) if env and os.path.isabs(env) else Path.home() / ".config"
+    return base / "systemd" / "user"
 
 
 _SLASH = PurePosixPath("/")

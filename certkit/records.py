@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import defaults
-from .errors import OperationError
+from .errors import OperationError, UsageError
 from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
 
 # What ``superseded_by`` holds for a server certificate that is not (yet) in use although
@@ -22,6 +22,40 @@ from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_j
 # killed here is settled by the next one), or it failed / was rolled back.
 INSTALLING = "(installing)"
 NOT_INSTALLED = "(not installed)"
+
+
+def check_renew_at(fraction: float) -> float:
+    """``fraction`` if it is a usable renew-at fraction (above 0, at most 1), else a UsageError."""
+    if not 0 < fraction <= 1:
+        raise UsageError(
+            f"--renew-at is a fraction of the lifetime above 0 and at most 1 "
+            f"(default {defaults.RENEW_AT_FRACTION:.3g}), got {fraction:g}."
+        )
+    return fraction
+
+
+def renew_after(
+    not_before: dt.datetime, not_after: dt.datetime, fraction: float = defaults.RENEW_AT_FRACTION
+) -> dt.datetime:
+    """The moment a certificate valid from ``not_before`` to ``not_after`` is due for renewal.
+
+    The one automatic-renewal rule (``renew --due``, ``status``, the schedule, the
+    metrics and the fleet): due once ``fraction`` of its lifetime has passed
+    (2/3 by default, as step-ca and cert-manager).  Works on a record's dates or
+    on a parsed certificate's ``not_valid_before_utc``/``not_valid_after_utc``.
+    """
+    lifetime = (not_after - not_before).total_seconds() / 86400
+    return not_before + dt.timedelta(days=defaults.renew_after_days(lifetime, fraction))
+
+
+def is_due(
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    now: dt.datetime,
+    fraction: float = defaults.RENEW_AT_FRACTION,
+) -> bool:
+    """True from :func:`renew_after` on (``>=``: at that very moment it is due)."""
+    return now >= renew_after(not_before, not_after, fraction)
 
 
 @dataclass
@@ -62,8 +96,24 @@ class Record:
     @property
     def lifetime_days(self) -> float:
         """The whole validity, notBefore to notAfter, in days."""
-        span = self.not_after_dt - dt.datetime.fromisoformat(self.not_before)
+        span = self.not_after_dt - self.not_before_dt
         return span.total_seconds() / 86400
+
+    @property
+    def not_before_dt(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.not_before)
+
+    def renew_after(self, fraction: float = defaults.RENEW_AT_FRACTION) -> dt.datetime:
+        """When this certificate is due for automatic renewal (:func:`renew_after`)."""
+        return renew_after(self.not_before_dt, self.not_after_dt, fraction)
+
+    def due(
+        self, now: dt.datetime | None = None, fraction: float = defaults.RENEW_AT_FRACTION
+    ) -> bool:
+        """True once ``fraction`` of its lifetime has passed (expired ones too): ``renew --due``."""
+        return is_due(
+            self.not_before_dt, self.not_after_dt, now or dt.datetime.now(dt.UTC), fraction
+        )
 
     def due_within(self, days: float, now: dt.datetime | None = None) -> bool:
         """True when it expires within ``days`` (``status`` and ``renew`` share this rule).

@@ -25,7 +25,6 @@ there without TLS; run on the host (HOST is one of its addresses),
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import socket
 import ssl
@@ -35,13 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import defaults, dockercli, files
+from . import dockercli, files
 from .checks import FAIL, PASS, WARN, Check, Checklist
-from .errors import UsageError
+from .errors import CertkitError, UsageError
 from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
 from .tlsclient import Session, open_session, probe, request, tls_context, why
 
 if TYPE_CHECKING:
+    from .expiry import Dates
     from .host.exposure import Finding
 
 PROBES = ("client-cert-required", "unknown-ca-refused")
@@ -68,6 +68,7 @@ class Report(Checklist):
     tls_version: str | None = None
     engine_version: str | None = None
     api_version: str | None = None
+    min_api_version: str | None = None  # /version's MinAPIVersion: older clients are refused
     server_names: list[str] = field(default_factory=list)
     server_der: bytes = b""  # the server certificate the first connection saw
     exposure: list[Finding] = field(default_factory=list)  # run on the host: who reaches it
@@ -91,6 +92,7 @@ class Report(Checklist):
             "tls_version": self.tls_version,
             "engine_version": self.engine_version,
             "api_version": self.api_version,
+            "min_api_version": self.min_api_version,
             "server_names": self.server_names,
             "checks": [c.to_json() for c in self.checks],
             "exposure": [f.to_json() for f in self.exposure],
@@ -146,15 +148,42 @@ def _check_files(creds: Credentials) -> None:
 # ---------------------------------------------------------------- names and dates
 
 
-def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> None:
-    left = (not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
-    date = not_after.strftime("%Y-%m-%d %H:%M UTC")
-    if left <= 0:
-        report.add(name, FAIL, f"the {label} expired on {date}; renew it")
-    elif defaults.within_window(left):
-        report.add(name, WARN, f"the {label} expires in {int(left)} days ({date}); renew it soon")
+def _expiry(report: Report, name: str, d: Dates) -> None:
+    """One expiry line: the PASS as before, a FAIL/WARN saying which one and the fix."""
+    if d.status == PASS:
+        date = d.not_after.strftime("%Y-%m-%d %H:%M UTC")
+        report.add(
+            name, PASS, f"{d.label} is valid for {int(d.days_left)} more days (until {date})"
+        )
     else:
-        report.add(name, PASS, f"the {label} is valid for {int(left)} more days (until {date})")
+        report.add(name, d.status, d.sentence())
+
+
+def _context_name(creds: Credentials) -> str | None:
+    return creds.source.removeprefix("context ") if creds.source.startswith("context ") else None
+
+
+def _local_dates(report: Report, host: str, creds: Credentials, client_cert: Any) -> Dates:
+    """Before connecting: the client certificate, its CA and the server's certificate as the
+    store knows it; an expired or expiring one is said first, with the command that fixes it.
+    Returns the client's dates (its PASS line keeps its place after the live checks)."""
+    from .expiry import ca_dates, client_fix, dates, server_record_dates
+
+    label = "the client certificate"
+    client = dates("client", label, client_cert, client_fix(client_cert, _context_name(creds)))
+    if client.status != PASS:
+        _expiry(report, "client-cert-expiry", client)
+    try:
+        cas = ca_dates(creds.ca, client_cert)
+    except UsageError:
+        cas = []  # not PEM: the chain check says so
+    for d in cas:
+        if d.status != PASS:
+            _expiry(report, "ca-expiry", d)
+    server = server_record_dates(host)
+    if server is not None and server.status == FAIL:
+        _expiry(report, "server-cert-expiry", server)
+    return client
 
 
 @contextlib.contextmanager
@@ -273,6 +302,7 @@ def _check_client_session(
         info = json.loads(version.body)
         report.engine_version = str(info["Version"])
         report.api_version = str(info.get("ApiVersion", "?"))
+        report.min_api_version = str(info["MinAPIVersion"]) if "MinAPIVersion" in info else None
     except (ValueError, KeyError, TypeError):
         report.add("api", FAIL, f"/_ping is OK but /version answered HTTP {version.status}")
         return
@@ -280,6 +310,54 @@ def _check_client_session(
         "api",
         PASS,
         f"/_ping OK; Docker Engine {report.engine_version} (API {report.api_version})",
+    )
+    floor = api_floor_problem(report.min_api_version, docker_cli_api_version())
+    if floor:
+        report.add("api-version", FAIL, floor)
+
+
+def docker_cli_api_version() -> str | None:
+    """The API version this machine's docker CLI speaks (``docker version``'s client half,
+    read without reaching any daemon), or None without a docker CLI."""
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": "unix:///nonexistent/certkit.sock"}
+    try:
+        done = subprocess.run(
+            [docker, "version", "--format", "{{.Client.APIVersion}}"],
+            capture_output=True, text=True, timeout=10, env=env,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = done.stdout.strip().splitlines()
+    return found[0] if found and _api_tuple(found[0]) else None
+
+
+def _api_tuple(version: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(x) for x in version.split("."))
+    except ValueError:
+        return None
+
+
+def api_floor_problem(min_api: str | None, client_api: str | None) -> str | None:
+    """The sentence when the server's minimum API version is above the client's, else None.
+
+    Docker 29.0-29.2 refused API versions below 1.44 (a docker CLI 20.10 speaks 1.41:
+    "client version 1.41 is too old"); 29.3 lowered the floor to 1.40.
+    """
+    low, have = _api_tuple(min_api or ""), _api_tuple(client_api or "")
+    if low is None or have is None or have >= low:
+        return None
+    return (
+        f"the server refuses API versions below {min_api} (MinAPIVersion) and this docker CLI "
+        f'speaks {client_api}: every docker command fails with "client version {client_api} '
+        f'is too old"; upgrade the docker CLI, or lower the floor on the host '
+        f"(DOCKER_MIN_API_VERSION={client_api} in dockerd's environment; Docker 29.3+ accepts 1.40)"
     )
 
 
@@ -408,6 +486,7 @@ def verify(
     tls_context(None, creds.cert, creds.key)  # fails early on a bad cert/key pair
     client_cert = _load_cert_file(creds.cert)
     report = Report(host, port, creds.source)
+    client = _local_dates(report, host, creds, client_cert)
     first, error = _first_session(host, port, creds, timeout)
     if first is None or first.peer_der is None:
         assert error is not None
@@ -440,18 +519,31 @@ def verify(
             )
             report.add("api", FAIL, "/_ping and /version not reached: the server is not verified")
         _check_refusals(report, host, port, creds, name_ok, timeout)
-        _expiry(report, "server-cert-expiry", "server certificate", server_cert.not_valid_after_utc)
-    _expiry(report, "client-cert-expiry", "client certificate", client_cert.not_valid_after_utc)
+        _served_expiry(report, host, server_cert)
+    if client.status == PASS:
+        _expiry(report, "client-cert-expiry", client)
     if insecure_port:
         _check_insecure_port(report, host, insecure_port, timeout)
     return report
+
+
+def _served_expiry(report: Report, host: str, server_cert: Any) -> None:
+    """The served certificate's dates, unless the inventory's line already said the same."""
+    from . import certs
+    from .expiry import dates, server_fix
+
+    said = next((c for c in report.checks if c.name == "server-cert-expiry"), None)
+    if said is not None and f"serial {certs.serial_hex(server_cert)}," in said.message:
+        return
+    label = "the server certificate" + (" dockerd serves" if said is not None else "")
+    fix = server_fix(server_cert, host.strip("[]"))
+    _expiry(report, "server-cert-expiry", dates("server", label, server_cert, fix))
 
 
 def add_exposure(report: Report, insecure_port: int | None) -> bool:
     """When ``report``'s host is this machine: add who can reach its ports (the live
     listeners and the firewall, as ``certkit doctor`` reads them).  False elsewhere: from
     a client, only the plain-HTTP probe can tell anything."""
-    from .errors import CertkitError
     from .host import exposure
 
     if not exposure.is_this_machine(report.host):

@@ -34,6 +34,7 @@ MODULES = (
     "metrics",
     "dockerplugin",
     "revoke",
+    "schedule",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -60,6 +61,7 @@ COMMAND_MODULES = {
     "install-docker-plugin": "dockerplugin",
     "revoke": "revoke",
     "policy": "revoke",
+    "schedule": "schedule",
 }
 
 _HELP = frozenset({"-h", "--help"})

@@ -104,7 +104,12 @@ def status(
         nxt = report.next_expiry
         lines = [
             f"OK: {report.checked} certificates, none needs renewal yet (window {window})"
-            + (f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}." if nxt else ".")
+            + (
+                f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}; "
+                f"renew --due renews it from {nxt.renew_after[:10]}."
+                if nxt
+                else "."
+            )
         ]
     else:
         n = len(report.attention)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 
-from ..defaults import CA_DAYS
+from ..defaults import CA_DAYS, RENEW_AT_FRACTION
 from . import reach
 from .output import CA_OPTION, CERT_DIR_OPTION, JSON_OPTION, RESTART_OPTION, emit, warn
 from .root import app
@@ -57,14 +57,29 @@ def renew_main(
         metavar="DAYS",
         help="Renew every certificate that is expired or expires within DAYS days.",
     ),
+    due: bool = typer.Option(
+        False,
+        "--due",
+        help="Renew every certificate past 2/3 of its lifetime (--renew-at): what "
+        "`certkit schedule install` runs twice a day.",
+    ),
+    renew_at: float = typer.Option(
+        None,
+        "--renew-at",
+        metavar="FRACTION",
+        help="With --due: the fraction of the lifetime after which a certificate is due "
+        f"(default {RENEW_AT_FRACTION:.3g}, i.e. 2/3).",
+    ),
     restart: bool = typer.Option(
-        False, "--restart", help="With --expiring-within: restart dockerd after re-installing."
+        False, "--restart", help="With --due/--expiring-within: restart dockerd after installing."
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="With --expiring-within: list what is due, change nothing."
+        False, "--dry-run", help="With --due/--expiring-within: list what is due, change nothing."
     ),
     ca: str = typer.Option(
-        None, "--ca", help="With --expiring-within: only this CA (default: every CA in the store)."
+        None,
+        "--ca",
+        help="With --due/--expiring-within: only this CA (default: every CA in the store).",
     ),
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
@@ -77,27 +92,63 @@ def renew_main(
     --identity and --ssh-option replace the recorded ones for servers installed
     over SSH.
 
+    Example: certkit renew --due --restart
+
     Example: certkit renew --expiring-within 30
     """
     from ..errors import UsageError
 
     if ctx.invoked_subcommand is not None:
-        if expiring_within is not None or restart or dry_run or identity or ssh_option:
+        if (
+            expiring_within is not None
+            or due
+            or renew_at is not None
+            or restart
+            or dry_run
+            or identity
+            or ssh_option
+        ):
             raise UsageError(
                 f"Put the options after the subcommand: certkit renew {ctx.invoked_subcommand} "
-                "NAME [OPTIONS] (--expiring-within renews everything due)."
+                "NAME [OPTIONS] (--due or --expiring-within renews everything due)."
             )
         return
-    if expiring_within is None:
+    if due and expiring_within is not None:
+        raise UsageError("Give --due (by lifetime) or --expiring-within DAYS, not both.")
+    if renew_at is not None and not due:
+        raise UsageError("--renew-at goes with --due: add it.")
+    if not due and expiring_within is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
     ssh = reach.group(None, False, identity, ssh_option)
-    _renew_due(ca, expiring_within, restart, dry_run, json_out, ssh)
+    fraction = None
+    if due:
+        from ..records import check_renew_at
+
+        fraction = check_renew_at(RENEW_AT_FRACTION if renew_at is None else renew_at)
+    _renew_due(ca, Due(expiring_within or 0.0, fraction), restart, dry_run, json_out, ssh)
+
+
+class Due(NamedTuple):
+    """Which rule selects what is due: ``within`` days of the end, or past ``renew_at``."""
+
+    within: float
+    renew_at: float | None
+
+    def rule(self) -> str:
+        if self.renew_at is None:
+            return f"expires within {self.within:g} days"
+        return f"is past {self.renew_at:.3g} of its lifetime"
+
+    def heading(self) -> str:
+        if self.renew_at is None:
+            return f"Due within {self.within:g} days"
+        return f"Due (past {self.renew_at:.3g} of their lifetime)"
 
 
 def _renew_due(
     only_ca: str | None,
-    within: float,
+    due: Due,
     restart: bool,
     dry_run: bool,
     json_out: bool,
@@ -110,32 +161,39 @@ def _renew_due(
     names = [only_ca] if only_ca else list_ca_names()
     if not names:
         CAStore().require()  # no CA at all: its error says how to create one
-    merged = DueReport(within, [], [], [], [], dry_run)
+    merged = DueReport(due.within, [], [], [], [], dry_run, due.renew_at)
     lines: list[str] = []
     for name in names:
-        report, ca_lines = _renew_due_in(name, within, restart, dry_run, ssh)
+        report, ca_lines = _renew_due_in(name, due, restart, dry_run, ssh)
         lines += ca_lines
         merged.due += report.due
         merged.renewed += report.renewed
         merged.failed += report.failed
         merged.ca_due += report.ca_due
     if not merged.due:
-        lines.insert(0, f"Nothing expires within {within:g} days.")
+        lines.insert(0, f"Nothing {due.rule()}.")
     emit(json_out, merged.to_json(), lines)
     if not merged.ok:
         raise typer.Exit(1)
 
 
 def _renew_due_in(
-    ca: str, within: float, restart: bool, dry_run: bool, ssh: Reach | None = None
+    ca: str, due: Due, restart: bool, dry_run: bool, ssh: Reach | None = None
 ) -> tuple[DueReport, list[str]]:
     from ..due import renew_due
     from ..store import CAStore
 
-    report = renew_due(CAStore(ca), within, restart=restart, dry_run=dry_run, ssh=ssh)
+    report = renew_due(
+        CAStore(ca),
+        due.within,
+        restart=restart,
+        dry_run=dry_run,
+        renew_at=due.renew_at,
+        ssh=ssh,
+    )
     lines: list[str] = []
     if dry_run and report.due:
-        lines.append(f"Due within {within:g} days (dry run, nothing changed):")
+        lines.append(f"{due.heading()} (dry run, nothing changed):")
         lines += [
             f"  {d['kind']:6} {d['name']:24} {d['not_after'][:10]}  {d['command']}"
             for d in report.due
