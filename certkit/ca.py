@@ -192,8 +192,13 @@ def init_ca(
             os.rename(staging, store.dir)
         else:
             _write_ca_files(store.dir, cert, new)
-    with store.transaction() as inv:
-        inv.add(make_record(cert, "ca", name, kt, cert))
+    try:
+        with store.transaction() as inv:
+            inv.add(make_record(cert, "ca", name, kt, cert))
+    except BaseException:  # e.g. a full disk: no CA without its inventory
+        with store.lock():
+            _undo_new_ca(store, cert, new, aside)
+        raise
     info = describe_ca(store)
     info.replaced = str(aside) if aside else None
     info.key_created = new.created if new.uri is not None else None
@@ -217,6 +222,19 @@ def _free_name(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}-{n}")
     return candidate
+
+
+def _undo_new_ca(
+    store: CAStore, cert: x509.Certificate, new: keys.NewKey, aside: Path | None
+) -> None:
+    """Take back a CA whose inventory could not be made: the replaced CA comes back from
+    ``aside``; otherwise the files just written go (a rerun then starts clean)."""
+    if aside is not None:
+        shutil.rmtree(store.dir, ignore_errors=True)
+        os.rename(aside, store.dir)
+        return
+    for path, _, _ in (_key_file(store.dir, new), (store.dir / "ca.pem", b"", 0)):
+        path.unlink(missing_ok=True)
 
 
 def _write_ca_files(directory: Path, cert: x509.Certificate, new: keys.NewKey) -> None:

@@ -114,3 +114,19 @@ def test_doctor_fails_a_corrupt_ca_certificate_in_the_store(certkit_home: Path) 
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["ca-cert"]["status"] == "FAIL"
     assert "corrupted" in checks["ca-cert"]["message"]
+
+
+def test_init_ca_on_a_full_disk_leaves_nothing_half_made(full_disk: Path) -> None:
+    env = {"CERTKIT_HOME": str(full_disk / "home")}
+    # Room for the CA's two files but not for the inventory's database and its WAL.
+    _fill(full_disk, 12 * 1024)
+    r = run_certkit("init-ca", env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "full" in r.stderr or "no space left" in r.stderr, r.stderr
+    ca_dir = full_disk / "home" / "cas" / "default"
+    assert not (ca_dir / "ca.pem").exists()
+    assert not (ca_dir / "ca-key.pem").exists()
+    (full_disk / "filler").unlink()
+    r = run_certkit("init-ca", env=env)  # the rerun works: no "already exists"
+    assert r.returncode == 0, r.stderr
