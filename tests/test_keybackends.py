@@ -89,7 +89,7 @@ def memory() -> Iterator[MemoryBackend]:
     try:
         yield backend
     finally:
-        keys._registered.pop(SCHEME, None)  # the next test registers its own
+        keys.unregister(SCHEME)  # the next test registers its own
 
 
 def certkit(
@@ -249,4 +249,6 @@ def test_the_builtin_backends_load_only_when_a_ca_uses_them() -> None:
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
     assert keys.backend_for(None) is keys.backend_for("file:k")
+    with pytest.raises(UsageError, match="No CA key backend for memory: URIs"):
+        keys.backend_for("memory://ca")  # registered by a test only while it runs
     assert keys.backend_for("pkcs11:token=t;object=k").scheme == "pkcs11"
