@@ -413,8 +413,7 @@ def open_signer(store: CAStore) -> Signer:
     if _opened is not None and known in _opened:
         return _opened[known]
     cert = store.load_cert()
-    held = keys.held_in(store.dir)
-    signer = Signer(cert, keys.backend_of(held).open(held, cert))
+    signer = Signer(cert, store.load_key())  # the key as its backend opens it
     if _opened is not None:
         _opened[known] = signer
     return signer

@@ -24,6 +24,8 @@ from .names import SubjectNames, normalize_dns_name
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ALL_IPS = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+_FORMS = (x509.DNSName, x509.IPAddress)  # the name forms certkit puts in certificates
+_IPS = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 
 def _parse_one(value: str) -> x509.GeneralName:
@@ -74,14 +76,7 @@ def permitted(cert: x509.Certificate) -> list[str]:
     nc = of(cert)
     if nc is None:
         return []
-    return [_text(n) for n in nc.permitted_subtrees or [] if isinstance(n, _FORMS)]
-
-
-_FORMS = (x509.DNSName, x509.IPAddress)
-
-
-def _text(name: x509.GeneralName) -> str:
-    return str(name.value)
+    return [str(n.value) for n in nc.permitted_subtrees or [] if isinstance(n, _FORMS)]
 
 
 def _dns_matches(name: str, constraint: str) -> bool:
@@ -101,9 +96,6 @@ def _matches(value: str, constraint: x509.GeneralName) -> bool:
         ip, net = _ip(value), constraint.value
         return ip is not None and isinstance(net, IPNetwork) and ip in net
     return False
-
-
-_IPS = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

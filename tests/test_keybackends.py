@@ -89,7 +89,7 @@ def memory() -> Iterator[MemoryBackend]:
     try:
         yield backend
     finally:
-        keys._registered.pop(SCHEME, None)  # the next test registers its own
+        keys.unregister(SCHEME)  # the next test registers its own
 
 
 def certkit(
@@ -243,10 +243,19 @@ def test_the_builtin_backends_load_only_when_a_ca_uses_them() -> None:
     import subprocess
 
     probe = (
-        "import sys, certkit, certkit.keys, certkit.store\n"
+        "import contextlib, io, sys, certkit, certkit.keys, certkit.store\n"
+        "sys.argv = ['certkit', *sys.argv[1:]]\n"
+        "from certkit.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main()\n"
         "print(sorted(m for m in sys.modules if m.startswith('certkit.keys.') or m == 'pkcs11'))"
     )
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert r.stdout.strip() == "[]"
+    for args in (["--help"], ["init-ca", "--help"], ["ca", "list"]):
+        r = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+        )
+        assert r.stdout.strip().splitlines()[-1] == "[]", (args, r.stdout)
     assert keys.backend_for(None) is keys.backend_for("file:k")
+    with pytest.raises(UsageError, match="No CA key backend for memory: URIs"):
+        keys.backend_for("memory://ca")  # registered by a test only while it runs
     assert keys.backend_for("pkcs11:token=t;object=k").scheme == "pkcs11"

@@ -127,6 +127,11 @@ def register(scheme: str, backend: KeyBackend) -> None:
     _registered[scheme.lower()] = backend
 
 
+def unregister(scheme: str) -> None:
+    """Forget a backend :func:`register` added (a built-in one loads again when used)."""
+    _registered.pop(scheme.lower(), None)
+
+
 def scheme_of(uri: str | None) -> str:
     """The scheme that picks the backend of ``uri`` (``file`` for no URI)."""
     if uri is None:
