@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,17 @@ def test_install_writes_an_executable_the_docker_cli_lists(plugin: Path) -> None
     (line,) = [ln for ln in listed.stdout.splitlines() if ln.strip().startswith("certkit")]
     assert line.split() == ["certkit*", *str(METADATA["ShortDescription"]).split()]
     assert "Invalid Plugins" not in listed.stdout
+
+
+def test_the_metadata_answer_imports_neither_typer_nor_cryptography() -> None:
+    """`docker --help` asks every plugin for its metadata: the answer must stay cheap."""
+    code = (
+        "import sys; from certkit.dockerplugin import main; main(['docker-cli-plugin-metadata']);"
+        "print(sorted(m for m in ('typer', 'click', 'cryptography', 'docker') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    metadata, loaded = r.stdout.splitlines()
+    assert json.loads(metadata) == METADATA and loaded == "[]"
 
 
 def test_docker_certkit_runs_certkit_with_its_exit_codes(plugin: Path, tmp_path: Path) -> None:
