@@ -250,7 +250,7 @@ class Prometheus:
     def alerts(self) -> list[dict[str, Any]]:
         return list(self.api("alerts")["alerts"])
 
-    def wait(self, what: str, ok: Callable[[], bool], timeout: float = 20) -> None:
+    def wait(self, what: str, ok: Callable[[], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not ok():
             if time.monotonic() > deadline:
