@@ -346,3 +346,25 @@ def test_renew_after_is_two_thirds_of_the_lifetime(store: CAStore, tmp_path: Pat
     renew = found["certkit_cert_renew_after_timestamp_seconds"]["docker1.example.com"]
     assert renew == pytest.approx(start + (end - start) * 2 / 3, abs=1)
     assert start < renew < end - 9 * 86400  # 30 days: renew after 20, not at the last 9
+
+
+def test_the_dashboard_layout_is_one_grafana_can_place() -> None:
+    """No Grafana here to load it: the ids are unique, every panel fits the 24-column grid,
+    none overlaps another, and every query uses the data source variable."""
+    board = cli_json("metrics", "dashboard")
+    assert board["uid"] and board["schemaVersion"] >= 36
+    ids = [p["id"] for p in board["panels"]]
+    assert len(set(ids)) == len(ids)
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "ca"]
