@@ -23,6 +23,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,14 @@ def _endpoint(host: str) -> str:
     return host.removeprefix("tcp://").rstrip("/")
 
 
-def translate(argv: list[str]) -> Invocation:
+def translate(
+    argv: list[str], selected: Callable[[str | None], str | None] | None = None
+) -> Invocation:
     """The certkit command line for ``docker-certkit ARGV`` (docker's options, ``certkit``, ...).
+
+    ``selected(docker_config)`` names the context the docker CLI would use when no option
+    picks one (``DOCKER_CONTEXT``, else ``currentContext``): a command that takes an
+    endpoint and is given none gets that one, as a docker command would.
 
     >>> translate(["--context", "prod", "certkit", "verify"]).args
     ['verify', '--context', 'prod']
@@ -174,6 +181,10 @@ def translate(argv: list[str]) -> Invocation:
         raise UsageError(
             f"docker --{flag} and `certkit {command}`'s own endpoint both name one: give one."
         )
+    if not endpoint and not explicit and selected is not None and "DOCKER_HOST" not in os.environ:
+        current = selected(run.env.get("DOCKER_CONFIG"))
+        if current and current != "default":  # the built-in one is the local socket
+            endpoint["context"] = current
     if "context" in endpoint:
         name = endpoint["context"]
         run.args += [use.context_option, name] if use.context_option else [name]
@@ -196,9 +207,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(METADATA))
         return
     from .cli import main as certkit_main
+    from .dockercli import selected_context
 
     try:
-        run = translate(words)
+        run = translate(words, selected_context)
     except UsageError as e:
         print(f"certkit: error: {e.message}", file=sys.stderr)
         sys.exit(e.exit_code)

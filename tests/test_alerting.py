@@ -250,7 +250,7 @@ class Prometheus:
     def alerts(self) -> list[dict[str, Any]]:
         return list(self.api("alerts")["alerts"])
 
-    def wait(self, what: str, ok: Callable[[], bool], timeout: float = 20) -> None:
+    def wait(self, what: str, ok: Callable[[], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not ok():
             if time.monotonic() > deadline:
@@ -325,3 +325,46 @@ def _each_dashboard_query_returns_data(prom: Prometheus) -> None:
         assert result, f"panel {title!r}: {query} returned no data"
         checked.append(title)
     assert len(checked) == len(board["panels"]) == 11
+
+
+def test_renew_after_is_two_thirds_of_the_lifetime(store: CAStore, tmp_path: Path) -> None:
+    """The metric CertkitRenewalOverdue reads, checked against the certificate itself."""
+    from cryptography import x509
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cli_ok("issue-server", "docker1.example.com", "--days", "30", "--out", str(tmp_path / "s"))
+    cert = x509.load_pem_x509_certificate((tmp_path / "s" / "server-cert.pem").read_bytes())
+    text = cli_ok("status", "--format", "prometheus")
+    found = {
+        f.name: {s.labels["name"]: s.value for s in f.samples}
+        for f in text_string_to_metric_families(text)
+        if f.name.startswith("certkit_cert_")
+    }
+    start = cert.not_valid_before_utc.timestamp()
+    end = cert.not_valid_after_utc.timestamp()
+    assert found["certkit_cert_not_before_timestamp_seconds"]["docker1.example.com"] == start
+    renew = found["certkit_cert_renew_after_timestamp_seconds"]["docker1.example.com"]
+    assert renew == pytest.approx(start + (end - start) * 2 / 3, abs=1)
+    assert start < renew < end - 9 * 86400  # 30 days: renew after 20, not at the last 9
+
+
+def test_the_dashboard_layout_is_one_grafana_can_place() -> None:
+    """No Grafana here to load it: the ids are unique, every panel fits the 24-column grid,
+    none overlaps another, and every query uses the data source variable."""
+    board = cli_json("metrics", "dashboard")
+    assert board["uid"] and board["schemaVersion"] >= 36
+    ids = [p["id"] for p in board["panels"]]
+    assert len(set(ids)) == len(ids)
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "ca"]

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,17 @@ def test_install_writes_an_executable_the_docker_cli_lists(plugin: Path) -> None
     (line,) = [ln for ln in listed.stdout.splitlines() if ln.strip().startswith("certkit")]
     assert line.split() == ["certkit*", *str(METADATA["ShortDescription"]).split()]
     assert "Invalid Plugins" not in listed.stdout
+
+
+def test_the_metadata_answer_imports_neither_typer_nor_cryptography() -> None:
+    """`docker --help` asks every plugin for its metadata: the answer must stay cheap."""
+    code = (
+        "import sys; from certkit.dockerplugin import main; main(['docker-cli-plugin-metadata']);"
+        "print(sorted(m for m in ('typer', 'click', 'cryptography', 'docker') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    metadata, loaded = r.stdout.splitlines()
+    assert json.loads(metadata) == METADATA and loaded == "[]"
 
 
 def test_docker_certkit_runs_certkit_with_its_exit_codes(plugin: Path, tmp_path: Path) -> None:
@@ -123,6 +135,12 @@ def test_docker_context_and_host_flags_reach_verify(
     # both the docker flag and certkit's own: refused, not guessed
     r = docker("--context", "prod", "certkit", "verify", "--context", "closed")
     assert r.returncode == 2 and "give one" in r.stderr
+    # no flag: the context the docker CLI would use (DOCKER_CONTEXT, else the current one)
+    r = docker("certkit", "verify", "--insecure-port", "0", env={"DOCKER_CONTEXT": "prod"})
+    assert r.returncode == 0 and "with context prod" in r.stdout, r.stdout + r.stderr
+    assert docker("context", "use", "closed").returncode == 0
+    r = docker("certkit", "verify", "--timeout", "2", "--insecure-port", "0")
+    assert r.returncode == 1 and "with context closed" in r.stdout
     # a flag that names nothing to status: a warning, and status runs
     r = docker("--context", "prod", "certkit", "status")
     assert r.returncode == 0 and "docker --context means nothing" in r.stderr
@@ -140,6 +158,17 @@ def test_translate_maps_docker_options_to_certkit() -> None:
         "verify", "--timeout", "3", "h:2376"
     ]  # fmt: skip
     assert translate(["help", "certkit", "verify"]).args == ["verify", "--help"]
+    asked: list[str | None] = []
+
+    def selected(config: str | None) -> str | None:
+        asked.append(config)
+        return None  # no context selected: certkit's own message follows
+
+    assert translate(["--config", "/c", "certkit", "env"], lambda c: "ctx").args == ["env", "ctx"]
+    assert translate(["certkit", "env"], lambda c: "default").args == ["env"]  # the local socket
+    assert translate(["certkit", "verify", "h:1"], lambda c: "ctx").args == ["verify", "h:1"]
+    assert translate(["--config", "/c", "certkit", "verify"], selected).args == ["verify"]
+    assert asked == ["/c"]  # asked in the config dir docker was given
     for argv, message in [
         (["--bogus", "certkit", "status"], "is not a docker global option"),
         (["-c"], "needs a value"),

@@ -30,8 +30,9 @@ def install_docker_plugin(
     """Install `docker certkit`: a docker CLI plugin that runs this certkit.
 
     The docker CLI's --config is honoured, and --context / --host / --tlscacert,
-    --tlscert, --tlskey where a command takes an endpoint (verify, env).  Exit codes
-    are certkit's.
+    --tlscert, --tlskey where a command takes an endpoint (verify, env); with none,
+    those use the context docker would (DOCKER_CONTEXT, else the current one).
+    Exit codes are certkit's.
 
     Example: certkit install-docker-plugin && docker --context prod certkit verify
     """
