@@ -284,6 +284,20 @@ def test_the_timer_renews_a_due_server_on_a_real_systemd(lab: Lab) -> None:
     assert f'serial="{second:x}"' in host.path(TEXTFILE).read_text()
     assert f'serial="{first:x}"' not in host.path(TEXTFILE).read_text()
 
+    # A renewal that fails (the certificate directory replaced by a file: nothing can be
+    # installed there): the service fails, the textfile is still written (ExecStopPost),
+    # and `schedule status` says so, exit 1.
+    host.check("mv /etc/docker/certkit /etc/docker/certkit.away && touch /etc/docker/certkit")
+    written = host.path(TEXTFILE).stat().st_mtime_ns
+    assert host.sh("systemctl start certkit-renew.service", timeout=300).returncode != 0
+    assert host.check("systemctl show -p Result --value certkit-renew").strip() == "exit-code"
+    log = host.journal("certkit-renew")[-3000:]
+    assert host.path(TEXTFILE).stat().st_mtime_ns > written, log
+    failed = host.certkit("schedule", "status")
+    assert failed.returncode == 1 and "Last run failed (exit " in failed.stdout, failed.stdout
+    host.check("rm /etc/docker/certkit && mv /etc/docker/certkit.away /etc/docker/certkit")
+    assert _served_serial(host, tls) == second  # dockerd was never touched
+
     # Removed: no unit, no timer in systemd's memory, no textfile.
     out = certkit("schedule", "remove")
     assert "removed /etc/systemd/system/certkit-renew.timer" in out
