@@ -25,8 +25,8 @@ Role = Literal["client", "server", "ca"]
 
 # What each expiry does to a connection, in the words the user will meet.
 CONSEQUENCE: dict[Role, str] = {
-    "client": "dockerd refuses it, and the docker CLI says only "
-    '"remote error: tls: bad certificate"',
+    "client": "dockerd refuses it, and the docker CLI does not say why "
+    '("remote error: tls: bad certificate", or a connection reset)',
     "server": 'every client refuses the server ("x509: certificate has expired")',
     "ca": "nothing it signed is accepted any more, by the clients or by dockerd",
 }

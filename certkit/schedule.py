@@ -324,6 +324,14 @@ def require_systemd(scope: Scope) -> None:
         )
 
 
+def _require_root(scope: Scope, root: str | None, verb: str) -> None:
+    if scope == "system" and root is None and os.geteuid() != 0:
+        raise UsageError(
+            f"The system timer is root's: run `sudo certkit schedule {verb}`, or "
+            f"`certkit schedule {verb} --user` for a timer of your own."
+        )
+
+
 def install(s: Schedule, root: str | None = None) -> ScheduleReport:
     """Write the timer and the service atomically, then enable and start the timer.
 
@@ -331,6 +339,7 @@ def install(s: Schedule, root: str | None = None) -> ScheduleReport:
     with the same choices changes nothing (``unchanged``).
     """
     where = unit_dir(s.scope, root)
+    _require_root(s.scope, root, "install")
     if root is None:
         require_systemd(s.scope)
     report = ScheduleReport(s.scope, str(where), service=render_service(s))
@@ -398,6 +407,7 @@ def remove(scope: Scope, root: str | None = None) -> ScheduleReport:
     """Stop and disable the timer, delete both units and the textfile the service wrote,
     and make systemd forget them (daemon-reload, reset-failed): nothing is left behind."""
     where = unit_dir(scope, root)
+    _require_root(scope, root, "remove")
     report = ScheduleReport(scope, str(where))
     service, timer = where / SERVICE, where / TIMER
     textfile = _textfile_of(service)

@@ -24,7 +24,8 @@ from certkit.verify import api_floor_problem
 
 PAST = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
 CLIENT_SAYS = (
-    'dockerd refuses it, and the docker CLI says only "remote error: tls: bad certificate"'
+    "dockerd refuses it, and the docker CLI does not say why "
+    '("remote error: tls: bad certificate", or a connection reset)'
 )
 
 
@@ -84,7 +85,7 @@ def test_expired_client_certificate_is_named_before_connecting(
     assert [c for c in _lines(r.stdout) if c[1] == "client-cert-expiry"] == [
         (status, name, message)
     ]
-    # What the docker CLI itself says with the same files: the bare TLS alert, no reason.
+    # What the docker CLI itself says with the same files: no reason at all.
     if shutil.which("docker"):
         ca_pem, cert, key = args[1], args[3], args[5]
         docker = subprocess.run(
@@ -94,7 +95,10 @@ def test_expired_client_certificate_is_named_before_connecting(
             env={**os.environ, "DOCKER_CONFIG": str(sandbox / "cli")},
         )  # fmt: skip
         assert docker.returncode != 0
-        assert "bad certificate" in docker.stderr and "expired" not in docker.stderr
+        # TLS 1.3: the alert comes after the client's handshake is done, so the CLI reads
+        # either the alert or a reset, depending on timing; the word "expired", never.
+        assert "bad certificate" in docker.stderr or "reset by peer" in docker.stderr
+        assert "expired" not in docker.stderr
 
 
 def test_expired_server_certificate_is_named_from_the_inventory_first(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shlex
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
+from lab import VENV_CERTKIT, Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
 from support import cli_json, cli_ok, run_certkit
 
 from certkit import defaults
@@ -282,6 +284,20 @@ def test_the_timer_renews_a_due_server_on_a_real_systemd(lab: Lab) -> None:
     assert f'serial="{second:x}"' in host.path(TEXTFILE).read_text()
     assert f'serial="{first:x}"' not in host.path(TEXTFILE).read_text()
 
+    # A renewal that fails (the certificate directory replaced by a file: nothing can be
+    # installed there): the service fails, the textfile is still written (ExecStopPost),
+    # and `schedule status` says so, exit 1.
+    host.check("mv /etc/docker/certkit /etc/docker/certkit.away && touch /etc/docker/certkit")
+    written = host.path(TEXTFILE).stat().st_mtime_ns
+    assert host.sh("systemctl start certkit-renew.service", timeout=300).returncode != 0
+    assert host.check("systemctl show -p Result --value certkit-renew").strip() == "exit-code"
+    log = host.journal("certkit-renew")[-3000:]
+    assert host.path(TEXTFILE).stat().st_mtime_ns > written, log
+    failed = host.certkit("schedule", "status")
+    assert failed.returncode == 1 and "Last run failed (exit " in failed.stdout, failed.stdout
+    host.check("rm /etc/docker/certkit && mv /etc/docker/certkit.away /etc/docker/certkit")
+    assert _served_serial(host, tls) == second  # dockerd was never touched
+
     # Removed: no unit, no timer in systemd's memory, no textfile.
     out = certkit("schedule", "remove")
     assert "removed /etc/systemd/system/certkit-renew.timer" in out
@@ -294,3 +310,52 @@ def test_the_timer_renews_a_due_server_on_a_real_systemd(lab: Lab) -> None:
     assert not host.path("/etc/systemd/system/timers.target.wants/certkit-renew.timer").exists()
     assert not host.path(TEXTFILE).exists()
     assert host.certkit("schedule", "status").returncode == 1
+
+
+@pytest.mark.lab
+def test_a_user_timer_renews_that_users_contexts(lab: Lab) -> None:
+    """``schedule install --user``: ops's own timer, under ops's systemd user manager,
+    renews ops's docker context; nothing of root's is touched."""
+    host = lab.host()
+    # ops runs this checkout's virtualenv, whose python lives under root's pyenv: let ops
+    # into /root (the lab's overlay only: nothing on this machine changes).
+    host.check("chmod 755 /root")
+    uid = host.check("id -u ops").strip()
+    host.check("loginctl enable-linger ops")  # what the install output advises
+    deadline = time.monotonic() + 30
+    while host.sh(f"systemctl is-active user@{uid}.service").stdout.strip() != "active":
+        assert time.monotonic() < deadline, host.journal(f"user@{uid}")[-2000:]
+        time.sleep(0.2)
+    env = (
+        f"XDG_RUNTIME_DIR=/run/user/{uid} HOME=/home/ops "
+        "CERTKIT_HOME=/home/ops/certkit DOCKER_CONFIG=/home/ops/.docker"
+    )
+
+    def as_ops(command: str) -> str:
+        done = host.sh(f"cd /home/ops && runuser -u ops -- env {env} {command}")
+        assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    certkit = str(VENV_CERTKIT)
+    as_ops(f"{certkit} init-ca")
+    as_ops(f"{certkit} client-context laptop --host docker1.example.com --days 3")
+    cert = host.path("/home/ops/.docker")
+    before = {p: p.read_bytes() for p in cert.glob("contexts/tls/*/docker/cert.pem")}
+    assert len(before) == 1
+
+    out = as_ops(f"{certkit} schedule install --user --renew-at 0.001")
+    assert "certkit-renew.timer enabled and started" in out
+    unit = host.path("/home/ops/.config/systemd/user/certkit-renew.service").read_text()
+    assert "Environment=CERTKIT_HOME=/home/ops/certkit" in unit and "--restart" not in unit
+    assert "certkit-renew.timer" in as_ops("systemctl --user list-timers --all --no-pager")
+    as_ops("systemctl --user start certkit-renew.service")
+    ((path, old),) = before.items()
+    assert path.read_bytes() != old, "the context's certificate was not renewed"
+    status = as_ops(f"{certkit} schedule status --user")
+    assert "Last run succeeded (exit 0)" in status
+    assert re.search(r"next run \w{3} \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC\.", status), status
+    assert not host.path("/etc/systemd/system/certkit-renew.timer").exists()
+
+    as_ops(f"{certkit} schedule remove --user")
+    assert "certkit-renew" not in as_ops("systemctl --user list-timers --all --no-pager")
+    assert not list(host.path("/home/ops/.config/systemd/user").glob("certkit-renew.*"))

@@ -120,7 +120,8 @@ def _install_lines(report: ScheduleReport, restart: bool) -> list[str]:
     if report.enabled:
         nxt = report.timer.get("NextElapseUSecRealtime") or "?"
         lines.append(f"{TIMER} enabled and started; next run: {nxt}.")
-        lines.append(f"Run it now: {ctl} start {SERVICE}; its log: journalctl -u {SERVICE}")
+        log = "journalctl" + (" --user" if report.scope == "user" else "") + f" -u {SERVICE}"
+        lines.append(f"Run it now: {ctl} start {SERVICE}; its log: {log}")
     else:
         lines.append(f"Not enabled (--root): on the host, {ctl} enable --now {TIMER}")
     if not restart and report.scope == "system":
@@ -157,7 +158,8 @@ def status(system: bool = SYSTEM, user: bool = USER, json_out: bool = JSON_OPTIO
         else:
             how = "failed" if failed else "succeeded"
             code = last.get("ExecMainStatus", "?")
-            lines.append(f"Last run {how} (exit {code}) at {ended}: journalctl -u {SERVICE}")
+            log = "journalctl" + (" --user" if report.scope == "user" else "") + f" -u {SERVICE}"
+            lines.append(f"Last run {how} (exit {code}) at {ended}: {log}")
     data = {**report.to_json(), "ok": report.installed and not failed}
     emit(json_out, data, lines)
     if not data["ok"]:
