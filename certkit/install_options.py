@@ -34,9 +34,14 @@ class InstallOptions:
     allow_from: tuple[str, ...] = ()  # sources the firewall lets reach the port
     # Sources whose firewall rule certkit added (recorded: firewalld's carry no mark).
     firewall_added: tuple[str, ...] = ()
+    # --replace-ca: the host may trust this CA instead of the one it trusts now.  A consent
+    # for one run: never recorded, so renewal never replays it.
+    replace_ca: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["replace_ca"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InstallOptions:
@@ -63,6 +68,7 @@ def install_options(
     remove_insecure: bool = False,
     allow_from: tuple[str, ...] = (),
     firewall_added: tuple[str, ...] = (),
+    replace_ca: bool = False,
 ) -> InstallOptions:
     """:class:`InstallOptions` from what was given (None: the default)."""
     return InstallOptions(
@@ -74,4 +80,5 @@ def install_options(
         remove_insecure=remove_insecure,
         allow_from=allow_from,
         firewall_added=firewall_added,
+        replace_ca=replace_ca,
     )

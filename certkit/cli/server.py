@@ -8,6 +8,13 @@ import typer
 
 from ..defaults import SERVER_DAYS
 from . import reach
+from .installflags import (
+    ALLOW_FROM,
+    KEEP_INSECURE,
+    REMOVE_INSECURE,
+    REPLACE_CA,
+    with_allow_from,
+)
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -50,12 +57,6 @@ METHOD = typer.Option(
     "--method",
     help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key).",
 )
-KEEP_INSECURE = typer.Option(
-    False, "--keep-insecure", help="Keep an existing TCP listener without TLS (e.g. :2375)."
-)
-REMOVE_INSECURE = typer.Option(
-    False, "--remove-insecure", help="Remove an existing TCP listener without TLS."
-)
 DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
 )
@@ -64,14 +65,6 @@ FORCE = typer.Option(
     "--force",
     help="Replace files already in --out; take a name another host's active certificate "
     "holds (the name moved to this host).",
-)
-ALLOW_FROM = typer.Option(
-    None,
-    "--allow-from",
-    metavar="CIDR",
-    help="With --install: open the TLS port in the host's active firewall (ufw, firewalld) "
-    "to these sources only (repeatable; 'any' for everyone); certkit's rules for other "
-    "sources are removed.",
 )
 FROM_FILE = typer.Option(
     None,
@@ -109,6 +102,7 @@ def issue_server(
     from_file: str = FROM_FILE,
     force: bool = FORCE,
     allow_from: list[str] = ALLOW_FROM,
+    replace_ca: bool = REPLACE_CA,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -139,6 +133,10 @@ def issue_server(
                          keep_insecure, remove_insecure)  # fmt: skip
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
+    if replace_ca:
+        from dataclasses import replace
+
+        options = replace(options, replace_ca=True)
     target = None
     if install:  # the install machinery (certkit.host and below) only when installing
         from ..targets import from_reach, open_target
@@ -203,22 +201,6 @@ def _install_options(
         keep_insecure=keep_insecure,
         remove_insecure=remove_insecure,
     )
-
-
-def with_allow_from(
-    options: InstallOptions, allow_from: list[str] | None, install: bool
-) -> InstallOptions:
-    """``options`` with the checked ``--allow-from`` sources (refused without an install)."""
-    if not allow_from:
-        return options
-    from dataclasses import replace
-
-    from ..errors import UsageError
-    from ..host.firewall import check_sources
-
-    if not install:
-        raise UsageError("--allow-from only applies with --install or --ssh: add --install.")
-    return replace(options, allow_from=check_sources(allow_from))
 
 
 def firewall_lines(plan: Any, dry_run: bool) -> list[str]:

@@ -7,6 +7,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from . import reach
+from .installflags import (
+    ALLOW_FROM,
+    KEEP_INSECURE,
+    REMOVE_INSECURE,
+    REPLACE_CA,
+    with_allow_from,
+)
 from .output import (
     CA_OPTION,
     CERT_DIR_OPTION,
@@ -58,6 +65,10 @@ def setup(
     force: bool = typer.Option(
         False, "--force", help="Take a name another host's active certificate holds (it moved)."
     ),
+    keep_insecure: bool = KEEP_INSECURE,
+    remove_insecure: bool = REMOVE_INSECURE,
+    allow_from: list[str] = ALLOW_FROM,
+    replace_ca: bool = REPLACE_CA,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Set up one Docker host for mutual TLS in one step; a second run changes nothing.
@@ -86,7 +97,16 @@ def setup(
             else "--ssh installs over SSH and --install on this machine: use one of them."
         )
     where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
-    options = install_options(listen=listen, port=port, cert_dir=cert_dir, method=method)
+    options = install_options(
+        listen=listen,
+        port=port,
+        cert_dir=cert_dir,
+        method=method,
+        keep_insecure=keep_insecure,
+        remove_insecure=remove_insecure,
+        replace_ca=replace_ca,
+    )
+    options = with_allow_from(options, allow_from, install=True)
     target = open_target(from_reach(where), cert_dir)
     result = _setup(
         host,

@@ -16,6 +16,8 @@ Two ways to open TCP exist and must never be mixed (``hosts`` set both as a
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -465,6 +467,7 @@ def plan_install(
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
     pems = {"ca": ca_pem, "cert": cert_pem, "key": key_pem}
+    replaced_ca = _check_trust(files_.cert_files.get(cert_paths["ca"]), ca_pem, options)
     changes, previous = _changes(
         [
             *(
@@ -483,6 +486,13 @@ def plan_install(
     )
 
     backup = _backup(dj_path, now) if new_json is not None and old_json is not None else None
+    if replaced_ca is not None:  # --replace-ca: the CA the host trusted is kept beside
+        # Beside daemon.json's backups, not in the certificate directory (certkit's alone).
+        stamp = _backup(dj_path, now)[1].rsplit("-", 1)[1]
+        kept = str(PurePosixPath(dj_path).with_name(f"ca.pem.certkit-replaced-{stamp}"))
+        changes.append(FileChange(kept, replaced_ca, files.PUBLIC_FILE, files.PUBLIC_DIR))
+        previous[kept] = None
+        warnings.append(f"The CA the host trusted before is kept as {kept}.")
     return InstallPlan(
         method=method,
         changes=changes,
@@ -504,6 +514,47 @@ def plan_install(
         firewall=firewall,
         firewall_warnings=fw_warnings,
     )
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _ders(pem: bytes) -> set[bytes]:
+    """The DER of every certificate in a PEM bundle (stdlib only: planning stays light)."""
+    out = set()
+    for block in _PEM_CERT.findall(pem):
+        with contextlib.suppress(ValueError):
+            out.add(base64.b64decode(b"".join(block.split()), validate=True))
+    return out
+
+
+def _check_trust(old: bytes | None, new: bytes, options: InstallOptions) -> bytes | None:
+    """Refuse to swap the CA a host trusts for an unrelated one (a second store, another
+    admin's CA): every client of the old CA would be locked out.  Returns the old bundle
+    when ``--replace-ca`` allows the swap (it is then kept beside), else None."""
+    old_ders = _ders(old or b"")
+    if not old_ders or old_ders & _ders(new):
+        return None  # nothing there yet, or the same CA (a rotation bundle overlaps too)
+    if options.replace_ca:
+        return old
+    raise UsageError(
+        f"The host trusts another CA ({_subjects(old_ders)}) than the one issuing this "
+        "certificate: its clients would all be locked out. Use the CA store that set the "
+        "host up, or pass --replace-ca to switch the host to this CA (the old CA file is "
+        "kept beside it); nothing was issued."
+    )
+
+
+def _subjects(ders: set[bytes]) -> str:
+    from cryptography import x509
+
+    names = []
+    for der in sorted(ders):
+        try:
+            names.append(x509.load_der_x509_certificate(der).subject.rfc4514_string())
+        except ValueError:
+            names.append("an unreadable certificate")
+    return "; ".join(names)
 
 
 def _new_daemon_json(
