@@ -141,21 +141,29 @@ def client_context(
         docker_config=str(config_dir),
         description=text,
     )
-    issued = ca_ops.issue(
-        store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
-    )
-    info = dockercli.write_context(
-        name,
-        bare_host,
-        port,
-        issued.ca_pem,
-        issued.cert_pem,
-        issued.key_pem,
-        description=text,
-        docker_config=config_dir,
-        force=True,  # checked above, before issuing
-    )
-    _installed_replacing(store, issued.record.serial, name, str(config_dir), str(info.tls_dir))
+    # One writer of contexts at a time: two runs for the same name would each supersede
+    # the other's record and leave none in use.  The loser is told, and issues nothing.
+    with files.locked(paths.store_root() / ".contexts.lock"):
+        if not force and dockercli.context_exists(name, config_dir):
+            raise UsageError(
+                f"A docker context named {name!r} was just created in {config_dir} by another "
+                "certkit run; nothing was issued (pass --force to replace it)."
+            )
+        issued = ca_ops.issue(
+            store, "client", name, common_name, None, days, kt, not_after=not_after, origin=origin
+        )
+        info = dockercli.write_context(
+            name,
+            bare_host,
+            port,
+            issued.ca_pem,
+            issued.cert_pem,
+            issued.key_pem,
+            description=text,
+            docker_config=config_dir,
+            force=True,  # checked above, before issuing
+        )
+        _installed_replacing(store, issued.record.serial, name, str(config_dir), str(info.tls_dir))
     result = _result(issued, name, ca, endpoint)
     result.warnings += [issued.capped] if issued.capped else []
     result.context = info
