@@ -6,6 +6,8 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
     cas/<name>/ca-key.pem       CA private key, maybe encrypted (0600)
     cas/<name>/ca-key.uri       instead of ca-key.pem: where the key is on a PKCS#11
                                 token, an RFC 7512 URI without PIN (0600)
+    cas/<name>/openbao.json     instead of a key: the CA issues through an OpenBao PKI mount
+                                (0600, certkit/openbao/binding.py); ca.pem is its root
     cas/<name>/bundle.pem       trust bundle while a CA rotation is under way
                                 (new CA certificate first, then the previous one)
     cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem or .uri) during a rotation
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 KEY_URI_FILE = "ca-key.uri"
+OPENBAO_FILE = "openbao.json"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -142,7 +145,8 @@ class CAStore:
         return (self.previous_dir / "ca.pem").exists()
 
     def exists(self) -> bool:
-        return self.cert_path.exists() and (self.key_path.exists() or self.key_uri_path.exists())
+        key = self.key_path, self.key_uri_path, self.dir / OPENBAO_FILE
+        return self.cert_path.exists() and any(p.exists() for p in key)
 
     def require(self) -> CAStore:
         if not self.exists():
@@ -168,8 +172,8 @@ class CAStore:
     def key_encrypted(self) -> bool:
         from .certs import is_encrypted_pem
 
-        if self.key_uri_path.exists():
-            return False  # on a token: a PIN guards it, not a passphrase
+        if self.key_uri_path.exists() or (self.dir / OPENBAO_FILE).exists():
+            return False  # on a token or in OpenBao: not a passphrase
         return is_encrypted_pem(self.key_path.read_bytes())
 
     def load_key(self) -> PrivateKey:

@@ -7,10 +7,12 @@ unless ``CERTKIT_REQUIRE_BAO=1`` (CI sets it: then they fail).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -48,21 +50,32 @@ def require_bao() -> str:
     return found
 
 
-def api(addr: str, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
+def _tls(cacert: Path | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(cacert)) if cacert else None
+
+
+def api(
+    addr: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    cacert: Path | None = None,
+) -> Any:
     """One OpenBao HTTP API call from the test side (plain urllib, not certkit's client)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"{addr}/v1/{path}", data=data, method=method)
     if token:
         req.add_header("X-Vault-Token", token)
-    with urllib.request.urlopen(req, timeout=10) as r:
+    with urllib.request.urlopen(req, timeout=10, context=_tls(cacert)) as r:
         text = r.read()
     return json.loads(text) if text else None
 
 
-def health(addr: str) -> dict[str, Any] | None:
+def health(addr: str, cacert: Path | None = None) -> dict[str, Any] | None:
     """``sys/health`` (whatever its status code says), or None when nothing answers."""
     try:
-        with urllib.request.urlopen(f"{addr}/v1/sys/health", timeout=2) as r:
+        with urllib.request.urlopen(f"{addr}/v1/sys/health", timeout=2, context=_tls(cacert)) as r:
             return dict(json.loads(r.read()))
     except urllib.error.HTTPError as e:  # 429 standby, 501 uninitialised, 503 sealed
         return dict(json.loads(e.read() or b"{}"))
@@ -75,6 +88,16 @@ class BaoNode:
     proc: subprocess.Popen[bytes]
     addr: str
     log_path: Path
+    cacert: Path | None = None  # -dev-tls: the CA of its certificate (BAO_CACERT)
+
+    def env(self, token: str | None = ROOT_TOKEN) -> dict[str, str]:
+        """BAO_ADDR, BAO_CACERT and (unless None) BAO_TOKEN for this node."""
+        out = {"BAO_ADDR": self.addr}
+        if self.cacert:
+            out["BAO_CACERT"] = str(self.cacert)
+        if token:
+            out["BAO_TOKEN"] = token
+        return out
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -102,20 +125,33 @@ def _wait(node: BaoNode, ready: Any, what: str, timeout: float = 30) -> dict[str
     while time.monotonic() < deadline:
         if node.proc.poll() is not None:
             raise RuntimeError(f"bao exited with {node.proc.returncode}:\n{node.log()[-3000:]}")
-        h = health(node.addr)
+        h = health(node.addr, node.cacert)
         if h is not None and ready(h):
             return h
         time.sleep(0.1)
     raise TimeoutError(f"bao at {node.addr} not {what} within {timeout}s:\n{node.log()[-3000:]}")
 
 
-def start_dev(binary: str, base: Path) -> BaoNode:
-    """``bao server -dev`` on a free loopback port (in-memory, unsealed, root token known)."""
+def start_dev(binary: str, base: Path, tls: bool = False) -> BaoNode:
+    """``bao server -dev`` on a free loopback port (in-memory, unsealed, root token known).
+
+    ``tls``: HTTPS with a CA of its own (``-dev-tls``), which the ``cert`` auth method needs.
+    """
     port = free_port()
     cmd = [binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}",
            f"-dev-root-token-id={ROOT_TOKEN}", "-dev-no-store-token"]  # fmt: skip
+    cert_dir = base / f"bao-tls-{port}"
+    if tls:
+        cert_dir.mkdir()
+        cmd += ["-dev-tls", f"-dev-tls-cert-dir={cert_dir}"]
     log = base / f"bao-dev-{port}.log"
-    node = BaoNode(_start(cmd, log), f"http://127.0.0.1:{port}", log)
+    scheme = "https" if tls else "http"
+    node = BaoNode(_start(cmd, log), f"{scheme}://127.0.0.1:{port}", log)
+    if tls:
+        deadline = time.monotonic() + 30
+        while not (cert_dir / "vault-ca.pem").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        node.cacert = cert_dir / "vault-ca.pem"
     _wait(node, lambda h: h.get("initialized") and not h.get("sealed"), "ready")
     return node
 
@@ -214,17 +250,25 @@ def _wait_voters(addr: str, token: str, size: int, timeout: float = 60) -> None:
     raise TimeoutError(f"the {size} OpenBao nodes did not all become voters within {timeout}s")
 
 
-@pytest.fixture
-def bao_dev(tmp_path: Path) -> Iterator[BaoNode]:
-    """A fresh ``bao server -dev`` (root token :data:`ROOT_TOKEN`), stopped afterwards."""
-    node = start_dev(require_bao(), tmp_path)
-    yield node
-    node.stop()
+@contextlib.contextmanager
+def running_dev(base: Path, tls: bool = False) -> Iterator[BaoNode]:
+    """A fresh ``bao server -dev`` (root token :data:`ROOT_TOKEN`), stopped afterwards.
+
+    ``tls``: HTTPS (``node.cacert``), which the ``cert`` auth method needs.  Test modules
+    wrap it in a fixture (``yield from``-style), as they do :func:`running_cluster`.
+    """
+    node = start_dev(require_bao(), base, tls=tls)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
-@pytest.fixture
-def bao_cluster(tmp_path: Path) -> Iterator[BaoCluster]:
+@contextlib.contextmanager
+def running_cluster(base: Path) -> Iterator[BaoCluster]:
     """A 3-node OpenBao cluster with integrated Raft on loopback, stopped afterwards."""
-    cluster = start_cluster(require_bao(), tmp_path)
-    yield cluster
-    cluster.stop()
+    cluster = start_cluster(require_bao(), base)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -31,6 +31,7 @@ MODULES = (
     "firewall",
     "bulk",
     "fleet",
+    "team",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -53,6 +54,8 @@ COMMAND_MODULES = {
     "firewall": "firewall",
     "issue-client": "bulk",
     "fleet": "fleet",
+    "login": "team",
+    "team": "team",
 }
 
 _HELP = frozenset({"-h", "--help"})
