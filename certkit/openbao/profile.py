@@ -135,12 +135,13 @@ def person_policy(mount: str) -> str:
     )
 
 
-def cert_auth_role(trust_pem: str, ocsp_url: str) -> dict[str, Any]:
+def cert_auth_role(trust_pem: str) -> dict[str, Any]:
     """``auth/cert/certs/certkit-person``: log in with a person's current certificate.
 
-    Only certificates of this issuer with the person OU; each login asks the mount's
-    OCSP responder, so a revoked certificate logs in no more.  The entity alias is the
-    certificate's CN: the person role's template gives the same name back.
+    Only certificates of this issuer with the person OU.  Revocation reaches it through
+    the CRL ``certkit team revoke`` pushes (auth/cert/crls), not OCSP: OpenBao asking
+    its own responder on every renewal would need its listener's CA and add a round trip.
+    The entity alias is the certificate's CN: the person role's template gives it back.
     """
     return {
         "certificate": trust_pem,
@@ -148,9 +149,6 @@ def cert_auth_role(trust_pem: str, ocsp_url: str) -> dict[str, Any]:
         "token_policies": [PERSON_POLICY],
         "token_ttl": "10m",
         "token_max_ttl": "10m",
-        "ocsp_enabled": True,
-        "ocsp_servers_override": [ocsp_url],
-        "ocsp_fail_open": False,
     }
 
 

@@ -2,7 +2,7 @@
 
 OpenBao lists issued serials (``<mount>/certs``); each certificate is read back and
 revoked when its common name is the person's.  The CRL and the OCSP responder then say
-so, and the ``cert`` auth role (which asks OCSP) refuses her renewal.
+so, and the ``cert`` auth method gets the new CRL (:func:`push_crl`): her renewal is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from cryptography import x509
 from .. import certs
 from ..store import CAStore
 from .binding import require_binding
+from .client import Bao
 from .issue import open_bao
 
 
@@ -33,7 +34,15 @@ def revoke_identity(store: CAStore, identity: str) -> list[str]:
             continue
         bao.write(f"{binding.mount}/revoke", {"serial_number": serial})
         revoked.append(str(serial))
+    push_crl(bao, binding.mount, binding.auth.get("cert", "cert"))
     return revoked
+
+
+def push_crl(bao: Bao, mount: str, cert_auth: str = "cert") -> None:
+    """Give the ``cert`` auth method the mount's current CRL: a revoked certificate logs
+    in no more (no OCSP round trip from OpenBao to itself on every renewal)."""
+    crl = bao.read(f"{mount}/cert/crl")["data"]["certificate"]
+    bao.write(f"auth/{cert_auth}/crls/certkit-{mount}", {"crl": crl})
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -72,7 +72,7 @@ def init_openbao_ca(
     bao.write(f"{mount}/config/urls", _urls(config.addresses[0], mount))
     accessors = _ensure_auth(bao, create, created)
     chain, anchor = _chain(bao, mount, issuer_id)
-    _write_roles_and_policies(bao, mount, kt, accessors, anchor + "".join(chain), config)
+    _write_roles_and_policies(bao, mount, kt, accessors, anchor + "".join(chain))
     binding = Binding(list(config.addresses), mount, issuer_id, chain)
     write_binding(store, binding, (anchor.strip() + "\n").encode())
     issuer = certs.load_cert((chain[0] if chain else anchor).encode())
@@ -182,7 +182,7 @@ def _self_signed(pem: str) -> bool:
 
 
 def _write_roles_and_policies(
-    bao: Bao, mount: str, kt: str, accessors: list[str], trust: str, config: Any
+    bao: Bao, mount: str, kt: str, accessors: list[str], trust: str
 ) -> None:
     roles = {
         profile.SERVER_ROLE: profile.server_role(kt),
@@ -193,8 +193,7 @@ def _write_roles_and_policies(
         bao.write(f"{mount}/roles/{role}", params)
     bao.write(f"sys/policies/acl/{profile.ADMIN_POLICY}", {"policy": profile.admin_policy(mount)})
     bao.write(f"sys/policies/acl/{profile.PERSON_POLICY}", {"policy": profile.person_policy(mount)})
-    bao.write(f"auth/cert/certs/{profile.CERT_AUTH_ROLE}", profile.cert_auth_role(
-        trust, f"{config.addresses[0]}/v1/{mount}/ocsp"))  # fmt: skip
+    bao.write(f"auth/cert/certs/{profile.CERT_AUTH_ROLE}", profile.cert_auth_role(trust))
 
 
 def _record_ca(store: CAStore, issuer: Any) -> None:
