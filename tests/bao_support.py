@@ -67,7 +67,7 @@ def api(
     req = urllib.request.Request(f"{addr}/v1/{path}", data=data, method=method)
     if token:
         req.add_header("X-Vault-Token", token)
-    with urllib.request.urlopen(req, timeout=10, context=_tls(cacert)) as r:
+    with urllib.request.urlopen(req, timeout=60, context=_tls(cacert)) as r:
         text = r.read()
     return json.loads(text) if text else None
 

@@ -96,14 +96,19 @@ class Bao:
         self.token = config.token
         self.cert = cert
         self.tried: list[str] = []  # every address a request went to, for tests and reports
+        self._clients: dict[tuple[str, str | None, Any], Any] = {}
 
     def _client(self, addr: str) -> Any:
+        """One hvac client (one HTTP session, kept alive) per node, token and certificate."""
         import hvac  # the openbao extra; only commands that talk to OpenBao import it
 
-        verify: bool | str = self.config.cacert or True
-        return hvac.Client(
-            url=addr, token=self.token, verify=verify, cert=self.cert, timeout=TIMEOUT_SECONDS
-        )
+        key = (addr, self.token, self.cert)
+        if key not in self._clients:
+            verify: bool | str = self.config.cacert or True
+            self._clients[key] = hvac.Client(
+                url=addr, token=self.token, verify=verify, cert=self.cert, timeout=TIMEOUT_SECONDS
+            )
+        return self._clients[key]
 
     def request(self, method: str, path: str, data: dict[str, Any] | None = None) -> Any:
         """``METHOD /v1/PATH`` on the first node able to answer; the JSON body (or None)."""
