@@ -186,3 +186,27 @@ def handshake_strict(srv: Path, cli: Path) -> None:
     t.join(10)
     listener.close()
     assert seen == ["ci-runner"]
+
+
+def test_hvac_is_imported_only_by_the_commands_that_talk_to_openbao(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_startup import imported
+
+    for args in (["login", "--help"], ["team", "issue-server", "--help"], ["init-ca", "--help"],
+                 ["ca", "list"], ["--help"]):  # fmt: skip
+        modules = imported(tmp_path, *args)
+        assert not {m for m in modules if m.split(".")[0] in ("hvac", "requests")}, args
+    # ...and a command that does talk to it imports it (the check can fail).
+    monkeypatch.setenv("CERTKIT_BAO_PASSWORD", "pw")
+    monkeypatch.setenv("CERTKIT_BAO_RETRY_SECONDS", "0")
+    talks = imported(tmp_path, "login", "--issuer", "http://127.0.0.1:9", "--host", "h",
+                     "--username", "x")  # fmt: skip
+    assert "hvac" in talks
+
+
+def test_ca_list_shows_an_openbao_backed_ca(bao_dev: BaoNode, certkit_home: Path) -> None:
+    init_team(bao_dev)
+    listed = {c["name"]: c for c in certkit(bao_dev, "ca", "list")}
+    assert set(listed) == {"root", "default"}
+    assert all(c["error"] is None for c in listed.values())
