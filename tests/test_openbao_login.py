@@ -140,3 +140,20 @@ def test_a_login_context_reaches_dockerd_whose_certificate_came_from_the_same_is
     out = subprocess.run(version, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout.strip(), out.stderr
     assert doc["host"] == f"tcp://127.0.0.1:{cfg.port}"
+
+
+def test_a_dead_first_address_is_skipped_and_an_untrusted_server_is_one_sentence(
+    team: BaoNode, docker_config: Path
+) -> None:
+    from support import free_port
+
+    dead = f"https://127.0.0.1:{free_port()}"
+    doc = login(team, "--issuer", f"{dead},{team.addr}", "--host", "h.test", "--context", "ha")
+    assert doc["identity"] == "alice"
+    env = {**person_env(team), "BAO_CACERT": "", "CERTKIT_BAO_RETRY_SECONDS": "0"}
+    r = run_certkit("login", "--username", "alice", "--host", "h.test", "--context", "xx", env=env)
+    assert r.returncode == 1 and "not trusted (set BAO_CACERT" in r.stderr
+    assert r.stderr.count("\n") == 1
+    everything_dead = {**env, "BAO_ADDR": dead}
+    r = run_certkit("login", "--username", "alice", "--host", "h.test", env=everything_dead)
+    assert r.returncode == 1 and "No OpenBao node could serve" in r.stderr
