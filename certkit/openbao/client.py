@@ -98,6 +98,12 @@ class Bao:
         self.tried: list[str] = []  # every address a request went to, for tests and reports
         self._clients: dict[tuple[str, str | None, Any], Any] = {}
 
+    def clone(self) -> Bao:
+        """The same settings, token and certificate, with connections of its own (a thread's)."""
+        twin = Bao(self.config, self.cert)
+        twin.token = self.token
+        return twin
+
     def _client(self, addr: str) -> Any:
         """One hvac client (one HTTP session, kept alive) per node, token and certificate."""
         import hvac  # the openbao extra; only commands that talk to OpenBao import it

@@ -62,6 +62,8 @@ def team_numbers(
         )
         for i in range(runs)
     ]
+    # The floor of any command on this machine now: the interpreter and the CLI starting.
+    startup = [_timed([*CERTKIT, "--version"], base) for _ in range(runs)]
     bao = _timed([*CERTKIT, "team", "issue-client", "--count", str(count), "--prefix", "ci",
                   "--out", str(work / "bao-clients")], base)  # fmt: skip
     local_env = {**base, "CERTKIT_HOME": str(work / "local-home")}
@@ -71,6 +73,7 @@ def team_numbers(
     return {
         "login_median_s": round(statistics.median(logins), 3),
         "login_max_s": round(max(logins), 3),
+        "certkit_version_median_s": round(statistics.median(startup), 3),
         f"clients_{count}_openbao_s": round(bao, 2),
         f"clients_{count}_local_s": round(local, 2),
         "openbao_over_local": round(bao / local, 1),
