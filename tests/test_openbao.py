@@ -211,3 +211,17 @@ def test_ca_list_shows_an_openbao_backed_ca(bao_dev: BaoNode, certkit_home: Path
     listed = {c["name"]: c for c in certkit(bao_dev, "ca", "list")}
     assert set(listed) == {"root", "default"}
     assert all(c["error"] is None for c in listed.values())
+
+
+def test_team_doctor_finds_a_role_that_lost_certkits_profile(
+    bao_dev: BaoNode, certkit_home: Path
+) -> None:
+    init_team(bao_dev)
+    ok = certkit(bao_dev, "team", "doctor")
+    assert ok["ok"] and ok["findings"] == []
+    # An admin resets the server role's key usage to OpenBao's default.
+    api(bao_dev.addr, "POST", "pki-docker/roles/certkit-server", ROOT_TOKEN,
+        {"key_usage": ["DigitalSignature", "KeyAgreement", "KeyEncipherment"]})  # fmt: skip
+    r = run_certkit("team", "doctor", env=bao_dev.env())
+    assert r.returncode == 1 and "KeyEncipherment in key usage" in r.stdout
+    assert "certkit-server" in r.stdout

@@ -169,3 +169,26 @@ def revoke(
             "Next: remove her OpenBao login (bao delete auth/userpass/users/NAME).",
         ],
     )
+
+
+@team_app.command("doctor")
+def doctor(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
+    """Check an OpenBao-backed CA: mount, issuer, certkit's roles, policies, renewal login.
+
+    Exit 1 when something is wrong (each finding one sentence).
+
+    Example: certkit team doctor
+    """
+    from ..openbao.check import check
+    from ..store import CAStore
+
+    found = check(CAStore(ca))
+    failed = any(level == "FAIL" for level, _ in found)
+    emit(
+        json_out,
+        {"ok": not failed, "findings": [{"level": lv, "message": m} for lv, m in found]},
+        [f"{lv}  {m}" for lv, m in found]
+        or ["OK    the mount, issuer, roles and policies are certkit's profile."],
+    )
+    if failed:
+        raise typer.Exit(1)
