@@ -157,3 +157,22 @@ def test_a_dead_first_address_is_skipped_and_an_untrusted_server_is_one_sentence
     everything_dead = {**env, "BAO_ADDR": dead}
     r = run_certkit("login", "--username", "alice", "--host", "h.test", env=everything_dead)
     assert r.returncode == 1 and "No OpenBao node could serve" in r.stderr
+
+
+def test_login_with_a_token_from_any_openbao_login(team: BaoNode, docker_config: Path) -> None:
+    """``--method token``: the token of a login made elsewhere (bao login -method=oidc...)."""
+    auth = api(team.addr, "POST", "auth/userpass/login/alice", body={"password": "pw-alice"},
+               cacert=team.cacert)["auth"]  # fmt: skip
+    env = {**person_env(team), "BAO_TOKEN": auth["client_token"], "CERTKIT_BAO_PASSWORD": ""}
+    r = run_certkit("login", "--method", "token", "--host", "h.test", "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["identity"] == "alice" and doc["method"] == "token"
+    # A token bound to no person (no entity behind it) gets no certificate, in one sentence.
+    bare = api(team.addr, "POST", "auth/token/create", ROOT_TOKEN,
+               {"policies": ["certkit-person"], "meta": {"username": "alice"}},
+               team.cacert)["auth"]["client_token"]  # fmt: skip
+    r = run_certkit("login", "--method", "token", "--host", "h2.test",
+                    env={**env, "BAO_TOKEN": bare})  # fmt: skip
+    assert r.returncode == 1 and "not allowed by this role" in r.stderr
+    assert r.stderr.count("\n") == 1
