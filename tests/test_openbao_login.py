@@ -117,6 +117,9 @@ def test_renewal_with_the_current_certificate_then_revocation_stops_it(
     crl = api(team.addr, "GET", "pki-docker/cert/crl", cacert=team.cacert)["data"]["certificate"]
     listed = {f"{c.serial_number:x}" for c in x509.load_pem_x509_crl(crl.encode())}
     assert {s.replace(":", "").lstrip("0") for s in revoked} <= listed
+    rows = json.loads(run_certkit("team", "list", "--json", env=team.env()).stdout)
+    people = [r for r in rows if r["kind"] == "person"]
+    assert len(people) == 2 and all(r["name"] == "alice" and r["revoked"] for r in people)
     again = run_certkit("team", "renew", "--context", "team", "--force", env=env)
     assert again.returncode == 1 and "log in again" in again.stderr
     assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr

@@ -192,3 +192,25 @@ def doctor(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
     )
     if failed:
         raise typer.Exit(1)
+
+
+@team_app.command("list")
+def list_(
+    ca: str = CA_OPTION,
+    expired: bool = typer.Option(False, "--expired", help="Show expired certificates too."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Every certificate the OpenBao mount issued: hosts, clients, and people's logins.
+
+    Example: certkit team list
+    """
+    from ..openbao.readback import issued
+    from ..store import CAStore
+
+    rows = issued(CAStore(ca), include_expired=expired)
+    lines = [
+        f"{r.kind:7} {r.name:24} until {r.not_after[:16]}  {r.serial}"
+        + ("  REVOKED" if r.revoked else "")
+        for r in rows
+    ]
+    emit(json_out, [r.to_json() for r in rows], lines or ["No certificate issued yet."])
