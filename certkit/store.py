@@ -6,6 +6,8 @@ Layout under the store root (``CERTKIT_HOME`` or the platform data dir)::
     cas/<name>/ca-key.pem       CA private key, maybe encrypted (0600)
     cas/<name>/ca-key.uri       instead of ca-key.pem: the URI of the key a backend
                                 holds (pkcs11:..., see certkit.keys), no secret (0600)
+    cas/<name>/openbao.json     instead of a key: the CA issues through an OpenBao PKI mount
+                                (0600, certkit/openbao/binding.py); ca.pem is its root
     cas/<name>/bundle.pem       trust bundle while a CA rotation is under way
                                 (new CA certificate first, then the previous one)
     cas/<name>/previous/        the previous CA (ca.pem, ca-key.pem or .uri) during a rotation
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .certs import PrivateKey
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
+OPENBAO_FILE = "openbao.json"
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -142,7 +145,8 @@ class CAStore:
         return (self.previous_dir / "ca.pem").exists()
 
     def exists(self) -> bool:
-        return self.cert_path.exists() and (self.key_path.exists() or self.key_uri_path.exists())
+        key = self.key_path, self.key_uri_path, self.dir / OPENBAO_FILE
+        return self.cert_path.exists() and any(p.exists() for p in key)
 
     def require(self) -> CAStore:
         if not self.exists():
@@ -167,6 +171,8 @@ class CAStore:
 
     def key_encrypted(self) -> bool:
         """True when a passphrase guards the CA key (a key file made with --encrypt)."""
+        if (self.dir / OPENBAO_FILE).exists():
+            return False  # the CA issues through OpenBao: no key here, no passphrase
         held = held_in(self.dir)
         return backend_of(held).describe(held).encrypted
 

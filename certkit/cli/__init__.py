@@ -35,6 +35,7 @@ MODULES = (
     "dockerplugin",
     "revoke",
     "schedule",
+    "team",
 )
 
 #: The module registering each top-level command or group (tests/test_startup.py checks
@@ -62,6 +63,8 @@ COMMAND_MODULES = {
     "revoke": "revoke",
     "policy": "revoke",
     "schedule": "schedule",
+    "login": "team",
+    "team": "team",
 }
 
 _HELP = frozenset({"-h", "--help"})

@@ -51,6 +51,17 @@ def init_ca(
         help="Let the CA sign only for names under this DNS suffix or in this network "
         "(repeatable; a critical name constraint every client enforces). Default: any name.",
     ),
+    issuer: str = typer.Option(
+        "local",
+        "--issuer",
+        help="local (a key in the store) or openbao (a PKI mount: "
+        "$BAO_ADDR, $BAO_TOKEN; see docs/team.md).",
+    ),
+    mount: str = typer.Option(None, "--mount", help="--issuer openbao: the PKI mount."),
+    create: bool = typer.Option(False, "--create", help="--issuer openbao: make what is missing."),
+    parent: str = typer.Option(
+        None, "--parent-mount", help="--issuer openbao --create: an intermediate under it."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create a CA in the private certkit store.
@@ -62,6 +73,10 @@ def init_ca(
     Example: certkit init-ca --key-uri
     'pkcs11:token=certkit;object=ca-key?module-path=/usr/lib/softhsm/libsofthsm2.so'
     """
+    if issuer != "local":
+        from ._openbao import init_openbao
+
+        return init_openbao(ca, cn, key_type, issuer, mount, create, parent, json_out)
     from ..ca import init_ca as _init_ca
 
     info = _init_ca(
@@ -106,8 +121,11 @@ def show(ca: str = CA_OPTION, json_out: bool = JSON_OPTION) -> None:
     Example: certkit ca show --ca prod
     """
     from ..ca import describe_ca
+    from ..openbao.binding import describe as describe_openbao
     from ..store import CAStore
 
+    if (bound := describe_openbao(CAStore(ca))) is not None:
+        return emit(json_out, *bound)
     info = describe_ca(CAStore(ca).require())
     emit(
         json_out,
