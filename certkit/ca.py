@@ -30,7 +30,7 @@ from .errors import UsageError
 from .inventorydb import crash_point
 from .names import SubjectNames
 from .origins import CAOrigin, Origin, empty_origin
-from .store import CAStore, Record, list_ca_names
+from .store import OPENBAO_FILE, CAStore, Record, list_ca_names
 
 
 @dataclass
@@ -96,8 +96,13 @@ def _present(path: Path) -> bool:
 
 
 def _key_present(store: CAStore) -> bool:
-    """``ca-key.pem``, or the URI of a key a backend holds (``ca-key.uri``)."""
-    return _present(store.key_path) or _present(store.key_uri_path)
+    """``ca-key.pem``, the URI of a key a backend holds (``ca-key.uri``), or the binding
+    of a CA that issues through OpenBao's PKI engine (``openbao.json``)."""
+    return (
+        _present(store.key_path)
+        or _present(store.key_uri_path)
+        or _present(store.dir / OPENBAO_FILE)
+    )
 
 
 def ca_files_present(store: CAStore) -> bool:
@@ -447,6 +452,10 @@ def issue_many(
     know; outputs that ``certkit list`` does not show and that a rerun with
     ``--force`` replaces), never a record whose files are missing.
     """
+    if (store.dir / OPENBAO_FILE).exists():  # the CA is an OpenBao PKI mount: it signs
+        from .openbao.issue import issue_many as issue_many_in_openbao
+
+        return issue_many_in_openbao(store, requests, progress=progress, outputs=outputs)
     signer = open_signer(store)
     ca_pem = store.trust_bundle_pem()
     for req in requests:

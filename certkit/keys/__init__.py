@@ -45,6 +45,10 @@ BACKENDS: dict[str, tuple[str, str]] = {
         "pkcs11:token=LABEL;object=KEY?module-path=/path/module.so (HSM, YubiKey, SoftHSM; "
         "PIN: $CERTKIT_PKCS11_PIN, pin-source=file:PATH in the URI, or asked)",
     ),
+    "openbao-transit": (
+        "certkit.keys.openbao",
+        "openbao-transit://MOUNT/KEY (a non-exportable transit key; BAO_ADDR, BAO_TOKEN)",
+    ),
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
