@@ -75,6 +75,8 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
     2: (  # certkit revoke, roles, and the hosts enforcing them (certkit.revoke)
         "ALTER TABLE records ADD COLUMN revoked_at TEXT",
         "ALTER TABLE records ADD COLUMN revoked_reason TEXT",
+        # status counts them on every run: found without reading the table
+        "CREATE INDEX records_revoked ON records (id) WHERE revoked_at IS NOT NULL",
         """CREATE TABLE roles (
             kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, set_at TEXT NOT NULL,
             PRIMARY KEY (kind, name)

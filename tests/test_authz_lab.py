@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
-from support import cli_json, cli_ok
+from support import cli_json, cli_ok, strict_context, tls_get
 
 pytestmark = pytest.mark.lab
 
@@ -86,3 +86,31 @@ def test_socket_activated_plugin_survives_kill_9_and_enforces_revocation(
     assert _main_pid(host, "docker") == dockerd_pid
     journal = host.journal("certkit-authz")
     assert "deny identity=alice" in journal and "allow identity=bob" in journal
+
+
+def test_time_from_revoke_to_denial_on_three_hosts(lab: Lab, tmp_path: Path) -> None:
+    """`certkit revoke` pushes to every recorded host (one after the other, over SSH): the
+    time until the last one denies is printed for the report."""
+    hosts = lab.boot(3)
+    cli_ok("init-ca")
+    tls = tmp_path / "alice"
+    cli_ok("client-context", "alice", "--client-only", "--out", str(tls))
+    ctx = strict_context(tls / "ca.pem", tls / "cert.pem", tls / "key.pem")
+    for i, host in enumerate(hosts):
+        cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+        cli_ok("policy", "push", f"lab{i}", *host.cli_args("root"))
+        assert tls_get(host.address, 2376, "/_ping", ctx)[0] == 200
+    started = time.monotonic()
+    known = " ".join(str(h.known_hosts) for h in hosts)  # one push reaches all three
+    done = cli_json(
+        "revoke", "alice", "--identity", str(hosts[0].key),
+        "--ssh-option", f"UserKnownHostsFile={known}", "--ssh-option", "IdentitiesOnly=yes",
+        "--ssh-option", "GlobalKnownHostsFile=/dev/null",
+    )  # fmt: skip
+    pushed_in = time.monotonic() - started
+    assert sorted(p["host"] for p in done["push"]["pushed"]) == ["lab0", "lab1", "lab2"]
+    for host in hosts:
+        status, body = tls_get(host.address, 2376, "/_ping", ctx)
+        assert status == 403 and b"certificate revoked on" in body, (status, body)
+    print(f"revoke -> denial on 3 lab hosts: {time.monotonic() - started:.2f} s "
+          f"(push {pushed_in:.2f} s)")  # fmt: skip
