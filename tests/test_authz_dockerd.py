@@ -193,8 +193,10 @@ def test_revoked_client_is_denied_others_and_the_unix_socket_work_no_restart(pki
     served = _served(h)
     assert h.ok("alice", "ps", "--format", "{{.Names}}").split() == ["s1"]  # no plugin yet
 
+    (h.root / "etc/docker/daemon.json").chmod(0o600)
     pushed = cli_json("policy", "push", "local", "--root", str(h.root), "--plugin", h.plugin)
     assert pushed["pushed"][0]["registered"] is True
+    assert (h.root / "etc/docker/daemon.json").stat().st_mode & 0o777 == 0o600  # kept
     config = json.loads((h.root / "etc/docker/daemon.json").read_text())
     assert config["authorization-plugins"] == [h.plugin]
     assert h.policy.stat().st_mode & 0o777 == 0o644

@@ -127,7 +127,7 @@ class HostState:
     sums: dict[str, str]  # path -> sha256 of the file there (missing: absent)
     systemd: bool  # PID 1 is systemd and the host is not a --root sandbox
     socket: bool  # the plugin's socket exists
-    policy: str | None = None  # the policy file's text (read_policy only)
+    daemon_json_mode: str = "644"  # kept when daemon.json is rewritten
 
 
 @dataclass
@@ -158,6 +158,7 @@ def _read_state(target: Target, paths: list[str], plugin: str) -> HostState:
         "set -u",
         f"dj={_q(system.daemon_json)}",
         'if [ -f "$dj" ]; then printf "DJ "; base64 < "$dj" | tr -d "\\n"; echo; fi',
+        '[ -f "$dj" ] && echo DJMODE $(stat -c %a "$dj")',
         *(
             f"[ -f {_q(p)} ] && echo SUM $(sha256sum < {_q(p)} | cut -d' ' -f1) {_q(p)}"
             for p in paths
@@ -171,6 +172,8 @@ def _read_state(target: Target, paths: list[str], plugin: str) -> HostState:
         word, _, rest = line.partition(" ")
         if word == "DJ":
             state.daemon_json = base64.b64decode(rest).decode("utf-8")
+        elif word == "DJMODE" and rest.isdigit():
+            state.daemon_json_mode = rest
         elif word == "SUM":
             digest, _, path = rest.partition(" ")
             state.sums[path] = digest
@@ -245,22 +248,10 @@ def push(target: Target, host: str, policy_text: str, *, plugin: str = PLUGIN) -
     if new_dj is not None:
         pidfile = str(config.get("pidfile") or system.at(DOCKER_PIDFILE))
         script += [
-            *_write_file(dj, new_dj.encode()),
+            *_write_file(dj, new_dj.encode(), state.daemon_json_mode),
             f'kill -HUP "$(cat {_q(pidfile)})" 2>/dev/null || '
             + _fail(f"{dj} names {plugin} now, but dockerd could not be sent SIGHUP ({pidfile})."),
         ]
     target.run_script("\n".join(script) + "\n")
     digest = str(json.loads(policy_text).get("digest", ""))
     return Pushed(host, digest, changed + ([dj] if new_dj else []), new_dj is not None)
-
-
-def read_policy(target: Target) -> str | None:
-    """The policy file on the host (None: there is none)."""
-    path = _q(target.system.authz_policy)
-    lines = target.run_script(
-        f'[ -f {path} ] && {{ printf "P "; base64 < {path} | tr -d "\\n"; }}; true\n'
-    )
-    for line in lines:
-        if line.startswith("P "):
-            return base64.b64decode(line[2:]).decode("utf-8")
-    return None
