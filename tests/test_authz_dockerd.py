@@ -237,6 +237,9 @@ def test_revoked_client_is_denied_others_and_the_unix_socket_work_no_restart(pki
     cli_ok("revoke", "bob-files", "--no-push")
     assert cli_json("status")["policy_behind"] == {"default": ["local"]}
     assert "POLICY BEHIND local" in run_certkit("status").stdout
+    doctor = run_certkit("doctor", "--root", str(h.root)).stdout
+    assert "WARN  authz-policy          host local enforces an older policy" in doctor
+    assert "certkit policy push local" in doctor
     cli_ok("policy", "push", "local")  # the recorded host: no --root needed again
     assert cli_json("status")["policy_behind"] == {}
 
