@@ -28,6 +28,14 @@ def _main_pid(host: LabHost, unit: str) -> str:
     return host.check(f"systemctl show -p MainPID --value {unit}").strip()
 
 
+def _wait_reloaded(host: LabHost) -> None:
+    """Until dockerd has applied the SIGHUP (it activates the plugin first: a moment)."""
+    deadline = time.monotonic() + 30
+    while "Reloaded configuration" not in host.journal("docker"):
+        assert time.monotonic() < deadline, host.journal("docker")[-2000:]
+        time.sleep(0.2)
+
+
 def test_socket_activated_plugin_survives_kill_9_and_enforces_revocation(
     lab: Lab, docker_config: Path
 ) -> None:
@@ -114,3 +122,45 @@ def test_time_from_revoke_to_denial_on_three_hosts(lab: Lab, tmp_path: Path) -> 
         assert status == 403 and b"certificate revoked on" in body, (status, body)
     print(f"revoke -> denial on 3 lab hosts: {time.monotonic() - started:.2f} s "
           f"(push {pushed_in:.2f} s)")  # fmt: skip
+
+
+def test_a_broken_plugin_is_named_by_doctor_and_the_recovery_needs_no_restart(
+    lab: Lab, docker_config: Path
+) -> None:
+    host = lab.host()
+    cli_ok("init-ca")
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    cli_ok("client-context", "bob", "--host", host.address)
+    cli_ok("policy", "push", "lab", *host.cli_args("root"))
+    dockerd_pid = _main_pid(host, "docker")
+    _wait_reloaded(host)
+    assert _docker(docker_config, "bob", "version").returncode == 0
+
+    # A broken program: systemd keeps restarting it, dockerd gets no answer and denies.
+    host.check("echo 'raise SystemExit(3)' > /usr/local/lib/certkit/certkit-authz.py")
+    host.check("systemctl kill -s KILL certkit-authz.service")
+    assert host.sh("timeout 90 docker ps").returncode != 0  # the unix socket too
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  authz-plugin          dockerd denies every request" in doctor.stdout
+    recovery = "remove 'certkit-authz' from authorization-plugins in /etc/docker/daemon.json"
+    assert recovery in doctor.stdout and "kill -HUP $(cat /var/run/docker.pid)" in doctor.stdout
+
+    # The recovery, as doctor words it.
+    host.check(
+        'python3 -c \'import json; p = "/etc/docker/daemon.json"; c = json.load(open(p)); '
+        'c["authorization-plugins"].remove("certkit-authz"); json.dump(c, open(p, "w"))\''
+    )
+    host.check("kill -HUP $(cat /var/run/docker.pid)")
+    deadline = time.monotonic() + 20
+    while host.sh("docker ps").returncode != 0:
+        assert time.monotonic() < deadline, host.journal()[-2000:]
+        time.sleep(0.5)
+    assert _main_pid(host, "docker") == dockerd_pid
+
+    # A push puts the program back and registers the plugin again.
+    again = cli_json("policy", "push", "lab", *host.cli_args("root"))
+    assert again["pushed"][0]["registered"] is True
+    assert "/usr/local/lib/certkit/certkit-authz.py" in again["pushed"][0]["written"]
+    assert _docker(docker_config, "bob", "version").returncode == 0
+    assert _main_pid(host, "docker") == dockerd_pid
