@@ -70,9 +70,8 @@ class Record:
         return self.days_left(now) <= window
 
     def status(self, warn_days: float = 30, now: dt.datetime | None = None) -> str:
-        """``revoked``, ``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`),
-        or ``valid``."""
-        if self.revoked_at:
+        """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
+        if self.revoked_at:  # `certkit revoke`: before every other state
             return "revoked"
         if self.superseded_by:
             return "superseded"
