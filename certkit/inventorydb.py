@@ -75,6 +75,8 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
     2: (  # certkit revoke, roles, and the hosts enforcing them (certkit.revoke)
         "ALTER TABLE records ADD COLUMN revoked_at TEXT",
         "ALTER TABLE records ADD COLUMN revoked_reason TEXT",
+        # status counts them on every run: found without reading the table
+        "CREATE INDEX records_revoked ON records (id) WHERE revoked_at IS NOT NULL",
         """CREATE TABLE roles (
             kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, set_at TEXT NOT NULL,
             PRIMARY KEY (kind, name)
@@ -504,13 +506,15 @@ def _empty() -> sqlite3.Connection:
     return conn
 
 
-def _check_version(conn: sqlite3.Connection, path: Path) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+def _check_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version; InventoryError when a newer certkit wrote it."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise InventoryError(
             f"The inventory {path} was written by a newer certkit (schema {version}); "
             "upgrade certkit to use it."
         )
+    return version
 
 
 def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -520,12 +524,18 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly and not path.exists() and not legacy.exists():
         return _empty()
     try:
-        if legacy.exists() or not path.exists() or _older(path):
+        if legacy.exists() or not path.exists():
             with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
                 _initialise(path, legacy)
         conn = (None if readonly else sqlitefiles.take(path)) or _connect(path, readonly=readonly)
         try:
-            _check_version(conn, path)
+            if 0 < _check_version(conn, path) < SCHEMA_VERSION:  # upgraded once, in place
+                conn.close()
+                with files.locked(directory / ".lock"):
+                    _initialise(path, legacy)
+                conn = (None if readonly else sqlitefiles.take(path)) or _connect(
+                    path, readonly=readonly
+                )
         except BaseException:
             conn.close()
             raise
@@ -589,15 +599,6 @@ def _initialise(path: Path, legacy: Path) -> None:
     if migrated is not None:
         crash_point("migration-committed")
         _set_aside(legacy, path, migrated)
-
-
-def _older(path: Path) -> bool:
-    """True when the database at ``path`` has an older schema than this certkit's."""
-    conn = _connect(path, readonly=True)
-    try:
-        return 0 < int(conn.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION
-    finally:
-        conn.close()
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:

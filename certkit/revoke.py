@@ -357,9 +357,22 @@ def status_lines(report: StatusReport) -> tuple[dict[str, Any], list[str]]:
     return {"policy_behind": {ca: h for ca, h in behind.items() if h}}, lines
 
 
-def all_hosts_behind() -> dict[str, list[str]]:
-    """:func:`hosts_behind` for every CA in the store (doctor)."""
-    return {ca: h for ca in list_ca_names() if (h := hosts_behind(CAStore(ca)))}
+def all_hosts_behind(*, skip_unreadable: bool = False) -> dict[str, list[str]]:
+    """:func:`hosts_behind` for every CA in the store (doctor: ``skip_unreadable``, as its
+    inventory check reports a CA whose inventory or settings cannot be read)."""
+    from .errors import CertkitError
+
+    found = {}
+    for ca in list_ca_names():
+        try:
+            hosts = hosts_behind(CAStore(ca))
+        except CertkitError:
+            if not skip_unreadable:
+                raise
+            continue
+        if hosts:
+            found[ca] = hosts
+    return found
 
 
 # ---------------------------------------------------------------- pushing
@@ -412,14 +425,52 @@ def push_policy(
     policy = build_policy(store)
     text = policy_text(policy)
     report = PushReport(policy["digest"])
-    for host, (ref, plugin_name) in hosts.items():
+
+    def one(host: str) -> Any:
+        ref, plugin_name = hosts[host]
+        target = install.reach(ref, identity=identity, ssh_options=ssh_options)
+        return install.push(target, host, text, plugin=plugin_name)
+
+    # Hosts are independent and mostly wait on SSH: pushed side by side.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
+        futures = {host: pool.submit(one, host) for host in hosts}
+    for host, future in futures.items():
         try:
-            target = install.reach(ref, identity=identity, ssh_options=ssh_options)
-            pushed = install.push(target, host, text, plugin=plugin_name)
+            pushed = future.result()
         except CertkitError as e:
             report.failed[host] = e.message
             continue
+        ref, plugin_name = hosts[host]
         with store.transaction() as inv:
             inv.set_authz_host(host, _ref_json(ref, plugin_name), pushed.digest, _now().isoformat())
         report.pushed.append(pushed)
     return report
+
+
+def access_of(cert_pem: bytes) -> tuple[str, str] | None:
+    """What the inventory says about a client certificate's access (``verify``): (status,
+    message) when it is revoked or has a role other than ``full``; else None."""
+    from .certs import load_cert, serial_hex
+
+    try:
+        serial = serial_hex(load_cert(cert_pem))
+    except UsageError:
+        return None
+    for ca in list_ca_names():
+        store = CAStore(ca)
+        inv = store.inventory()
+        rec = inv.get(serial)
+        if rec is None or rec.kind not in REVOKE_KINDS:
+            continue
+        if rec.revoked_at:
+            return "FAIL", (
+                f"certificate revoked on {rec.revoked_at[:10]} (CA {ca}): hosts running "
+                "certkit's plugin deny it; issue a new one"
+            )
+        role = inv.roles().get((rec.kind, rec.name), "full")
+        if role == "full":
+            return None
+        return "PASS", f"role {role} where certkit's plugin runs (certkit policy show)"
+    return None

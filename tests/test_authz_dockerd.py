@@ -9,6 +9,7 @@ and runs as the process systemd would start (the lab test covers the units thems
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -192,8 +193,10 @@ def test_revoked_client_is_denied_others_and_the_unix_socket_work_no_restart(pki
     served = _served(h)
     assert h.ok("alice", "ps", "--format", "{{.Names}}").split() == ["s1"]  # no plugin yet
 
+    (h.root / "etc/docker/daemon.json").chmod(0o600)
     pushed = cli_json("policy", "push", "local", "--root", str(h.root), "--plugin", h.plugin)
     assert pushed["pushed"][0]["registered"] is True
+    assert (h.root / "etc/docker/daemon.json").stat().st_mode & 0o777 == 0o600  # kept
     config = json.loads((h.root / "etc/docker/daemon.json").read_text())
     assert config["authorization-plugins"] == [h.plugin]
     assert h.policy.stat().st_mode & 0o777 == 0o644
@@ -216,6 +219,9 @@ def test_revoked_client_is_denied_others_and_the_unix_socket_work_no_restart(pki
 
     assert h.ok("bob", "ps", "--format", "{{.Names}}").split() == ["s1"]
     assert h.ok("unix", "ps", "--format", "{{.Names}}").split() == ["s1"]
+    verify = run_certkit("verify", "--context", "alice", "--docker-config", str(h.config))
+    assert verify.returncode == 1
+    assert "FAIL  access" in verify.stdout and "certificate revoked on" in verify.stdout
     assert h.dockerd.proc.pid == h.pid_before and h.dockerd.proc.poll() is None
     assert h.ok("bob", "inspect", "-f", "{{.State.Running}} {{.RestartCount}}", "s1").split() == [
         "true",
@@ -231,6 +237,9 @@ def test_revoked_client_is_denied_others_and_the_unix_socket_work_no_restart(pki
     cli_ok("revoke", "bob-files", "--no-push")
     assert cli_json("status")["policy_behind"] == {"default": ["local"]}
     assert "POLICY BEHIND local" in run_certkit("status").stdout
+    doctor = run_certkit("doctor", "--root", str(h.root)).stdout
+    assert "WARN  authz-policy          host local enforces an older policy" in doctor
+    assert "certkit policy push local" in doctor
     cli_ok("policy", "push", "local")  # the recorded host: no --root needed again
     assert cli_json("status")["policy_behind"] == {}
 
@@ -243,6 +252,8 @@ def test_read_only_role_inspects_but_cannot_run_exec_cp_or_build(pki: Host, tmp_
     assert h.ok("rita", "inspect", "-f", "{{.Name}}", "s1").strip() == "/s1"
     assert "hello from s1" in h.ok("rita", "logs", "s1")
     assert h.ok("rita", "images", "--format", "{{.Repository}}").split() == ["ck-sleep"]
+    verify = run_certkit("verify", "--context", "rita", "--docker-config", str(h.config))
+    assert "PASS  access" in verify.stdout and "role read-only where" in verify.stdout
     (tmp_path / "Dockerfile").write_text("FROM ck-sleep:1\n")
     for args, denied in [
         (
@@ -312,6 +323,15 @@ def test_plugin_latency_with_and_without(pki: Host) -> None:
     result = bench.summary(without, with_plugin)
     print("authz plugin latency (GET /version, kept-alive TLS):", json.dumps(result))
     assert result["p50_with_ms"] > 0 and result["p50_without_ms"] > 0
+    # The plugin alone, as dockerd asks it (a request with a peer certificate, decided).
+    pem = (tls / "cert.pem").read_text().split("-----END CERTIFICATE-----")[0]
+    pem += "-----END CERTIFICATE-----\n"
+    request = {"User": "lat", "RequestMethod": "GET", "RequestUri": "/v1.41/containers/json",
+               "RequestPeerCertificates": [base64.b64encode(pem.encode()).decode()]}  # fmt: skip
+    own = bench.plugin_latencies(str(PLUGIN_DIR / f"{h.plugin}.sock"), request, 1000)
+    p50, p99 = bench.percentile(own, 50), bench.percentile(own, 99)
+    print(f"plugin alone (AuthZReq + AuthZRes, kept-alive): p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    assert 0 < p50 <= p99
     daemon_json.write_text(json.dumps(config))
     os.kill(h.dockerd.proc.pid, signal.SIGHUP)
 

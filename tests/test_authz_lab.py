@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab, LabHost, lab_fixture  # noqa: F401 (fixture "lab")
-from support import cli_json, cli_ok
+from support import cli_json, cli_ok, strict_context, tls_get
 
 pytestmark = pytest.mark.lab
 
@@ -26,6 +26,14 @@ def _docker(config: Path, context: str, *args: str) -> subprocess.CompletedProce
 
 def _main_pid(host: LabHost, unit: str) -> str:
     return host.check(f"systemctl show -p MainPID --value {unit}").strip()
+
+
+def _wait_reloaded(host: LabHost) -> None:
+    """Until dockerd has applied the SIGHUP (it activates the plugin first: a moment)."""
+    deadline = time.monotonic() + 30
+    while "Reloaded configuration" not in host.journal("docker"):
+        assert time.monotonic() < deadline, host.journal("docker")[-2000:]
+        time.sleep(0.2)
 
 
 def test_socket_activated_plugin_survives_kill_9_and_enforces_revocation(
@@ -86,3 +94,73 @@ def test_socket_activated_plugin_survives_kill_9_and_enforces_revocation(
     assert _main_pid(host, "docker") == dockerd_pid
     journal = host.journal("certkit-authz")
     assert "deny identity=alice" in journal and "allow identity=bob" in journal
+
+
+def test_time_from_revoke_to_denial_on_three_hosts(lab: Lab, tmp_path: Path) -> None:
+    """`certkit revoke` pushes to every recorded host (one after the other, over SSH): the
+    time until the last one denies is printed for the report."""
+    hosts = lab.boot(3)
+    cli_ok("init-ca")
+    tls = tmp_path / "alice"
+    cli_ok("client-context", "alice", "--client-only", "--out", str(tls))
+    ctx = strict_context(tls / "ca.pem", tls / "cert.pem", tls / "key.pem")
+    for i, host in enumerate(hosts):
+        cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+        cli_ok("policy", "push", f"lab{i}", *host.cli_args("root"))
+        assert tls_get(host.address, 2376, "/_ping", ctx)[0] == 200
+    started = time.monotonic()
+    known = " ".join(str(h.known_hosts) for h in hosts)  # one push reaches all three
+    done = cli_json(
+        "revoke", "alice", "--identity", str(hosts[0].key),
+        "--ssh-option", f"UserKnownHostsFile={known}", "--ssh-option", "IdentitiesOnly=yes",
+        "--ssh-option", "GlobalKnownHostsFile=/dev/null",
+    )  # fmt: skip
+    pushed_in = time.monotonic() - started
+    assert sorted(p["host"] for p in done["push"]["pushed"]) == ["lab0", "lab1", "lab2"]
+    for host in hosts:
+        status, body = tls_get(host.address, 2376, "/_ping", ctx)
+        assert status == 403 and b"certificate revoked on" in body, (status, body)
+    print(f"revoke -> denial on 3 lab hosts: {time.monotonic() - started:.2f} s "
+          f"(push {pushed_in:.2f} s)")  # fmt: skip
+
+
+def test_a_broken_plugin_is_named_by_doctor_and_the_recovery_needs_no_restart(
+    lab: Lab, docker_config: Path
+) -> None:
+    host = lab.host()
+    cli_ok("init-ca")
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    cli_ok("client-context", "bob", "--host", host.address)
+    cli_ok("policy", "push", "lab", *host.cli_args("root"))
+    dockerd_pid = _main_pid(host, "docker")
+    _wait_reloaded(host)
+    assert _docker(docker_config, "bob", "version").returncode == 0
+
+    # A broken program: systemd keeps restarting it, dockerd gets no answer and denies.
+    host.check("echo 'raise SystemExit(3)' > /usr/local/lib/certkit/certkit-authz.py")
+    host.check("systemctl kill -s KILL certkit-authz.service")
+    assert host.sh("timeout 90 docker ps").returncode != 0  # the unix socket too
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  authz-plugin          dockerd denies every request" in doctor.stdout
+    recovery = "remove 'certkit-authz' from authorization-plugins in /etc/docker/daemon.json"
+    assert recovery in doctor.stdout and "kill -HUP $(cat /var/run/docker.pid)" in doctor.stdout
+
+    # The recovery, as doctor words it.
+    host.check(
+        'python3 -c \'import json; p = "/etc/docker/daemon.json"; c = json.load(open(p)); '
+        'c["authorization-plugins"].remove("certkit-authz"); json.dump(c, open(p, "w"))\''
+    )
+    host.check("kill -HUP $(cat /var/run/docker.pid)")
+    deadline = time.monotonic() + 20
+    while host.sh("docker ps").returncode != 0:
+        assert time.monotonic() < deadline, host.journal()[-2000:]
+        time.sleep(0.5)
+    assert _main_pid(host, "docker") == dockerd_pid
+
+    # A push puts the program back and registers the plugin again.
+    again = cli_json("policy", "push", "lab", *host.cli_args("root"))
+    assert again["pushed"][0]["registered"] is True
+    assert "/usr/local/lib/certkit/certkit-authz.py" in again["pushed"][0]["written"]
+    assert _docker(docker_config, "bob", "version").returncode == 0
+    assert _main_pid(host, "docker") == dockerd_pid

@@ -193,3 +193,18 @@ def test_a_custom_role_in_use_cannot_be_dropped(store: CAStore, tmp_path: Path) 
     roles.write_text('{"roles": {}}')
     r = run_certkit("policy", "configure", "--roles", str(roles))
     assert r.returncode == 2 and "'deployer' is given to an identity" in r.stderr
+
+
+def test_the_docs_list_exactly_the_endpoints_read_only_allows() -> None:
+    from support import REPO
+
+    from certkit.authz import plugin
+
+    text = (REPO / "docs" / "revocation.md").read_text()
+    table = text.split("### What `read-only` allows", 1)[1].split("###", 1)[0]
+    rows = [
+        line.strip("| ").replace("`", "").replace(" | ", " ")
+        for line in table.splitlines()
+        if line.startswith("| `")
+    ]
+    assert rows == list(plugin.READ_ONLY)

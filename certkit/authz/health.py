@@ -63,7 +63,7 @@ def add_checks(report: Checklist, system: SystemPaths) -> None:
         )
     from ..revoke import all_hosts_behind
 
-    for ca, hosts in all_hosts_behind().items():
+    for ca, hosts in all_hosts_behind(skip_unreadable=True).items():
         flag = "" if ca == "default" else f" --ca {ca}"
         for host in hosts:
             report.add(

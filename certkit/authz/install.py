@@ -122,17 +122,6 @@ def program_text() -> bytes:
 
 
 @dataclass
-class HostState:
-    """What :func:`push` found on the host."""
-
-    daemon_json: str | None
-    sums: dict[str, str]  # path -> sha256 of the file there (missing: absent)
-    systemd: bool  # PID 1 is systemd and the host is not a --root sandbox
-    socket: bool  # the plugin's socket exists
-    policy: str | None = None  # the policy file's text (read_policy only)
-
-
-@dataclass
 class Pushed:
     """What :func:`push` did on one host."""
 
@@ -154,88 +143,53 @@ def _q(path: object) -> str:
     return shlex.quote(str(path))
 
 
-def _read_state(target: Target, paths: list[str], plugin: str) -> HostState:
-    system = target.system
-    lines = [
-        "set -u",
-        f"dj={_q(system.daemon_json)}",
-        'if [ -f "$dj" ]; then printf "DJ "; base64 < "$dj" | tr -d "\\n"; echo; fi',
-        *(
-            f"[ -f {_q(p)} ] && echo SUM $(sha256sum < {_q(p)} | cut -d' ' -f1) {_q(p)}"
-            for p in paths
-        ),
-        f"[ -S {_q(socket_path(plugin))} ] && echo SOCKET",
-        "[ -d /run/systemd/system ] && echo SYSTEMD",
-        "true",
-    ]
-    state = HostState(None, {}, False, False)
-    for line in target.run_script("\n".join(lines) + "\n"):
-        word, _, rest = line.partition(" ")
-        if word == "DJ":
-            state.daemon_json = base64.b64decode(rest).decode("utf-8")
-        elif word == "SUM":
-            digest, _, path = rest.partition(" ")
-            state.sums[path] = digest
-        elif word == "SOCKET":
-            state.socket = True
-        elif word == "SYSTEMD":
-            state.systemd = not system.sandboxed
-    return state
-
-
-def _write_file(path: str, data: bytes, mode: str = "0644") -> list[str]:
-    encoded = base64.b64encode(data).decode()
-    tmp = f"{path}.certkit-tmp"
-    return [
-        f"mkdir -p {_q(Path(path).parent)}",
-        f"printf '%s' {_q(encoded)} | base64 -d > {_q(tmp)}",
-        f"chmod {mode} {_q(tmp)}",
-        f"mv -f {_q(tmp)} {_q(path)}",
-    ]
-
-
 def _fail(message: str) -> str:
     return f"{{ echo {_q('CERTKIT-ERROR ' + message)}; exit 3; }}"
 
 
-def _registered(text: str | None, path: str, plugin: str) -> tuple[str | None, dict[str, Any]]:
-    """daemon.json's new text naming ``plugin`` (None: it already does), and its settings."""
-    config = parse_daemon_json(text or "", path)
-    current = config.get(DAEMON_KEY) or []
-    if not isinstance(current, list):
-        raise OperationError(f"{path}: {DAEMON_KEY!r} is not a list; fix it, then push again.")
-    if plugin in current:
-        return None, config
-    new = {**config, DAEMON_KEY: [*current, plugin]}
-    return (edit_daemon_json(text, config, new) if text else dump_daemon_json(new)), config
+# Writes $1 (mode $2) from the base64 $3 through a temporary file renamed over it.
+_PUT = (
+    'put() { mkdir -p "$(dirname "$1")" && printf "%s" "$3" | base64 -d > "$1.certkit-tmp" '
+    '&& chmod "$2" "$1.certkit-tmp" && mv -f "$1.certkit-tmp" "$1" && echo "WROTE $1"; }'
+)
+# Exit 0 when daemon.json ($1) already lists the plugin ($2) in authorization-plugins.
+_LISTED = (
+    "python3 -I -c 'import json, sys; c = json.load(open(sys.argv[1])); "
+    'sys.exit(0 if sys.argv[2] in (c.get("authorization-plugins") or []) else 1)\''
+)
 
 
-def push(target: Target, host: str, policy_text: str, *, plugin: str = PLUGIN) -> Pushed:
-    """Converge ``host`` to run ``plugin`` with ``policy_text``; what was written.
-
-    OperationError (nothing registered) when the plugin's socket does not
-    answer or the host's python3 refuses the policy.
-    """
-    system = target.system
+def _converge_script(system: SystemPaths, wanted: dict[str, bytes], plugin: str) -> str:
+    """Round one: write what differs (compared on the host), start the units, check the
+    policy and the socket; then say whether daemon.json already names the plugin."""
     program, policy = str(system.authz_program), str(system.authz_policy)
-    wanted: dict[str, bytes] = {program: program_text(), policy: policy_text.encode()}
-    wanted.update({str(system.unit_dir / n): t.encode() for n, t in units(system, plugin).items()})
-    state = _read_state(target, list(wanted), plugin)
-    changed = [p for p, d in wanted.items() if state.sums.get(p) != hashlib.sha256(d).hexdigest()]
-    dj = str(system.daemon_json)
-    new_dj, config = _registered(state.daemon_json, dj, plugin)
-    script = ["set -u"]
-    for path in changed:
-        script += _write_file(path, wanted[path])
-    if state.systemd and any(p.startswith(str(system.unit_dir)) for p in changed):
-        script += [
-            "systemctl daemon-reload",
+    lines = ["set -u", _PUT, "units=0", "prog=0"]
+    for path, data in wanted.items():
+        digest = hashlib.sha256(data).hexdigest()
+        flag = (
+            "prog=1"
+            if path == program
+            else "units=1"
+            if path.endswith((".socket", ".service"))
+            else ":"
+        )
+        lines.append(
+            f'if [ "$(sha256sum < {_q(path)} 2>/dev/null | cut -d" " -f1)" != {digest} ]; then '
+            f"put {_q(path)} 644 {_q(base64.b64encode(data).decode())} || "
+            + _fail(f"cannot write {path} on the host.")
+            + f"; {flag}; fi"
+        )
+    if not system.sandboxed:  # a --root sandbox has no systemd of its own
+        lines += [
+            'if [ -d /run/systemd/system ] && [ "$units" = 1 ]; then systemctl daemon-reload; '
             f"systemctl enable --now {plugin}.socket >/dev/null 2>&1 || "
-            + _fail(f"systemctl could not start {plugin}.socket; see journalctl -u {plugin}."),
+            + _fail(f"systemctl could not start {plugin}.socket; see journalctl -u {plugin}.")
+            + "; fi",
+            'if [ -d /run/systemd/system ] && [ "$prog" = 1 ]; then '
+            f"systemctl try-restart {plugin}.service; fi",
         ]
-    if state.systemd and program in changed:
-        script.append(f"systemctl try-restart {plugin}.service")
-    script += [
+    dj = _q(system.daemon_json)
+    lines += [
         f"python3 -I {_q(program)} --check --policy {_q(policy)} >/dev/null 2>&1 || "
         + _fail(f"the host's python3 refused {policy}: run python3 {program} --check there."),
         f"[ -S {_q(socket_path(plugin))} ] || "
@@ -243,26 +197,57 @@ def push(target: Target, host: str, policy_text: str, *, plugin: str = PLUGIN) -
             f"the plugin socket {socket_path(plugin)} is missing, so dockerd was not told to "
             f"use it (it would deny every request): start {plugin}.socket and push again."
         ),
+        f"if [ -f {dj} ] && {_LISTED} {dj} {_q(plugin)} 2>/dev/null; then echo LISTED; else",
+        f'  if [ -f {dj} ]; then printf "DJ "; base64 < {dj} | tr -d "\\n"; echo; '
+        f"echo DJMODE $(stat -c %a {dj}); fi",
+        "fi",
     ]
-    if new_dj is not None:
-        pidfile = str(config.get("pidfile") or system.at(DOCKER_PIDFILE))
-        script += [
-            *_write_file(dj, new_dj.encode()),
-            f'kill -HUP "$(cat {_q(pidfile)})" 2>/dev/null || '
-            + _fail(f"{dj} names {plugin} now, but dockerd could not be sent SIGHUP ({pidfile})."),
-        ]
-    target.run_script("\n".join(script) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def _registered(text: str | None, path: str, plugin: str) -> tuple[str, dict[str, Any]]:
+    """daemon.json's new text naming ``plugin``, and its current settings."""
+    config = parse_daemon_json(text or "", path)
+    current = config.get(DAEMON_KEY) or []
+    if not isinstance(current, list):
+        raise OperationError(f"{path}: {DAEMON_KEY!r} is not a list; fix it, then push again.")
+    new = {**config, DAEMON_KEY: [*current, plugin]}
+    return (edit_daemon_json(text, config, new) if text else dump_daemon_json(new)), config
+
+
+def push(target: Target, host: str, policy_text: str, *, plugin: str = PLUGIN) -> Pushed:
+    """Converge ``host`` to run ``plugin`` with ``policy_text``; what was written.
+
+    One round trip when the plugin is registered already (every revocation
+    after the first push), two when daemon.json must name it.  OperationError
+    (nothing registered) when the plugin's socket is missing or the host's
+    python3 refuses the policy.
+    """
+    system = target.system
+    wanted: dict[str, bytes] = {
+        str(system.authz_program): program_text(),
+        str(system.authz_policy): policy_text.encode(),
+    }
+    wanted.update({str(system.unit_dir / n): t.encode() for n, t in units(system, plugin).items()})
     digest = str(json.loads(policy_text).get("digest", ""))
-    return Pushed(host, digest, changed + ([dj] if new_dj else []), new_dj is not None)
-
-
-def read_policy(target: Target) -> str | None:
-    """The policy file on the host (None: there is none)."""
-    path = _q(target.system.authz_policy)
-    lines = target.run_script(
-        f'[ -f {path} ] && {{ printf "P "; base64 < {path} | tr -d "\\n"; }}; true\n'
-    )
-    for line in lines:
-        if line.startswith("P "):
-            return base64.b64decode(line[2:]).decode("utf-8")
-    return None
+    out = target.run_script(_converge_script(system, wanted, plugin))
+    done = Pushed(host, digest, [ln[6:] for ln in out if ln.startswith("WROTE ")])
+    if "LISTED" in out:
+        return done
+    text = next((base64.b64decode(ln[3:]).decode() for ln in out if ln.startswith("DJ ")), None)
+    mode = next((ln[7:] for ln in out if ln.startswith("DJMODE ") and ln[7:].isdigit()), "644")
+    dj = str(system.daemon_json)
+    new_dj, config = _registered(text, dj, plugin)
+    pidfile = str(config.get("pidfile") or system.at(DOCKER_PIDFILE))
+    script = [
+        "set -u",
+        _PUT,
+        f"put {_q(dj)} {mode} {_q(base64.b64encode(new_dj.encode()).decode())} || "
+        + _fail(f"cannot write {dj} on the host."),
+        f'kill -HUP "$(cat {_q(pidfile)})" 2>/dev/null || '
+        + _fail(f"{dj} names {plugin} now, but dockerd could not be sent SIGHUP ({pidfile})."),
+    ]
+    target.run_script("\n".join(script) + "\n")
+    done.written.append(dj)
+    done.registered = True
+    return done

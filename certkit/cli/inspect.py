@@ -192,6 +192,11 @@ def verify(
     if not any(c.name == "connect" for c in report.checks):  # unreachable: said once is enough
         report.checks += _docker_py_checks(host, port, creds, timeout)
     add_exposure(report, insecure_port or None)
+    from ..revoke import access_of
+
+    access = access_of(creds.cert.read_bytes()) if creds.cert.is_file() else None
+    if access is not None:  # what the inventory says: revoked, or the role it has
+        report.add("access", *access)
     lines = [f"Verifying {format_host(host, port)} with {creds.source} ({creds.cert})"]
     lines += [f"{c.status}  {c.name:21} {c.message}" for c in report.checks]
     fails, warns = report.count("FAIL"), report.count("WARN")

@@ -1,4 +1,4 @@
-"""``certkit revoke``, ``certkit policy show|push|configure`` and ``certkit ca crl``."""
+"""``certkit revoke`` and ``certkit policy show|push|configure`` (``ca crl``: :mod:`.crl`)."""
 
 from __future__ import annotations
 

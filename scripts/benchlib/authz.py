@@ -10,7 +10,9 @@ Standard library only, so tests and scripts/bench can both use it.
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import socket
 import ssl
 import statistics
 import subprocess
@@ -33,6 +35,34 @@ def request_latencies(host: str, port: int, ctx: ssl.SSLContext, runs: int = 300
     finally:
         conn.close()
     return out[5:]  # the first ones pay for the handshake and warm-up
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.unix_path)
+
+
+def plugin_latencies(sock_path: str, request: dict[str, object], runs: int = 1000) -> list[float]:
+    """Milliseconds of each AuthZReq + AuthZRes pair (what dockerd asks per API request)
+    sent straight to the plugin's socket on one kept-alive connection."""
+    conn = _UnixHTTP(sock_path)
+    body = json.dumps(request)
+    out = []
+    try:
+        for _ in range(runs + 5):
+            start = time.perf_counter()
+            for endpoint in ("/AuthZPlugin.AuthZReq", "/AuthZPlugin.AuthZRes"):
+                conn.request("POST", endpoint, body, {"Content-Type": "application/json"})
+                conn.getresponse().read()
+            out.append((time.perf_counter() - start) * 1000)
+    finally:
+        conn.close()
+    return out[5:]
 
 
 def cli_latencies(context: str, docker_config: str, runs: int = 30) -> list[float]:
