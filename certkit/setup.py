@@ -130,6 +130,8 @@ def setup(
     config_dir = paths.docker_config_dir(docker_config)
     dockercli.check_writable(config_dir)
     target.check(restart=restart)
+    if restart:  # the endpoint is verified at the end: a name nobody can reach fails there
+        _check_resolves(primary, opts.port)
     store = CAStore(ca)
     _check_context_is_ours(store, name, endpoint, config_dir)
     check_names_free(store, primary, names.all(), moved=names_moved)
@@ -167,6 +169,27 @@ def setup(
 
         result.verify = verify(primary, opts.port, context_endpoint(name, str(config_dir))[1])
     return result
+
+
+def _check_resolves(name: str, port: int) -> None:
+    """Refuse, before anything is issued, a host name this machine cannot resolve: the
+    context would point at nothing, and the docker CLI would fail with a DNS error."""
+    import ipaddress
+    import socket
+
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(
+            f"{name} does not resolve from this machine ({e}), so its docker context could "
+            "not reach it: fix its DNS or /etc/hosts entry, or give the name or address "
+            "clients use; nothing was issued."
+        ) from None
 
 
 def _check_context_is_ours(store: CAStore, name: str, endpoint: str, config_dir: StrPath) -> None:

@@ -8,6 +8,7 @@ error under ``--json`` is ``{"ok": false, "error": ...}``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from support import run_certkit
@@ -43,3 +44,15 @@ def test_help_and_success_under_json_keep_their_exit_codes() -> None:
     r = run_certkit("list", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == []
+
+
+def test_setup_refuses_a_name_that_does_not_resolve_before_issuing(
+    certkit_home: Path, docker_config: Path
+) -> None:
+    # Before: the host was installed, the context whose verify failed was selected, and
+    # the output said "Next: docker --context ... version".  (.invalid never resolves.)
+    r = run_certkit("setup", "docker1.nosuch.invalid", "--ssh", "root@127.0.0.1:9", "--restart")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "does not resolve" in r.stderr and "nothing was issued" in r.stderr
+    assert not certkit_home.exists()
+    assert not (docker_config / "contexts").exists()
