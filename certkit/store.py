@@ -66,9 +66,11 @@ def key_reference(directory: Path) -> str | None:
 
 def get_passphrase(confirm: bool = False) -> bytes:
     """The CA passphrase: ``$CERTKIT_CA_PASSPHRASE``, else asked on the terminal (hidden)."""
-    env = os.environ.get(PASSPHRASE_ENV)
+    # The bytes as the environment holds them: a passphrase in another encoding than
+    # UTF-8 (a Latin-1 shell) is still that passphrase, never an encoding error.
+    env = os.environb.get(PASSPHRASE_ENV.encode())
     if env:
-        return env.encode()
+        return env
     import sys
 
     if not sys.stdin.isatty():
@@ -85,7 +87,7 @@ def get_passphrase(confirm: bool = False) -> bytes:
             raise UsageError("The two passphrases differ; nothing was written.")
     except EOFError:  # Ctrl-D at the prompt
         raise UsageError("No passphrase given; nothing was written.") from None
-    return first.encode()
+    return first.encode("utf-8", "surrogateescape")  # the terminal's bytes, as typed
 
 
 class CAStore:

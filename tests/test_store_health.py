@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,25 @@ def test_init_ca_on_a_full_disk_leaves_nothing_half_made(full_disk: Path) -> Non
     (full_disk / "filler").unlink()
     r = run_certkit("init-ca", env=env)  # the rerun works: no "already exists"
     assert r.returncode == 0, r.stderr
+
+
+def test_a_passphrase_that_is_not_utf8_is_used_as_its_bytes(tmp_path: Path) -> None:
+    # A Latin-1 shell's "päss": before, a UnicodeEncodeError traceback.
+    env = os.environ.copy()
+    env["CERTKIT_HOME"] = str(tmp_path / "home")
+    envb = {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()}
+    right = {**envb, b"CERTKIT_CA_PASSPHRASE": b"p\xe4ss"}
+    wrong = {**envb, b"CERTKIT_CA_PASSPHRASE": b"p\xe5ss"}
+    base = [sys.executable, "-m", "certkit"]
+    made = subprocess.run([*base, "init-ca", "--encrypt"], env=right, capture_output=True)
+    assert made.returncode == 0, made.stderr
+    out = str(tmp_path / "h1")
+    used = subprocess.run(
+        [*base, "issue-server", "h1", "--out", out], env=right, capture_output=True
+    )
+    assert used.returncode == 0, used.stderr
+    refused = subprocess.run(
+        [*base, "issue-server", "h2", "--out", str(tmp_path / "h2")], env=wrong, capture_output=True
+    )
+    assert refused.returncode == 2
+    assert b"Wrong passphrase" in refused.stderr and b"Traceback" not in refused.stderr
