@@ -23,11 +23,12 @@ from test_hardening import inventory_serials, sandbox_root, snapshot
 from certkit.errors import CertkitError, UsageError
 from certkit.fleet.target import AnsibleTarget
 from certkit.host import engine
-from certkit.host.options import HostRef, InstallOptions
+from certkit.host.options import InstallOptions
 from certkit.host.remote import remote_paths
 from certkit.host.ssh import SSH
 from certkit.server import issue_server
 from certkit.store import CAStore
+from certkit.targets import AnsibleRef
 
 sshd = test_ssh_install.sshd  # the real-sshd fixture, shared
 
@@ -40,7 +41,9 @@ def attempt(via: str, sshd: SSHServer, root: Path, cert_dir: str | None = None) 
     extra = ["--cert-dir", cert_dir] if cert_dir else []
     if via == "fleet":
         ssh = SSH.build(sshd.target, identity=str(sshd.identity), options=sshd.ssh_options())
-        target = AnsibleTarget(ssh.transport, remote_paths(str(root), cert_dir), HostRef(), "h1")
+        target = AnsibleTarget(
+            ssh.transport, remote_paths(str(root), cert_dir), AnsibleRef("h1"), "h1"
+        )
         try:
             issue_server(CAStore("default"), "docker1", target, options=InstallOptions())
         except CertkitError as e:
