@@ -106,6 +106,7 @@ def issue_server(
     sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
+    rootless: bool = reach.ROOTLESS,
     from_file: str = FROM_FILE,
     force: bool = FORCE,
     allow_from: list[str] = ALLOW_FROM,
@@ -126,7 +127,7 @@ def issue_server(
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
-    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root, rootless))
     _check_ssh_flags(ssh, out)
     install = install or ssh is not None  # --ssh installs on that host
     if from_file is not None:

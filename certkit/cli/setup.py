@@ -55,6 +55,7 @@ def setup(
     sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
+    rootless: bool = reach.ROOTLESS,
     force: bool = typer.Option(
         False, "--force", help="Take a name another host's active certificate holds (it moved)."
     ),
@@ -85,7 +86,7 @@ def setup(
             if ssh is None
             else "--ssh installs over SSH and --install on this machine: use one of them."
         )
-    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root, rootless))
     options = install_options(listen=listen, port=port, cert_dir=cert_dir, method=method)
     target = open_target(from_reach(where), cert_dir)
     result = _setup(

@@ -26,11 +26,12 @@ from typing import Any
 from .. import files
 from ..errors import UsageError
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
-from ..paths import SystemPaths
+from ..paths import RootlessPaths, SystemPaths
 from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_daemon_json
 from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
 from .options import METHODS, InstallOptions
+from .rootlessplan import rootless_dropin
 from .systemd import (
     TLS_KEYS,
     base_execstart,
@@ -388,7 +389,12 @@ def _listeners(
     if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
         new_config["hosts"] = hosts
     dropin_args: list[str] | None = None
-    if host.base_spans or host.tls_spans or any(is_ours(p) for p, _ in files_.dropins):
+    # certkit's drop-in with an ExecStart (a rootless one may only set the port's Environment)
+    if (
+        host.base_spans
+        or host.tls_spans
+        or any(is_ours(p) and service_values(t, "ExecStart") for p, t in files_.dropins)
+    ):
         dropin_args = _without(
             host.base or [],
             host.base_spans + host.tls_spans,
@@ -461,6 +467,8 @@ def plan_install(
         _check_later_dropins(files_, dropin_path)
     old_dropin = next((t for p, t in files_.dropins if is_ours(p)), None)
     new_dropin = dropin_text(dropin_args) if dropin_args is not None else None
+    if isinstance(paths, RootlessPaths):  # RootlessKit must publish the port (docs/rootless.md)
+        new_dropin = rootless_dropin(new_dropin, files_, listen, options.port)
     new_json = _new_daemon_json(files_.daemon_json, host.config, new_config)
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
