@@ -221,6 +221,21 @@ class RootlessPaths(SystemPaths):
         return self.at(RUNTIME_DIR / str(self.uid) / "docker.sock")
 
 
+def own_rootless_paths() -> RootlessPaths | None:
+    """This user's rootless dockerd paths when certkit runs as a user (not root) who has a
+    rootless daemon here (its user unit or its daemon.json); else None."""
+    if not hasattr(os, "getuid") or os.getuid() == 0:
+        return None
+    try:
+        home = PurePosixPath(Path.home())
+    except RuntimeError:
+        return None
+    found = RootlessPaths(home=home, uid=os.getuid())
+    if any(Path(p).is_file() for p in (*found.unit_files, found.daemon_json)):
+        return found
+    return None
+
+
 def system_paths(
     root: str | os.PathLike[str] | None = None, cert_dir: str | None = None
 ) -> SystemPaths:

@@ -13,17 +13,15 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
-from lab import Lab, LabHost, booted_lab, require_lab
+from lab import VENV_CERTKIT, Lab, LabHost, booted_lab, require_lab
 from rootless_support import Rootless, setup_rootless
 from support import run_certkit
 
 from certkit import api
 from certkit.host.engine import served_serial
-
-pytestmark = pytest.mark.lab
 
 CONFIG = "/home/guest/.config/docker"
 SYSTEM_FILES = (
@@ -81,6 +79,7 @@ def _served(rl: Rootless, port: int = 2376) -> str | None:
     return served_serial(rl.host.address, port, ca, None, 5)[0]
 
 
+@pytest.mark.lab
 def test_setup_rootless_serves_mutual_tls_idempotent_and_renews(
     rootless: Rootless, docker_config: Path, certkit_home: Path
 ) -> None:
@@ -125,9 +124,22 @@ def test_setup_rootless_serves_mutual_tls_idempotent_and_renews(
     new = _installed_serial(rl)
     assert new != old and _served(rl) == new
 
+    # doctor, run on the host by the daemon's user, checks the user's daemon.json and files.
+    # The virtualenv's python lives under /root (0700 here): let guest through, in the host's
+    # overlay only (its upper layer: this machine's /root keeps its mode).
+    host.check("chmod o+x /root")
+    _, out = rl.as_user(f"{VENV_CERTKIT} doctor --json 2>/dev/null", timeout=180)
+    assert out.strip(), rl.as_user(f"{VENV_CERTKIT} doctor")[1]
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["daemon-json"]["status"] == "PASS", checks
+    assert f"{CONFIG}/daemon.json" in checks["daemon-json"]["message"]
+    assert checks["tlsverify"]["status"] == "PASS" and checks["hosts-conflict"]["status"] == "PASS"
+    assert not [c for c in checks.values() if c["status"] == "FAIL" and "tls" in c["name"]]
+
     assert _system_state(host) == system_before  # the system dockerd: untouched
 
 
+@pytest.mark.lab
 def test_port_taken_fails_the_restart_and_rolls_back(
     rootless: Rootless, docker_config: Path, certkit_home: Path
 ) -> None:
@@ -161,9 +173,63 @@ def test_port_taken_fails_the_restart_and_rolls_back(
     assert _system_state(host) == system_before
 
 
+@pytest.mark.lab
 def test_low_port_and_root_are_refused(rootless: Rootless, certkit_home: Path) -> None:
     rl, host = rootless, rootless.host
     r = run_certkit("setup", *_args(rl, "--port", "443"))
     assert r.returncode == 2 and "below 1024" in r.stderr, r.stdout + r.stderr
     r = run_certkit("setup", host.address, *host.cli_args("root"), "--rootless")
     assert r.returncode == 2 and "not root" in r.stderr, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- without a lab host
+
+
+def test_rootless_plan_publishes_the_port_and_keeps_the_units_flags() -> None:
+    from certkit.errors import UsageError
+    from certkit.host.hostfiles import HostFiles
+    from certkit.host.plan import plan_install
+    from certkit.install_options import InstallOptions
+    from certkit.paths import RootlessPaths
+
+    unit = (
+        "/home/alice/.config/systemd/user/docker.service",
+        "[Service]\nEnvironment=DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--port-driver=slirp4netns"
+        "\nExecStart=/usr/bin/dockerd-rootless.sh\n",
+    )
+    sp = RootlessPaths(home=PurePosixPath("/home/alice"), uid=1000)
+    pems = (b"ca", b"cert", b"key")
+    plan = plan_install(HostFiles(units=[unit]), sp, InstallOptions(), *pems)
+    assert plan.daemon_json_path == "/home/alice/.config/docker/daemon.json"
+    assert plan.cert_paths["key"] == "/home/alice/.config/docker/certkit/server-key.pem"
+    assert json.loads(plan.new_daemon_json or "")["hosts"] == [
+        "unix:///run/user/1000/docker.sock",
+        "tcp://0.0.0.0:2376",
+    ]
+    assert plan.new_dropin is not None and "ExecStart" not in plan.new_dropin
+    assert plan.new_dropin.endswith(
+        'Environment="DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--port-driver=slirp4netns '
+        '-p 0.0.0.0:2376:2376/tcp"\n'
+    )
+    assert plan.dropin_path.endswith("/.config/systemd/user/docker.service.d/certkit.conf")
+    assert plan.restart_command.startswith("systemctl --user restart docker")
+    for bad, why in ((InstallOptions(port=80), "below 1024"),
+                     (InstallOptions(listen="10.0.0.5"), "cannot go with --rootless")):  # fmt: skip
+        with pytest.raises(UsageError, match=why):
+            plan_install(HostFiles(units=[unit]), sp, bad, *pems)
+
+
+def test_rootless_ref_is_recorded_and_reopened_from_the_flags() -> None:
+    from certkit.errors import UsageError
+    from certkit.rootless_kind import RootlessRef
+    from certkit.targets import Reach, SSHRef, from_reach, ref_from_json, ref_to_json
+
+    ref = from_reach(Reach(ssh="alice@h1", identity="/k", rootless=True))
+    assert ref == RootlessRef("alice@h1", "/k")
+    assert ref_from_json(json.loads(json.dumps(ref_to_json(ref)))) == ref
+    assert from_reach(Reach(), ref) == ref  # renew: the record alone
+    assert from_reach(Reach(ssh="alice@h1"), ref) == ref
+    assert isinstance(from_reach(Reach(ssh="root@h1"), ref), SSHRef)
+    for reach in (Reach(rootless=True), Reach(ssh="a@h", sudo=True, rootless=True)):
+        with pytest.raises(UsageError):
+            from_reach(reach)

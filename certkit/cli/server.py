@@ -310,9 +310,7 @@ def _install_lines(r: ServerResult, restart_note: str) -> list[str]:
             if r.install.live_restore
             else restart_note
         )
-        lines.append(
-            f"Restart needed: sudo systemctl restart docker ({note}), or re-run with --restart."
-        )
+        lines.append(f"Restart needed: {plan.restart_command} ({note}), or re-run with --restart.")
     else:
         lines.append("Nothing changed: no restart needed.")
     return lines

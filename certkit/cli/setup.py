@@ -135,19 +135,17 @@ def _lines(r: SetupResult) -> list[str]:
         lines.append(f"Verify: {len(r.verify.checks) - len(fails)}/{len(r.verify.checks)} passed.")
     if not r.changed:
         lines.append("Nothing changed.")
+    plan = r.server.install.plan if r.server and r.server.install else None
+    restart = plan.restart_command if plan else "sudo systemctl restart docker"
     if r.restart_needed:
         lines.append(
             next_step(
-                "restart dockerd (sudo systemctl restart docker, or re-run with --restart), "
+                f"restart dockerd ({restart}, or re-run with --restart), "
                 f"then certkit verify --context {r.context}"
             )
         )
     elif r.verify is not None and not r.verify.ok and not r.restarted:
-        lines.append(
-            next_step(
-                "dockerd may still run its previous configuration: sudo systemctl restart docker"
-            )
-        )
+        lines.append(next_step(f"dockerd may still run its previous configuration: {restart}"))
     else:
         lines.append(next_step(f"docker --context {r.context} version"))
     return lines

@@ -31,7 +31,7 @@ from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_dae
 from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
 from .options import METHODS, InstallOptions
-from .rootlessplan import rootless_dropin
+from .rootlessplan import restart_command, rootless_dropin
 from .systemd import (
     TLS_KEYS,
     base_execstart,
@@ -169,6 +169,7 @@ class InstallPlan:
     new_dropin: str | None = None
     firewall: FirewallPlan | None = None  # the rules to add (--allow-from)
     firewall_warnings: list[str] = field(default_factory=list)  # also in ``warnings``
+    restart_command: str = "sudo systemctl restart docker"  # for "restart needed" messages
 
     @property
     def changed(self) -> bool:
@@ -511,6 +512,7 @@ def plan_install(
         new_dropin=new_dropin,
         firewall=firewall,
         firewall_warnings=fw_warnings,
+        restart_command=restart_command(paths),
     )
 
 

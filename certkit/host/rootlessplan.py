@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 
 from ..errors import UsageError
+from ..paths import RootlessPaths, SystemPaths
 from .hostfiles import HostFiles
 from .systemd import is_ours, service_values
 
@@ -98,3 +99,10 @@ def rootless_dropin(dropin: str | None, files_: HostFiles, listen: str, port: in
             "simplify it, then run again."
         )
     return (dropin or HEADER) + f'Environment="{FLAGS_VAR}={value}"\n'
+
+
+def restart_command(paths: SystemPaths) -> str:
+    """The command that restarts the daemon ``paths`` belong to, for "restart needed" lines."""
+    if isinstance(paths, RootlessPaths):
+        return "systemctl --user restart docker (as the daemon's user)"
+    return "sudo systemctl restart docker"
