@@ -213,8 +213,12 @@ def test_rootless_plan_publishes_the_port_and_keeps_the_units_flags() -> None:
     )
     assert plan.dropin_path.endswith("/.config/systemd/user/docker.service.d/certkit.conf")
     assert plan.restart_command.startswith("systemctl --user restart docker")
-    for bad, why in ((InstallOptions(port=80), "below 1024"),
-                     (InstallOptions(listen="10.0.0.5"), "cannot go with --rootless")):  # fmt: skip
+    refused = [
+        (InstallOptions(port=80), "below 1024"),
+        (InstallOptions(listen="10.0.0.5"), "cannot go with --rootless"),
+        (InstallOptions(allow_from=("10.0.0.0/8",)), "firewall is root's"),
+    ]
+    for bad, why in refused:
         with pytest.raises(UsageError, match=why):
             plan_install(HostFiles(units=[unit]), sp, bad, *pems)
 
@@ -233,3 +237,16 @@ def test_rootless_ref_is_recorded_and_reopened_from_the_flags() -> None:
     for reach in (Reach(rootless=True), Reach(ssh="a@h", sudo=True, rootless=True)):
         with pytest.raises(UsageError):
             from_reach(reach)
+
+
+@pytest.mark.lab
+def test_linger_off_is_refused_with_the_command(rootless: Rootless, certkit_home: Path) -> None:
+    """Last in this module: it leaves guest without linger (its daemon stops)."""
+    rl, host = rootless, rootless.host
+    config = host.path(f"{CONFIG}/daemon.json")
+    before = config.read_bytes() if config.exists() else None
+    host.check(f"loginctl disable-linger {rl.user}")
+    r = run_certkit("setup", *_args(rl, "--port", "2380"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"`loginctl enable-linger {rl.user}`" in r.stderr and "as root" in r.stderr
+    assert (config.read_bytes() if config.exists() else None) == before  # nothing written

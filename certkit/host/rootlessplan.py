@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 
 from ..errors import UsageError
+from ..install_options import InstallOptions
 from ..paths import RootlessPaths, SystemPaths
 from .hostfiles import HostFiles
 from .systemd import is_ours, service_values
@@ -41,7 +42,7 @@ def check_rootless_listen(listen: str, port: int) -> None:
         raise UsageError(
             f"--listen {listen} cannot go with --rootless: the daemon listens inside "
             "RootlessKit's network namespace and certkit publishes its port on every address "
-            "of the host; drop --listen (and narrow who connects with --allow-from)."
+            "of the host; drop --listen (and narrow who connects with the host's firewall)."
         )
 
 
@@ -86,10 +87,18 @@ def port_forward(listen: str, port: int) -> str:
     return f"{parent}:{port}:{port}/tcp"
 
 
-def rootless_dropin(dropin: str | None, files_: HostFiles, listen: str, port: int) -> str:
+def rootless_dropin(
+    dropin: str | None, files_: HostFiles, listen: str, options: InstallOptions
+) -> str:
     """certkit's drop-in for the user's docker.service: ``dropin`` (its ExecStart, when the
-    plan needs one) plus the Environment line publishing ``port`` through RootlessKit."""
+    plan needs one) plus the Environment line publishing the port through RootlessKit."""
+    port = options.port
     check_rootless_listen(listen, port)
+    if options.allow_from:
+        raise UsageError(
+            "--allow-from cannot go with --rootless: the host's firewall is root's, and "
+            "certkit connects as the daemon's user; open the port there as root instead."
+        )
     flags = _without_port(shlex.split(_unit_flags(files_)), port)
     flags += ["-p", port_forward(listen, port)]
     value = " ".join(shlex.quote(f) for f in flags)
