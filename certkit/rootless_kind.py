@@ -1,4 +1,4 @@
-"""The ``rootless`` target kind: a rootless dockerd, reached over SSH as its own user.
+"""The ``rootless`` target kind: a rootless dockerd, reached as its own user (SSH or here).
 
 Its reference (:class:`RootlessRef`) records what a cron ``certkit renew``
 needs to reach the user's daemon again: the ``USER@HOST`` SSH connects as (the
@@ -18,10 +18,11 @@ from .targets import Reach, TargetKind, register
 
 @dataclass(frozen=True)
 class RootlessRef:
-    """A rootless dockerd over SSH as its user (``--ssh alice@HOST --rootless``)."""
+    """A rootless dockerd over SSH as its user (``--ssh alice@HOST --rootless``), or on this
+    machine as the user running certkit (``--rootless`` alone)."""
 
     kind: ClassVar[str] = "rootless"
-    ssh: str = ""  # USER@HOST[:PORT]: the daemon's own user
+    ssh: str = ""  # USER@HOST[:PORT]: the daemon's own user ("": this machine, as that user)
     identity: str | None = None  # the --identity key file, absolute
     ssh_options: tuple[str, ...] = ()  # each --ssh-option (ssh -o)
 
@@ -34,10 +35,6 @@ def _from_reach(reach: Reach, recorded: Any) -> RootlessRef | None:
         was is None or reach.root is not None or reach.ssh not in (None, was.ssh)
     ):
         return None
-    if reach.ssh is None and was is None:
-        raise UsageError(
-            "--rootless needs --ssh USER@HOST: certkit reaches a rootless daemon as its own user."
-        )
     if reach.sudo or reach.root is not None:
         raise UsageError(
             "--rootless cannot go with --sudo or --root: a rootless daemon's files belong to "
@@ -57,7 +54,11 @@ register(
         "rootless",
         RootlessRef,
         "certkit.host.rootless:open_rootless",
-        lambda ref: f"the rootless Docker of {ref.ssh} over SSH",
+        lambda ref: (
+            f"the rootless Docker of {ref.ssh} over SSH"
+            if ref.ssh
+            else "your rootless Docker on this machine"
+        ),
         _from_reach,
     )
 )

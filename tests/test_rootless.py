@@ -140,6 +140,24 @@ def test_setup_rootless_serves_mutual_tls_idempotent_and_renews(
 
 
 @pytest.mark.lab
+def test_setup_rootless_on_the_host_itself_as_the_user(rootless: Rootless) -> None:
+    """``--rootless`` without --ssh: certkit run by guest on the host, for guest's daemon."""
+    rl, host = rootless, rootless.host
+    host.check("chmod o+x /root")  # the virtualenv's python, as in the test above
+    env = "CERTKIT_HOME=$HOME/certkit-home DOCKER_CONFIG=$HOME/.docker"
+    cmd = f"{env} {VENV_CERTKIT} setup {host.address} --rootless --context here --restart"
+    _, out = rl.as_user(f"{cmd} --json 2>/dev/null", timeout=300)
+    assert out.strip(), rl.as_user(cmd, timeout=300)[1]
+    result = json.loads(out)
+    assert result.get("restarted") is True and result["verify"]["ok"] is True, result
+    assert result["server"]["install"]["daemon_json"] == f"{CONFIG}/daemon.json"
+    rc, out = rl.as_user(f"{env} docker --context here info --format '{{{{.SecurityOptions}}}}'")
+    assert rc == 0 and "name=rootless" in out, out
+    _, listed = rl.as_user(f"{env} {VENV_CERTKIT} list --json 2>/dev/null")
+    assert f"{CONFIG}/certkit/server-cert.pem" in listed  # recorded as a path here
+
+
+@pytest.mark.lab
 def test_port_taken_fails_the_restart_and_rolls_back(
     rootless: Rootless, docker_config: Path, certkit_home: Path
 ) -> None:
@@ -234,7 +252,8 @@ def test_rootless_ref_is_recorded_and_reopened_from_the_flags() -> None:
     assert from_reach(Reach(), ref) == ref  # renew: the record alone
     assert from_reach(Reach(ssh="alice@h1"), ref) == ref
     assert isinstance(from_reach(Reach(ssh="root@h1"), ref), SSHRef)
-    for reach in (Reach(rootless=True), Reach(ssh="a@h", sudo=True, rootless=True)):
+    assert from_reach(Reach(rootless=True)) == RootlessRef()  # this machine, as its user
+    for reach in (Reach(root="/x", rootless=True), Reach(ssh="a@h", sudo=True, rootless=True)):
         with pytest.raises(UsageError):
             from_reach(reach)
 

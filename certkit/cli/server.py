@@ -129,7 +129,7 @@ def issue_server(
 
     where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root, rootless))
     _check_ssh_flags(ssh, out)
-    install = install or ssh is not None  # --ssh installs on that host
+    install = install or ssh is not None or rootless  # --ssh, --rootless: install there
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
         _refuse_install_with_from_file(host, san, any(flags) or remove_insecure)

@@ -80,7 +80,7 @@ def setup(
     from ..setup import setup as _setup
     from ..targets import from_reach, open_target
 
-    if (ssh is None) == (not install):
+    if (ssh is None) == (not install) and not (rootless and not install):  # --rootless: here
         raise UsageError(
             "Say where dockerd runs: --ssh [USER@]HOST (over SSH) or --install (this machine)."
             if ssh is None

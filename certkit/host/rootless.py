@@ -24,6 +24,8 @@ from pathlib import PurePosixPath
 from ..errors import OperationError, UsageError
 from ..paths import RootlessPaths
 from ..rootless_kind import RootlessRef
+from . import engine
+from .local import HERE
 from .remote import ScriptTarget, remote_paths
 from .ssh import SSH
 
@@ -89,25 +91,28 @@ def parse_probe(lines: list[str], where: str) -> RootlessState:
 
 @dataclass
 class RootlessTarget(ScriptTarget):
-    """The rootless dockerd of the user SSH connects as (no root, no sudo)."""
+    """The rootless dockerd of the user SSH connects as (no root, no sudo); without ``ssh``,
+    the one of the user certkit runs as on this machine."""
 
-    ssh: SSH
+    ssh: SSH | None
     system: RootlessPaths
     state: RootlessState = field(default_factory=lambda: RootlessState(-1, "", ""))
 
     @property
     def label(self) -> str:
-        return self.ssh.target.host
+        return self.ssh.target.host if self.ssh else HERE
 
     def probe_host(self) -> str | None:
-        return self.ssh.hostname()
+        return self.ssh.hostname() if self.ssh else None
 
     def where(self, path: str) -> str:
         """Recorded as scp writes it (``USER@HOST:PATH``), as for any SSH host."""
-        return f"{self.ssh.target}:{path}"
+        return f"{self.ssh.target}:{path}" if self.ssh else path
 
     @property
     def ref(self) -> RootlessRef:
+        if self.ssh is None:
+            return RootlessRef()
         return RootlessRef(str(self.ssh.target), self.ssh.identity, self.ssh.options)
 
     def check(self, *, restart: bool) -> None:
@@ -116,8 +121,8 @@ class RootlessTarget(ScriptTarget):
         st, who = self.state, f"{self.state.user}@{self.label}"
         if st.uid == 0:
             raise UsageError(
-                "--rootless connects as the daemon's own user, not root: use --ssh USER@HOST "
-                "with the user that runs the rootless dockerd."
+                "--rootless reaches the daemon as its own user, not root: use --ssh USER@HOST "
+                "(or run certkit as that user) with the user that runs the rootless dockerd."
             )
         if not st.rootless:
             raise UsageError(
@@ -133,12 +138,18 @@ class RootlessTarget(ScriptTarget):
             )
 
     def run_script(self, script: str) -> list[str]:
-        return self.ssh.run_script(PRELUDE + script)
+        return _run(self.ssh, PRELUDE + script)
 
 
-def probe(ssh: SSH) -> RootlessState:
-    """Who ``ssh`` logs in as on the host, and the signs of a rootless daemon there."""
-    return parse_probe(ssh.run_script(PRELUDE + _PROBE), ssh.target.host)
+def _run(ssh: SSH | None, script: str) -> list[str]:
+    """Run ``script`` over ``ssh``, or here as certkit's own user (None)."""
+    return ssh.run_script(script) if ssh else engine.run(engine.local_sh, script, HERE)
+
+
+def probe(ssh: SSH | None) -> RootlessState:
+    """Who ``ssh`` logs in as on the host (None: who runs certkit here), and the signs of a
+    rootless daemon there."""
+    return parse_probe(_run(ssh, PRELUDE + _PROBE), ssh.target.host if ssh else HERE)
 
 
 def rootless_paths(state: RootlessState, cert_dir: str | None) -> RootlessPaths:
@@ -152,7 +163,10 @@ def rootless_paths(state: RootlessState, cert_dir: str | None) -> RootlessPaths:
 
 
 def open_rootless(ref: RootlessRef, cert_dir: str | None) -> RootlessTarget:
-    """The rootless daemon ``ref`` records: connect as its user, learn its home and uid."""
-    conn = SSH.build(ref.ssh, identity=ref.identity, options=ref.ssh_options, sudo=False)
+    """The rootless daemon ``ref`` records: connect as its user (no ``ssh``: this machine's
+    user running certkit), learn its home and uid."""
+    conn = None
+    if ref.ssh:
+        conn = SSH.build(ref.ssh, identity=ref.identity, options=ref.ssh_options, sudo=False)
     state = probe(conn)
     return RootlessTarget(conn, rootless_paths(state, cert_dir), state)
