@@ -230,6 +230,12 @@ def test_rootless_plan_publishes_the_port_and_keeps_the_units_flags() -> None:
         '-p 0.0.0.0:2376:2376/tcp"\n'
     )
     assert plan.dropin_path.endswith("/.config/systemd/user/docker.service.d/certkit.conf")
+    # Another port later: 2376, kept in daemon.json, stays published too.
+    moved = HostFiles(units=[unit], daemon_json=plan.new_daemon_json)
+    later = plan_install(moved, sp, InstallOptions(port=2377), *pems)
+    assert later.new_dropin is not None and later.new_dropin.endswith(
+        '--port-driver=slirp4netns -p 0.0.0.0:2376:2376/tcp -p 0.0.0.0:2377:2377/tcp"\n'
+    )
     assert plan.restart_command.startswith("systemctl --user restart docker")
     refused = [
         (InstallOptions(port=80), "below 1024"),

@@ -469,7 +469,7 @@ def plan_install(
     old_dropin = next((t for p, t in files_.dropins if is_ours(p)), None)
     new_dropin = dropin_text(dropin_args) if dropin_args is not None else None
     if isinstance(paths, RootlessPaths):  # RootlessKit must publish the port (docs/rootless.md)
-        new_dropin = rootless_dropin(new_dropin, files_, listen, options)
+        new_dropin = rootless_dropin(new_dropin, files_, listen, options, json_hosts(new_config))
     new_json = _new_daemon_json(files_.daemon_json, host.config, new_config)
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None

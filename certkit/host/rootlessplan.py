@@ -10,7 +10,9 @@ passes).  Pure: no I/O, called by :func:`certkit.host.plan.plan_install`.
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Sequence
 
 from ..errors import UsageError
 from ..install_options import InstallOptions
@@ -87,11 +89,22 @@ def port_forward(listen: str, port: int) -> str:
     return f"{parent}:{port}:{port}/tcp"
 
 
+def _kept_ports(hosts: Sequence[str], port: int) -> list[int]:
+    """The other TCP ports of daemon.json's ``hosts`` (kept by the install): still published."""
+    found = (re.match(r"^tcp://[^/]*:(\d+)$", h) for h in hosts)
+    return sorted({int(m.group(1)) for m in found if m and int(m.group(1)) != port})
+
+
 def rootless_dropin(
-    dropin: str | None, files_: HostFiles, listen: str, options: InstallOptions
+    dropin: str | None,
+    files_: HostFiles,
+    listen: str,
+    options: InstallOptions,
+    hosts: Sequence[str] = (),
 ) -> str:
     """certkit's drop-in for the user's docker.service: ``dropin`` (its ExecStart, when the
-    plan needs one) plus the Environment line publishing the port through RootlessKit."""
+    plan needs one) plus the Environment line publishing through RootlessKit the port and
+    every other TCP port daemon.json's ``hosts`` keeps."""
     port = options.port
     check_rootless_listen(listen, port)
     if options.allow_from:
@@ -99,8 +112,10 @@ def rootless_dropin(
             "--allow-from cannot go with --rootless: the host's firewall is root's, and "
             "certkit connects as the daemon's user; open the port there as root instead."
         )
-    flags = _without_port(shlex.split(_unit_flags(files_)), port)
-    flags += ["-p", port_forward(listen, port)]
+    flags = shlex.split(_unit_flags(files_))
+    for published in [*_kept_ports(hosts, port), port]:
+        flags = _without_port(flags, published)
+        flags += ["-p", port_forward(listen, published)]
     value = " ".join(shlex.quote(f) for f in flags)
     if '"' in value or "\\" in value:
         raise UsageError(
