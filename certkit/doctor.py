@@ -506,7 +506,8 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
         raise UsageError(
             f"--root {root} is not a directory; give the directory holding etc/docker."
         )
-    sp = paths.system_paths(root)
+    # A user with a rootless dockerd here: its daemon.json and user unit (docs/rootless.md).
+    sp = (None if root else paths.own_rootless_paths()) or paths.system_paths(root)
     config_dir = paths.docker_config_dir(docker_config)
     report = DoctorReport(str(sp.root), str(config_dir))
     config = _read_daemon_json(report, sp)

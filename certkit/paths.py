@@ -169,6 +169,73 @@ class SystemPaths:
         return self.root != PurePosixPath("/")
 
 
+# A rootless dockerd's own files (docs/rootless.md), relative to its user's home: the
+# daemon reads ~/.config/docker (not ~/.docker, the client's), its unit is a user unit,
+# and its socket is in the user's runtime dir.
+ROOTLESS_CONFIG = PurePosixPath(".config/docker")
+ROOTLESS_UNIT_DIR = PurePosixPath(".config/systemd/user")
+RUNTIME_DIR = PurePosixPath("/run/user")  # /run/user/UID: XDG_RUNTIME_DIR under systemd
+
+
+_NO_HOME = PurePosixPath("/nonexistent")
+
+
+@dataclass(frozen=True)
+class RootlessPaths(SystemPaths):
+    """:class:`SystemPaths` of a rootless dockerd run by the user ``uid`` whose home is
+    ``home``: ``~/.config/docker/daemon.json``, ``~/.config/docker/certkit/``, the user
+    unit ``~/.config/systemd/user/docker.service`` and its drop-ins, the socket
+    ``/run/user/UID/docker.sock``; ``/etc/default/docker`` stays the system's."""
+
+    home: PurePosixPath = _NO_HOME
+    uid: int = -1
+
+    @property
+    def config_dir(self) -> PurePosixPath:
+        return self.at(self.home / ROOTLESS_CONFIG)
+
+    @property
+    def daemon_json(self) -> PurePosixPath:
+        return self.config_dir / "daemon.json"
+
+    @property
+    def cert_dir(self) -> PurePosixPath:
+        if self.cert_dir_override is not None:
+            return self.at(self.cert_dir_override)
+        return self.config_dir / "certkit"
+
+    @property
+    def unit_dir(self) -> PurePosixPath:
+        return self.at(self.home / ROOTLESS_UNIT_DIR)
+
+    @property
+    def dropin_dir(self) -> PurePosixPath:
+        return self.unit_dir / "docker.service.d"
+
+    @property
+    def unit_files(self) -> tuple[PurePosixPath, ...]:
+        return (self.unit_dir / "docker.service",)
+
+    @property
+    def docker_socket(self) -> PurePosixPath:
+        return self.at(RUNTIME_DIR / str(self.uid) / "docker.sock")
+
+
+def own_rootless_paths() -> RootlessPaths | None:
+    """This user's rootless dockerd paths when certkit runs as a user (not root) who has a
+    rootless daemon here (its user unit or its daemon.json); else None."""
+    if not hasattr(os, "getuid") or os.getuid() == 0:
+        return None
+    try:
+        home = PurePosixPath(Path.home())
+    except RuntimeError:
+        return None
+    found = RootlessPaths(home=home, uid=os.getuid())
+    if any(Path(p).is_file() for p in (*found.unit_files, found.daemon_json)):
+        return found
+    return None
+
+
 def system_paths(
     root: str | os.PathLike[str] | None = None, cert_dir: str | None = None
 ) -> SystemPaths:

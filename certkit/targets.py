@@ -91,6 +91,7 @@ class Reach:
     identity: str | None = None
     ssh_options: tuple[str, ...] = ()
     root: str | None = None  # --root: a sandbox standing in for /
+    rootless: bool = False  # --rootless: the user's own rootless dockerd (certkit.rootless_kind)
 
     @property
     def over_ssh_only(self) -> bool:
@@ -254,3 +255,5 @@ register(
         _ansible_from_reach,
     )
 )
+
+from . import rootless_kind  # noqa: E402,F401  registers "rootless" (it needs the names above)

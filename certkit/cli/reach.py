@@ -35,6 +35,11 @@ SSH_OPTIONS = typer.Option(
     metavar="OPT",
     help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion (repeatable); recorded.",
 )
+ROOTLESS = typer.Option(
+    False,
+    "--rootless",
+    help="With --ssh USER@HOST: the user's own rootless dockerd (no root, no sudo); recorded.",
+)
 
 
 def group(
@@ -43,6 +48,7 @@ def group(
     identity: str | None = None,
     ssh_option: list[str] | None = None,
     root: object = None,
+    rootless: bool = False,
 ) -> Reach:
     """The group's values as one :class:`~certkit.targets.Reach` (``root`` may be a Path)."""
     from ..targets import Reach
@@ -53,6 +59,7 @@ def group(
         identity=identity,
         ssh_options=tuple(ssh_option or ()),
         root=str(root) if root else None,
+        rootless=rootless,
     )
 
 

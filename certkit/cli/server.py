@@ -99,6 +99,7 @@ def issue_server(
     sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
+    rootless: bool = reach.ROOTLESS,
     from_file: str = FROM_FILE,
     force: bool = FORCE,
     allow_from: list[str] = ALLOW_FROM,
@@ -120,9 +121,9 @@ def issue_server(
     from ..server import issue_server as _issue_server
     from ..store import CAStore
 
-    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root, rootless))
     _check_ssh_flags(ssh, out)
-    install = install or ssh is not None  # --ssh installs on that host
+    install = install or ssh is not None or rootless  # --ssh, --rootless: install there
     if from_file is not None:
         flags = (install, dry_run, restart, root, listen, port, cert_dir, method, keep_insecure)
         _refuse_install_with_from_file(host, san, any(flags) or remove_insecure)
@@ -291,9 +292,7 @@ def _install_lines(r: ServerResult, restart_note: str) -> list[str]:
             if r.install.live_restore
             else restart_note
         )
-        lines.append(
-            f"Restart needed: sudo systemctl restart docker ({note}), or re-run with --restart."
-        )
+        lines.append(f"Restart needed: {plan.restart_command} ({note}), or re-run with --restart.")
     else:
         lines.append("Nothing changed: no restart needed.")
     return lines

@@ -62,6 +62,7 @@ def setup(
     sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
+    rootless: bool = reach.ROOTLESS,
     force: bool = typer.Option(
         False, "--force", help="Take a name another host's active certificate holds (it moved)."
     ),
@@ -90,13 +91,13 @@ def setup(
     from ..setup import setup as _setup
     from ..targets import from_reach, open_target
 
-    if (ssh is None) == (not install):
+    if (ssh is None) == (not install) and not (rootless and not install):  # --rootless: here
         raise UsageError(
             "Say where dockerd runs: --ssh [USER@]HOST (over SSH) or --install (this machine)."
             if ssh is None
             else "--ssh installs over SSH and --install on this machine: use one of them."
         )
-    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root))
+    where = reach.new_host(reach.group(ssh, sudo, identity, ssh_option, root, rootless))
     options = install_options(
         listen=listen,
         port=port,
@@ -154,19 +155,17 @@ def _lines(r: SetupResult) -> list[str]:
         lines.append(f"Verify: {len(r.verify.checks) - len(fails)}/{len(r.verify.checks)} passed.")
     if not r.changed:
         lines.append("Nothing changed.")
+    plan = r.server.install.plan if r.server and r.server.install else None
+    restart = plan.restart_command if plan else "sudo systemctl restart docker"
     if r.restart_needed:
         lines.append(
             next_step(
-                "restart dockerd (sudo systemctl restart docker, or re-run with --restart), "
+                f"restart dockerd ({restart}, or re-run with --restart), "
                 f"then certkit verify --context {r.context}"
             )
         )
     elif r.verify is not None and not r.verify.ok and not r.restarted:
-        lines.append(
-            next_step(
-                "dockerd may still run its previous configuration: sudo systemctl restart docker"
-            )
-        )
+        lines.append(next_step(f"dockerd may still run its previous configuration: {restart}"))
     else:
         lines.append(next_step(f"docker --context {r.context} version"))
     return lines

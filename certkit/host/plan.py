@@ -28,11 +28,12 @@ from typing import Any
 from .. import files
 from ..errors import UsageError
 from ..names import DOCKER_PLAIN_PORT, DOCKER_TLS_PORT, check_listen, tcp_host
-from ..paths import SystemPaths
+from ..paths import RootlessPaths, SystemPaths
 from .daemonjson import config_or_empty, edit_daemon_json, json_hosts, parse_daemon_json
 from .firewall import FirewallPlan, plan_firewall
 from .hostfiles import HostFiles
 from .options import METHODS, InstallOptions
+from .rootlessplan import restart_command, rootless_dropin
 from .systemd import (
     TLS_KEYS,
     base_execstart,
@@ -170,6 +171,7 @@ class InstallPlan:
     new_dropin: str | None = None
     firewall: FirewallPlan | None = None  # the rules to add (--allow-from)
     firewall_warnings: list[str] = field(default_factory=list)  # also in ``warnings``
+    restart_command: str = "sudo systemctl restart docker"  # for "restart needed" messages
 
     @property
     def changed(self) -> bool:
@@ -390,7 +392,12 @@ def _listeners(
     if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
         new_config["hosts"] = hosts
     dropin_args: list[str] | None = None
-    if host.base_spans or host.tls_spans or any(is_ours(p) for p, _ in files_.dropins):
+    # certkit's drop-in with an ExecStart (a rootless one may only set the port's Environment)
+    if (
+        host.base_spans
+        or host.tls_spans
+        or any(is_ours(p) and service_values(t, "ExecStart") for p, t in files_.dropins)
+    ):
         dropin_args = _without(
             host.base or [],
             host.base_spans + host.tls_spans,
@@ -463,6 +470,8 @@ def plan_install(
         _check_later_dropins(files_, dropin_path)
     old_dropin = next((t for p, t in files_.dropins if is_ours(p)), None)
     new_dropin = dropin_text(dropin_args) if dropin_args is not None else None
+    if isinstance(paths, RootlessPaths):  # RootlessKit must publish the port (docs/rootless.md)
+        new_dropin = rootless_dropin(new_dropin, files_, listen, options, json_hosts(new_config))
     new_json = _new_daemon_json(files_.daemon_json, host.config, new_config)
     old_mode = files_.daemon_json_mode if files_.daemon_json_mode is not None else files.PUBLIC_FILE
     old_json = files_.daemon_json.encode() if files_.daemon_json is not None else None
@@ -513,6 +522,7 @@ def plan_install(
         new_dropin=new_dropin,
         firewall=firewall,
         firewall_warnings=fw_warnings,
+        restart_command=restart_command(paths),
     )
 
 
