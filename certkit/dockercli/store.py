@@ -31,7 +31,7 @@ from .. import files, paths
 from ..errors import OperationError, UsageError
 from ..files import StrPath
 from ..names import format_host, ip_or_none, normalize_dns_name, parse_endpoint
-from ..untrusted import refuse_controls
+from ..untrusted import loads_json, refuse_controls
 
 TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
 ENDPOINT = "docker"
@@ -221,7 +221,7 @@ def read_context(name: str, docker_config: StrPath | None = None) -> ContextInfo
     meta_dir, tls_root = _locate(name, config_dir)
     meta_path = meta_dir / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = loads_json(meta_path.read_text())
     except FileNotFoundError:
         raise UsageError(
             f"No docker context named {name!r} in {config_dir}; "
@@ -258,7 +258,7 @@ def list_contexts(docker_config: StrPath | None = None) -> list[ContextInfo]:
     found = []
     for meta_path in sorted(_meta_root(config_dir).glob("*/meta.json")):
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = loads_json(meta_path.read_text())
         except (OSError, ValueError):
             continue
         parsed = _parse_meta(meta)

@@ -10,6 +10,7 @@ only travels inside the write script, on the connection's standard input.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import defaults
@@ -54,9 +55,12 @@ def _number(args: dict[str, Any], key: str, default: float) -> float:
     if value in (None, ""):
         return default
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} must be a number, got {value!r}.") from None
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or abs(number) > 1e9:  # inf, nan: int() would raise
+        raise UsageError(f"{key} must be a number, got {str(value)[:40]!r}.")
+    return number
 
 
 def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:

@@ -74,9 +74,7 @@ class FleetResult:
         if not self.hosts:
             return False
         return (
-            not self.failed
-            and not self.contexts_refused
-            and (self.check or not self.not_serving)
+            not self.failed and not self.contexts_refused and (self.check or not self.not_serving)
         )
 
     @property
