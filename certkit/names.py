@@ -187,7 +187,7 @@ def format_host(host: str, port: int) -> str:
     'tcp://[::1]:2376'
     """
     check_port(port)
-    bare = host.strip().strip("[]")
+    bare = check_whole(host).strip("[]")
     if "*" in bare or "/" in bare or "@" in bare:
         raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
     # The one rule for a host: what a certificate can name (no IPv6 zone, no port).
