@@ -113,3 +113,18 @@ def test_issue_server_from_file_refuses_a_name_for_two_hosts(
     r = run_certkit("issue-server", "--from-file", str(hosts))
     assert r.returncode == 2 and "active server certificate of 'db1.example.com'" in r.stderr
     assert servers(store) == ["db1.example.com"]  # nothing issued for web1 either
+
+
+def test_the_fleet_action_lets_a_host_keep_its_own_names(store: CAStore) -> None:
+    """A host named by its address with a DNS SAN is its own primary (all() lists DNS
+    names first): adding a SAN must not clash with the host's own certificate."""
+    cli_ok("issue-server", "10.0.0.5", "--san", "web1.corp.example.com")
+
+    def unreachable(script: str) -> tuple[int, str, str]:
+        return 255, "", "ssh: connect to host 10.0.0.5 port 22: Connection refused"
+
+    hostvars: dict[str, Any] = {"inventory_hostname": "h1", "ansible_host": "10.0.0.5"}
+    res = run_action(
+        {"sans": ["web1.corp.example.com", "h1.lab"]}, hostvars, unreachable, check=True
+    )
+    assert "already in the active server certificate" not in res["msg"], res

@@ -19,7 +19,7 @@ from ..host.firewall import check_sources
 from ..host.options import HostRef, InstallOptions
 from ..host.remote import remote_paths
 from ..nameclaims import check_names_free
-from ..names import DOCKER_TLS_PORT
+from ..names import DOCKER_TLS_PORT, parse_names
 from ..store import CAStore
 from .converge import RENEW_WITHIN, Converge, HostSpec
 from .secrets import receive
@@ -111,8 +111,10 @@ def run_action(
         receive()  # the CA's secrets, from certkit fleet's socket (never on disk)
         spec = spec_from(args, hostvars)
         store = CAStore(str(args.get("ca") or "default")).require()
-        names = spec.names()  # before the host is touched: no host speaks for another
-        check_names_free(store, names[0], names, moved=spec.names_moved)
+        # Before the host is touched: no host speaks for another (the primary name is the
+        # host's own, as issue_server records it: all() lists DNS names before addresses).
+        primary = parse_names([spec.name]).all()[0]
+        check_names_free(store, primary, spec.names(), moved=spec.names_moved)
         client = None
         if args.get("client_cert") and args.get("client_key"):
             client = (str(args["client_cert"]), str(args["client_key"]))
