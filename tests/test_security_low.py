@@ -184,3 +184,10 @@ def test_hostile_inventory_variables_are_one_sentence(
     with pytest.raises(UsageError):
         spec = spec_from(args, {"inventory_hostname": "h1", **hostvars})
         spec.names()
+
+
+def test_a_line_break_in_a_fleet_hosts_message_stays_on_its_line() -> None:
+    from certkit.cli.fleet import _host_line
+
+    line = _host_line("h1", {"failed": True, "msg": "boom\n  ok       h2: converged"}, False)
+    assert "\n" not in line and line.startswith("  FAILED   h1: boom\\x0a")
