@@ -347,6 +347,25 @@ def issue_clients(
     )
 
 
+def _check_claims(entries: Sequence[HostEntry], ca: str, *, moved: bool) -> None:
+    """No name for two hosts, in the file or against other hosts' active certificates
+    (:mod:`certkit.nameclaims`; ``moved``: --force)."""
+    from .nameclaims import check_names_free
+    from .store import CAStore
+
+    owner: dict[str, str] = {}
+    for e in entries:
+        for name in e.names.all():
+            if owner.setdefault(name, e.host) != e.host:
+                raise UsageError(
+                    f"{name!r} is listed for {owner[name]!r} and for {e.host!r}: a name "
+                    "belongs to one host; list it once."
+                )
+    store = CAStore(ca)
+    for e in entries:
+        check_names_free(store, e.host, e.names.all(), moved=moved)
+
+
 def issue_servers(
     entries: Sequence[HostEntry],
     *,
@@ -364,6 +383,7 @@ def issue_servers(
     host gets ``OUT/HOST/{ca.pem,server-cert.pem,server-key.pem}`` to copy to
     that host.
     """
+    _check_claims(entries, ca, moved=force)
     hosts = [e.host for e in entries]
     subdirs = [host_dir_name(h) for h in hosts]
     if out is not None and len(set(subdirs)) != len(subdirs):

@@ -19,6 +19,13 @@ class Check:
     status: str
     message: str
 
+    def __post_init__(self) -> None:
+        # A message quotes what hosts and certificates say (daemon.json values, SANs): a
+        # line break there would print a line of its own, e.g. a forged "PASS ...".
+        from .untrusted import escape_controls
+
+        self.message = escape_controls(self.message, keep="\t")
+
     def to_json(self) -> dict[str, str]:
         return {"name": self.name, "status": self.status, "message": self.message}
 

@@ -132,7 +132,9 @@ def client_context(
     config_dir = paths.docker_config_dir(docker_config)
     _check_context_target(name, config_dir, use, force)
     store = ca_ops.require_ca(CAStore(ca))
-    text = description or f"certkit: {endpoint.removeprefix('tcp://')} (CA {ca})"
+    text = dockercli.validate_description(
+        description or f"certkit: {endpoint.removeprefix('tcp://')} (CA {ca})"
+    )
     origin = ClientOrigin(
         days=days if not_after is None else None,
         context=name,

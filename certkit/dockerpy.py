@@ -59,6 +59,11 @@ def context_endpoint(context: str | None = None, docker_config: StrPath | None =
     if any(present) and not all(present):
         missing = [f for f, ok in zip(tls_files, present, strict=True) if not ok]
         raise UsageError(f"Context {name!r} lacks {', '.join(missing)}; write it again.")
+    if not all(present) and info.host.startswith("tcp://"):
+        raise UsageError(
+            f"Context {name!r} points at {info.host} without TLS files: docker-py would speak "
+            "plain HTTP to a Docker API; write it with `certkit client-context`."
+        )
     tls = (tls_files[0], tls_files[1], tls_files[2]) if all(present) else None
     return Endpoint(info.host, tls, f"context {name}")
 

@@ -125,6 +125,16 @@ def normalize_ip(value: str) -> str:
         raise UsageError(f"{value!r} is not a valid IP address.") from None
 
 
+def check_whole(value: str) -> str:
+    """``value`` unless it holds a control character or surrounding white space: a name is
+    matched whole (``"docker1\\n"`` is not ``docker1``, whatever a ``$`` in a regex says)."""
+    if has_control(value) or value != value.strip():
+        raise UsageError(
+            f"{value!r} has a control character or surrounding spaces: give the name alone."
+        )
+    return value
+
+
 def check_issuable(value: str) -> str:
     """``value`` unless a server certificate must not carry it: a wildcard (root on the
     host could answer for every host of the domain) or a name ending with a dot (dockerd
@@ -153,6 +163,7 @@ def parse_names(values: list[str], *, issuing: bool = True) -> SubjectNames:
     dns: list[str] = []
     ips: list[str] = []
     for value in values:
+        check_whole(value)
         if issuing:
             check_issuable(value)
         if looks_like_ip(value):
@@ -176,7 +187,7 @@ def format_host(host: str, port: int) -> str:
     'tcp://[::1]:2376'
     """
     check_port(port)
-    bare = host.strip().strip("[]")
+    bare = check_whole(host).strip("[]")
     if "*" in bare or "/" in bare or "@" in bare:
         raise UsageError(f"{host!r} is not a host name: give only the name, as in docker1.lan.")
     # The one rule for a host: what a certificate can name (no IPv6 zone, no port).
@@ -202,7 +213,7 @@ def parse_endpoint(value: str, default_port: int = DOCKER_TLS_PORT) -> tuple[str
     >>> parse_endpoint("tcp://Docker1.example.com:2376")
     ('docker1.example.com', 2376)
     """
-    text = value.strip()
+    text = check_whole(value)
     for scheme in ("tcp://", "https://"):
         if text.lower().startswith(scheme):
             text = text[len(scheme) :]

@@ -25,7 +25,11 @@ def store_root() -> Path:
     """Root of the certkit store: ``$CERTKIT_HOME`` or the user data dir."""
     env = os.environ.get(STORE_ENV)
     if env:
-        return Path(env).expanduser().absolute()
+        from .files import check_output_dir
+
+        # As for --out: every directory on the way is yours or root's and writable by
+        # nobody else, and the store itself is no link (else another user steers the CA).
+        return check_output_dir(env, (), force=True, flag=STORE_ENV)
     import platformdirs
 
     return Path(platformdirs.user_data_dir("certkit", appauthor=False))

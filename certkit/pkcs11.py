@@ -201,6 +201,12 @@ def read_pin(uri: KeyURI, label: str) -> str:
     if uri.pin_source is not None:
         path = Path(re.sub(r"^file:(//)?", "", uri.pin_source))
         try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:  # as ssh refuses a readable private key: the PIN is one
+                raise UsageError(
+                    f"The PIN file {path} (pin-source) is readable by group or others "
+                    f"(mode {mode:04o}): run chmod 600 {path}."
+                )
             return path.read_text().rstrip("\r\n")
         except OSError as e:
             raise UsageError(

@@ -47,11 +47,11 @@ if TYPE_CHECKING:
 
 PASSPHRASE_ENV = "CERTKIT_CA_PASSPHRASE"
 OPENBAO_FILE = "openbao.json"
-_CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_CA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # fullmatch: "$" takes "a\n"
 
 
 def check_ca_name(name: str) -> str:
-    if not _CA_NAME.match(name):
+    if not _CA_NAME.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid CA name: use letters, digits, '_' and '-' "
             "(starting with a letter or digit)."

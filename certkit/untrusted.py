@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 from .errors import UsageError
 
@@ -48,3 +49,15 @@ def refuse_controls(text: str, what: str) -> str:
     if has_controls(text):
         raise UsageError(f"{what} {text!r} contains control characters; refusing it.")
     return text
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for text from outside certkit: any failure, nesting too deep for the
+    parser included (``[[[[…`` raises RecursionError), is a ValueError the caller already
+    turns into one sentence."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

@@ -235,8 +235,12 @@ def test_export_json_format_is_the_structure() -> None:
 @pytest.mark.parametrize(
     ("fmt", "needle"),
     [
-        ("github", f"certkit ci export deploy --host {HOST} | gh secret set CERTKIT_BUNDLE"),
-        ("gitlab", "| glab variable set CERTKIT_BUNDLE --masked --protected"),
+        (
+            "github",
+            f"certkit ci export deploy --host {HOST} --format tar"
+            " | gh secret set CERTKIT_DOCKER_TLS",
+        ),
+        ("gitlab", "--format tar | glab variable set CERTKIT_DOCKER_TLS --masked --protected"),
     ],
 )
 def test_recipe_formats_print_commands_that_pipe_the_secret_and_issue_nothing(
@@ -603,3 +607,87 @@ def test_end_to_end_github_env_alone_takes_docker_to_the_daemon(
     assert without.returncode != 0  # no client certificate: refused
     # ...and the daemon really demands the client certificate (mutual TLS).
     assert refused("127.0.0.1", port, strict_context(sandbox / "ca.pem"), "localhost")
+
+
+# ---------------------------------------------------------------- no install (issue 27 item 8)
+
+
+def _recipe_lines(fmt: str, *args: str) -> list[str]:
+    """The job's shell lines exactly as ``--format FMT`` prints them."""
+    recipe = _export(*args, "--format", fmt).splitlines()
+    start = next(i for i, ln in enumerate(recipe) if ln.strip("# ") in ("script:", "- run: |"))
+    prefix = "#          - " if fmt == "gitlab" else "#            "
+    lines = []
+    for ln in recipe[start + 1 :]:
+        if not ln.startswith(prefix) or ln.startswith(prefix + "docker"):
+            break
+        lines.append(ln[len(prefix) :])
+    return lines
+
+
+def test_recipes_install_nothing_by_a_bare_name() -> None:
+    """A recipe never runs `pipx install certkit` (a name the project does not publish:
+    whoever registers it receives the job's key); an install is pinned to a wheel's hash."""
+    _init()
+    for fmt in ("github", "gitlab"):
+        recipe = _export("deploy", "--host", HOST, "--format", fmt)
+        assert not re.search(r"(pipx?|pip3) install +certkit\b", recipe), recipe
+        installs = [ln for ln in recipe.splitlines() if "pip install" in ln]
+        assert installs and all("#sha256=" in ln for ln in installs)
+        assert "--format tar" in recipe and "base64 -d | tar -xf -" in recipe
+        assert "PRIVATE-TOKEN: $GITLAB_TOKEN" not in recipe  # the token is read from a file
+    for page in ("ci.md",):
+        text = (Path(__file__).parents[1] / "docs" / page).read_text()
+        assert not re.search(r"(pipx?|pip3) install +certkit\b", text)
+
+
+@pytest.mark.parametrize("fmt", ["gitlab", "github"])
+def test_the_no_install_bootstrap_reaches_the_real_dockerd_with_sh_base64_tar_only(
+    tmp_path: Path, sandbox: Path, dockerd: Any, fmt: str
+) -> None:
+    store = _init()
+    server = ca.issue(
+        store, "server", "localhost", "localhost", names.parse_names(["localhost", "127.0.0.1"])
+    )
+    (sandbox / "ca.pem").write_bytes(store.trust_bundle_pem())
+    tls = tlsverify_settings(sandbox / "ca.pem", server.cert_path, server.key_path)
+    daemon = write_tcp_daemon_json(sandbox, tls)
+    dockerd(**daemon.start_args())
+    where = ("job", "--host", "localhost", "--port", str(daemon.port))
+    secret = _export(*where, "--format", "tar")
+    lines = _recipe_lines(fmt, *where)
+    assert len(lines) <= 7 and any("base64 -d | tar -xf -" in ln for ln in lines)
+
+    # A clean runner: nothing inherited, no Python, a PATH with sh, base64, tar and docker.
+    bin_dir, home = tmp_path / "bin", tmp_path / "home"
+    bin_dir.mkdir()
+    home.mkdir()
+    for tool in ("sh", "base64", "tar", "docker"):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True)
+        (bin_dir / tool).symlink_to(found.stdout.strip())
+    github_env = tmp_path / "github_env"
+    github_env.write_text("")
+    env = {"PATH": str(bin_dir), "HOME": str(home), "CERTKIT_DOCKER_TLS": secret}
+    if fmt == "github":
+        env |= {"RUNNER_TEMP": str(tmp_path / "runner-temp"), "GITHUB_ENV": str(github_env)}
+        Path(env["RUNNER_TEMP"]).mkdir()
+    script = "\n".join([*lines, "docker info --format '{{.DockerRootDir}}'"])
+    done = subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(bin_dir / "sh"), "-ec", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == str(sandbox / "data")  # our sandbox daemon, over mutual TLS
+    tls_dir = Path(env.get("RUNNER_TEMP", str(home))) / ".certkit-tls"
+    assert stat.S_IMODE(tls_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tls_dir / "key.pem").stat().st_mode) == 0o600
+    if fmt == "github":  # later steps get exactly the three DOCKER_* variables
+        later = dict(ln.split("=", 1) for ln in github_env.read_text().splitlines())
+        assert later == {
+            "DOCKER_CERT_PATH": str(tls_dir),
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_HOST": f"tcp://localhost:{daemon.port}",
+        }

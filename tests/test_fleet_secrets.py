@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,3 +173,36 @@ def test_an_encrypted_ca_signs_through_the_fleet_and_no_secret_touches_disk(
     out = json.loads(done.stdout)
     assert out["issued"] == ["h1"] and out["hosts"]["h1"]["serving"]  # signed with the key
     assert seen == [] and leaked(tmp) == []
+
+
+def test_an_inventory_cannot_turn_host_key_checking_off(tmp_path: Path, sandbox: Path) -> None:
+    """Issue 27 (low): ``ansible_host_key_checking=false`` in an inventory let the fleet talk
+    to whatever answered at the address.  A real sshd whose key nobody pinned: the fleet
+    must refuse it as ``--ssh`` does."""
+    pytest.importorskip("ansible_runner")
+    from sshd_support import start_sshd
+
+    if os.environ.get("CERTKIT_REQUIRE_SSHD") != "1" and not shutil.which("sshd"):
+        pytest.skip("no sshd here")
+    server = start_sshd(sandbox / "ssh")
+    try:
+        cli_ok("init-ca")
+        inv = tmp_path / "hosts.ini"
+        inv.write_text(
+            f"[docker_hosts]\nh1 ansible_host=127.0.0.1 ansible_port={server.port} "
+            f"ansible_user={server.user} ansible_ssh_private_key_file={server.identity} "
+            "ansible_host_key_checking=false ansible_ssh_host_key_checking=false "
+            "ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null "
+            "-o GlobalKnownHostsFile=/dev/null'\n"
+        )
+        done = subprocess.run(
+            # --check: were the host accepted, this machine (the sshd's host) is written nothing.
+            [sys.executable, "-m", "certkit", "fleet", "apply", str(inv), "--check", "--json"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        h1 = json.loads(done.stdout)["hosts"]["h1"]
+        assert h1["failed"] and h1.get("unreachable"), h1
+        assert "Host key verification failed" in h1["msg"], h1["msg"]
+    finally:
+        server.stop()

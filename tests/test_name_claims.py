@@ -99,3 +99,32 @@ def test_the_fleet_action_refuses_before_touching_the_host(store: CAStore) -> No
         res = run_action({"sans": sans}, hostvars, never, check=False)
         assert res["failed"] and why in res["msg"], res
     assert servers(store) == ["db1.corp.example.com"]
+
+
+def test_issue_server_from_file_refuses_a_name_for_two_hosts(
+    store: CAStore, tmp_path: Path
+) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("web1.example.com shared.example.com\nweb2.example.com shared.example.com\n")
+    r = run_certkit("issue-server", "--from-file", str(hosts))
+    assert r.returncode == 2 and "a name belongs to one host" in r.stderr, r.stderr
+    cli_ok("issue-server", "db1.example.com", "--san", "prod-db.example.com")
+    hosts.write_text("web1.example.com\nweb2.example.com prod-db.example.com\n")
+    r = run_certkit("issue-server", "--from-file", str(hosts))
+    assert r.returncode == 2 and "active server certificate of 'db1.example.com'" in r.stderr
+    assert servers(store) == ["db1.example.com"]  # nothing issued for web1 either
+
+
+def test_the_fleet_action_lets_a_host_keep_its_own_names(store: CAStore) -> None:
+    """A host named by its address with a DNS SAN is its own primary (all() lists DNS
+    names first): adding a SAN must not clash with the host's own certificate."""
+    cli_ok("issue-server", "10.0.0.5", "--san", "web1.corp.example.com")
+
+    def unreachable(script: str) -> tuple[int, str, str]:
+        return 255, "", "ssh: connect to host 10.0.0.5 port 22: Connection refused"
+
+    hostvars: dict[str, Any] = {"inventory_hostname": "h1", "ansible_host": "10.0.0.5"}
+    res = run_action(
+        {"sans": ["web1.corp.example.com", "h1.lab"]}, hostvars, unreachable, check=True
+    )
+    assert "already in the active server certificate" not in res["msg"], res

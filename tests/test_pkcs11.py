@@ -261,6 +261,7 @@ def test_a_key_that_wants_the_pin_for_every_signature_works(softhsm: Path, tmp_p
 def test_pin_from_a_pin_source_file(softhsm: Path, tmp_path: Path) -> None:
     pin_file = tmp_path / "pin"
     pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)  # a group/other-readable PIN file is refused
     key_uri = uri("pin-file-key") + f";pin-source=file:{pin_file}"
     r = run_certkit("init-ca", "--key-uri", key_uri, env={"CERTKIT_PKCS11_PIN": ""})
     assert r.returncode == 0, r.stderr

@@ -277,3 +277,56 @@ def test_remote_dumps_parse_or_refuse(lines: list[str]) -> None:
     from certkit.host.scripts import parse_dump
 
     only_certkit_errors(parse_dump, lines)
+
+
+# ---------------------------------------------------------------- every name, every option
+
+# Names a user gives: plausible ones, and the same with what a regex ending in "$" lets
+# through (a trailing newline), control characters, a wildcard, a trailing dot, spaces.
+GOOD_NAME = st.from_regex(r"[a-z][a-z0-9]{1,8}", fullmatch=True)
+BAD_TAIL = st.sampled_from(["\n", "\r", "\t", "\x1b[2J", "\x85", "\x7f", "\r\n"])
+NAMES = st.one_of(
+    st.builds(lambda n, t: n + t, GOOD_NAME, BAD_TAIL),
+    st.builds(lambda t, n: t + n, BAD_TAIL, GOOD_NAME),
+    st.builds(lambda a, t, b: a + t + b, GOOD_NAME, BAD_TAIL, GOOD_NAME),
+)
+# Every option that takes a name of one kind (CA, client, context, host, SAN, prefix,
+# description), each run through the real CLI.
+NAME_OPTIONS: list[tuple[str, ...]] = [
+    ("init-ca", "--ca", "{}"),
+    ("list", "--ca", "{}"),
+    ("issue-client", "{}", "--out", "{cwd}/o"),
+    ("issue-client", "--count", "2", "--prefix", "{}", "--out", "{cwd}/o"),
+    ("client-context", "{}", "--host", "docker1.example.com"),
+    ("client-context", "ctx", "--host", "{}"),
+    ("client-context", "ctx2", "--host", "docker1.example.com", "--description", "{}"),
+    ("issue-server", "{}", "--out", "{cwd}/s"),
+    ("issue-server", "docker1.example.com", "--san", "{}", "--out", "{cwd}/s"),
+    ("setup", "{}", "--install", "--root", "{root}"),
+    ("setup", "docker2.example.com", "--install", "--root", "{root}", "--context", "{}"),
+    ("ci", "export", "{}", "--host", "docker1.example.com"),
+    ("ci", "export", "job", "--host", "docker1.example.com", "--context", "{}"),
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(NAME_OPTIONS), NAMES)
+def test_every_name_option_refuses_a_bad_name_with_exit_2_and_writes_nothing(
+    cli_world: dict[str, Path], option: tuple[str, ...], name: str
+) -> None:
+    """Issue 26: one validator per kind of name, a full-string match, at every option."""
+    if "\x00" in name:
+        return
+    env = {"CERTKIT_HOME": str(cli_world["home"]), "DOCKER_CONFIG": str(cli_world["docker"])}
+    where = {"cwd": str(cli_world["cwd"]), "root": str(cli_world["root"])}
+    argv = [name if a == "{}" else a.format(**where) for a in option]
+    watched = (cli_world["home"], cli_world["docker"], cli_world["root"], cli_world["cwd"])
+    before = snapshot(*watched)
+    r = run_certkit(*argv, "--json", env=env, cwd=str(cli_world["cwd"]))
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (argv, r.returncode, r.stdout, r.stderr)
+    after = snapshot(*watched)
+    lock = str(cli_world["home"] / "cas" / "default" / ".lock")
+    after.pop(lock, None)
+    before.pop(lock, None)
+    assert after == before, f"exit 2 changed files: {argv} {r.stderr}"

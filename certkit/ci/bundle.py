@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from .. import certs
 from ..errors import UsageError
 from ..names import format_host, parse_endpoint
-from ..untrusted import refuse_controls
+from ..untrusted import loads_json, refuse_controls
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -45,7 +45,7 @@ LAYOUT_ENVS = (HOST_ENV, CA_ENV, CERT_ENV, KEY_ENV)
 
 WARN_DAYS = 7  # check_bundle warns when the certificate has less left
 
-Format = Literal["bundle", "env", "github", "gitlab", "json"]
+Format = Literal["bundle", "env", "tar", "github", "gitlab", "json"]
 FORMATS: tuple[str, ...] = get_args(Format)
 # Formats that print how to set the secret rather than the secret itself.
 RECIPE_FORMATS = ("github", "gitlab")
@@ -153,7 +153,7 @@ def _b64decode(compact: str) -> bytes:
 
 def _json_or_none(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return loads_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
 
@@ -388,10 +388,41 @@ def describe_days(left: float) -> str:
 # ---------------------------------------------------------------- rendering
 
 
+TAR_DIR = ".certkit-tls"  # what the tar secret unpacks to
+TAR_HOST_FILE = "docker-host"  # in it, beside ca.pem, cert.pem, key.pem: tcp://HOST:PORT
+
+
+def encode_tar(bundle: Bundle) -> str:
+    """One line of base64 of a tar holding :data:`TAR_DIR` (0700) with ``ca.pem``,
+    ``cert.pem``, ``key.pem`` (0600) and :data:`TAR_HOST_FILE`: what a job unpacks with
+    ``base64 -d | tar -x`` and points ``DOCKER_CERT_PATH`` at, no certkit installed."""
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        top = tarfile.TarInfo(TAR_DIR)
+        top.type, top.mode = tarfile.DIRTYPE, 0o700
+        tar.addfile(top)
+        host = format_host(bundle.host, bundle.port) + "\n"
+        for name, text in (
+            ("ca.pem", bundle.ca), ("cert.pem", bundle.cert), ("key.pem", bundle.key),
+            (TAR_HOST_FILE, host),
+        ):  # fmt: skip
+            data = text.encode()
+            info = tarfile.TarInfo(f"{TAR_DIR}/{name}")
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(raw.getvalue()).decode("ascii")
+
+
 def render(bundle: Bundle, fmt: Format) -> str:
-    """The secret in ``fmt`` (bundle, env or json), without a trailing newline for bundle."""
+    """The secret in ``fmt`` (bundle, tar, env or json), without a trailing newline for
+    bundle and tar."""
     if fmt == "bundle":
         return bundle.encode()
+    if fmt == "tar":
+        return encode_tar(bundle)
     if fmt == "json":
         return json.dumps(bundle.to_json(), indent=2) + "\n"
     if fmt == "env":

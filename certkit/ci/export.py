@@ -185,55 +185,103 @@ def export_command(settings: ExportSettings, ca_name: str) -> str:
 
 
 def setup_recipe(fmt: Format, settings: ExportSettings, ca_name: str) -> str:
-    """How to put the secret into GitHub or GitLab without it touching argv or the screen.
+    """How to put the secret into GitHub or GitLab without it touching argv or the screen,
+    and the job's side: a few POSIX sh lines (base64, tar: nothing installed), or certkit
+    installed pinned to a wheel and its hash (never a bare name from a public index).
 
     Nothing is issued: the commands shown issue the certificate when run.
     """
+    from .. import __version__
+
     export = export_command(settings, ca_name)
+    tar_export = f"{export} --format tar"
+    wheel = f"certkit-{__version__}-py3-none-any.whl"
     if fmt == "github":
-        return _GITHUB_RECIPE.format(export=export, context=settings.context)
+        return _GITHUB_RECIPE.format(
+            export=export, tar_export=tar_export, context=settings.context, wheel=wheel,
+            sh=_indent(SH_BOOTSTRAP_GITHUB, "#            "),
+        )  # fmt: skip
     if fmt == "gitlab":
-        return _GITLAB_RECIPE.format(export=export, context=settings.context)
+        return _GITLAB_RECIPE.format(
+            export=export, tar_export=tar_export, context=settings.context, wheel=wheel,
+            sh=_indent(SH_BOOTSTRAP, "#          - "),
+        )  # fmt: skip
     raise ValueError(f"{fmt} is not a recipe format")
 
 
+def _indent(lines: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in lines.splitlines())
+
+
+# The job's side of a ``--format tar`` secret in CERTKIT_DOCKER_TLS: POSIX sh, base64 and tar
+# only (no certkit, no Python).  The files go to the runner's temp dir (GitHub), else HOME,
+# never the checkout; umask 077 keeps them the job user's.
+SH_BOOTSTRAP = """\
+umask 077; d="${RUNNER_TEMP:-$HOME}"
+printf '%s' "$CERTKIT_DOCKER_TLS" | base64 -d | tar -xf - -C "$d"
+export DOCKER_CERT_PATH="$d/.certkit-tls" DOCKER_TLS_VERIFY=1
+read -r DOCKER_HOST < "$DOCKER_CERT_PATH/docker-host"; export DOCKER_HOST"""
+# GitHub: later steps see only what a step appends to $GITHUB_ENV.
+SH_BOOTSTRAP_GITHUB = SH_BOOTSTRAP + "".join(
+    f'\necho "{v}=${v}" >> "$GITHUB_ENV"'
+    for v in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_HOST")
+)
+
 _GITHUB_RECIPE = """\
-# 1. Store the bundle as a repository secret. gh reads it from stdin:
+# 1. Store the secret in the repository. gh reads it from stdin:
 #    it is never a command-line argument and never shown.
-{export} | gh secret set CERTKIT_BUNDLE
+{tar_export} | gh secret set CERTKIT_DOCKER_TLS
 #    (outside a clone add --repo OWNER/REPO; for an environment add --env NAME)
 
-# 2. In the workflow, bootstrap the context before any docker step:
+# 2. In the workflow, before any docker step (POSIX sh, base64 and tar: nothing installed):
 #      steps:
-#        - run: pipx install certkit
+#        - run: |
+{sh}
+#          env:
+#            CERTKIT_DOCKER_TLS: ${{{{ secrets.CERTKIT_DOCKER_TLS }}}}
+#        - run: docker version    # later steps use DOCKER_HOST, DOCKER_CERT_PATH
+#
+#    Or with certkit in the job (a docker context named {context}): store the output of
+#    `{export}` as CERTKIT_BUNDLE instead, and install certkit
+#    pinned to a wheel you built and its hash, never by a bare name from a public index
+#    (certkit is not published there: whoever registers the name gets the job's key):
+#        - run: pip install "certkit @ https://YOUR-HOST/{wheel}#sha256=THE-WHEEL-SHA256"
 #        - run: certkit ci bootstrap
 #          env:
 #            CERTKIT_BUNDLE: ${{{{ secrets.CERTKIT_BUNDLE }}}}
-#        - run: docker version    # later steps use DOCKER_CONTEXT={context}
 
 # 3. Rotate: run the command of step 1 again (the old certificate is superseded).
 """
 
 _GITLAB_RECIPE = """\
-# 1. Store the bundle as a masked, protected CI/CD variable. glab reads it
+# 1. Store the secret as a masked, protected CI/CD variable. glab reads it
 #    from stdin: it is never a command-line argument and never shown.
-{export} | glab variable set CERTKIT_BUNDLE --masked --protected
-#    Rotating later: the same pipe into `glab variable update CERTKIT_BUNDLE --masked --protected`.
-#    Without glab, the API reads the value from stdin (curl's "<-"):
-#    {export} | curl --fail --request POST \\
-#      --header "PRIVATE-TOKEN: $GITLAB_TOKEN" --form key=CERTKIT_BUNDLE \\
+{tar_export} | glab variable set CERTKIT_DOCKER_TLS --masked --protected
+#    Rotating later: the same pipe into
+#    `glab variable update CERTKIT_DOCKER_TLS --masked --protected`.
+#    Without glab, the API reads the value from stdin (curl's "<-") and the token from a
+#    file (never in curl's arguments, which every local user can read in ps):
+#    printf 'PRIVATE-TOKEN: %s\\n' "$GITLAB_TOKEN" > ~/.gitlab-token-header  # umask 077
+#    {tar_export} | curl --fail --request POST \\
+#      --header @$HOME/.gitlab-token-header --form key=CERTKIT_DOCKER_TLS \\
 #      --form "value=<-" --form masked=true --form protected=true \\
 #      "https://gitlab.example.com/api/v4/projects/PROJECT_ID/variables"
-#    (PUT .../variables/CERTKIT_BUNDLE to update it.)
+#    (PUT .../variables/CERTKIT_DOCKER_TLS to update it.)
 
-# 2. In .gitlab-ci.yml:
+# 2. In .gitlab-ci.yml (POSIX sh, base64 and tar: nothing installed, any image with docker):
 #      deploy:
 #        script:
-#          - pipx install certkit    # or pip, in an image with the docker CLI
-#          - certkit ci bootstrap      # context {context}, made current
+{sh}
 #          - docker version
+#
+#    Or with certkit in the job (a docker context named {context}): store the output of
+#    `{export}` as CERTKIT_BUNDLE instead, and install certkit
+#    pinned to a wheel you built and its hash, never by a bare name from a public index
+#    (certkit is not published there: whoever registers the name gets the job's key):
+#          - pip install "certkit @ https://YOUR-HOST/{wheel}#sha256=THE-WHEEL-SHA256"
+#          - certkit ci bootstrap
 
-# The bundle is one line of base64 (masking needs a single line of at least
+# The secret is one line of base64 (masking needs a single line of at least
 # 8 base64 characters and GitLab takes at most 10,000); protected variables
 # reach only protected branches and tags.
 """

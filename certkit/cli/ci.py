@@ -49,7 +49,8 @@ def export(
     fmt: str = typer.Option(
         "bundle",
         "--format",
-        help="bundle (one secret) | env (dotenv, one variable per PEM) | json | "
+        help="bundle (one secret, for `certkit ci bootstrap`) | tar (one secret a job unpacks "
+        "with base64 and tar, no install) | env (dotenv, one variable per PEM) | json | "
         "github / gitlab (print the commands that store the secret; nothing is issued).",
     ),
     out: Path = typer.Option(
@@ -116,7 +117,8 @@ def _render_export(exported: Exported, out: Path | None, json_out: bool, force: 
         summary["secret"] = text
     else:
         # The secret itself: exactly what was asked for, nothing else on stdout.
-        newline = "\n" if exported.fmt == "bundle" and sys.stdout.isatty() else ""
+        one_line = exported.fmt in ("bundle", "tar")
+        newline = "\n" if one_line and sys.stdout.isatty() else ""
         sys.stdout.write(text + newline)
         sys.stdout.flush()
         if sys.stdout.isatty():
@@ -130,9 +132,10 @@ def _render_export(exported: Exported, out: Path | None, json_out: bool, force: 
     else:
         for line in lines:  # stdout carries the secret: the messages go to stderr
             say(line, err=True)
-    if exported.fmt == "bundle" and len(text) > GITLAB_MAX_VALUE:
+    if exported.fmt in ("bundle", "tar") and len(text) > GITLAB_MAX_VALUE:
         warn(
-            f"the bundle is {len(text)} characters, more than a GitLab variable holds "
+            f"the {exported.fmt} secret is {len(text)} characters, more than a GitLab "
+            "variable holds "
             f"({GITLAB_MAX_VALUE}); use --key-type ec-p256 or --format env."
         )
 
@@ -157,6 +160,11 @@ def _export_lines(exported: Exported, out: str | None) -> list[str]:
         lines.append(
             "Next: store it as the CI secret CERTKIT_BUNDLE and run `certkit ci bootstrap` "
             "in the job (recipes: --format github | gitlab)."
+        )
+    elif exported.fmt == "tar":
+        lines.append(
+            "Next: store it as the CI secret CERTKIT_DOCKER_TLS and unpack it in the job with "
+            "base64 and tar, no install (recipes: --format github | gitlab)."
         )
     elif exported.fmt == "env":
         lines.append(

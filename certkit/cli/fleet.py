@@ -37,12 +37,16 @@ def collection_path() -> None:
 
 
 def _host_line(name: str, d: dict[str, Any], check: bool) -> str:
+    from ..untrusted import escape_controls
+
+    # What a host said stays on its line: a line break in it cannot forge another host's.
+    msg = escape_controls(str(d.get("msg") or ""), keep="\t")
     if d.get("failed"):
-        return f"  FAILED   {name}: {d.get('msg') or 'failed'}"
+        return f"  FAILED   {name}: {msg or 'failed'}"
     if not d.get("changed"):
         return f"  ok       {name}: converged"
     word = "pending " if check else "changed "
-    return f"  {word} {name}: {d.get('msg') or 'changed'}"
+    return f"  {word} {name}: {msg or 'changed'}"
 
 
 @fleet_app.command("apply")

@@ -57,8 +57,9 @@ def say(line: str, err: bool = False) -> None:
 
 
 def warn(message: str) -> None:
-    """A warning, always on stderr (so it never pollutes JSON or exported secrets)."""
-    say(f"certkit: warning: {message}", err=True)
+    """A warning, always on stderr (so it never pollutes JSON or exported secrets); one
+    line: a line break in what it quotes is escaped too."""
+    typer.echo(escape_controls(f"certkit: warning: {message}", keep="\t"), err=True)
 
 
 def next_step(command: str) -> str:

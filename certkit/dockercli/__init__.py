@@ -50,6 +50,7 @@ from .store import (
     remove_context,
     save_context,
     validate_context_name,
+    validate_description,
     write_context,
 )
 
@@ -87,5 +88,6 @@ __all__ = [
     "selected_context",
     "set_current_context",
     "validate_context_name",
+    "validate_description",
     "write_context",
 ]

@@ -11,7 +11,6 @@ files) is refused with one sentence.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import files
 from ..errors import UsageError
 from ..files import StrPath
-from ..untrusted import refuse_controls
+from ..untrusted import loads_json, refuse_controls
 from .store import (
     ENDPOINT,
     TLS_FILES,
@@ -141,6 +140,14 @@ def read_archive(data: bytes, source: str = "the archive") -> ContextArchive:
     if meta_raw is None:
         raise UsageError(f"{source} has no meta.json: it is not a docker context export.")
     meta = _check_meta(meta_raw, source)
+    missing = [f for f in TLS_FILES if f not in members]
+    if missing:
+        # Without them the docker CLI and docker-py speak plain HTTP to a Docker API.
+        raise UsageError(
+            f"{source} holds a context for {meta['Endpoints'][ENDPOINT]['Host']} without "
+            f"{', '.join(missing)}: docker would reach it without TLS; certkit imports only "
+            "mutual-TLS contexts."
+        )
     return ContextArchive(str(meta.get("Name", "")), meta, members)
 
 
@@ -248,7 +255,7 @@ def _classify(name: str, kind: str, size: int, source: str) -> str:
 
 def _check_meta(raw: bytes, source: str) -> dict[str, Any]:
     try:
-        meta = json.loads(raw)
+        meta = loads_json(raw)
         host = meta["Endpoints"][ENDPOINT]["Host"]
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{source} has a meta.json without a docker endpoint.") from None

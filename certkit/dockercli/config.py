@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import files, paths
 from ..errors import UsageError
 from ..files import StrPath
+from ..untrusted import loads_json
 from .store import check_config_dir, ensure_config_dir, unwritable, validate_context_name
 
 
@@ -72,7 +73,7 @@ def current_context(docker_config: StrPath | None = None) -> str | None:
     """``currentContext`` from config.json, or None."""
     config = paths.docker_config_dir(docker_config) / "config.json"
     try:
-        value = json.loads(config.read_text()).get("currentContext")
+        value = loads_json(config.read_text()).get("currentContext")
     except (OSError, ValueError, AttributeError):
         return None
     return str(value) if value else None

@@ -31,7 +31,7 @@ from .. import files, paths
 from ..errors import OperationError, UsageError
 from ..files import StrPath
 from ..names import format_host, ip_or_none, normalize_dns_name, parse_endpoint
-from ..untrusted import refuse_controls
+from ..untrusted import has_controls, loads_json, refuse_controls
 
 TLS_FILES = paths.CLIENT_FILES  # the only names the docker CLI reads
 ENDPOINT = "docker"
@@ -53,6 +53,20 @@ def validate_context_name(name: str) -> str:
             "letters, digits, '_', '.', '+' and '-', starting with a letter or digit."
         )
     return name
+
+
+DESCRIPTION_MAX = 512
+
+
+def validate_description(text: str) -> str:
+    """Return ``text`` if it can describe a context: one line (``docker context ls`` prints
+    it in a table row), no control character, at most :data:`DESCRIPTION_MAX` characters."""
+    if has_controls(text) or len(text) > DESCRIPTION_MAX:
+        raise UsageError(
+            f"The description {text[:40]!r} is not one line of at most {DESCRIPTION_MAX} "
+            "printable characters (docker context ls shows it in a table row)."
+        )
+    return text
 
 
 def context_id(name: str) -> str:
@@ -221,7 +235,7 @@ def read_context(name: str, docker_config: StrPath | None = None) -> ContextInfo
     meta_dir, tls_root = _locate(name, config_dir)
     meta_path = meta_dir / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = loads_json(meta_path.read_text())
     except FileNotFoundError:
         raise UsageError(
             f"No docker context named {name!r} in {config_dir}; "
@@ -258,7 +272,7 @@ def list_contexts(docker_config: StrPath | None = None) -> list[ContextInfo]:
     found = []
     for meta_path in sorted(_meta_root(config_dir).glob("*/meta.json")):
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = loads_json(meta_path.read_text())
         except (OSError, ValueError):
             continue
         parsed = _parse_meta(meta)
@@ -359,7 +373,7 @@ def write_context(
     """
     validate_context_name(name)
     endpoint = format_host(host, port)
-    meta = meta_document(name, endpoint, description)
+    meta = meta_document(name, endpoint, validate_description(description))
     tls = {"ca.pem": ca_pem, "cert.pem": cert_pem, "key.pem": key_pem}
     return save_context(name, meta, tls, docker_config, force=force)
 

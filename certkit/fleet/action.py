@@ -10,6 +10,7 @@ only travels inside the write script, on the connection's standard input.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..host.firewall import check_sources
 from ..host.remote import remote_paths
 from ..install_options import install_options
 from ..nameclaims import check_names_free
+from ..names import parse_names
 from ..store import CAStore
 from ..targets import AnsibleRef
 from .converge import RENEW_WITHIN, Converge, HostSpec
@@ -55,9 +57,12 @@ def _number(args: dict[str, Any], key: str, default: float) -> float:
     if value in (None, ""):
         return default
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} must be a number, got {value!r}.") from None
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or abs(number) > 1e9:  # inf, nan: int() would raise
+        raise UsageError(f"{key} must be a number, got {str(value)[:40]!r}.")
+    return number
 
 
 def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
@@ -116,8 +121,10 @@ def run_action(
         receive()  # the CA's secrets, from certkit fleet's socket (never on disk)
         spec = spec_from(args, hostvars)
         store = CAStore(str(args.get("ca") or "default")).require()
-        names = spec.names()  # before the host is touched: no host speaks for another
-        check_names_free(store, names[0], names, moved=spec.names_moved)
+        # Before the host is touched: no host speaks for another (the primary name is the
+        # host's own, as issue_server records it: all() lists DNS names before addresses).
+        primary = parse_names([spec.name]).all()[0]
+        check_names_free(store, primary, spec.names(), moved=spec.names_moved)
         client = None
         if args.get("client_cert") and args.get("client_key"):
             client = (str(args["client_cert"]), str(args["client_key"]))

@@ -7,7 +7,6 @@ Docker endpoints (``ansible_host``, else the inventory name; ``certkit_port``).
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..names import DOCKER_TLS_PORT
+from ..names import DOCKER_TLS_PORT, check_port
+from ..untrusted import loads_json
 
 
 def check_inventory(path: str) -> str:
@@ -46,10 +46,17 @@ class FleetHost:
     port: int = DOCKER_TLS_PORT
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else empty (an inventory's variables are untrusted)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
     """Hosts of ``group`` and its children, as ``ansible-inventory --list`` shows them."""
     if group == "all":
-        return sorted((data.get("_meta") or {}).get("hostvars") or {}) or _group_hosts(data, "*")
+        return sorted(map(str, _mapping(_mapping(data.get("_meta")).get("hostvars")))) or (
+            _group_hosts(data, "*")
+        )
     seen: set[str] = set()
     hosts: set[str] = set()
     todo = [group] if group != "*" else [g for g in data if g != "_meta"]
@@ -58,8 +65,9 @@ def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
         if g in seen or g not in data:
             continue
         seen.add(g)
-        hosts.update(data[g].get("hosts") or [])
-        todo.extend(data[g].get("children") or [])
+        entry = _mapping(data[g])
+        hosts.update(str(h) for h in entry.get("hosts") or [] if isinstance(h, str))
+        todo.extend(str(c) for c in entry.get("children") or [] if isinstance(c, str))
     return sorted(hosts)
 
 
@@ -79,20 +87,24 @@ def inventory_hosts(
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise UsageError(f"Ansible cannot read the inventory {inventory}: {last}")
-    data = json.loads(done.stdout)
+    try:
+        data = loads_json(done.stdout)
+    except ValueError as e:
+        raise UsageError(
+            f"Ansible's reading of the inventory {inventory} is not JSON ({e})."
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"Ansible's reading of the inventory {inventory} is not a mapping.")
     if group != "all" and group not in data:
         raise UsageError(f"The inventory {inventory} has no group {group!r}.")
-    hostvars = (data.get("_meta") or {}).get("hostvars") or {}
+    hostvars = _mapping(_mapping(data.get("_meta")).get("hostvars"))
     found = []
     for name in _group_hosts(data, group):
-        hv = hostvars.get(name) or {}
-        found.append(
-            FleetHost(
-                name,
-                str(hv.get("ansible_host") or name),
-                int(hv.get("certkit_port") or DOCKER_TLS_PORT),
-            )
-        )
+        hv = _mapping(hostvars.get(name))
+        port = hv.get("certkit_port") or DOCKER_TLS_PORT
+        if not isinstance(port, int | str) or not str(port).isdigit():
+            raise UsageError(f"certkit_port of {name} in {inventory} is not a port number.")
+        found.append(FleetHost(name, str(hv.get("ansible_host") or name), check_port(int(port))))
     if not found:
         raise UsageError(f"No host of group {group!r} in {inventory} matches.")
     return found

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..pkcs11 import PIN_ENV
 from ..store import PASSPHRASE_ENV
+from ..untrusted import loads_json
 
 SOCKET_ENV = "CERTKIT_SECRETS_SOCKET"
 SECRET_VARS = (PASSPHRASE_ENV, PIN_ENV)
@@ -101,7 +102,7 @@ def receive() -> None:
                 data += chunk
                 if len(data) > _MAX:
                     break
-        got = json.loads(data)
+        got = loads_json(data)
     except (OSError, ValueError) as e:
         raise UsageError(
             f"The CA's secrets could not be read from certkit fleet's socket ({e}): "
