@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import certs, defaults, files, paths, placement
-from .ca import issue, require_ca
+from .ca import LeafRequest, issue_many, require_ca
 from .errors import CertkitError
 from .install_options import InstallOptions
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
+from .records import INSTALLING
 from .store import CAStore
 from .targets import LocalRef
 
@@ -153,9 +154,11 @@ def issue_server(
         install=installed_options(opts, result.install.plan) if result.install else None,
         target=target.ref if target is not None else LocalRef(),
     )
-    issued = issue(
-        store, "server", primary, common_name_for(primary), names, days, kt, origin=origin
-    )
+    # A certificate to install is not in use until the host has it (certkit.placement).
+    pending = INSTALLING if target is not None else None
+    req = LeafRequest("server", primary, common_name_for(primary), names, days, kt,
+                      origin=origin, superseded_by=pending)  # fmt: skip
+    issued = issue_many(store, [req])[0]
     result.serial = issued.record.serial
     result.not_after = issued.record.not_after
     result.fingerprint = issued.record.fingerprint
@@ -172,7 +175,6 @@ def issue_server(
             placement.installed(store, issued.record.serial, placed)
         return result
     pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
-    placement.begin(store, issued.record.serial)  # in use only once the host has it
     try:
         result.install = install(target, host_files, opts, pems, restart=restart)
     except CertkitError:
