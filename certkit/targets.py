@@ -25,12 +25,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .errors import UsageError
 
-if TYPE_CHECKING:
-    from .host.target import Target
+# What an opener returns: a certkit.host.target.Target (not imported: the host package
+# imports this module, and this one stays below it).
+Target = Any
 
 
 class TargetRef(Protocol):
@@ -98,7 +99,7 @@ class Reach:
         return self.sudo or bool(self.identity) or bool(self.ssh_options)
 
 
-Opener = Callable[[Any, "str | None"], "Target"]
+Opener = Callable[[Any, "str | None"], Target]
 
 
 @dataclass(frozen=True)
