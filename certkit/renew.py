@@ -491,7 +491,9 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
             raise UsageError("--restart restarts dockerd after --install: add --install.")
         return ServerSetup(None, options)
     if reach.over_ssh_only and not isinstance(ref, targets.SSHRef):
-        raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
+        raise UsageError(
+            "--sudo, --identity and --ssh-option only apply to servers installed over SSH."
+        )
     target = targets.open_target(ref, cert_dir)
     target.check(restart=srv.restart)
     return ServerSetup(target, options)

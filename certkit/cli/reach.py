@@ -23,7 +23,7 @@ SSH = typer.Option(
     "--ssh",
     help="The Docker host over SSH: [USER@]HOST[:PORT] (for a recorded server: as recorded).",
 )
-SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
+SUDO = typer.Option(False, "--sudo", help="Over SSH: run the remote side with sudo -n; recorded.")
 IDENTITY = typer.Option(
     None,
     "--identity",
