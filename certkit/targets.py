@@ -224,11 +224,16 @@ def _ssh_from_reach(reach: Reach, recorded: Any) -> SSHRef | None:
     )
 
 
-def _ansible_from_reach(reach: Reach, recorded: Any) -> AnsibleRef | None:
-    # Flags that name another way in win: --ssh goes over SSH, --root to a sandbox.
-    if isinstance(recorded, AnsibleRef) and reach.ssh is None and reach.root is None:
-        return recorded
-    return None
+def _ansible_from_reach(reach: Reach, recorded: Any) -> AnsibleRef | SSHRef | None:
+    """A fleet host: through Ansible again, unless flags name another way in (--ssh, --root);
+    SSH-only flags (--identity, --ssh-option, --sudo) reach it over SSH at the address
+    Ansible used."""
+    if not isinstance(recorded, AnsibleRef) or reach.ssh is not None or reach.root is not None:
+        return None
+    if reach.over_ssh_only and recorded.ssh:
+        sudo = reach.sudo or recorded.become
+        return SSHRef(recorded.ssh, sudo, None, reach.identity, reach.ssh_options)
+    return recorded
 
 
 register(
