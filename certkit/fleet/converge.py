@@ -37,7 +37,7 @@ from ..store import CAStore
 from .target import AnsibleTarget
 
 PROBE_SECONDS = 20.0  # how long dockerd may take to open its TLS port after a restart
-RENEW_WITHIN = 30.0  # days: a certificate due this soon is replaced (fleet apply --renew-within)
+RENEW_WITHIN = defaults.RENEW_WINDOW_DAYS  # fleet apply --renew-within
 
 
 @dataclass(frozen=True)
