@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .defaults import DEFAULT_INSTALL_METHOD as DEFAULT_METHOD
-from .defaults import DEFAULT_LISTEN as DEFAULT_LISTEN
-from .defaults import DOCKER_TLS_PORT
+from .defaults import DEFAULT_INSTALL_METHOD, DEFAULT_LISTEN, DOCKER_TLS_PORT, INSTALL_METHODS
+
+METHODS = INSTALL_METHODS  # the --method choices
+DEFAULT_METHOD = DEFAULT_INSTALL_METHOD
 
 
 @dataclass(frozen=True)
