@@ -141,8 +141,6 @@ def issue_server(
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
-        from .host.target import install
-
         opts, host_files = _trial_install(store, primary, target, opts, result)
     if dry_run:
         return result
@@ -175,16 +173,35 @@ def issue_server(
             placement.installed(store, issued.record.serial, placed)
         return result
     pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
+    _install_and_record(store, issued.record.serial, target, host_files, opts, pems, placed,
+                        restart, result)  # fmt: skip
+    return result
+
+
+def _install_and_record(
+    store: CAStore,
+    serial: str,
+    target: Target,
+    host_files: HostFiles,
+    opts: InstallOptions,
+    pems: tuple[bytes, bytes, bytes],
+    placed: list[str],
+    restart: bool,
+    result: ServerResult,
+) -> None:
+    """Install ``serial`` on ``target``, then record the outcome in one transaction: in use
+    where it was placed, or (the host left as it was) not installed."""
+    from .host.target import install
+
     try:
         result.install = install(target, host_files, opts, pems, restart=restart)
     except CertkitError:
-        placement.failed(store, issued.record.serial)  # the host was left as it was
+        placement.failed(store, serial)
         raise
-    placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
+    placed = [*placed, *(target.where(p) for p in result.install.plan.cert_paths.values())]
     # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
     how = installed_options(opts, result.install.plan)
-    placement.installed(store, issued.record.serial, placed, options=how)
-    return result
+    placement.installed(store, serial, placed, options=how)
 
 
 def _trial_install(
