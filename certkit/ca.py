@@ -339,6 +339,9 @@ class LeafRequest:
     not_after: dt.datetime | None = None
     origin: Origin | None = None  # how it was issued (None: every default)
     installed: list[str] = field(default_factory=list)  # where its files will be written
+    # records.INSTALLING for a server about to be installed: not in use until
+    # certkit.placement records the install (in the same transaction as the issuance).
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -475,6 +478,7 @@ def issue_many(
             kt = certs.key_type_of(key)
             record = make_record(cert, req.kind, req.name, kt, signer.cert, req.origin)
             record.installed = sorted(req.installed)
+            record.superseded_by = req.superseded_by
             inv.add(record)
             d = files.ensure_dir(store.issued_dir(record.serial))
             one = Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",

@@ -1,5 +1,5 @@
-"""How to install TLS on a Docker host: the choices a user makes, as plain data, with their
-defaults written once.
+"""How to install TLS on a Docker host: the choices a user makes, as plain data, filled
+with the defaults of :mod:`certkit.defaults` in one place.
 
 :class:`InstallOptions` is stored with every installed server certificate
 (:mod:`certkit.origins`) and read by the install planner
@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .defaults import DEFAULT_INSTALL_METHOD as DEFAULT_METHOD
-from .defaults import DEFAULT_LISTEN as DEFAULT_LISTEN
-from .defaults import DOCKER_TLS_PORT, INSTALL_METHODS
+from .defaults import DEFAULT_INSTALL_METHOD, DEFAULT_LISTEN, DOCKER_TLS_PORT, INSTALL_METHODS
 
 METHODS = INSTALL_METHODS  # the --method choices
+DEFAULT_METHOD = DEFAULT_INSTALL_METHOD
 
 
 @dataclass(frozen=True)

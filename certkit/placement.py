@@ -11,8 +11,10 @@ watched, never superseding and never renewed.  Both are kept in
 :data:`~certkit.records.NOT_INSTALLED`), which already takes a record out of
 use everywhere.
 
-Each outcome is one transaction: :func:`begin`, then :func:`installed` or
-:func:`failed`.  A run killed in between leaves an *installing* record, which
+Each outcome is one transaction: the certificate is issued *installing*
+(:class:`~certkit.ca.LeafRequest`'s ``superseded_by``, in the issuance's own
+transaction), then :func:`installed` or :func:`failed`.  A run killed in
+between leaves an *installing* record, which
 the next run that installs settles (:func:`settle`): the host holds its
 certificate, so the install finished (recorded now), or it does not (not
 installed).  The firewall's part of the record changes through
@@ -32,14 +34,6 @@ from .store import CAStore, Inventory
 
 if TYPE_CHECKING:
     from .records import Record
-
-
-def begin(store: CAStore, serial: str) -> None:
-    """Certificate ``serial`` is about to be installed: out of use until :func:`installed`."""
-    with store.transaction() as inv:
-        rec = inv.get(serial)
-        if rec is not None and rec.superseded_by is None:
-            rec.superseded_by = INSTALLING
 
 
 def installed(

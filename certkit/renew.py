@@ -205,19 +205,21 @@ def reissue_many(
 
     The old records are marked ``superseded_by`` their successor in one
     inventory transaction, except those whose serial is in ``installing``
-    (servers to re-install on their host): their successor is *installing*
-    instead, and replaces them only once the host has it (:mod:`certkit.placement`).
+    (servers to re-install on their host): their successor is issued
+    *installing* (in the issuance's transaction), and replaces them only once
+    the host has it (:mod:`certkit.placement`).
     """
     if not batch:
         return []
-    issued = issue_many(store, [req for _, req in batch])
+    reqs = [
+        replace(req, superseded_by=INSTALLING) if record.serial in installing else req
+        for record, req in batch
+    ]
+    issued = issue_many(store, reqs)
     with store.transaction() as inv:
         for (record, _), new in zip(batch, issued, strict=True):
             if record.serial in installing:
-                fresh = inv.get(new.record.serial)
-                if fresh is not None:
-                    fresh.superseded_by = INSTALLING
-                continue
+                continue  # replaced once the host has its successor (certkit.placement)
             old = inv.get(record.serial)
             if old is not None and old.superseded_by is None:
                 old.superseded_by = new.record.serial
@@ -494,7 +496,9 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
             raise UsageError("--restart restarts dockerd after --install: add --install.")
         return ServerSetup(None, options)
     if reach.over_ssh_only and not isinstance(ref, targets.SSHRef):
-        raise UsageError("--identity and --ssh-option only apply to servers installed over SSH.")
+        raise UsageError(
+            "--sudo, --identity and --ssh-option only apply to servers installed over SSH."
+        )
     target = targets.open_target(ref, cert_dir)
     target.check(restart=srv.restart)
     return ServerSetup(target, options)

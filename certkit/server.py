@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import certs, defaults, files, paths, placement
-from .ca import issue, require_ca
+from .ca import LeafRequest, issue_many, require_ca
 from .errors import CertkitError
 from .install_options import InstallOptions
 from .nameclaims import check_names_free
 from .names import DOCKER_TLS_PORT, SubjectNames, common_name_for, parse_names
 from .origins import ServerOrigin
+from .records import INSTALLING
 from .store import CAStore
 from .targets import LocalRef
 
@@ -144,8 +145,6 @@ def issue_server(
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
-        from .host.target import install
-
         opts, host_files = _trial_install(store, primary, target, opts, result)
     if dry_run:
         return result
@@ -157,9 +156,11 @@ def issue_server(
         install=installed_options(opts, result.install.plan) if result.install else None,
         target=target.ref if target is not None else LocalRef(),
     )
-    issued = issue(
-        store, "server", primary, common_name_for(primary), names, days, kt, origin=origin
-    )
+    # A certificate to install is not in use until the host has it (certkit.placement).
+    pending = INSTALLING if target is not None else None
+    req = LeafRequest("server", primary, common_name_for(primary), names, days, kt,
+                      origin=origin, superseded_by=pending)  # fmt: skip
+    issued = issue_many(store, [req])[0]
     result.serial = issued.record.serial
     result.not_after = issued.record.not_after
     result.fingerprint = issued.record.fingerprint
@@ -176,17 +177,35 @@ def issue_server(
             placement.installed(store, issued.record.serial, placed)
         return result
     pems = (issued.ca_pem, issued.cert_pem, issued.key_pem)
-    placement.begin(store, issued.record.serial)  # in use only once the host has it
+    _install_and_record(store, issued.record.serial, target, host_files, opts, pems, placed,
+                        restart, result)  # fmt: skip
+    return result
+
+
+def _install_and_record(
+    store: CAStore,
+    serial: str,
+    target: Target,
+    host_files: HostFiles,
+    opts: InstallOptions,
+    pems: tuple[bytes, bytes, bytes],
+    placed: list[str],
+    restart: bool,
+    result: ServerResult,
+) -> None:
+    """Install ``serial`` on ``target``, then record the outcome in one transaction: in use
+    where it was placed, or (the host left as it was) not installed."""
+    from .host.target import install
+
     try:
         result.install = install(target, host_files, opts, pems, restart=restart)
     except CertkitError:
-        placement.failed(store, issued.record.serial)  # the host was left as it was
+        placement.failed(store, serial)
         raise
-    placed += [target.where(p) for p in result.install.plan.cert_paths.values()]
+    placed = [*placed, *(target.where(p) for p in result.install.plan.cert_paths.values())]
     # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
     how = installed_options(opts, result.install.plan)
-    placement.installed(store, issued.record.serial, placed, options=how)
-    return result
+    placement.installed(store, serial, placed, options=how)
 
 
 def _trial_install(

@@ -25,12 +25,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .errors import UsageError
 
-if TYPE_CHECKING:
-    from .host.target import Target
+# What an opener returns: a certkit.host.target.Target (not imported: the host package
+# imports this module, and this one stays below it).
+Target = Any
 
 
 class TargetRef(Protocol):
@@ -99,7 +100,7 @@ class Reach:
         return self.sudo or bool(self.identity) or bool(self.ssh_options)
 
 
-Opener = Callable[[Any, "str | None"], "Target"]
+Opener = Callable[[Any, "str | None"], Target]
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,16 @@ def _ssh_from_reach(reach: Reach, recorded: Any) -> SSHRef | None:
     )
 
 
-def _ansible_from_reach(reach: Reach, recorded: Any) -> AnsibleRef | None:
-    # Flags that name another way in win: --ssh goes over SSH, --root to a sandbox.
-    if isinstance(recorded, AnsibleRef) and reach.ssh is None and reach.root is None:
-        return recorded
-    return None
+def _ansible_from_reach(reach: Reach, recorded: Any) -> AnsibleRef | SSHRef | None:
+    """A fleet host: through Ansible again, unless flags name another way in (--ssh, --root);
+    SSH-only flags (--identity, --ssh-option, --sudo) reach it over SSH at the address
+    Ansible used."""
+    if not isinstance(recorded, AnsibleRef) or reach.ssh is not None or reach.root is not None:
+        return None
+    if reach.over_ssh_only and recorded.ssh:
+        sudo = reach.sudo or recorded.become
+        return SSHRef(recorded.ssh, sudo, None, reach.identity, reach.ssh_options)
+    return recorded
 
 
 register(

@@ -3,7 +3,10 @@
 strace kills certkit (SIGKILL) exactly when it calls rename() for the Nth
 time, for every N the run makes.  After each kill the host must still be
 startable: daemon.json parses, and the certificate and key it names form a
-matching pair (dockerd refuses to start on a mismatched pair).
+matching pair (dockerd refuses to start on a mismatched pair).  And once the
+next run has settled what the killed one left (:func:`certkit.placement.settle`),
+the inventory says what the host has: the server certificate in use is the one
+in its files (these installs run without --restart), nothing is left installing.
 """
 
 from __future__ import annotations
@@ -51,6 +54,28 @@ def killed_at(args: list[str], n: int) -> int:
         capture_output=True, timeout=120,
     )  # fmt: skip
     return done.returncode
+
+
+def assert_inventory_matches(root: Path) -> None:
+    """After the next run settles: the certificate in use is the host's, none installing."""
+    from certkit import placement
+    from certkit.records import INSTALLING
+    from certkit.store import CAStore
+
+    store = CAStore()
+    placement.settle(store)
+    records = store.inventory().find("server", "docker1")
+    assert not [r.serial for r in records if r.superseded_by == INSTALLING]
+    in_use = store.inventory().newest_active("server", "docker1").get(("server", "docker1"))
+    cert = root / "etc" / "docker" / "certkit" / "server-cert.pem"
+    if not cert.exists():
+        assert in_use is None or in_use.leaf_origin.install is None  # type: ignore[union-attr]
+        return
+    on_host = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    assert in_use is not None, f"the host has {on_host:032x}, the inventory nothing in use"
+    assert int(in_use.serial, 16) == on_host, (
+        f"the inventory says {in_use.serial} is installed, the host has {on_host:032x}"
+    )
 
 
 def assert_startable(daemon_json: Path) -> None:
@@ -126,4 +151,5 @@ def test_kill_at_every_rename_leaves_a_startable_host(
         status = killed_at(args, n)
         assert status != 0, f"rename {n}/{total}: certkit was not killed"
         assert_startable(daemon_json)
+        assert_inventory_matches(base / "root")
     os.sync()

@@ -354,3 +354,18 @@ def test_expiring_within_covers_every_ca_like_status_does() -> None:
         cli_ok("renew", "--expiring-within", "400", "--ca", "staging", "--dry-run", "--json")
     )
     assert [d["name"] for d in only["due"]] == ["qa"]
+
+
+def test_the_ssh_flags_of_renew_apply_only_to_a_server_installed_over_ssh(
+    sandbox: Path, store: CAStore
+) -> None:
+    """renew server shares the "how to reach a host" option group; on a server installed on
+    this machine its SSH-only flags are one sentence, exit 2, nothing issued."""
+    root = sandbox / "root"
+    cli_ok("issue-server", "docker1", "--install", "--root", str(root), "--method", "daemon-json")
+    before = _tree(store.dir)
+    for flag in (["--sudo"], ["--ssh-option", "Port=22"]):
+        r = run_certkit("renew", "server", "docker1", *flag)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "only apply to servers installed over SSH" in r.stderr
+    assert _tree(store.dir) == before

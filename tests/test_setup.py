@@ -359,13 +359,13 @@ def test_a_kill_inside_setup_keeps_every_commit_and_a_rerun_finishes(
     certkit_home: Path, tmp_path: Path
 ) -> None:
     """setup keeps its inventory connection open: a kill after the client's record was
-    committed (the 5th transaction: CA, server, its install begun, installed, client) loses
+    committed (the 4th transaction: CA, server issued installing, installed, client) loses
     none of them."""
     root = tmp_path / "r"
     (root / "etc" / "docker").mkdir(parents=True)
     args = ["setup", "localhost", "--install", "--root", str(root), "--context", "ck"]
     args += ["--method", "daemon-json"]
-    r = run_certkit(*args, env={"CERTKIT_TEST_CRASH_AT": "after-commit#5"})
+    r = run_certkit(*args, env={"CERTKIT_TEST_CRASH_AT": "after-commit#4"})
     assert r.returncode == -9, r.stdout + r.stderr  # SIGKILL, as a power cut would
     kinds = sorted(i["kind"] for i in json.loads(run_certkit("list", "--json").stdout))
     assert kinds == ["ca", "client", "server"]

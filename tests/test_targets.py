@@ -262,3 +262,35 @@ def test_a_run_killed_mid_install_is_settled_by_the_next(
     renew(store, "server", "docker1")  # the next run settles first, then renews
     assert store.inventory().get(later.serial).superseded_by == NOT_INSTALLED  # type: ignore[union-attr]
     assert _in_use(store, "docker1") == host.served_serial()
+
+
+@pytest.mark.parametrize(
+    ("reach", "recorded", "expected"),
+    [
+        # issue-server / setup: the flags alone say which kind.
+        (targets.Reach(), None, targets.LocalRef()),
+        (targets.Reach(root="/sb"), None, targets.LocalRef("/sb")),
+        (targets.Reach(ssh="ops@h:22", sudo=True), None, targets.SSHRef("ops@h:22", True)),
+        # renew / firewall: no flag reopens the record as it is, key and options included.
+        (targets.Reach(), targets.SSHRef("h", identity="/k", ssh_options=("Port=2",)),
+         targets.SSHRef("h", identity="/k", ssh_options=("Port=2",))),
+        (targets.Reach(identity="/other"), targets.SSHRef("h", identity="/k"),
+         targets.SSHRef("h", identity="/other")),
+        (targets.Reach(), targets.AnsibleRef("h1", "/inv", "root@10.0.0.7"),
+         targets.AnsibleRef("h1", "/inv", "root@10.0.0.7")),
+        # A fleet host given SSH-only flags is reached over SSH where Ansible reached it.
+        (targets.Reach(identity="/k"), targets.AnsibleRef("h1", "/inv", "ops@10.0.0.7", True),
+         targets.SSHRef("ops@10.0.0.7", True, identity="/k")),
+        (targets.Reach(ssh="root@h2"), targets.LocalRef(), targets.SSHRef("root@h2")),
+    ],
+)  # fmt: skip
+def test_the_flags_and_the_record_name_one_host(
+    reach: targets.Reach, recorded: Any, expected: Any
+) -> None:
+    assert targets.from_reach(reach, recorded) == expected
+
+
+def test_a_record_of_an_unknown_kind_says_so_when_reopened() -> None:
+    ref = targets.ref_from_json({"kind": "rootless", "user": "dock"})
+    with pytest.raises(Exception, match="does not know the target kind 'rootless'"):
+        targets.open_target(ref)

@@ -53,7 +53,8 @@ def reach(ref: Any, *, identity: str | None = None, ssh_options: Sequence[str] =
     from .. import targets
 
     ref = targets.from_reach(targets.Reach(identity=identity, ssh_options=tuple(ssh_options)), ref)
-    return targets.open_target(ref)
+    target: Target = targets.open_target(ref)
+    return target
 
 
 def socket_path(plugin: str = PLUGIN) -> str:

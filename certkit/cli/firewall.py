@@ -27,11 +27,15 @@ NAME = typer.Argument(..., help="The server's name, as in `certkit list`.")
 
 
 def _where(
-    root: str | None, ssh: str | None, identity: str | None, ssh_option: list[str] | None
+    root: str | None,
+    ssh: str | None,
+    sudo: bool,
+    identity: str | None,
+    ssh_option: list[str] | None,
 ) -> ServerInstall:
     from ..renew import ServerInstall
 
-    return ServerInstall(reach=reach.group(ssh, False, identity, ssh_option, root))
+    return ServerInstall(reach=reach.group(ssh, sudo, identity, ssh_option, root))
 
 
 def _lines(r: FirewallReport) -> list[str]:
@@ -63,6 +67,7 @@ def firewall_show(
     name: str = NAME,
     root: str = reach.ROOT,
     ssh: str = reach.SSH,
+    sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
     ca: str = CA_OPTION,
@@ -79,7 +84,7 @@ def firewall_show(
     from ..fwrules import show_rules
     from ..store import CAStore
 
-    report = show_rules(CAStore(ca), name, _where(root, ssh, identity, ssh_option))
+    report = show_rules(CAStore(ca), name, _where(root, ssh, sudo, identity, ssh_option))
     emit(json_out, report.to_json(), _lines(report))
 
 
@@ -89,6 +94,7 @@ def firewall_remove(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the commands, run nothing."),
     root: str = reach.ROOT,
     ssh: str = reach.SSH,
+    sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
     ca: str = CA_OPTION,
@@ -107,6 +113,6 @@ def firewall_remove(
     from ..fwrules import remove_rules_of
     from ..store import CAStore
 
-    where = _where(root, ssh, identity, ssh_option)
+    where = _where(root, ssh, sudo, identity, ssh_option)
     report = remove_rules_of(CAStore(ca), name, where, dry_run=dry_run)
     emit(json_out, report.to_json(), _lines(report))

@@ -287,6 +287,7 @@ def renew_server(
         False, "--dry-run", help="Show what would change, change nothing."
     ),
     ssh: str = reach.SSH,
+    sudo: bool = reach.SUDO,
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
     allow_from: list[str] = typer.Option(
@@ -314,7 +315,7 @@ def renew_server(
 
     srv = ServerInstall(
         install=install,
-        reach=reach.group(ssh, False, identity, ssh_option, root),
+        reach=reach.group(ssh, sudo, identity, ssh_option, root),
         cert_dir=cert_dir,
         restart=restart,
         dry_run=dry_run,

@@ -23,17 +23,17 @@ SSH = typer.Option(
     "--ssh",
     help="The Docker host over SSH: [USER@]HOST[:PORT] (for a recorded server: as recorded).",
 )
-SUDO = typer.Option(False, "--sudo", help="With --ssh: run the remote side with sudo -n.")
+SUDO = typer.Option(False, "--sudo", help="Over SSH: run the remote side with sudo -n; recorded.")
 IDENTITY = typer.Option(
     None,
     "--identity",
-    help="With --ssh: the SSH private key file to use (ssh -i); recorded for renewal.",
+    help="The SSH private key file to use (ssh -i); recorded, so renewal needs it no more.",
 )
 SSH_OPTIONS = typer.Option(
     None,
     "--ssh-option",
     metavar="OPT",
-    help="With --ssh: an ssh -o option, e.g. ProxyJump=bastion (repeatable); recorded.",
+    help="An ssh -o option, e.g. ProxyJump=bastion (repeatable); recorded as --identity is.",
 )
 ROOTLESS = typer.Option(
     False,

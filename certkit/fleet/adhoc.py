@@ -37,8 +37,6 @@ def runner_for(ref: AnsibleRef) -> Runner:
     env = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(ansible.COLLECTIONS_PATH),
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
     }
     argv = [ansible_tool("ansible"), ref.host, "-i", ref.inventory, "-m", "certkit.docker.sh"]
@@ -50,25 +48,27 @@ def runner_for(ref: AnsibleRef) -> Runner:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(script)
+            tree = Path(work) / "results"  # ansible --tree: one JSON result per host
             done = subprocess.run(
-                [*argv, "-a", f"script_file={path}"],
+                [*argv, "-a", f"script_file={path}", "--tree", str(tree)],
                 capture_output=True, text=True, env=env, timeout=TIMEOUT,
             )  # fmt: skip
+            return _result_of(done, tree / ref.host)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return _result_of(done, ref.host)
 
     return run
 
 
-def _result_of(done: subprocess.CompletedProcess[str], host: str) -> tuple[int, str, str]:
-    """The script's rc and output from ansible's JSON report (or Ansible's own failure)."""
+def _result_of(done: subprocess.CompletedProcess[str], result: Path) -> tuple[int, str, str]:
+    """The script's rc and output from ansible's result file (or Ansible's own failure)."""
     try:
-        plays = json.loads(done.stdout)["plays"]
-        res = plays[0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError, TypeError):
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        return 255, "", f"ansible failed (exit {done.returncode}): {last}"
+        res = json.loads(result.read_text())
+    except (OSError, ValueError):
+        out = f"{done.stdout}\n{done.stderr}".strip().splitlines() or ["no message"]
+        return 255, "", f"ansible failed (exit {done.returncode}): {out[-1]}"
+    if not isinstance(res, dict):
+        return 255, "", f"ansible gave no result (exit {done.returncode})"
     if "rc" not in res:  # unreachable, or the action itself failed
         return 255, "", str(res.get("msg") or "unreachable").strip()
     return int(res["rc"]), str(res.get("stdout") or ""), str(res.get("stderr") or "")

@@ -6,7 +6,8 @@ to install) and :mod:`certkit.targets` (how a host is reached, by kind).
 
 from __future__ import annotations
 
-from ..install_options import DEFAULT_LISTEN, METHODS, InstallOptions
+from ..defaults import DEFAULT_LISTEN
+from ..install_options import METHODS, InstallOptions
 from ..targets import LocalRef, SSHRef, legacy_ref
 
 __all__ = ["DEFAULT_LISTEN", "METHODS", "HostRef", "InstallOptions"]

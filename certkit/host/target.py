@@ -109,4 +109,5 @@ def open_target(
     if isinstance(ref, targets.SSHRef) and (identity or ssh_options):
         ref = replace(ref, identity=identity or ref.identity,
                       ssh_options=tuple(ssh_options) or ref.ssh_options)  # fmt: skip
-    return targets.open_target(ref, cert_dir)
+    target: Target = targets.open_target(ref, cert_dir)
+    return target
