@@ -363,9 +363,10 @@ def test_dockers_tls_recipe_in_the_unit_is_planned_and_docker_comes_back(
     host.check("systemctl daemon-reload")
     doctor = host.certkit("doctor")
     assert doctor.returncode == 1
+    assert "FAIL  hosts-conflict" in doctor.stdout, doctor.stdout
     assert (
-        "FAIL  hosts-conflict: tlscacert, tlscert, tlskey, tlsverify are set both as a flag "
-        "of docker.service and in daemon.json" in doctor.stdout
+        "tlscacert, tlscert, tlskey, tlsverify are set both as a flag of docker.service and "
+        "in daemon.json, so dockerd refuses to start" in doctor.stdout
     ), doctor.stdout
 
 
