@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import dockercli, paths
+from . import defaults, dockercli, paths
 from .checks import FAIL, PASS, SKIP, WARN, Check, Checklist
 from .errors import CertkitError, UsageError
 
 if TYPE_CHECKING:
     from .host.exposure import Finding
     from .host.hostfiles import HostFiles
-
-WARN_DAYS = 30
+    from .store import CAStore
 
 
 @dataclass
@@ -73,7 +72,7 @@ def _expiry(report: DoctorReport, name: str, label: str, cert: Any) -> None:
     date = cert.not_valid_after_utc.strftime("%Y-%m-%d")
     if left <= 0:
         report.add(name, FAIL, f"{label} expired on {date}; renew it")
-    elif left < WARN_DAYS:
+    elif defaults.within_window(left):
         report.add(name, WARN, f"{label} expires in {int(left)} days ({date}); renew it soon")
     else:
         report.add(name, PASS, f"{label} is valid until {date} ({int(left)} days)")
@@ -261,6 +260,7 @@ def _check_inventories(report: DoctorReport) -> None:
 
     for name in list_ca_names():
         store = CAStore(name)
+        _check_ca_cert(report, store)
         problems = integrity_problems(store.dir)
         if problems:
             report.add(
@@ -271,6 +271,28 @@ def _check_inventories(report: DoctorReport) -> None:
             )
         else:
             report.add("inventory", PASS, f"the inventory of CA {name!r} passes integrity_check")
+
+
+def _check_ca_cert(report: DoctorReport, store: CAStore) -> None:
+    """The store's CA certificate parses and is a CA (a corrupt ca.pem breaks every issuance)."""
+    from cryptography import x509
+
+    from . import certs
+
+    try:
+        cert = store.load_cert()
+    except CertkitError as e:
+        report.add("ca-cert", FAIL, f"{e.message.rstrip('.')}; restore it from a backup")
+        return
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        report.add("ca-cert", FAIL, f"{store.cert_path} is not a CA certificate")
+        return
+    if defaults.within_window(certs.days_left(cert)):  # a healthy CA adds no line
+        _expiry(report, "ca-cert", f"CA {store.name!r}", cert)
 
 
 def _check_orphans(report: DoctorReport) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from . import durable
-from .errors import UsageError
+from .errors import OperationError, UsageError
 
 PRIVATE_DIR = 0o700
 PUBLIC_DIR = 0o755
@@ -87,10 +87,34 @@ def fsync_dir(path: StrPath) -> None:
         os.close(fd)
 
 
+# What the disk (not certkit) refused: said as one sentence instead of a traceback.
+_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
+
+
+def disk_failure(path: StrPath, e: OSError) -> OperationError | None:
+    """One sentence for a write the file system refused (full, read-only, not allowed, I/O
+    error), or None for anything else (a bug: it keeps its traceback)."""
+    if e.errno not in _DISK_ERRNOS:
+        return None
+    reason = os.strerror(e.errno or 0).lower()
+    advice = {
+        errno.ENOSPC: "free some space and run the command again",
+        errno.EDQUOT: "free some space and run the command again",
+        errno.EROFS: "the file system is mounted read-only",
+        errno.EIO: "check the disk (dmesg)",
+    }.get(e.errno or 0, "run certkit as a user who may write there")
+    return OperationError(f"Writing {path} failed ({reason}): {advice}; nothing was replaced.")
+
+
 def _write_temp(path: Path, data: bytes, mode: int, sync: durable.Sync | None, tag: str) -> Path:
     """``data`` in a new temp file next to ``path``, created with ``mode``; ``sync`` is told."""
     tmp = path.with_name(f".{path.name}.{tag}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as e:
+        raise disk_failure(path, e) or e from None
     try:
         if durable.needs_chmod(mode):
             os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
@@ -99,9 +123,11 @@ def _write_temp(path: Path, data: bytes, mode: int, sync: durable.Sync | None, t
             os.fsync(fd)
         else:
             sync.temp(fd)
-    except BaseException:
+    except BaseException as e:
         os.close(fd)
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise disk_failure(path, e) or e from None
         raise
     os.close(fd)
     return tmp
@@ -508,15 +534,20 @@ def _write_at(
 def _stage_at(fd: int, name: str, data: bytes, mode: int, sync: durable.Sync, tag: str) -> str:
     tmp = f".{name}.{tag}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    out = os.open(tmp, flags, mode, dir_fd=fd)
+    try:
+        out = os.open(tmp, flags, mode, dir_fd=fd)
+    except OSError as e:
+        raise disk_failure(name, e) or e from None
     try:
         if durable.needs_chmod(mode):
             os.fchmod(out, mode)  # O_CREAT's mode is filtered by the umask
         durable.write_all(out, data)
         sync.temp(out)
-    except BaseException:
+    except BaseException as e:
         os.close(out)
         os.unlink(tmp, dir_fd=fd)
+        if isinstance(e, OSError):
+            raise disk_failure(name, e) or e from None
         raise
     os.close(out)
     return tmp

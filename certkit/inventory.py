@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import defaults
 from .errors import UsageError
 from .paths import DEFAULT_CA, store_root
 from .store import CAStore, Record, list_ca_names
 
 KINDS = ("ca", "server", "client", "ci")
-DEFAULT_WARN_DAYS = 30
+DEFAULT_WARN_DAYS = defaults.RENEW_WINDOW_DAYS
 
 
 def renew_command(ca: str, kind: str, name: str, extra: str = "") -> str:

@@ -165,13 +165,43 @@ def corrupted(path: Path, detail: str) -> InventoryError:
     )
 
 
+# SQLite's primary result codes that are about the disk, not the database.
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 3, 8, 10, 13, 14
+
+
+def _disk_full(path: Path) -> bool:
+    """True when the file system holding ``path`` is (nearly) full: SQLite reports a write
+    that hit ENOSPC in its -wal or -shm file as a plain I/O error, and by the time it is
+    reported the failed files are gone again, so "under 1 MiB left" is the sign."""
+    try:
+        st = os.statvfs(path.parent)
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
 def _translate(path: Path, e: sqlite3.Error) -> InventoryError:
     text = str(e)
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
     if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return InventoryError(
             f"The inventory {path} stayed locked by another certkit process for "
             f"{BUSY_SECONDS:g} s; try again when it has finished."
         )
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
+        return InventoryError(
+            f"The disk holding the inventory {path} is full: free some space and run the "
+            "command again (nothing was recorded)."
+        )
+    if code in (_SQLITE_READONLY, _SQLITE_PERM) or (
+        code == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK)
+    ):
+        return InventoryError(
+            f"The inventory {path} cannot be written: its directory is read-only or not "
+            "writable by this user (read-only commands such as `certkit list` still work)."
+        )
+    if code == _SQLITE_IOERR:
+        return InventoryError(f"Reading or writing the inventory {path} failed ({text}).")
     return corrupted(path, text)
 
 
@@ -388,9 +418,14 @@ def _where(clauses: list[str]) -> str:
 # ---------------------------------------------------------------- opening
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
     # mode=rw: never create a database here (open_db creates it, 0600, under the lock).
     uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
+    if readonly and (immutable or not os.access(path.parent, os.W_OK)):
+        # A store on a read-only file system (or one this user may only read): SQLite
+        # could not make the -shm file a WAL reader needs.  Nobody can write here, so
+        # the file cannot change under us: read it as immutable.
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
     if readonly:
         # Refuses every write.  Not mode=ro: a mode=ro connection leaves -wal and -shm
@@ -436,6 +471,27 @@ def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
         except BaseException:
             conn.close()
             raise
+    except sqlite3.Error as e:
+        if readonly and _disk_refused(path, e):
+            return _read_immutable(path)
+        raise _translate(path, e) from None
+    return conn
+
+
+def _disk_refused(path: Path, e: sqlite3.Error) -> bool:
+    """True when a reader failed only because it could not make its -shm file."""
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+    return code in (_SQLITE_CANTOPEN, _SQLITE_FULL, _SQLITE_READONLY) or (
+        code == _SQLITE_IOERR and _disk_full(path)
+    )
+
+
+def _read_immutable(path: Path) -> sqlite3.Connection:
+    """A reader for a store on a full disk: no writer can commit there either, so the
+    file cannot change under us (``list`` and ``status`` still work)."""
+    try:
+        conn = _connect(path, readonly=True, immutable=True)
+        _check_version(conn, path)
     except sqlite3.Error as e:
         raise _translate(path, e) from None
     return conn

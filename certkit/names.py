@@ -13,9 +13,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from .defaults import DOCKER_TLS_PORT as DOCKER_TLS_PORT  # re-exported: Docker's TLS port
 from .errors import UsageError
 
-DOCKER_TLS_PORT = 2376  # Docker's port for TCP with TLS
 DOCKER_PLAIN_PORT = 2375  # Docker's port for unencrypted TCP (deprecated)
 CN_MAX = 64  # RFC 5280's upper bound for a common name
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import defaults
 from .errors import OperationError
 from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
 
@@ -65,9 +66,11 @@ class Record:
         is left, when that comes later than the window.
         """
         window = min(days, self.lifetime_days / 3) if self.kind == "ci" else days
-        return self.days_left(now) <= window
+        return defaults.within_window(self.days_left(now), window)
 
-    def status(self, warn_days: float = 30, now: dt.datetime | None = None) -> str:
+    def status(
+        self, warn_days: float = defaults.RENEW_WINDOW_DAYS, now: dt.datetime | None = None
+    ) -> str:
         """``superseded``, ``expired``, ``expiring`` (see :meth:`due_within`) or ``valid``."""
         if self.superseded_by:
             return "superseded"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import dockercli, files
+from . import defaults, dockercli, files
 from .checks import FAIL, PASS, WARN, Check, Checklist
 from .errors import UsageError
 from .names import DOCKER_PLAIN_PORT, name_covered, parse_endpoint
@@ -44,7 +44,6 @@ from .tlsclient import Session, open_session, probe, request, tls_context, why
 if TYPE_CHECKING:
     from .host.exposure import Finding
 
-WARN_DAYS = 30
 PROBES = ("client-cert-required", "unknown-ca-refused")
 
 
@@ -152,7 +151,7 @@ def _expiry(report: Report, name: str, label: str, not_after: dt.datetime) -> No
     date = not_after.strftime("%Y-%m-%d %H:%M UTC")
     if left <= 0:
         report.add(name, FAIL, f"the {label} expired on {date}; renew it")
-    elif left < WARN_DAYS:
+    elif defaults.within_window(left):
         report.add(name, WARN, f"the {label} expires in {int(left)} days ({date}); renew it soon")
     else:
         report.add(name, PASS, f"the {label} is valid for {int(left)} more days (until {date})")

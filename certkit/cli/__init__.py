@@ -103,7 +103,10 @@ def main() -> None:
         gc.freeze()
         gc.enable()
     try:
-        app()
+        if "--json" in sys.argv:
+            _run_for_json(app)
+        else:
+            app()
     except CertkitError as e:
         if "--json" in sys.argv:
             import json
@@ -117,3 +120,43 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("certkit: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:
+        # A full, read-only or forbidden file system met outside certkit.files' writers
+        # (a mkdir, a lock file): one sentence too.  Any other OSError is a bug.
+        from ..files import disk_failure
+
+        failure = disk_failure(e.filename or "a file", e)
+        if failure is None:
+            raise
+        if "--json" in sys.argv:
+            import json
+
+            typer.echo(json.dumps({"ok": False, "error": failure.message}))
+        typer.echo(f"certkit: error: {failure.message}", err=True)
+        sys.exit(failure.exit_code)
+
+
+def _run_for_json(app: Any) -> None:
+    """Run ``app`` so that a usage error (an unknown option, a missing argument) is one JSON
+    document on stdout too, as every other error is under ``--json``; click's usage text still
+    goes to stderr, and the exit code stays 2."""
+    import json
+
+    # typer 0.29 vendors click as typer._click (pinned in pyproject.toml, like _fastparams).
+    from typer import Abort
+    from typer._click.exceptions import ClickException, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as e:
+        print(json.dumps({"ok": False, "error": e.format_message()}))
+        e.show()
+        sys.exit(e.exit_code)
+    except ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except Abort:
+        print("certkit: aborted", file=sys.stderr)
+        sys.exit(1)
+    # Without standalone mode click returns a typer.Exit's code instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)

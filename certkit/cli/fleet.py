@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from ..defaults import RENEW_WINDOW_DAYS
 from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit
 from .root import app
 
@@ -59,7 +60,9 @@ def apply(
         False, "--contexts", help="Write a docker context per host (named as in the inventory)."
     ),
     renew_within: float = typer.Option(
-        30.0, "--renew-within", help="Replace certificates that expire within this many days."
+        RENEW_WINDOW_DAYS,
+        "--renew-within",
+        help="Replace certificates that expire within this many days.",
     ),
     docker_config: str = DOCKER_CONFIG_OPTION,
     ca: str = CA_OPTION,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..defaults import RENEW_WINDOW_DAYS
 from .output import DOCKER_CONFIG_OPTION, JSON_OPTION, emit, warn
 from .root import app
 
@@ -63,7 +64,7 @@ def list_(
 @app.command("status")
 def status(
     warn_days: int = typer.Option(
-        30, "--warn-days", help="Report what expires within this many days."
+        int(RENEW_WINDOW_DAYS), "--warn-days", help="Report what expires within this many days."
     ),
     ca: str = typer.Option(None, "--ca", help="Only this CA (default: every CA in the store)."),
     fmt: str = typer.Option(

@@ -35,7 +35,7 @@ from ..store import CAStore
 from .target import AnsibleTarget
 
 PROBE_SECONDS = BACK_SECONDS  # how long dockerd may take to serve again after a restart
-RENEW_WITHIN = 30.0  # days: a certificate due this soon is replaced (fleet apply --renew-within)
+RENEW_WITHIN = defaults.RENEW_WINDOW_DAYS  # fleet apply --renew-within
 
 
 @dataclass(frozen=True)

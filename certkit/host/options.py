@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..names import DOCKER_TLS_PORT
+from ..defaults import DEFAULT_INSTALL_METHOD, DOCKER_TLS_PORT, INSTALL_METHODS
+from ..defaults import DEFAULT_LISTEN as DEFAULT_LISTEN  # re-exported for the CLI
 
-METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json")
-DEFAULT_LISTEN = "0.0.0.0"
+METHODS = INSTALL_METHODS  # the --method choices
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class InstallOptions:
     listen: str = DEFAULT_LISTEN
     port: int = DOCKER_TLS_PORT
     cert_dir: str | None = None  # absolute, as on the host; None: /etc/docker/certkit
-    method: str = "auto"
+    method: str = DEFAULT_INSTALL_METHOD
     keep_insecure: bool = False
     remove_insecure: bool = False
     allow_from: tuple[str, ...] = ()  # sources the firewall lets reach the port
@@ -35,7 +35,7 @@ class InstallOptions:
             listen=str(data.get("listen") or DEFAULT_LISTEN),
             port=int(data.get("port") or DOCKER_TLS_PORT),
             cert_dir=str(data["cert_dir"]) if data.get("cert_dir") else None,
-            method=str(data.get("method") or "auto"),
+            method=str(data.get("method") or DEFAULT_INSTALL_METHOD),
             keep_insecure=bool(data.get("keep_insecure", False)),
             remove_insecure=bool(data.get("remove_insecure", False)),
             allow_from=tuple(str(s) for s in data.get("allow_from") or ()),
