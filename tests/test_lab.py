@@ -390,3 +390,31 @@ def test_a_rolled_back_pair_swap_says_what_happened_and_leaves_nothing(
     assert_docker_healthy(host)
     assert host.dockerd_args() == before
     assert snapshot(host) == files  # no .old copy, no staging file, no backup left
+
+
+def test_docker_is_back_only_when_it_serves_the_new_certificate_over_tls(
+    host: LabHost, ca: None
+) -> None:
+    """The one rule for every target (issue 25): after the restart dockerd must serve the
+    new certificate over TLS, as the fleet always checked.  Here docker.service is active
+    but nothing reaches its TLS port from certkit's side: rolled back, one sentence."""
+    before, files = host.dockerd_args(), snapshot(host)
+    host.check(
+        "nft add table inet cktest && nft add chain inet cktest in "
+        "'{ type filter hook input priority 0; }' && nft add rule inet cktest in "
+        "tcp dport 2376 drop"
+    )
+    r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(
+        f"certkit: error: Docker did not come back after the restart on {host.address} "
+        f"({host.address}:2376 does not serve the new certificate "
+    ), r.stderr
+    assert lines[0].endswith(
+        "the host was left as it was, and Docker was restarted with the previous configuration."
+    ), r.stderr
+    assert_docker_healthy(host)
+    assert host.dockerd_args() == before
+    assert snapshot(host) == files
