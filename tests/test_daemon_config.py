@@ -10,6 +10,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 import pytest
+from support import run_certkit
 
 from certkit import paths
 from certkit.errors import OperationError, UsageError
@@ -353,3 +354,55 @@ def test_a_symlinked_daemon_json_is_updated_where_it_points(tmp_path: Path) -> N
     assert link.is_symlink()
     config = json.loads(managed.read_text())
     assert config["debug"] is True and config["tlsverify"] is True
+
+
+# ---------------------------------------------------------------- flags daemon.json also sets
+
+RECIPE = (
+    "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 "
+    "--tlsverify --tlscacert=/etc/docker/tls/ca.pem --tlscert /etc/docker/tls/cert.pem "
+    "--tlskey=/etc/docker/tls/key.pem --debug\n"
+)
+
+
+@pytest.mark.parametrize("method", ["auto", "systemd", "daemon-json"])
+def test_the_units_tls_flags_move_out_of_certkits_dropin(tmp_path: Path, method: str) -> None:
+    """Docker's recipe (issue 26): the TLS flags and daemon.json's TLS keys stopped dockerd."""
+    sp = _root(tmp_path, unit=True)
+    _dropin(Path(sp.dropin_dir), "00-override.conf", RECIPE)
+    assert hosts_conflict(read_host_files(sp)) is None  # as it runs today: no conflict
+    plan = _install(sp, method=method)
+    files = read_host_files(sp)
+    args = effective_execstart(files)
+    assert args is not None and args[0] == "/usr/sbin/dockerd"
+    assert not [a for a in args if a.startswith("--tls")] and "/etc/docker/tls/cert.pem" not in args
+    assert "--debug" in args  # every other flag kept
+    assert json.loads(Path(sp.daemon_json).read_text())["tlscert"] == plan.cert_paths["cert"]
+    assert hosts_conflict(files) is None
+
+
+def test_the_state_the_recipe_left_is_found_by_doctors_check(tmp_path: Path) -> None:
+    sp = _root(tmp_path, '{"tlsverify": true, "tlscert": "/x", "debug": false}\n', unit=True)
+    _dropin(Path(sp.dropin_dir), "00-override.conf", RECIPE)
+    message = hosts_conflict(read_host_files(sp))
+    assert message is not None
+    assert message.startswith("debug, tlscert, tlsverify are set both as a flag of docker.service")
+    # A key the install does not own stays where the user put it: refused, one sentence.
+    with pytest.raises(UsageError, match=r"^debug is set both as a flag .* nothing was issued\.$"):
+        plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
+
+
+def test_tls_flags_from_docker_opts_cannot_be_moved_and_are_refused(tmp_path: Path) -> None:
+    sp = _root(tmp_path, unit=True)
+    default = Path(sp.default_docker)
+    default.parent.mkdir(parents=True, exist_ok=True)
+    default.write_text('DOCKER_OPTS="--tlsverify --tlskey=/k.pem"\n')
+    with pytest.raises(UsageError, match=r"^tlskey, tlsverify are set both as a flag"):
+        plan_install(read_host_files(sp), sp, InstallOptions(), *PEMS)
+
+
+def test_a_deeply_nested_daemon_json_is_one_sentence(store: object, tmp_path: Path) -> None:
+    sp = _root(tmp_path, '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
+    r = run_certkit("issue-server", "docker1", "--install", "--root", str(sp.root))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "more than 64 levels deep" in r.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import test_ssh_install
+from lab import Lab, lab_fixture  # noqa: F401 (fixture "lab")
 from sshd_support import SSHServer
 from support import run_certkit
 from test_hardening import inventory_serials, sandbox_root, snapshot
@@ -204,3 +205,40 @@ def test_every_parent_of_the_certificate_directory_is_walked(
     assert code == 2, err
     assert f"{home} is owned by another user (uid 12345)" in err, err
     assert inventory_serials(certkit_home) == []
+
+
+# ---------------------------------------------------------------- the fleet itself (lab hosts)
+
+
+@pytest.mark.lab
+def test_the_fleet_follows_refuses_and_caps_as_every_target_does(
+    lab: Lab, tmp_path: Path, docker_config: Path
+) -> None:
+    """The same rules through the real ansible-playbook on a systemd lab host."""
+    from test_fleet import fleet, inventory
+
+    host = lab.host()
+    run_certkit("init-ca")
+    inv = inventory(tmp_path / "hosts.ini", [host])
+    managed = host.path("/srv/managed")
+    managed.mkdir(parents=True)
+    managed.chmod(0o777)
+    (managed / "daemon.json").write_text("{}\n")
+    host.path("/etc/docker/daemon.json").symlink_to("/srv/managed/daemon.json")
+    rc, out = fleet("apply", str(inv))
+    assert rc == 1 and out["failed"] == ["h1"], out
+    msg = str(out["hosts"]["h1"]["msg"])  # type: ignore[index]
+    assert "is a symbolic link (to /srv/managed/daemon.json)" in msg, msg
+    assert "only root can change" in msg and (managed / "daemon.json").read_text() == "{}\n"
+
+    managed.chmod(0o755)  # now only root can change it: followed, the link kept
+    rc, out = fleet("apply", str(inv), "--restart")
+    assert rc == 0, out
+    assert host.path("/etc/docker/daemon.json").is_symlink()
+    assert '"tlsverify": true' in (managed / "daemon.json").read_text()
+
+    big = host.path("/etc/systemd/system/docker.service.d/zz-huge.conf")
+    big.write_bytes(b"# " + b"x" * (6 << 20) + b"\n")
+    rc, out = fleet("apply", str(inv))
+    assert rc == 1 and out["failed"] == ["h1"], out
+    assert "sent more than 4 MiB back" in str(out["hosts"]["h1"]["msg"])  # type: ignore[index]

@@ -316,3 +316,105 @@ def test_several_hosts_boot_side_by_side_and_install_independently(lab: Lab, ca:
         cli_ok("client-context", h.name, "--host", h.address)
     for h in hosts:
         assert "All 11 checks passed." in cli_ok("verify", "--context", h.name)
+
+
+# ---------------------------------------------------------------- TLS flags in the unit (issue 26)
+
+# Docker's own recipe for TLS on a systemd host (docs.docker.com, "configure remote access"),
+# as `systemctl edit docker.service` writes it: the same keys certkit puts in daemon.json.
+RECIPE = (
+    "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 "
+    "--tlsverify --tlscacert=/etc/docker/tls/ca.pem --tlscert=/etc/docker/tls/cert.pem "
+    "--tlskey=/etc/docker/tls/key.pem\n"
+)
+
+
+def test_dockers_tls_recipe_in_the_unit_is_planned_and_docker_comes_back(
+    host: LabHost, ca: None
+) -> None:
+    """Before: the recipe's flags were copied into certkit's drop-in while the same keys went
+    into daemon.json; install exit 0, then "specified both as a flag and in the
+    configuration file" at the restart.  Now the flags move out of the drop-in."""
+    override = "/etc/systemd/system/docker.service.d/override.conf"
+    host.path(override).parent.mkdir(parents=True, exist_ok=True)
+    host.path(override).write_text(RECIPE)
+    host.check("systemctl daemon-reload")
+    # As `systemctl edit` names it, it is read after certkit.conf: one sentence, nothing issued.
+    r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "is read after certkit's drop-in" in r.stderr
+    assert host.address not in cli_ok("list", "--kind", "server")
+    host.path(override).rename(host.path(override).with_name("00-override.conf"))
+    host.check("systemctl daemon-reload")
+    out = cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert "Docker restarted" in out
+    assert_docker_healthy(host)
+    args = host.dockerd_args()
+    assert not [a for a in args if a.startswith(("--tlsverify", "--tlscacert", "--tlscert"))]
+    assert "tcp://0.0.0.0:2376" in " ".join(args)
+    config = json.loads(host.path("/etc/docker/daemon.json").read_text())
+    assert config["tlscert"] == "/etc/docker/certkit/server-cert.pem"
+    assert CONFLICT not in host.journal()
+    doctor = host.certkit("doctor")
+    assert "PASS  hosts-conflict" in doctor.stdout, doctor.stdout
+
+    # The state an older certkit left (the flags kept, the keys in daemon.json): doctor FAILs.
+    host.path(override).write_text(RECIPE)
+    host.check("systemctl daemon-reload")
+    doctor = host.certkit("doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  hosts-conflict" in doctor.stdout, doctor.stdout
+    assert (
+        "tlscacert, tlscert, tlskey, tlsverify are set both as a flag of docker.service and "
+        "in daemon.json, so dockerd refuses to start" in doctor.stdout
+    ), doctor.stdout
+
+
+def test_a_rolled_back_pair_swap_says_what_happened_and_leaves_nothing(
+    host: LabHost, ca: None
+) -> None:
+    """Issue 26 item 4: a re-install writes daemon.json twice (the pair swap); its rollback
+    said "restoring failed" although it restored, and left a .certkit-*-2.old hard link."""
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    before, files = host.dockerd_args(), snapshot(host)
+    host.check(HOLD_2376.replace("2376", "2377"))
+    r = run_certkit(
+        "issue-server", host.address, *host.cli_args("root"), "--port", "2377", "--restart"
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"certkit: error: Docker did not come back after the restart on {host.address} "
+        "(see journalctl -u docker there); the host was left as it was, and Docker was "
+        "restarted with the previous configuration."
+    ]
+    assert_docker_healthy(host)
+    assert host.dockerd_args() == before
+    assert snapshot(host) == files  # no .old copy, no staging file, no backup left
+
+
+def test_docker_is_back_only_when_it_serves_the_new_certificate_over_tls(
+    host: LabHost, ca: None
+) -> None:
+    """The one rule for every target (issue 25): after the restart dockerd must serve the
+    new certificate over TLS, as the fleet always checked.  Here docker.service is active
+    but nothing reaches its TLS port from certkit's side: rolled back, one sentence."""
+    before, files = host.dockerd_args(), snapshot(host)
+    host.check(
+        "nft add table inet cktest && nft add chain inet cktest in "
+        "'{ type filter hook input priority 0; }' && nft add rule inet cktest in "
+        "tcp dport 2376 drop"
+    )
+    r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(
+        f"certkit: error: Docker did not come back after the restart on {host.address} "
+        f"({host.address}:2376 does not serve the new certificate "
+    ), r.stderr
+    assert lines[0].endswith(
+        "the host was left as it was, and Docker was restarted with the previous configuration."
+    ), r.stderr
+    assert_docker_healthy(host)
+    assert host.dockerd_args() == before
+    assert snapshot(host) == files

@@ -1,8 +1,10 @@
-"""Installing on a remote Docker host over SSH: :class:`SSHTarget`.
+"""Every target's install through the engine (:class:`ScriptTarget`), and SSH's: :class:`SSHTarget`.
 
 The CA stays on the administrator's machine; only the server's files travel.
-An install is two round trips: one script reads the host's files, the other
-writes the plan (see :mod:`certkit.host.scripts`).
+An install is two round trips on every target: one script reads the host's
+files, the other writes the plan (see :mod:`certkit.host.scripts`); with a
+restart, a third keeps the change once dockerd serves the new certificate
+over TLS, or puts the previous files back.
 """
 
 from __future__ import annotations

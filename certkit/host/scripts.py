@@ -1,4 +1,4 @@
-"""The two remote scripts of an SSH install: read the host's files, write a plan there.
+"""The engine's scripts, the same on every target: read the host's files, write a plan there.
 
 1. **read**: prints daemon.json, the docker units and drop-ins (base64
    between markers), giving the same :class:`~certkit.host.hostfiles.HostFiles`
