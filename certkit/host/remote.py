@@ -61,8 +61,12 @@ def remote_read_paths(
         *paths.unit_files,
         paths.default_docker,
         *paths.cert_files.values(),
+        *paths.socket_unit_files,
     ]
-    return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
+    return singles, [
+        PurePosixPath(paths.dropin_dir) / "*.conf",
+        PurePosixPath(paths.socket_dropin_dir) / "*.conf",
+    ]
 
 
 def remote_write_targets(paths: SystemPaths) -> WriteTargets:
@@ -71,7 +75,11 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
     files (never links) in the certificate directory (certkit's own, under safe parents)."""
     cert_files = list(paths.cert_files.values())
     return WriteTargets(
-        followed=[PurePosixPath(paths.daemon_json), PurePosixPath(paths.dropin)],
+        followed=[
+            PurePosixPath(paths.daemon_json),
+            PurePosixPath(paths.dropin),
+            PurePosixPath(paths.socket_dropin),
+        ],
         never_links=[PurePosixPath(p) for p in cert_files],
         private_dir=PurePosixPath(paths.cert_dir),
         private_names=[PurePosixPath(p).name for p in cert_files],
@@ -145,6 +153,16 @@ def host_files_from_dump(
         key=lambda p: p.name,
     )
     hf.dropins = [(str(p), text(p) or "") for p in dropins]
+    for unit in paths.socket_unit_files:
+        unit_text = text(unit)
+        if unit_text is not None:
+            hf.socket_units.append((str(unit), unit_text))
+    socket_dir = PurePosixPath(paths.socket_dropin_dir)
+    hf.socket_dropins = [
+        (str(p), text(p) or "")
+        for p in sorted(found, key=lambda p: p.name)
+        if p.parent == socket_dir and p.suffix == ".conf"
+    ]
     hf.default_docker = text(paths.default_docker)
     for p in paths.cert_files.values():
         if p in found:
@@ -183,6 +201,7 @@ def write_job_for(
         expected={at(p): v for p, v in steps.previous.items()},
         restart=restart,
         cleanup=[at(p) for p in steps.cleanup],
+        socket=plan.restarts_socket,
     )
 
 

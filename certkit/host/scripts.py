@@ -259,6 +259,9 @@ class WriteJob:
     # Keep the copies after a restart, until certkit sees dockerd serve the new certificate:
     # then commit_script drops them, or rollback_script puts them back.
     keep: bool = False
+    # --method socket: docker.socket's drop-in changes, so the socket restarts before dockerd
+    # (its TCP listener appears or goes; a renewal leaves the socket, and the port, alone).
+    socket: bool = False
 
 
 _AS_ROOT = "connect as root or pass --sudo."
@@ -320,7 +323,7 @@ def write_script(job: WriteJob, host: str) -> str:
     if job.cleanup:
         s.append(f"rm -f -- {' '.join(sh_quote(p) for p in job.cleanup)}")
     if job.restart:
-        s += _restart(on)
+        s += _restart(on, job.socket)
     s.append("trap - TERM")
     if job.keep:
         s += [f'[ "$c{i}" = 1 ] && echo "{MADE_PREFIX}{i}"' for i in range(len(job.dirs))]
@@ -363,7 +366,7 @@ def rollback_script(job: WriteJob, host: str, made: Sequence[int], why: str) -> 
         'if [ -z "$bad" ]; then st="the host was left as it was"; '
         f'else st="restoring failed for$bad, whose previous versions are kept next to them as '
         f'.*.certkit-{job.token}-*.old"; fi',
-        "{ systemctl daemon-reload && { systemctl reset-failed docker.service docker.socket; "
+        f"{{ systemctl daemon-reload && {{ {_RESET}; {_socket_first(job.socket)}"
         "systemctl restart docker; }; } </dev/null >&2 "
         '&& back="Docker was restarted with the previous configuration" '
         '|| back="Docker did not start with the previous configuration either"',
@@ -504,7 +507,14 @@ def _keeping_copies(
     return s
 
 
-def _restart(on: str) -> list[str]:
+_RESET = "systemctl reset-failed docker.service docker.socket"
+
+
+def _socket_first(socket: bool) -> str:
+    return "systemctl restart docker.socket && " if socket else ""
+
+
+def _restart(on: str, socket: bool = False) -> list[str]:
     """Restart Docker; when it does not come back, restore the files and restart again.
 
     ``reset-failed``: Debian's unit allows 3 starts per 60 s and one failed start
@@ -513,7 +523,7 @@ def _restart(on: str) -> list[str]:
     """
     return [
         "restart() { systemctl daemon-reload && "
-        "{ systemctl reset-failed docker.service docker.socket; systemctl restart docker; }; }",
+        f"{{ {_RESET}; {_socket_first(socket)}systemctl restart docker; }}; }}",
         "if ! { restart && systemctl is-active --quiet docker; } </dev/null >&2; then",
         '  st="$(state)"',
         "  restart </dev/null >&2 "
