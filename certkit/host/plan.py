@@ -51,6 +51,7 @@ from .systemd import (
     is_ours,
     plan_socket_dropin,
     service_values,
+    socket_activated,
 )
 
 RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
@@ -179,6 +180,9 @@ class InstallPlan:
     socket_dropin_path: str | None = None
     old_socket_dropin: str | None = None
     new_socket_dropin: str | None = None
+    socket_offer: bool = False  # another method on a socket-activated unit: worth offering
+    reload_first: bool = False  # --keep-containers: SIGHUP for live-restore before a restart
+    container_notes: list[str] = field(default_factory=list)  # what a restart does to them
 
     @property
     def restarts_socket(self) -> bool:
@@ -232,6 +236,7 @@ class InstallPlan:
             "cert_paths": self.cert_paths,
             "warnings": self.warnings,
             "firewall": self.firewall.to_json() if self.firewall else None,
+            "socket_method_offered": self.socket_offer,
         }
 
 
@@ -474,6 +479,8 @@ def plan_install(
     new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
     cert_paths = {name: str(path) for name, path in paths.cert_files.items()}
     warnings += _tls_settings(new_config, cert_paths)
+    container_notes = _keep_containers(files_, options, new_config)
+    warnings += container_notes
     after = dropin_args if dropin_args is not None else host.base
     conflicts = flag_conflicts(expanded(after or [], files_), set(new_config))
     if conflicts:
@@ -550,6 +557,11 @@ def plan_install(
         socket_dropin_path=str(paths.socket_dropin) if method == "socket" else None,
         old_socket_dropin=socket_dropin[0],
         new_socket_dropin=socket_dropin[1],
+        container_notes=container_notes,
+        reload_first=options.keep_containers and files_.live_restore is not True,
+        socket_offer=method != "socket"
+        and bool(files_.socket_units)
+        and socket_activated(expanded(host.base or [], files_)),
     )
 
 
@@ -601,6 +613,30 @@ def _new_daemon_json(
     if new_config == config and text is not None:
         return None
     return edit_daemon_json(text, config, new_config)
+
+
+def _keep_containers(
+    files_: HostFiles, options: InstallOptions, new_config: dict[str, Any]
+) -> list[str]:
+    """``--keep-containers``: live-restore into daemon.json (refused under swarm, where
+    dockerd does not allow it); without it, the warning that a restart stops containers."""
+    if options.keep_containers:
+        if files_.swarm == "active":
+            raise UsageError(
+                "--keep-containers needs live-restore, which dockerd refuses on a swarm node "
+                "(docker info: Swarm active): drop --keep-containers; nothing was issued."
+            )
+        if new_config.get("live-restore") is not True:
+            new_config["live-restore"] = True
+            return ["live-restore turned on (daemon.json, then SIGHUP) before the restart"]
+        return []
+    if files_.running and not live_restore_on(files_) and files_.live_restore is not True:
+        return [
+            f"the restart stops {files_.running} running container"
+            f"{'s' if files_.running != 1 else ''} (live-restore is off): --keep-containers "
+            "keeps them running"
+        ]
+    return []
 
 
 def live_restore_on(files_: HostFiles) -> bool:

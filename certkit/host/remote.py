@@ -19,6 +19,7 @@ from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .plan import InstallPlan, write_steps
 from .scripts import (
+    DOCKER_INFO_PROBE,
     LINK_PREFIX,
     MADE_PREFIX,
     WRITE_OK,
@@ -27,6 +28,7 @@ from .scripts import (
     WriteJob,
     WriteTargets,
     commit_script,
+    parse_docker_info,
     parse_dump,
     read_script,
     rollback_script,
@@ -115,13 +117,16 @@ def host_files_from_lines(lines: list[str], paths: SystemPaths, host: str) -> Ho
 
 def probe_for(paths: SystemPaths) -> str:
     """The firewall probe to append to the read script (none under a --root sandbox)."""
-    return PROBE if str(paths.root) == "/" else ""
+    return PROBE + DOCKER_INFO_PROBE if str(paths.root) == "/" else ""
 
 
 def with_firewall(hf: HostFiles, lines: list[str], paths: SystemPaths) -> HostFiles:
     """``hf`` with the firewall state the probe printed in ``lines`` (see :func:`probe_for`)."""
     if str(paths.root) == "/":
         hf.firewall = parse_probe(lines)
+        info = parse_docker_info(lines)
+        if info is not None:
+            hf.swarm, hf.running, hf.live_restore = info
     return hf
 
 
@@ -202,6 +207,7 @@ def write_job_for(
         restart=restart,
         cleanup=[at(p) for p in steps.cleanup],
         socket=plan.restarts_socket,
+        live_restore=plan.reload_first,
     )
 
 
