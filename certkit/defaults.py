@@ -49,5 +49,5 @@ def renew_after_days(lifetime_days: float, fraction: float = RENEW_AT_FRACTION) 
 # ---------------------------------------------------------------- install defaults
 DOCKER_TLS_PORT = 2376  # Docker's registered port for the API over TLS (2375: plain)
 DEFAULT_LISTEN = "0.0.0.0"
-INSTALL_METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json")
+INSTALL_METHODS: tuple[str, ...] = ("auto", "systemd", "daemon-json", "socket")
 DEFAULT_INSTALL_METHOD = "auto"

@@ -368,6 +368,7 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
         report.add(
             "hosts-conflict", PASS, "no option is set both as a dockerd flag and in daemon.json"
         )
+    _check_restart_impact(report, files, tls_on)
     insecure = plan.insecure_listeners(files)
     if not insecure:
         report.add("insecure-listener", PASS, "no TCP listener without TLS is configured")
@@ -385,6 +386,33 @@ def _check_hosts(report: DoctorReport, sp: paths.SystemPaths, tls_on: bool) -> N
             f"{', '.join(insecure)} serves the Docker API without TLS: anyone who reaches it "
             "is root on this host; remove it and use certkit issue-server HOST --install",
         )
+
+
+def _check_restart_impact(report: DoctorReport, files: HostFiles, tls_on: bool) -> None:
+    """What a renewal's restart does here (dockerd never reloads its certificate): refused
+    connections unless docker.socket holds the TLS port, stopped containers unless
+    live-restore is on; the method and the flag that avoid each."""
+    from .host import plan, systemd
+
+    base = systemd.expanded(systemd.base_execstart(files) or [], files)
+    socket_ready = systemd.socket_activated(base) and bool(files.socket_units)
+    ours = any(systemd.is_ours(p) for p, _ in files.socket_dropins)
+    advice = []
+    if tls_on and socket_ready and not ours:
+        advice.append(
+            "the TLS port refuses connections while dockerd restarts: this unit is "
+            "socket-activated (-H fd://), so issue-server HOST --install --method socket lets "
+            "systemd hold the port"
+        )
+    if tls_on and not plan.live_restore_on(files):
+        advice.append(
+            "live-restore is off, so a renewal's restart stops running containers: "
+            "renew server HOST --restart --keep-containers turns it on"
+        )
+    if advice:
+        report.add("restart-impact", WARN, "; ".join(advice))
+    elif tls_on:
+        report.add("restart-impact", PASS, "a renewal's restart keeps connections and containers")
 
 
 def _check_exposure(report: DoctorReport, sp: paths.SystemPaths, files: HostFiles | None) -> None:

@@ -36,10 +36,14 @@ class InstallOptions:
     # --replace-ca: the host may trust this CA instead of the one it trusts now.  A consent
     # for one run: never recorded, so renewal never replays it.
     replace_ca: bool = False
+    # --keep-containers: turn live-restore on (daemon.json + SIGHUP) before a restart.  A
+    # consent for one run, never recorded (daemon.json keeps live-restore once it is on).
+    keep_containers: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["replace_ca"]
+        del data["keep_containers"]
         return data
 
     @classmethod

@@ -68,6 +68,14 @@ CERT_DIR = PurePosixPath("/etc/docker/certkit")
 DEFAULT_DOCKER = PurePosixPath("/etc/default/docker")
 DROPIN_DIR = PurePosixPath("/etc/systemd/system/docker.service.d")
 DROPIN_NAME = "certkit.conf"
+# docker.socket (systemd socket activation, `--method socket`): its drop-in directory and
+# the unit files that may define it, lowest precedence first.
+SOCKET_DROPIN_DIR = PurePosixPath("/etc/systemd/system/docker.socket.d")
+SOCKET_UNIT_FILES = (
+    PurePosixPath("/lib/systemd/system/docker.socket"),
+    PurePosixPath("/usr/lib/systemd/system/docker.socket"),
+    PurePosixPath("/etc/systemd/system/docker.socket"),
+)
 # The files of a handed-out TLS directory: CA certificate, certificate, key.
 CLIENT_FILES = ("ca.pem", "cert.pem", "key.pem")  # DOCKER_CERT_PATH's and a context's names
 SERVER_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")  # Docker's documented names
@@ -147,6 +155,19 @@ class SystemPaths:
     @property
     def dropin(self) -> PurePosixPath:
         return self.dropin_dir / DROPIN_NAME
+
+    @property
+    def socket_dropin_dir(self) -> PurePosixPath:
+        return self.at(SOCKET_DROPIN_DIR)
+
+    @property
+    def socket_dropin(self) -> PurePosixPath:
+        """certkit's docker.socket drop-in (``--method socket``): the TLS ``ListenStream=``."""
+        return self.socket_dropin_dir / DROPIN_NAME
+
+    @property
+    def socket_unit_files(self) -> tuple[PurePosixPath, ...]:
+        return tuple(self.at(p) for p in SOCKET_UNIT_FILES)
 
     @property
     def docker_socket(self) -> PurePosixPath:

@@ -278,6 +278,7 @@ class ServerInstall:
     restart: bool = False
     dry_run: bool = False
     allow_from: tuple[str, ...] | None = None  # None: the recorded sources
+    keep_containers: bool = False  # live-restore on (daemon.json + SIGHUP) before the restart
 
 
 @dataclass
@@ -486,7 +487,7 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
     # The method the first install chose: a renewal never switches methods.
     options = origin.install or InstallOptions()
     cert_dir = srv.cert_dir if srv.cert_dir is not None else options.cert_dir
-    options = replace(options, cert_dir=cert_dir)
+    options = replace(options, cert_dir=cert_dir, keep_containers=srv.keep_containers)
     if srv.allow_from is not None:
         if not install_now:
             raise UsageError("--allow-from only applies when the server is (re-)installed.")
@@ -534,6 +535,7 @@ def _put_server(
         result.written = [target.where(p) for p in outcome.plan.written]
         written += [target.where(p) for p in outcome.plan.cert_paths.values()]
         result.restarted = outcome.restarted
+        result.notes += outcome.plan.container_notes
         result.restart_needed = outcome.plan.restart_needed and not outcome.restarted
         if outcome.plan.restart_needed and not outcome.restarted and outcome.live_restore:
             result.notes.append("live-restore is on: containers keep running across the restart")

@@ -26,6 +26,12 @@ REPLACE_CA = typer.Option(
     help="Let the host trust this CA instead of another one it trusts now (its clients "
     "lose access; the old CA file is kept beside daemon.json).",
 )
+KEEP_CONTAINERS = typer.Option(
+    False,
+    "--keep-containers",
+    help="With --restart: turn live-restore on first (daemon.json, then SIGHUP), so running "
+    "containers survive the restart (refused on a swarm node).",
+)
 ALLOW_FROM = typer.Option(
     None,
     "--allow-from",
@@ -34,6 +40,15 @@ ALLOW_FROM = typer.Option(
     "to these sources only (repeatable; 'any' for everyone); certkit's rules for other "
     "sources are removed.",
 )
+
+
+def with_keep_containers(options: InstallOptions, keep: bool) -> InstallOptions:
+    """``options`` with ``--keep-containers`` when given (a consent for this run only)."""
+    if not keep:
+        return options
+    from dataclasses import replace
+
+    return replace(options, keep_containers=True)
 
 
 def with_allow_from(

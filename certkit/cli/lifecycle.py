@@ -10,6 +10,7 @@ import typer
 
 from ..defaults import CA_DAYS, RENEW_AT_FRACTION
 from . import reach
+from .installflags import KEEP_CONTAINERS
 from .output import CA_OPTION, CERT_DIR_OPTION, JSON_OPTION, RESTART_OPTION, emit, warn
 from .root import app
 
@@ -298,6 +299,7 @@ def renew_server(
         "'any' for everyone), replacing the recorded ones: certkit's rules for sources left "
         "out are removed (default: keep the recorded sources).",
     ),
+    keep_containers: bool = KEEP_CONTAINERS,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -320,6 +322,7 @@ def renew_server(
         restart=restart,
         dry_run=dry_run,
         allow_from=check_sources(allow_from) if allow_from else None,
+        keep_containers=keep_containers,
     )
     hazards = _hazards(ca, "server", bundle_only, json_out)
     result = renew(

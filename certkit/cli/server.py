@@ -10,10 +10,12 @@ from ..defaults import SERVER_DAYS
 from . import reach
 from .installflags import (
     ALLOW_FROM,
+    KEEP_CONTAINERS,
     KEEP_INSECURE,
     REMOVE_INSECURE,
     REPLACE_CA,
     with_allow_from,
+    with_keep_containers,
 )
 from .output import (
     CA_OPTION,
@@ -55,7 +57,8 @@ PORT = typer.Option(None, "--port", help="With --install: TLS port (default 2376
 METHOD = typer.Option(
     None,
     "--method",
-    help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key).",
+    help="With --install: auto | systemd (-H flag in a drop-in) | daemon-json (hosts key) | "
+    "socket (a docker.socket ListenStream: the port stays open while dockerd restarts).",
 )
 DRY_RUN = typer.Option(
     False, "--dry-run", help="Print the diff of daemon.json and the drop-in; write nothing."
@@ -104,6 +107,7 @@ def issue_server(
     force: bool = FORCE,
     allow_from: list[str] = ALLOW_FROM,
     replace_ca: bool = REPLACE_CA,
+    keep_containers: bool = KEEP_CONTAINERS,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Issue a server certificate for HOST; with --install put it into daemon.json.
@@ -134,6 +138,7 @@ def issue_server(
                          keep_insecure, remove_insecure)  # fmt: skip
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
+    options = with_keep_containers(options, keep_containers)
     if replace_ca:
         from dataclasses import replace
 
@@ -253,6 +258,11 @@ def _lines(r: ServerResult, port: int) -> list[str]:
                 [diff.rstrip("\n")] if diff else ["daemon.json and the drop-in are already set."]
             )
             lines += firewall_lines(plan, True)
+            if plan.socket_offer:
+                lines.append(
+                    "This dockerd is socket-activated (-H fd://): --method socket would let "
+                    "systemd hold the TLS port, so a renewal's restart refuses no connection."
+                )
         return lines
     lines.append(
         f"Issued server certificate for {', '.join(r.names)} (serial {r.serial}), "

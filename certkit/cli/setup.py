@@ -9,10 +9,12 @@ import typer
 from . import reach
 from .installflags import (
     ALLOW_FROM,
+    KEEP_CONTAINERS,
     KEEP_INSECURE,
     REMOVE_INSECURE,
     REPLACE_CA,
     with_allow_from,
+    with_keep_containers,
 )
 from .output import (
     CA_OPTION,
@@ -36,7 +38,10 @@ SAN = typer.Option(
 LISTEN = typer.Option(None, "--listen", help="Address dockerd listens on (default 0.0.0.0).")
 PORT = typer.Option(None, "--port", help="TLS port of dockerd and of the context (default 2376).")
 METHOD = typer.Option(
-    None, "--method", help="auto | systemd (-H flag in a drop-in) | daemon-json (hosts key)."
+    None,
+    "--method",
+    help="auto | systemd (-H flag in a drop-in) | daemon-json (hosts key) | socket "
+    "(a docker.socket ListenStream: the port stays open while dockerd restarts).",
 )
 
 
@@ -70,6 +75,7 @@ def setup(
     remove_insecure: bool = REMOVE_INSECURE,
     allow_from: list[str] = ALLOW_FROM,
     replace_ca: bool = REPLACE_CA,
+    keep_containers: bool = KEEP_CONTAINERS,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Set up one Docker host for mutual TLS in one step; a second run changes nothing.
@@ -108,6 +114,7 @@ def setup(
         replace_ca=replace_ca,
     )
     options = with_allow_from(options, allow_from, install=True)
+    options = with_keep_containers(options, keep_containers)
     target = open_target(from_reach(where), cert_dir)
     result = _setup(
         host,

@@ -26,6 +26,14 @@ class HostFiles:
     units: list[tuple[str, str]] = field(default_factory=list)
     dropins: list[tuple[str, str]] = field(default_factory=list)
     default_docker: str | None = None
+    # docker.socket's unit files and ``docker.socket.d/*.conf`` drop-ins, as for the service.
+    socket_units: list[tuple[str, str]] = field(default_factory=list)
+    socket_dropins: list[tuple[str, str]] = field(default_factory=list)
+    # What the running dockerd says (``docker info``; None: not asked, or no answer):
+    # swarm's LocalNodeState, how many containers run, whether live-restore is on.
+    swarm: str | None = None
+    running: int | None = None
+    live_restore: bool | None = None
     cert_files: dict[str, bytes] = field(default_factory=dict)
     firewall: FirewallState | None = None  # the active firewall manager; None: not read
     # Written paths that are symbolic links certkit follows (safe directories only): the

@@ -11,7 +11,11 @@ Two ways to open TCP exist and must never be mixed (``hosts`` set both as a
 * ``systemd``: a drop-in repeats the unit's full ExecStart and adds
   ``-H tcp://LISTEN:PORT``; daemon.json gets the TLS keys only;
 * ``daemon-json``: ``hosts`` goes into daemon.json and, when the unit passes
-  ``-H``, a drop-in repeats its ExecStart without any ``-H``.
+  ``-H``, a drop-in repeats its ExecStart without any ``-H``;
+* ``socket``: where dockerd is socket-activated (``-H fd://`` only, a
+  ``docker.socket``), a docker.socket drop-in adds ``ListenStream=ADDR:PORT``
+  and daemon.json gets the TLS keys only (dockerd wraps systemd's TCP sockets
+  in TLS; systemd holds the port while dockerd restarts).
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from .systemd import (
     flag_value,
     is_opts_var,
     is_ours,
+    plan_socket_dropin,
     service_values,
+    socket_activated,
 )
 
 RESTART_NOTE = "a restart stops running containers unless live-restore is on in daemon.json"
@@ -172,6 +178,18 @@ class InstallPlan:
     firewall: FirewallPlan | None = None  # the rules to add (--allow-from)
     firewall_warnings: list[str] = field(default_factory=list)  # also in ``warnings``
     restart_command: str = "sudo systemctl restart docker"  # for "restart needed" messages
+    # --method socket: certkit's docker.socket drop-in (None: not this method).
+    socket_dropin_path: str | None = None
+    old_socket_dropin: str | None = None
+    new_socket_dropin: str | None = None
+    socket_offer: bool = False  # another method on a socket-activated unit: worth offering
+    reload_first: bool = False  # --keep-containers: SIGHUP for live-restore before a restart
+    container_notes: list[str] = field(default_factory=list)  # what a restart does to them
+
+    @property
+    def restarts_socket(self) -> bool:
+        """True when docker.socket must be restarted too (its drop-in changes)."""
+        return any(c.path == self.socket_dropin_path for c in self.changes)
 
     @property
     def changed(self) -> bool:
@@ -192,6 +210,7 @@ class InstallPlan:
         for path, old, new in (
             (self.daemon_json_path, self.old_daemon_json, self.new_daemon_json),
             (self.dropin_path, self.old_dropin, self.new_dropin),
+            (self.socket_dropin_path or "", self.old_socket_dropin, self.new_socket_dropin),
         ):
             if new is None or old == new:
                 continue
@@ -214,18 +233,22 @@ class InstallPlan:
             "backup": self.backup[1] if self.backup else None,
             "daemon_json": self.daemon_json_path,
             "dropin": self.new_dropin and self.dropin_path,
+            "socket_dropin": self.new_socket_dropin and self.socket_dropin_path,
             "tcp_host": self.tcp_host,
             "cert_paths": self.cert_paths,
             "warnings": self.warnings,
             "firewall": self.firewall.to_json() if self.firewall else None,
+            "socket_method_offered": self.socket_offer,
         }
 
 
-def _choose_method(requested: str, current: list[str] | None) -> str:
+def _choose_method(requested: str, current: list[str] | None, files_: HostFiles) -> str:
     if requested not in METHODS:
         raise UsageError(f"--method {requested!r} is not one of: {', '.join(METHODS)}.")
     if requested != "auto":
         return requested
+    if any(is_ours(p) for p, _ in files_.socket_dropins):
+        return "socket"
     # Decided on the effective command line, certkit's own drop-in included, so that a
     # second install keeps the method of the first.
     if current and flag_hosts(current):
@@ -288,7 +311,9 @@ def _listeners_to_drop(
 ) -> tuple[set[str], list[str]]:
     """TCP hosts the install removes (same port as ours; insecure ones when asked) + warnings."""
     warnings: list[str] = []
-    if method == "systemd":
+    if method == "socket":
+        before: list[str] = []  # the unit's -H is fd:// only (checked by _socket_plan)
+    elif method == "systemd":
         before = host.flag_hosts + host.opts_hosts
     else:
         before = host.json_hosts or host.carried
@@ -388,6 +413,10 @@ def _listeners(
     new_config = dict(host.config)
     if method == "systemd":
         return new_config, _systemd_args(host, sp, str(sp.daemon_json), ours, drop)
+    if method == "socket":  # certkit's service drop-in, if any, keeps only the unit's fd://
+        if not any(is_ours(p) for p, _ in files_.dropins):
+            return new_config, None
+        return new_config, _without(host.base or [], host.tls_spans, set(TLS_KEYS))
     hosts = _daemon_json_hosts(host, sp, ours, drop)
     if hosts != host.json_hosts or isinstance(host.config.get("hosts"), str):
         new_config["hosts"] = hosts
@@ -449,11 +478,16 @@ def plan_install(
     ours = tcp_host(listen, options.port)
     dj_path = str(paths.daemon_json)
     host = _parse_host(files_, dj_path)
-    method = _choose_method(options.method, effective_execstart(files_))
+    method = _choose_method(options.method, effective_execstart(files_), files_)
+    socket_dropin = plan_socket_dropin(
+        files_, host.base, host.json_hosts, paths, (listen, options.port), method
+    )
     drop, warnings = _listeners_to_drop(files_, host, method, options, ours, paths)
     new_config, dropin_args = _listeners(files_, host, method, paths, ours, drop)
     cert_paths = {name: str(path) for name, path in paths.cert_files.items()}
     warnings += _tls_settings(new_config, cert_paths)
+    container_notes = _keep_containers(files_, options, new_config)
+    warnings += container_notes
     after = dropin_args if dropin_args is not None else host.base
     conflicts = flag_conflicts(expanded(after or [], files_), set(new_config))
     if conflicts:
@@ -491,6 +525,13 @@ def plan_install(
                 files.PUBLIC_FILE,
                 files.PUBLIC_DIR,
             ),
+            (
+                str(paths.socket_dropin),
+                _utf8(socket_dropin[0]),
+                _utf8(socket_dropin[1]),
+                files.PUBLIC_FILE,
+                files.PUBLIC_DIR,
+            ),
         ]
     )
 
@@ -523,6 +564,14 @@ def plan_install(
         firewall=firewall,
         firewall_warnings=fw_warnings,
         restart_command=restart_command(paths),
+        socket_dropin_path=str(paths.socket_dropin) if method == "socket" else None,
+        old_socket_dropin=socket_dropin[0],
+        new_socket_dropin=socket_dropin[1],
+        container_notes=container_notes,
+        reload_first=options.keep_containers and files_.live_restore is not True,
+        socket_offer=method != "socket"
+        and bool(files_.socket_units)
+        and socket_activated(expanded(host.base or [], files_)),
     )
 
 
@@ -574,6 +623,30 @@ def _new_daemon_json(
     if new_config == config and text is not None:
         return None
     return edit_daemon_json(text, config, new_config)
+
+
+def _keep_containers(
+    files_: HostFiles, options: InstallOptions, new_config: dict[str, Any]
+) -> list[str]:
+    """``--keep-containers``: live-restore into daemon.json (refused under swarm, where
+    dockerd does not allow it); without it, the warning that a restart stops containers."""
+    if options.keep_containers:
+        if files_.swarm == "active":
+            raise UsageError(
+                "--keep-containers needs live-restore, which dockerd refuses on a swarm node "
+                "(docker info: Swarm active): drop --keep-containers; nothing was issued."
+            )
+        if new_config.get("live-restore") is not True:
+            new_config["live-restore"] = True
+            return ["live-restore turned on (daemon.json, then SIGHUP) before the restart"]
+        return []
+    if files_.running and not live_restore_on(files_) and files_.live_restore is not True:
+        return [
+            f"the restart stops {files_.running} running container"
+            f"{'s' if files_.running != 1 else ''} (live-restore is off): --keep-containers "
+            "keeps them running"
+        ]
+    return []
 
 
 def live_restore_on(files_: HostFiles) -> bool:

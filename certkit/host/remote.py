@@ -21,6 +21,7 @@ from .firewall import PROBE, parse_probe, with_rules
 from .hostfiles import HostFiles
 from .plan import InstallPlan, write_steps
 from .scripts import (
+    DOCKER_INFO_PROBE,
     LINK_PREFIX,
     MADE_PREFIX,
     WRITE_OK,
@@ -29,6 +30,7 @@ from .scripts import (
     WriteJob,
     WriteTargets,
     commit_script,
+    parse_docker_info,
     parse_dump,
     read_script,
     rollback_script,
@@ -63,8 +65,12 @@ def remote_read_paths(
         *paths.unit_files,
         paths.default_docker,
         *paths.cert_files.values(),
+        *paths.socket_unit_files,
     ]
-    return singles, [PurePosixPath(paths.dropin_dir) / "*.conf"]
+    return singles, [
+        PurePosixPath(paths.dropin_dir) / "*.conf",
+        PurePosixPath(paths.socket_dropin_dir) / "*.conf",
+    ]
 
 
 def remote_write_targets(paths: SystemPaths) -> WriteTargets:
@@ -73,7 +79,11 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
     files (never links) in the certificate directory (certkit's own, under safe parents)."""
     cert_files = list(paths.cert_files.values())
     return WriteTargets(
-        followed=[PurePosixPath(paths.daemon_json), PurePosixPath(paths.dropin)],
+        followed=[
+            PurePosixPath(paths.daemon_json),
+            PurePosixPath(paths.dropin),
+            PurePosixPath(paths.socket_dropin),
+        ],
         never_links=[PurePosixPath(p) for p in cert_files],
         private_dir=PurePosixPath(paths.cert_dir),
         private_names=[PurePosixPath(p).name for p in cert_files],
@@ -109,13 +119,16 @@ def host_files_from_lines(lines: list[str], paths: SystemPaths, host: str) -> Ho
 
 def probe_for(paths: SystemPaths) -> str:
     """The firewall probe to append to the read script (none under a --root sandbox)."""
-    return PROBE if str(paths.root) == "/" else ""
+    return PROBE + DOCKER_INFO_PROBE if str(paths.root) == "/" else ""
 
 
 def with_firewall(hf: HostFiles, lines: list[str], paths: SystemPaths) -> HostFiles:
     """``hf`` with the firewall state the probe printed in ``lines`` (see :func:`probe_for`)."""
     if str(paths.root) == "/":
         hf.firewall = parse_probe(lines)
+        info = parse_docker_info(lines)
+        if info is not None:
+            hf.swarm, hf.running, hf.live_restore = info
     return hf
 
 
@@ -147,6 +160,16 @@ def host_files_from_dump(
         key=lambda p: p.name,
     )
     hf.dropins = [(str(p), text(p) or "") for p in dropins]
+    for unit in paths.socket_unit_files:
+        unit_text = text(unit)
+        if unit_text is not None:
+            hf.socket_units.append((str(unit), unit_text))
+    socket_dir = PurePosixPath(paths.socket_dropin_dir)
+    hf.socket_dropins = [
+        (str(p), text(p) or "")
+        for p in sorted(found, key=lambda p: p.name)
+        if p.parent == socket_dir and p.suffix == ".conf"
+    ]
     hf.default_docker = text(paths.default_docker)
     for p in paths.cert_files.values():
         if p in found:
@@ -185,6 +208,8 @@ def write_job_for(
         expected={at(p): v for p, v in steps.previous.items()},
         restart=restart,
         cleanup=[at(p) for p in steps.cleanup],
+        socket=plan.restarts_socket,
+        live_restore=plan.reload_first,
     )
 
 

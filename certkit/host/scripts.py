@@ -259,6 +259,11 @@ class WriteJob:
     # Keep the copies after a restart, until certkit sees dockerd serve the new certificate:
     # then commit_script drops them, or rollback_script puts them back.
     keep: bool = False
+    # --method socket: docker.socket's drop-in changes, so the socket restarts before dockerd
+    # (its TCP listener appears or goes; a renewal leaves the socket, and the port, alone).
+    socket: bool = False
+    # --keep-containers: SIGHUP dockerd and see live-restore on before the restart.
+    live_restore: bool = False
 
 
 _AS_ROOT = "connect as root or pass --sudo."
@@ -319,8 +324,10 @@ def write_script(job: WriteJob, host: str) -> str:
     s += _written_checks(job, on)
     if job.cleanup:
         s.append(f"rm -f -- {' '.join(sh_quote(p) for p in job.cleanup)}")
+    if job.restart and job.live_restore:
+        s += _live_restore_first(on)
     if job.restart:
-        s += _restart(on)
+        s += _restart(on, job.socket)
     s.append("trap - TERM")
     if job.keep:
         s += [f'[ "$c{i}" = 1 ] && echo "{MADE_PREFIX}{i}"' for i in range(len(job.dirs))]
@@ -363,7 +370,7 @@ def rollback_script(job: WriteJob, host: str, made: Sequence[int], why: str) -> 
         'if [ -z "$bad" ]; then st="the host was left as it was"; '
         f'else st="restoring failed for$bad, whose previous versions are kept next to them as '
         f'.*.certkit-{job.token}-*.old"; fi',
-        "{ systemctl daemon-reload && { systemctl reset-failed docker.service docker.socket; "
+        f"{{ systemctl daemon-reload && {{ {_RESET}; {_socket_first(job.socket)}"
         "systemctl restart docker; }; } </dev/null >&2 "
         '&& back="Docker was restarted with the previous configuration" '
         '|| back="Docker did not start with the previous configuration either"',
@@ -504,7 +511,49 @@ def _keeping_copies(
     return s
 
 
-def _restart(on: str) -> list[str]:
+_RESET = "systemctl reset-failed docker.service docker.socket"
+
+DOCKER_INFO_PREFIX = "CERTKIT-DOCKERINFO "
+# Appended to the read script on a real root: swarm state, running containers, live-restore.
+DOCKER_INFO_PROBE = (
+    'command -v docker >/dev/null 2>&1 && echo "' + DOCKER_INFO_PREFIX + "$(docker info -f "
+    "'{{.Swarm.LocalNodeState}} {{.ContainersRunning}} {{.LiveRestoreEnabled}}' "
+    '</dev/null 2>/dev/null)"\n'
+)
+
+
+def parse_docker_info(lines: Sequence[str]) -> tuple[str, int, bool] | None:
+    """(swarm state, running containers, live-restore) from :data:`DOCKER_INFO_PROBE`."""
+    for line in lines:
+        if line.startswith(DOCKER_INFO_PREFIX):
+            parts = line[len(DOCKER_INFO_PREFIX) :].split()
+            if len(parts) == 3 and parts[1].isdigit():
+                return parts[0], int(parts[1]), parts[2] == "true"
+    return None
+
+
+def _live_restore_first(on: str) -> list[str]:
+    """``--keep-containers``: daemon.json (just written) has live-restore; SIGHUP dockerd
+    so it applies before the restart, and wait until ``docker info`` says it is on; else
+    put the files back and fail without restarting (containers untouched)."""
+    return [
+        "lr() { docker info -f '{{.LiveRestoreEnabled}}' </dev/null 2>/dev/null; }",
+        '{ systemctl reload docker || kill -HUP "$(systemctl show -p MainPID --value docker)"; }'
+        " </dev/null >/dev/null 2>&1",
+        'i=0; while [ "$(lr)" != true ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.2; done',
+        'if [ "$(lr)" != true ]; then',
+        '  st="$(state)"; systemctl reload docker </dev/null >/dev/null 2>&1',
+        f'  fail "dockerd did not turn live-restore on after a reload {on} (see journalctl -u '
+        'docker there); $st, and dockerd was not restarted."',
+        "fi",
+    ]
+
+
+def _socket_first(socket: bool) -> str:
+    return "systemctl restart docker.socket && " if socket else ""
+
+
+def _restart(on: str, socket: bool = False) -> list[str]:
     """Restart Docker; when it does not come back, restore the files and restart again.
 
     ``reset-failed``: Debian's unit allows 3 starts per 60 s and one failed start
@@ -513,7 +562,7 @@ def _restart(on: str) -> list[str]:
     """
     return [
         "restart() { systemctl daemon-reload && "
-        "{ systemctl reset-failed docker.service docker.socket; systemctl restart docker; }; }",
+        f"{{ {_RESET}; {_socket_first(socket)}systemctl restart docker; }}; }}",
         "if ! { restart && systemctl is-active --quiet docker; } </dev/null >&2; then",
         '  st="$(state)"',
         "  restart </dev/null >&2 "

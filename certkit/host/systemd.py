@@ -11,12 +11,15 @@ import re
 import shlex
 from pathlib import PurePosixPath
 
-from ..paths import DROPIN_NAME
+from ..errors import UsageError
+from ..names import ip_or_none
+from ..paths import DROPIN_NAME, SystemPaths
 from .hostfiles import HostFiles
 
 
-def service_values(text: str, key: str) -> list[str]:
-    """Every ``key=`` value of the unit's [Service] section, in order, continuations joined."""
+def service_values(text: str, key: str, section_name: str = "Service") -> list[str]:
+    """Every ``key=`` value of the unit's [Service] section (or ``section_name``), in order,
+    continuations joined."""
     values: list[str] = []
     section = ""
     logical: list[str] = []
@@ -37,7 +40,7 @@ def service_values(text: str, key: str) -> list[str]:
         if line.startswith("[") and line.endswith("]"):
             section = line[1:-1]
             continue
-        if section != "Service" or "=" not in line:
+        if section != section_name or "=" not in line:
             continue
         k, _, v = line.partition("=")
         if k.strip() == key:
@@ -206,3 +209,91 @@ def dropin_text(args: list[str]) -> str:
         "ExecStart=\n"
         f"ExecStart={' '.join(_quote_arg(a) for a in args)}\n"
     )
+
+
+# ---------------------------------------------------------------- docker.socket (--method socket)
+
+
+def socket_listens(files_: HostFiles, *, ours: bool = True) -> list[str]:
+    """Every ``ListenStream=`` of docker.socket as systemd computes it: the units, then the
+    drop-ins in order (an empty value resets the list); without ``ours``, certkit's own
+    drop-in is left out (what an install starts from)."""
+    dropins = [d for d in files_.socket_dropins if ours or not is_ours(d[0])]
+    units = files_.socket_units[-1:]  # a unit file in a later directory replaces the earlier
+    listens: list[str] = []
+    for _, text in [*units, *dropins]:
+        for value in service_values(text, "ListenStream", "Socket"):
+            listens = [*listens, value] if value else []
+    return listens
+
+
+def socket_activated(args: list[str] | None) -> bool:
+    """True when dockerd takes its listeners from systemd: ``-H fd://`` is its only host."""
+    hosts = [h for _, _, h in flag_hosts(args or [])]
+    return bool(hosts) and all(h.startswith("fd://") for h in hosts)
+
+
+def socket_listen(listen: str, port: int) -> str:
+    """``ListenStream=``'s spelling of a TCP address (``[::]:2376`` for IPv6)."""
+    addr = listen.strip("[]")
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def socket_dropin_text(listen: str) -> str:
+    """certkit's docker.socket drop-in: one more TCP listener (TLS: dockerd wraps the
+    sockets it gets from systemd with daemon.json's tls* settings); the unit's own
+    ``ListenStream=`` (the unix socket) is kept, as the list is not reset."""
+    return (
+        "# Written by certkit (certkit issue-server --install --method socket): the Docker\n"
+        "# API over TLS on this TCP port; systemd holds it while dockerd restarts.\n"
+        "[Socket]\n"
+        f"ListenStream={listen}\n"
+    )
+
+
+def plan_socket_dropin(
+    files_: HostFiles,
+    base: list[str] | None,
+    json_hosts: list[str],
+    sp: SystemPaths,
+    address: tuple[str, int],
+    method: str,
+) -> tuple[str | None, str | None]:
+    """certkit's docker.socket drop-in, before and after, for an install listening on
+    ``address`` (``--method socket``; other methods leave an existing one as it is).
+    Refuses, before anything is issued, a host whose dockerd is not socket-activated (the
+    TCP socket would never reach dockerd) and anything that would make it plaintext."""
+    old = next((t for p, t in files_.socket_dropins if is_ours(p)), None)
+    if method != "socket":
+        return old, None
+    args = expanded(base or [], files_)
+    if not files_.socket_units:
+        raise UsageError(
+            f"--method socket needs docker.socket ({', '.join(map(str, sp.socket_unit_files))})"
+            ", which this host does not have: use --method systemd or daemon-json."
+        )
+    if not socket_activated(args):
+        hosts = ", ".join(h for _, _, h in flag_hosts(args)) or "no -H"
+        raise UsageError(
+            f"--method socket needs a docker.service whose only -H is fd:// (socket "
+            f"activation), and this one has {hosts}: use --method systemd or daemon-json."
+        )
+    if json_hosts:
+        raise UsageError(
+            f'{sp.daemon_json} sets "hosts", which dockerd refuses beside -H fd://: remove it '
+            "(docker.socket keeps the unix socket), then run again."
+        )
+    listen, port = address
+    if ip_or_none(listen.strip("[]")) is None:
+        raise UsageError(
+            f"--listen {listen!r} is a name, and systemd's ListenStream= takes an IP address: "
+            "pass one with --method socket."
+        )
+    ours = socket_listen(listen, port)
+    taken = [a for a in socket_listens(files_, ours=False) if a.endswith(f":{port}")]
+    if taken:
+        raise UsageError(
+            f"docker.socket already listens on {', '.join(taken)}: remove that ListenStream=, "
+            "then run again."
+        )
+    return old, socket_dropin_text(ours)
