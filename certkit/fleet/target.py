@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import CertkitError
 from ..host import engine
 from ..host.engine import Transport
 from ..host.hostfiles import HostFiles
@@ -64,7 +65,17 @@ class AnsibleTarget(ScriptTarget):
     def run_script(self, script: str) -> list[str]:
         """Run ``script`` on the host through the engine (the same frame, cap, time limit
         and reading of its output as every other target)."""
-        return engine.run(self.run, script, self.host)
+        try:
+            return engine.run(self.run, script, self.host)
+        except CertkitError as e:
+            # The host scripts speak to --ssh users; the fleet has no --sudo: its way to
+            # become root is the inventory's ansible_become.
+            if "pass --sudo" not in e.message:
+                raise
+            fleet_words = e.message.replace(
+                "pass --sudo", "set ansible_become=true for this host in the inventory"
+            )
+            raise type(e)(fleet_words) from None
 
     def read_files(self) -> HostFiles:
         """daemon.json, units, drop-ins and certificate files (read once, then kept);
