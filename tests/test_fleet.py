@@ -187,12 +187,14 @@ def test_fleet_converges_rolls_back_one_host_and_stays_converged(
     rc, out = fleet("apply", str(inv_sans), "--check", "--restart")
     assert rc == 0, out
     assert out["changed"] == ["h1"]
+    assert out["issued"] == ["h1"]  # counted as the host line says (was: 0 to issue)
     assert "does not name h1.lab" in str(out["hosts"]["h1"]["reasons"])
     assert {h.name: snapshot(h) for h in hosts} == files
     assert server_records() == records
     human = run_certkit("fleet", "apply", str(inv_sans), "--check")
     assert human.returncode == 0, human.stderr
     assert "  pending  h1: would issue a certificate (does not name h1.lab)" in human.stdout
+    assert "1 certificates to issue" in human.stdout
     assert "      +++ /etc/docker/certkit/server-cert.pem" not in human.stdout  # no PEM diffs
 
     # Fleet hosts are in the inventory like any other server.

@@ -83,7 +83,10 @@ class FleetResult:
 
     @property
     def issued(self) -> list[str]:
-        return sorted(h for h, d in self.hosts.items() if d.get("issued"))
+        """Hosts given a new certificate (in check mode: that would be given one, as
+        each host's line says)."""
+        key = "reasons" if self.check else "issued"
+        return sorted(h for h, d in self.hosts.items() if d.get(key))
 
     def to_json(self) -> dict[str, Any]:
         return {
