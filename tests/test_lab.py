@@ -400,12 +400,17 @@ def test_docker_is_back_only_when_it_serves_the_new_certificate_over_tls(
 ) -> None:
     """The one rule for every target (issue 25): after the restart dockerd must serve the
     new certificate over TLS, as the fleet always checked.  Here docker.service is active
-    but nothing reaches its TLS port from certkit's side: rolled back, one sentence."""
+    but what answers on 2376 from certkit's side is no TLS (a redirect to a plain TCP
+    listener): rolled back, one sentence."""
     before, files = host.dockerd_args(), snapshot(host)
     host.check(
-        "nft add table inet cktest && nft add chain inet cktest in "
-        "'{ type filter hook input priority 0; }' && nft add rule inet cktest in "
-        "tcp dport 2376 drop"
+        "systemd-run --unit=plain python3 -c 'import socket; s = socket.socket(); "
+        's.bind(("0.0.0.0", 2399)); s.listen(); [s.accept()[0].close() for _ in iter(int, 1)]\''
+    )
+    host.check(
+        "nft add table ip cktest && nft add chain ip cktest pre "
+        "'{ type nat hook prerouting priority -100; }' && nft add rule ip cktest pre "
+        "tcp dport 2376 redirect to :2399"
     )
     r = run_certkit("issue-server", host.address, *host.cli_args("root"), "--restart")
     assert r.returncode == 1, r.stderr

@@ -257,6 +257,18 @@ def served_serial(
         time.sleep(0.5)
 
 
+def tcp_reaches(address: str, port: int, seconds: float = 5.0) -> bool:
+    """True when a TCP connection to ``address:port`` opens within ``seconds``: certkit can
+    see what the port serves.  False behind a firewall that drops or rejects us."""
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=seconds):
+            return True
+    except OSError:
+        return False
+
+
 def probe_address(listen: str, host: str | None) -> str | None:
     """Where certkit checks the TLS port of a host: the listen address, or for a wildcard
     the host itself (``host``; None: this machine, on loopback).  None when that cannot be

@@ -271,15 +271,18 @@ class ScriptTarget:
     def _until_serving(
         self, plan: InstallPlan, read: HostFiles, job: WriteJob, lines: list[str]
     ) -> None:
-        """dockerd is back when it serves the plan's certificate over TLS: then drop the
-        kept copies; else put them back and restart (OperationError saying so)."""
+        """dockerd is back when docker.service is active on the host (the write script's
+        check) and, where certkit reaches its TLS port, it serves the plan's certificate
+        over TLS: then drop the kept copies; else put them back and restart
+        (OperationError saying so).  A port no TCP connection reaches from here (a
+        firewall between) leaves the host's own check as the word."""
         new = {c.path: c.content for c in plan.changes}
         ca, cert = (
             new.get(plan.cert_paths[k], read.cert_files.get(plan.cert_paths[k]))
             for k in ("ca", "cert")
         )
         address = engine.probe_address(plan.listen, self.probe_host())
-        if address is not None and ca and cert:
+        if address is not None and ca and cert and engine.tcp_reaches(address, plan.port):
             want = certs.serial_hex(certs.load_cert(cert))
             serial, why = engine.served_serial(address, plan.port, ca, None, engine.BACK_SECONDS)
             if serial != want:
