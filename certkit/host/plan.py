@@ -591,9 +591,11 @@ def _check_trust(old: bytes | None, new: bytes, options: InstallOptions) -> byte
     """Refuse to swap the CA a host trusts for an unrelated one (a second store, another
     admin's CA): every client of the old CA would be locked out.  Returns the old bundle
     when ``--replace-ca`` allows the swap (it is then kept beside), else None."""
-    old_ders = _ders(old or b"")
-    if not old_ders or old_ders & _ders(new):
-        return None  # nothing there yet, or the same CA (a rotation bundle overlaps too)
+    old_ders, new_ders = _ders(old or b""), _ders(new)
+    if not old_ders or not new_ders or old_ders & new_ders:
+        # Nothing there yet; a plan made only to check the host (no CA yet: setup); or the
+        # same CA (a rotation's bundle overlaps too).
+        return None
     if options.replace_ca:
         return old
     raise UsageError(
