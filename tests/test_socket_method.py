@@ -193,3 +193,53 @@ def test_socket_method_refused_where_dockerd_is_not_socket_activated(lab: Lab) -
     assert r.returncode == 2, r.stdout + r.stderr
     assert "only -H is fd://" in r.stdout + r.stderr
     assert not host.path(SOCKET_DROPIN).exists()
+
+
+# ---------------------------------------------------------------- --keep-containers (item 2)
+
+
+@pytest.mark.lab
+def test_keep_containers_turns_live_restore_on_before_the_restart(lab: Lab) -> None:
+    cli_ok("init-ca")
+    host = lab.host()
+    ssh = host.cli_args("root")[2:]
+    dry = cli_ok("issue-server", host.address, *host.cli_args("root"), "--dry-run")
+    assert "--method socket would let systemd hold the TLS port" in dry
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    # A swarm node: refused before anything is issued.
+    host.check("docker swarm init --advertise-addr 127.0.0.1 >/dev/null")
+    serial = host.path("/etc/docker/certkit/server-cert.pem").read_bytes()
+    r = run_certkit("renew", "server", host.address, *ssh, "--restart", "--keep-containers")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "refuses on a swarm node" in r.stdout + r.stderr
+    assert host.path("/etc/docker/certkit/server-cert.pem").read_bytes() == serial
+    host.check("docker swarm leave --force >/dev/null")
+    # Containers cannot run in the lab (nspawn's cgroup v1 hierarchy is read-only: runc
+    # "unable to apply cgroup configuration"), so what is checked for real is the daemon
+    # side: live-restore in daemon.json, dockerd's SIGHUP reload, docker info's
+    # LiveRestoreEnabled, all before the restart; and the new certificate served after it.
+    pid = host.check("systemctl show -p MainPID --value docker").strip()
+    out = cli_ok("renew", "server", host.address, *ssh, "--restart", "--keep-containers")
+    assert "live-restore turned on" in out
+    assert host.check("systemctl show -p MainPID --value docker").strip() != pid
+    assert json.loads(host.path("/etc/docker/daemon.json").read_text())["live-restore"] is True
+    assert host.check("docker info -f '{{.LiveRestoreEnabled}}'").strip() == "true"
+    journal = host.journal()
+    reload_at = journal.rindex("Got signal to reload configuration")
+    assert "Daemon shutdown complete" in journal[reload_at:], "the reload came after the restart"
+
+
+def test_doctor_offers_the_socket_method_and_keep_containers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for rel, text in (
+        ("lib/systemd/system/docker.service", DEBIAN_SERVICE),
+        ("lib/systemd/system/docker.socket", DEBIAN_SOCKET),
+        ("etc/docker/daemon.json", '{"tlsverify": true, "tlscacert": "/nowhere/ca.pem"}\n'),
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    r = run_certkit("doctor", "--root", str(root), "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    impact = checks["restart-impact"]
+    assert impact["status"] == "WARN"
+    assert "--method socket" in impact["message"] and "--keep-containers" in impact["message"]
