@@ -119,11 +119,13 @@ def test_stock_debian_host_installed_over_ssh_with_restart(
     assert no_cert_refused(host, tls)
 
     # certkit doctor, run on the host itself, finds nothing wrong; no firewall is active in
-    # the lab host, so it warns that 2376 is open to every network (tests/test_lab_exposure).
+    # the lab host, so it warns that 2376 is open to every network (tests/test_lab_exposure);
+    # and that a renewal's restart refuses connections and stops containers here (issue 29).
     doctor = host.certkit("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "No problem found, 1 warning(s)." in doctor.stdout
+    assert "No problem found, 2 warning(s)." in doctor.stdout
     assert "WARN  tls-port-exposure" in doctor.stdout
+    assert "WARN  restart-impact" in doctor.stdout and "--method socket" in doctor.stdout
 
 
 def test_host_broken_by_the_hosts_conflict_is_repaired_with_sudo(host: LabHost, ca: None) -> None:
@@ -303,7 +305,8 @@ def test_local_install_inside_the_host_with_the_real_systemctl(host: LabHost) ->
     certkit("client-context", "self", "--host", host.address)
     # Run on the host, verify adds who can reach the ports: 2376 open to every network.
     assert "All 13 checks passed, 1 warning(s)." in certkit("verify", "--context", "self")
-    assert "No problem found, 1 warning(s)." in certkit("doctor")
+    # doctor: the same, and the restart-impact advice (issue 29).
+    assert "No problem found, 2 warning(s)." in certkit("doctor")
 
 
 def test_several_hosts_boot_side_by_side_and_install_independently(lab: Lab, ca: None) -> None:

@@ -79,7 +79,8 @@ def test_no_firewall_doctor_and_verify_on_the_host_warn_2376_open_to_every_netwo
     assert "no host firewall is active" in exposure and "--allow-from CIDR" in exposure
     assert "(dockerd)" in exposure  # who holds the socket, from /proc
     assert lines(out)["plain-port"].startswith("PASS")
-    assert "No problem found, 1 warning(s)." in out
+    assert lines(out)["restart-impact"].startswith("WARN")  # issue 29's advice
+    assert "No problem found, 2 warning(s)." in out
 
     data = json.loads(inside(host, "doctor", "--json")[1])
     f = finding(data, "tls-port-exposure")

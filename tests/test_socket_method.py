@@ -243,3 +243,24 @@ def test_doctor_offers_the_socket_method_and_keep_containers(tmp_path: Path) -> 
     impact = checks["restart-impact"]
     assert impact["status"] == "WARN"
     assert "--method socket" in impact["message"] and "--keep-containers" in impact["message"]
+
+
+@pytest.mark.lab
+def test_socket_install_rolls_back_when_port_2376_is_taken(lab: Lab) -> None:
+    """systemd cannot bind the new ListenStream: the drop-in and daemon.json are put back,
+    docker.socket and docker run again as before."""
+    cli_ok("init-ca")
+    host = lab.host()
+    host.check(
+        "systemd-run --unit=holder python3 -c 'import socket, time; s = socket.socket(); "
+        's.bind(("0.0.0.0", 2376)); s.listen(); time.sleep(3600)\''
+    )
+    r = run_certkit(
+        "issue-server", host.address, *host.cli_args("root"), "--method", "socket", "--restart"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the host was left as it was, and Docker was restarted with the previous" in r.stderr
+    assert not host.path(SOCKET_DROPIN).exists()
+    assert not host.path("/etc/docker/daemon.json").exists()
+    assert host.state("docker.socket") == "active" and host.state() == "active"
+    assert "2376" not in host.check("systemctl show -p Listen --value docker.socket")
