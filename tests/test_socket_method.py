@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -21,6 +22,7 @@ from support import cli_ok, run_certkit
 from certkit.errors import UsageError
 from certkit.host.hostfiles import HostFiles
 from certkit.host.plan import plan_install
+from certkit.host.scripts import parse_docker_info
 from certkit.host.systemd import socket_listens
 from certkit.install_options import install_options
 from certkit.paths import SystemPaths
@@ -264,3 +266,28 @@ def test_socket_install_rolls_back_when_port_2376_is_taken(lab: Lab) -> None:
     assert not host.path("/etc/docker/daemon.json").exists()
     assert host.state("docker.socket") == "active" and host.state() == "active"
     assert "2376" not in host.check("systemctl show -p Listen --value docker.socket")
+
+
+def test_keep_containers_plan_and_the_running_containers_warning() -> None:
+    files_ = host_files()
+    files_.running, files_.live_restore, files_.swarm = 2, False, "inactive"
+    p = plan_install(files_, SystemPaths(), install_options(), *PEMS)
+    assert p.container_notes == [
+        "the restart stops 2 running containers (live-restore is off): --keep-containers "
+        "keeps them running"
+    ]
+    assert "live-restore" not in json.loads(p.new_daemon_json)
+    keep = replace(install_options(), keep_containers=True)
+    p = plan_install(files_, SystemPaths(), keep, *PEMS)
+    assert json.loads(p.new_daemon_json)["live-restore"] is True and p.reload_first
+    assert "keep_containers" not in keep.to_json()  # never recorded for renewal
+    files_.swarm = "active"
+    with pytest.raises(UsageError, match="refuses on a swarm node"):
+        plan_install(files_, SystemPaths(), keep, *PEMS)
+    r = run_certkit("issue-server", "h.example", "--install", "--root", "/tmp", "--keep-containers")
+    assert r.returncode == 2 and "add --restart" in r.stderr
+
+
+def test_the_docker_info_probe_line_is_parsed() -> None:
+    assert parse_docker_info(["x", "CERTKIT-DOCKERINFO inactive 3 false"]) == ("inactive", 3, False)
+    assert parse_docker_info(["CERTKIT-DOCKERINFO "]) is None  # docker info did not answer
