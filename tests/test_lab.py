@@ -119,7 +119,8 @@ def test_stock_debian_host_installed_over_ssh_with_restart(
     assert no_cert_refused(host, tls)
 
     # certkit doctor, run on the host itself, finds nothing wrong; no firewall is active in
-    # the lab host, so it warns that 2376 is open to every network (tests/test_lab_exposure).
+    # the lab host, so it warns that 2376 is open to every network (tests/test_lab_exposure);
+    # and that a renewal's restart refuses connections and stops containers here (issue 29).
     doctor = host.certkit("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     # ... and that a renewal's restart would refuse connections and stop containers

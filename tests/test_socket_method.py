@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -21,6 +22,7 @@ from support import cli_ok, run_certkit
 from certkit.errors import UsageError
 from certkit.host.hostfiles import HostFiles
 from certkit.host.plan import plan_install
+from certkit.host.scripts import parse_docker_info
 from certkit.host.systemd import socket_listens
 from certkit.install_options import install_options
 from certkit.paths import SystemPaths
@@ -193,3 +195,99 @@ def test_socket_method_refused_where_dockerd_is_not_socket_activated(lab: Lab) -
     assert r.returncode == 2, r.stdout + r.stderr
     assert "only -H is fd://" in r.stdout + r.stderr
     assert not host.path(SOCKET_DROPIN).exists()
+
+
+# ---------------------------------------------------------------- --keep-containers (item 2)
+
+
+@pytest.mark.lab
+def test_keep_containers_turns_live_restore_on_before_the_restart(lab: Lab) -> None:
+    cli_ok("init-ca")
+    host = lab.host()
+    ssh = host.cli_args("root")[2:]
+    dry = cli_ok("issue-server", host.address, *host.cli_args("root"), "--dry-run")
+    assert "--method socket would let systemd hold the TLS port" in dry
+    cli_ok("issue-server", host.address, *host.cli_args("root"), "--restart")
+    # A swarm node: refused before anything is issued.
+    host.check("docker swarm init --advertise-addr 127.0.0.1 >/dev/null")
+    serial = host.path("/etc/docker/certkit/server-cert.pem").read_bytes()
+    r = run_certkit("renew", "server", host.address, *ssh, "--restart", "--keep-containers")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "refuses on a swarm node" in r.stdout + r.stderr
+    assert host.path("/etc/docker/certkit/server-cert.pem").read_bytes() == serial
+    host.check("docker swarm leave --force >/dev/null")
+    # Containers cannot run in the lab (nspawn's cgroup v1 hierarchy is read-only: runc
+    # "unable to apply cgroup configuration"), so what is checked for real is the daemon
+    # side: live-restore in daemon.json, dockerd's SIGHUP reload, docker info's
+    # LiveRestoreEnabled, all before the restart; and the new certificate served after it.
+    pid = host.check("systemctl show -p MainPID --value docker").strip()
+    out = cli_ok("renew", "server", host.address, *ssh, "--restart", "--keep-containers")
+    assert "live-restore turned on" in out
+    assert host.check("systemctl show -p MainPID --value docker").strip() != pid
+    assert json.loads(host.path("/etc/docker/daemon.json").read_text())["live-restore"] is True
+    assert host.check("docker info -f '{{.LiveRestoreEnabled}}'").strip() == "true"
+    journal = host.journal()
+    reload_at = journal.rindex("Got signal to reload configuration")
+    assert "Daemon shutdown complete" in journal[reload_at:], "the reload came after the restart"
+
+
+def test_doctor_offers_the_socket_method_and_keep_containers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for rel, text in (
+        ("lib/systemd/system/docker.service", DEBIAN_SERVICE),
+        ("lib/systemd/system/docker.socket", DEBIAN_SOCKET),
+        ("etc/docker/daemon.json", '{"tlsverify": true, "tlscacert": "/nowhere/ca.pem"}\n'),
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    r = run_certkit("doctor", "--root", str(root), "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    impact = checks["restart-impact"]
+    assert impact["status"] == "WARN"
+    assert "--method socket" in impact["message"] and "--keep-containers" in impact["message"]
+
+
+@pytest.mark.lab
+def test_socket_install_rolls_back_when_port_2376_is_taken(lab: Lab) -> None:
+    """systemd cannot bind the new ListenStream: the drop-in and daemon.json are put back,
+    docker.socket and docker run again as before."""
+    cli_ok("init-ca")
+    host = lab.host()
+    host.check(
+        "systemd-run --unit=holder python3 -c 'import socket, time; s = socket.socket(); "
+        's.bind(("0.0.0.0", 2376)); s.listen(); time.sleep(3600)\''
+    )
+    r = run_certkit(
+        "issue-server", host.address, *host.cli_args("root"), "--method", "socket", "--restart"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the host was left as it was, and Docker was restarted with the previous" in r.stderr
+    assert not host.path(SOCKET_DROPIN).exists()
+    assert not host.path("/etc/docker/daemon.json").exists()
+    assert host.state("docker.socket") == "active" and host.state() == "active"
+    assert "2376" not in host.check("systemctl show -p Listen --value docker.socket")
+
+
+def test_keep_containers_plan_and_the_running_containers_warning() -> None:
+    files_ = host_files()
+    files_.running, files_.live_restore, files_.swarm = 2, False, "inactive"
+    p = plan_install(files_, SystemPaths(), install_options(), *PEMS)
+    assert p.container_notes == [
+        "the restart stops 2 running containers (live-restore is off): --keep-containers "
+        "keeps them running"
+    ]
+    assert "live-restore" not in json.loads(p.new_daemon_json)
+    keep = replace(install_options(), keep_containers=True)
+    p = plan_install(files_, SystemPaths(), keep, *PEMS)
+    assert json.loads(p.new_daemon_json)["live-restore"] is True and p.reload_first
+    assert "keep_containers" not in keep.to_json()  # never recorded for renewal
+    files_.swarm = "active"
+    with pytest.raises(UsageError, match="refuses on a swarm node"):
+        plan_install(files_, SystemPaths(), keep, *PEMS)
+    r = run_certkit("issue-server", "h.example", "--install", "--root", "/tmp", "--keep-containers")
+    assert r.returncode == 2 and "add --restart" in r.stderr
+
+
+def test_the_docker_info_probe_line_is_parsed() -> None:
+    assert parse_docker_info(["x", "CERTKIT-DOCKERINFO inactive 3 false"]) == ("inactive", 3, False)
+    assert parse_docker_info(["CERTKIT-DOCKERINFO "]) is None  # docker info did not answer

@@ -42,11 +42,19 @@ ALLOW_FROM = typer.Option(
 )
 
 
-def with_keep_containers(options: InstallOptions, keep: bool) -> InstallOptions:
-    """``options`` with ``--keep-containers`` when given (a consent for this run only)."""
+def with_keep_containers(options: InstallOptions, keep: bool, restart: bool) -> InstallOptions:
+    """``options`` with ``--keep-containers`` when given (a consent for this run only);
+    refused without ``--restart`` (the reload that turns live-restore on goes with it)."""
     if not keep:
         return options
     from dataclasses import replace
+
+    from ..errors import UsageError
+
+    if not restart:
+        raise UsageError(
+            "--keep-containers turns live-restore on just before certkit's restart: add --restart."
+        )
 
     return replace(options, keep_containers=True)
 

@@ -324,6 +324,12 @@ def renew_server(
         allow_from=check_sources(allow_from) if allow_from else None,
         keep_containers=keep_containers,
     )
+    if keep_containers and not restart:
+        from ..errors import UsageError
+
+        raise UsageError(
+            "--keep-containers turns live-restore on just before certkit's restart: add --restart."
+        )
     hazards = _hazards(ca, "server", bundle_only, json_out)
     result = renew(
         CAStore(ca),

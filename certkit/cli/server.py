@@ -138,7 +138,7 @@ def issue_server(
                          keep_insecure, remove_insecure)  # fmt: skip
     options = _install_options(listen, port, cert_dir, method, keep_insecure, remove_insecure)
     options = with_allow_from(options, allow_from, install)
-    options = with_keep_containers(options, keep_containers)
+    options = with_keep_containers(options, keep_containers, restart)
     if replace_ca:
         from dataclasses import replace
 

@@ -114,7 +114,7 @@ def setup(
         replace_ca=replace_ca,
     )
     options = with_allow_from(options, allow_from, install=True)
-    options = with_keep_containers(options, keep_containers)
+    options = with_keep_containers(options, keep_containers, restart)
     target = open_target(from_reach(where), cert_dir)
     result = _setup(
         host,

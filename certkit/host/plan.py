@@ -239,6 +239,7 @@ class InstallPlan:
             "warnings": self.warnings,
             "firewall": self.firewall.to_json() if self.firewall else None,
             "socket_method_offered": self.socket_offer,
+            "containers": self.container_notes,
         }
 
 
