@@ -20,6 +20,7 @@ moves bytes.  This module is the protocol both sides share:
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import threading
@@ -167,6 +168,7 @@ def run_capped(
     stdin: bytes,
     timeout: float = SCRIPT_SECONDS + _SLACK_SECONDS,
     cap: int = MAX_OUTPUT + _SLACK_BYTES,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` feeding ``stdin``; its stdout and stderr are each read up to ``cap`` bytes.
 
@@ -176,7 +178,7 @@ def run_capped(
     without end.
     """
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     got: dict[str, bytes] = {}
     over: list[str] = []
@@ -287,9 +289,16 @@ def probe_address(listen: str, host: str | None) -> str | None:
     return None if loopback and host is not None else addr
 
 
+LOCAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def local_sh(script: str) -> tuple[int, str, str]:
     """The local transport: ``sh -s`` on this machine (as certkit's own user)."""
-    done = run_capped(["env", "LC_ALL=C", "sh", "-s"], script.encode())
+    # The system's tool directories always come last on PATH: started with a bare PATH
+    # (a cron job, a minimal environment), the scripts still find mv, systemctl and ufw.
+    path = os.pathsep.join(p for p in (os.environ.get("PATH", ""), LOCAL_PATH) if p)
+    env = {**os.environ, "LC_ALL": "C", "PATH": path}
+    done = run_capped(["/bin/sh", "-s"], script.encode(), env=env)
     return (
         done.returncode,
         done.stdout.decode(errors="replace"),
