@@ -124,14 +124,14 @@ def audit(
     host: str, port: int, context: str | None, timeout: float, docker_config: str | None
 ) -> EndpointAudit:
     """Run ``certkit verify`` against ``host:port`` with ``context``; never raises."""
-    from .verify import context_endpoint, verify
+    from .verify import context_credentials, verify
 
     started = time.time()
     if context is None:
         why = f"no docker context points at {format_host(host, port)}"
         return EndpointAudit(host, port, False, started, why)
     try:
-        report = verify(host, port, context_endpoint(context, docker_config)[1], timeout)
+        report = verify(host, port, context_credentials(context, docker_config)[1], timeout)
     except UsageError as e:
         return EndpointAudit(host, port, False, started, e.message)
     failed = [c for c in report.checks if c.status == "FAIL"]

@@ -130,8 +130,7 @@ def _host_has(store: CAStore, rec: Record) -> tuple[bool, list[str]]:
     target = open_target(origin.target, origin.install.cert_dir)
     paths = {k: str(v) for k, v in target.system.cert_files.items()}
     on_host = target.read_files().cert_files.get(paths["cert"])
-    try:
-        ours = (store.issued_dir(rec.serial) / "cert.pem").read_bytes()
-    except OSError:
+    pair = store.issued_pair(rec.serial)
+    if pair is None:
         return False, []
-    return on_host == ours, [target.where(p) for p in paths.values()]
+    return on_host == pair[0], [target.where(p) for p in paths.values()]

@@ -373,14 +373,14 @@ def put(
 
 
 def _stored_pair(store: CAStore, record: Record) -> tuple[bytes, bytes]:
-    d = store.issued_dir(record.serial)
-    try:
-        return (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
-    except OSError:
+    pair = store.issued_pair(record.serial)
+    if pair is None:
+        d = store.issued_dir(record.serial)
         raise UsageError(
             f"The files of {record.kind} {record.name!r} (serial {record.serial}) are not in "
             f"the store ({d}); renew it without --bundle-only."
-        ) from None
+        )
+    return pair
 
 
 # ---- files handed out (--out dirs) and clients

@@ -165,9 +165,9 @@ def setup(
             dockercli.set_current_context(name, config_dir)
             result.selected = True
     if result.restarted or (restart and result.server is None):
-        from .verify import context_endpoint, verify
+        from .verify import context_credentials, verify
 
-        result.verify = verify(primary, opts.port, context_endpoint(name, str(config_dir))[1])
+        result.verify = verify(primary, opts.port, context_credentials(name, str(config_dir))[1])
     return result
 
 
@@ -214,15 +214,6 @@ def _check_context_is_ours(store: CAStore, name: str, endpoint: str, config_dir:
         )
 
 
-def _issued_pems(store: CAStore, serial: str) -> tuple[bytes, bytes] | None:
-    """The certificate and key the store keeps for ``serial`` (None: not kept)."""
-    d = store.issued_dir(serial)
-    try:
-        return (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
-    except OSError:
-        return None
-
-
 def _current_server(
     store: CAStore,
     primary: str,
@@ -238,7 +229,7 @@ def _current_server(
     for item in reversed(list_items(store.name, "server")):  # newest first
         if item.name != primary or item.status != "valid" or not set(names) <= set(item.sans):
             continue
-        pems = _issued_pems(store, item.serial)
+        pems = store.issued_pair(item.serial)
         if pems is None:
             continue
         planned = install(
@@ -262,7 +253,7 @@ def _current_client(store: CAStore, name: str, endpoint: str, config_dir: StrPat
         return None
     for item in list_items(store.name, "client"):
         if item.name == name and item.status == "valid" and str(info.tls_dir) in item.installed:
-            pems = _issued_pems(store, item.serial)
+            pems = store.issued_pair(item.serial)
             if pems is not None and pems[0] == cert_pem:
                 return item
     return None

@@ -142,6 +142,18 @@ class CAStore:
     def issued_dir(self, serial: str) -> Path:
         return self.dir / "issued" / serial
 
+    def issued_pair(self, serial: str) -> tuple[bytes, bytes] | None:
+        """The certificate and key the store keeps for ``serial`` (None: not kept here).
+
+        The one reader of ``issued/<serial>/``: renewal, setup and the install record
+        ask it rather than opening the files themselves.
+        """
+        d = self.issued_dir(serial)
+        try:
+            return (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
+        except OSError:
+            return None
+
     def rotation_under_way(self) -> bool:
         """True between ``rotate-ca start`` and ``rotate-ca finish``."""
         return (self.previous_dir / "ca.pem").exists()

@@ -102,7 +102,7 @@ class Report(Checklist):
 # ---------------------------------------------------------------- inputs
 
 
-def context_endpoint(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:
+def context_credentials(name: str, docker_config: str | None = None) -> tuple[str, Credentials]:
     """The ``tcp://`` host and TLS files of docker context ``name``."""
     info = dockercli.read_context(name, docker_config)
     return info.host, _context_credentials(info)
@@ -577,7 +577,7 @@ def resolve(
     if files_given and len(files_given) != 3:
         raise UsageError("--ca, --cert and --key go together: give all three.")
     if context:
-        ctx_host, creds = context_endpoint(context, docker_config)
+        ctx_host, creds = context_credentials(context, docker_config)
         host, port = parse_endpoint(endpoint or ctx_host)
         return host, port, creds
     if endpoint is None:
@@ -594,4 +594,4 @@ def resolve(
             f"No docker context points at tcp://{_authority(host, port)}; give --context NAME or "
             "--ca FILE --cert FILE --key FILE."
         )
-    return host, port, context_endpoint(found, docker_config)[1]
+    return host, port, context_credentials(found, docker_config)[1]

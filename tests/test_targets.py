@@ -291,6 +291,6 @@ def test_the_flags_and_the_record_name_one_host(
 
 
 def test_a_record_of_an_unknown_kind_says_so_when_reopened() -> None:
-    ref = targets.ref_from_json({"kind": "rootless", "user": "dock"})
-    with pytest.raises(Exception, match="does not know the target kind 'rootless'"):
+    ref = targets.ref_from_json({"kind": "teleport", "user": "dock"})
+    with pytest.raises(Exception, match="does not know the target kind 'teleport'"):
         targets.open_target(ref)
