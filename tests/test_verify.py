@@ -274,12 +274,13 @@ def test_a_silent_endpoint_costs_one_timeout_not_two(store: CAStore) -> None:
         port = silent.getsockname()[1]
         started = time.monotonic()
         r = run_certkit(
-            "verify", f"127.0.0.1:{port}", *_client(store), "--insecure-port", "0", "--timeout", "2"
+            "verify", f"127.0.0.1:{port}", *_client(store), "--insecure-port", "0", "--timeout", "5"
         )
         took = time.monotonic() - started
     assert r.returncode == 1
     assert "no answer before the timeout" in _lines(r.stdout)["connect"]
-    assert took < 3.8, f"took {took:.1f}s with --timeout 2"
+    # Two timeouts would be 10 s; the 4 s between are start-up slack for a loaded machine.
+    assert took < 9, f"took {took:.1f}s with --timeout 5: two timeouts, not one"
 
 
 def test_a_key_that_does_not_fit_or_is_encrypted_is_refused_without_prompting(
