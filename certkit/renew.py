@@ -279,6 +279,10 @@ class ServerInstall:
     dry_run: bool = False
     allow_from: tuple[str, ...] | None = None  # None: the recorded sources
     keep_containers: bool = False  # live-restore on (daemon.json + SIGHUP) before the restart
+    # What an install's messages ask for, given at renewal as at the first install:
+    keep_insecure: bool = False  # a new plain TCP listener appeared since: keep it
+    remove_insecure: bool = False  # ... or remove it
+    replace_ca: bool = False  # the host now trusts another CA: switch it (never recorded)
 
 
 @dataclass
@@ -487,7 +491,15 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
     # The method the first install chose: a renewal never switches methods.
     options = origin.install or InstallOptions()
     cert_dir = srv.cert_dir if srv.cert_dir is not None else options.cert_dir
-    options = replace(options, cert_dir=cert_dir, keep_containers=srv.keep_containers)
+    options = replace(
+        options,
+        cert_dir=cert_dir,
+        keep_containers=srv.keep_containers,
+        # A flag given now replaces the recorded choice (the two exclude each other).
+        keep_insecure=srv.keep_insecure or (options.keep_insecure and not srv.remove_insecure),
+        remove_insecure=srv.remove_insecure or (options.remove_insecure and not srv.keep_insecure),
+        replace_ca=srv.replace_ca,
+    )
     if srv.allow_from is not None:
         if not install_now:
             raise UsageError("--allow-from only applies when the server is (re-)installed.")

@@ -58,3 +58,24 @@ def test_the_same_store_reinstalls_and_renews_without_replace_ca(tmp_path: Path)
     r = run_certkit("renew", "server", "h1.example.com", env={"CERTKIT_HOME": str(home)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert not list((root / "etc" / "docker").glob("ca.pem.certkit-replaced-*"))
+
+
+def test_renew_server_takes_the_flags_the_install_messages_name(tmp_path: Path) -> None:
+    # A renewal meets what a first install meets (a new plain listener, a swapped CA): the
+    # options its messages name must exist on `renew server` too (issue 26, item 7).
+    root, home = tmp_path / "root", tmp_path / "a"
+    env = {"CERTKIT_HOME": str(home)}
+    assert run_certkit("init-ca", env=env).returncode == 0
+    assert _install(root, home)[0] == 0
+    config = root / "etc" / "docker" / "daemon.json"
+    data = json.loads(config.read_text())
+    data["hosts"] = [*data.get("hosts", []), "tcp://0.0.0.0:2375"]
+    config.write_text(json.dumps(data))
+    r = run_certkit("renew", "server", "h1.example.com", env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    named = {flag for flag in ("--keep-insecure", "--remove-insecure") if flag in r.stderr}
+    assert named, r.stderr
+    for flag in sorted(named):
+        done = run_certkit("renew", "server", "h1.example.com", flag, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "2375" not in json.dumps(json.loads(config.read_text()).get("hosts", []))

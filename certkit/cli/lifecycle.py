@@ -10,7 +10,7 @@ import typer
 
 from ..defaults import CA_DAYS, RENEW_AT_FRACTION
 from . import reach
-from .installflags import KEEP_CONTAINERS
+from .installflags import KEEP_CONTAINERS, KEEP_INSECURE, REMOVE_INSECURE, REPLACE_CA
 from .output import CA_OPTION, CERT_DIR_OPTION, JSON_OPTION, RESTART_OPTION, emit, warn
 from .root import app
 
@@ -300,6 +300,9 @@ def renew_server(
         "out are removed (default: keep the recorded sources).",
     ),
     keep_containers: bool = KEEP_CONTAINERS,
+    keep_insecure: bool = KEEP_INSECURE,
+    remove_insecure: bool = REMOVE_INSECURE,
+    replace_ca: bool = REPLACE_CA,
     ca: str = CA_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -323,6 +326,9 @@ def renew_server(
         dry_run=dry_run,
         allow_from=check_sources(allow_from) if allow_from else None,
         keep_containers=keep_containers,
+        keep_insecure=keep_insecure,
+        remove_insecure=remove_insecure,
+        replace_ca=replace_ca,
     )
     if keep_containers and not restart:
         from ..errors import UsageError
