@@ -183,19 +183,26 @@ class SSH:
             ssh.check_effective()
         return ssh
 
-    def check_effective(self) -> None:
-        """Refuse ``--ssh-option`` values that, as ssh itself resolves them (``ssh -G``),
-        turn off host key checking or allow prompts: whatever their spelling."""
+    def _resolved_config(self) -> subprocess.CompletedProcess[bytes] | None:
+        """``ssh -G``: the configuration ssh would use for this host, options and
+        ~/.ssh/config applied (None: no usable ssh here)."""
         argv = self.argv()
         head = argv[: argv.index("--")]
         try:
-            done = subprocess.run(
+            return subprocess.run(
                 [head[0], "-G", *head[1:], "--", self.target.host],
                 capture_output=True,
                 timeout=20,
                 stdin=subprocess.DEVNULL,
             )
         except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+
+    def check_effective(self) -> None:
+        """Refuse ``--ssh-option`` values that, as ssh itself resolves them (``ssh -G``),
+        turn off host key checking or allow prompts: whatever their spelling."""
+        done = self._resolved_config()
+        if done is None:
             return  # no usable ssh: connecting fails with its own clear sentence
         if done.returncode != 0:
             why = _last_line(done.stderr.decode(errors="replace"))
@@ -213,16 +220,8 @@ class SSH:
     def hostname(self) -> str:
         """The address ssh connects to (its ``HostName``, after ~/.ssh/config): where
         certkit checks dockerd's TLS port after a restart."""
-        argv = self.argv()
-        head = argv[: argv.index("--")]
-        try:
-            done = subprocess.run(
-                [head[0], "-G", *head[1:], "--", self.target.host],
-                capture_output=True,
-                timeout=20,
-                stdin=subprocess.DEVNULL,
-            )
-        except (FileNotFoundError, subprocess.TimeoutExpired):
+        done = self._resolved_config()
+        if done is None:
             return self.target.host
         for line in done.stdout.decode(errors="replace").splitlines():
             key, _, value = line.partition(" ")
