@@ -67,8 +67,14 @@ def installed(
         _supersede(inv, serial, placed, replaces)
 
 
-def failed(store: CAStore, serial: str) -> None:
-    """The install of ``serial`` failed or was rolled back: issued, not installed."""
+def failed(store: CAStore, serial: str, error: BaseException | None = None) -> None:
+    """The install of ``serial`` failed or was rolled back: issued, not installed.
+
+    An ``error`` that leaves the host's state unknown (its script died midway) keeps the
+    record *installing*: :func:`settle` decides from the host on the next run.
+    """
+    if getattr(error, "host_state_unknown", False):
+        return
     with store.transaction() as inv:
         rec = inv.get(serial)
         if rec is not None and rec.superseded_by in (None, INSTALLING):

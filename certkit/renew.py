@@ -539,8 +539,8 @@ def _put_server(
     if target is not None:
         try:
             outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
-        except CertkitError:
-            placement.failed(store, fresh.record.serial)  # the host was left as it was
+        except CertkitError as e:
+            placement.failed(store, fresh.record.serial, e)  # the host was left as it was
             raise
         options = installed_options(setup.options, outcome.plan)
         _firewall_notes(result, outcome, setup.options.allow_from, dry_run=False)

@@ -121,9 +121,10 @@ def parse(
     if not lines or not lines[-1].startswith(EXIT_PREFIX):
         if len(out.encode(errors="replace")) >= cap:
             raise too_large(where, cap)
-        raise OperationError(
+        raise HostStateUnknown(
             f"The step on {where} stopped before it finished (exit {rc}): "
-            f"{last_line(err) or 'no message'}; check the files there."
+            f"{last_line(err) or 'no message'}; check the files there (the next certkit run "
+            "records whichever certificate the host holds)."
         )
     status = lines.pop()[len(EXIT_PREFIX) :].strip()
     code = int(status) if status.isdigit() else 1
@@ -157,6 +158,15 @@ def run(
     except subprocess.TimeoutExpired:
         raise timed_out(where) from None
     return parse(rc, out, err, where, not_started=not_started)
+
+
+class HostStateUnknown(OperationError):
+    """The host's script died before it said how it ended (killed, the link lost): the host
+    may hold the new files or the old ones.  The install stays *installing* in the
+    inventory, and the next run settles it from what the host holds
+    (:func:`certkit.placement.settle`)."""
+
+    host_state_unknown = True
 
 
 class OutputTooLarge(Exception):
