@@ -71,7 +71,13 @@ def _stamp() -> str:
 def describe_ca(store: CAStore) -> CAInfo:
     cert = store.load_cert()
     held = keys.held_in(store.dir)
-    key = keys.backend_of(held).describe(held)
+    if (store.dir / OPENBAO_FILE).exists():  # the CA signs in OpenBao's PKI engine
+        key = keys.KeyInfo(
+            "openbao", str(store.dir / OPENBAO_FILE), lives="in OpenBao's PKI mount",
+            short="CA in OpenBao",
+        )  # fmt: skip
+    else:
+        key = keys.backend_of(held).describe(held)
     return CAInfo(
         name=store.name,
         subject=cert.subject.rfc4514_string(),
