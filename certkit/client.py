@@ -145,7 +145,7 @@ def client_context(
     )
     # One writer of contexts at a time: two runs for the same name would each supersede
     # the other's record and leave none in use.  The loser is told, and issues nothing.
-    with files.locked(paths.store_root() / ".contexts.lock"):
+    with files.locked_dir(store.dir):
         if not force and dockercli.context_exists(name, config_dir):
             raise UsageError(
                 f"A docker context named {name!r} was just created in {config_dir} by another "

@@ -229,6 +229,18 @@ def read_text(path: StrPath) -> str | None:
 
 
 @contextlib.contextmanager
+def locked_dir(directory: StrPath) -> Iterator[None]:
+    """Hold an exclusive flock on an existing directory itself for the block: no lock file
+    is created, so a command refused inside the block leaves nothing behind."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
 def locked(lock_path: StrPath) -> Iterator[None]:
     """Hold an exclusive advisory lock (flock) on ``lock_path`` for the block."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)

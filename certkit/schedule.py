@@ -180,6 +180,14 @@ _HARDENING = (
 )
 
 
+def _hardening(s: Schedule) -> list[str]:
+    """:data:`_HARDENING`, less ``PrivateTmp`` when certkit itself lives under /tmp or
+    /var/tmp (a checkout run from there): a private /tmp would hide its own program."""
+    program = Path(s.certkit[0]).resolve() if s.certkit else Path("/usr/bin")
+    under_tmp = any(program.is_relative_to(d) for d in (Path("/tmp"), Path("/var/tmp")))
+    return [h for h in _HARDENING if not (under_tmp and h == "PrivateTmp=yes")]
+
+
 def render_service(s: Schedule) -> str:
     """The oneshot service: renew what is due, the fleet, then always the textfile."""
     lines = [
@@ -202,7 +210,7 @@ def render_service(s: Schedule) -> str:
         lines.append(f"ExecStopPost={_exec(textfile)}")
         lines.append(f"{_TEXTFILE_KEY}={unit_quote(str(s.textfile))}")
     if s.scope == "system":
-        lines += _HARDENING
+        lines += _hardening(s)
         lines.append("ReadWritePaths=" + " ".join(unit_quote(p) for p in _writable(s)))
     else:
         lines.append("NoNewPrivileges=yes")  # user managers cannot set up mount namespaces

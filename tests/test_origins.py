@@ -153,7 +153,7 @@ def test_a_record_with_the_older_host_reference_reads_back_as_its_kind(
 
 
 def test_a_target_kind_this_certkit_does_not_know_is_kept_as_is() -> None:
-    data = {"sans": ["h"], "target": {"kind": "rootless", "user": "dock", "uid": 1000}}
+    data = {"sans": ["h"], "target": {"kind": "teleport", "user": "dock", "uid": 1000}}
     origin = origin_from_json("server", data)
     assert isinstance(origin, ServerOrigin) and isinstance(origin.target, UnknownRef)
     assert origin_to_json(origin)["target"] == data["target"]
