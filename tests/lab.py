@@ -293,6 +293,18 @@ def _seed(host: LabHost, pubkey: str) -> None:
     host.known_hosts.write_text(f"{host.address} {host_key[0]} {host_key[1]}\n")
 
 
+def _make_cgroup(group: Path) -> None:
+    """mkdir ``certkit-lab/NAME``: a parallel run's teardown may remove the shared
+    ``certkit-lab`` between our two mkdirs (it goes when empty), so try again."""
+    for _ in range(50):
+        try:
+            group.mkdir(parents=True)
+            return
+        except FileNotFoundError:
+            time.sleep(0.02)
+    group.mkdir(parents=True)
+
+
 def _container_init(nspawn_pid: int) -> int | None:
     """PID of the container's systemd: the descendant of nspawn in a new PID namespace."""
     own = os.readlink("/proc/self/ns/pid")
@@ -392,7 +404,7 @@ class Lab:
         # Cgroups of its own, entered by nspawn before it execs.
         groups = [root / "certkit-lab" / name for root in CGROUP_ROOTS]
         for group in groups:
-            group.mkdir(parents=True)
+            _make_cgroup(group)
 
         def enter_cgroups() -> None:
             for group in groups:
