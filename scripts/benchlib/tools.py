@@ -263,6 +263,9 @@ def make_inventory_seed(seed: Path, certkit: str, records: int) -> None:
     seed.mkdir(parents=True)
     ck = shlex.quote(certkit)
     script = f'export CERTKIT_HOME="$PWD/home"\n{ck} init-ca >/dev/null\n'
-    if records > 1:
-        script += f"{ck} issue-client --count {records - 1} --prefix c --out bulk >/dev/null\n"
+    left, batch = records - 1, 0
+    while left > 0:  # batches of 25,000: one process holds a batch in memory
+        n, batch = min(left, 25000), batch + 1
+        script += f"{ck} issue-client --count {n} --prefix b{batch}c --out bulk{batch} >/dev/null\n"
+        left -= n
     sh(script, seed)
