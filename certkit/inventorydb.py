@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -130,8 +131,18 @@ def crash_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@functools.lru_cache(maxsize=4096)
+def _origin_text(origin: Origin) -> str:
+    """An origin's JSON; origins are frozen, so a record's is encoded once when it is
+    added and found again when the transaction's flush compares it."""
+    return json.dumps(origin_to_json(origin), sort_keys=True)
+
+
 def _row_of(r: Record) -> _Row:
-    origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
+    try:
+        origin = _origin_text(r.origin)
+    except TypeError:  # a field that cannot be hashed (a list): no memo
+        origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
     return (
         r.serial, r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.not_before,
         r.not_after, r.fingerprint, r.key_type, r.issuer_fingerprint, r.created, origin,
@@ -318,8 +329,37 @@ class Inventory:
             self._loaded[serial] = (rec, _row_of(rec))
         return rec
 
+    def in_list_order(self, kind: str | None = None) -> Iterator[tuple[Record, str]]:
+        """Each record of ``kind`` (None: all) in ``certkit list``'s order (CA, server,
+        client, CI; then name, notAfter, issuance), with the serial of its (kind, name)'s
+        record in use (:meth:`newest_serials`), read as it goes: memory stays flat."""
+        clauses, args = _filters(kind, None)
+        installed = "(SELECT json_group_array(path) FROM installed i WHERE i.serial = r.serial)"
+        order = f"{_KIND_ORDER}, name, not_after, id"
+        sql = f"SELECT {_FIELDS}, id, {installed} FROM records r {_where(clauses)} ORDER BY {order}"
+        group: list[tuple[Record, _Row]] = []
+        try:
+            for row in self._conn.execute(sql, tuple(args)):
+                if group and (row[1], row[2]) != (group[0][1][1], group[0][1][2]):
+                    yield from _with_newest(group)
+                    group = []
+                group.append((self._record(row, json.loads(row[16])), row))
+        except sqlite3.Error as e:
+            raise _translate(self.path, e) from None
+        yield from _with_newest(group)
+
     def __contains__(self, serial: object) -> bool:
         return bool(self._query("SELECT 1 FROM records WHERE serial = ?", (serial,)))
+
+    def taken(self, serials: list[str]) -> set[str]:
+        """Those of ``serials`` already in the inventory (a batch's check, 500 at a time)."""
+        found: set[str] = set()
+        for i in range(0, len(serials), 500):
+            chunk = tuple(serials[i : i + 500])
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT serial FROM records WHERE serial IN ({marks})"
+            found.update(row[0] for row in self._query(sql, chunk))
+        return found
 
     def serials(self) -> set[str]:
         return {row[0] for row in self._query("SELECT serial FROM records")}
@@ -458,6 +498,19 @@ class Inventory:
     def _set_installed(self, serial: str, paths: tuple[str, ...]) -> None:
         rows = [(serial, p) for p in paths]
         self._conn.executemany("INSERT INTO installed (serial, path) VALUES (?, ?)", rows)
+
+
+def _with_newest(group: list[tuple[Record, _Row]]) -> Iterator[tuple[Record, str]]:
+    """The records of one (kind, name), each with the serial of the one in use: not
+    superseded, the latest created, then the latest notAfter, then the first added
+    (``_NEWEST``'s rule)."""
+    live = [(rec, row) for rec, row in group if row[12] is None]
+    if not live:
+        yield from ((rec, "") for rec, _ in group)
+        return
+    # row[10]: created, row[6]: not_after, row[15]: id
+    newest = max(live, key=lambda x: (x[1][10], x[1][6], -x[1][15]))[0].serial
+    yield from ((rec, newest) for rec, _ in group)
 
 
 def _filters(kind: str | None, name: str | None) -> tuple[list[str], list[str]]:
