@@ -25,12 +25,14 @@ import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import files, sqlitefiles
 from .errors import OperationError
-from .origins import Origin, origin_from_json, origin_to_json
 from .records import Record, read_json_inventory
+
+if TYPE_CHECKING:  # certkit.origins loads when an origin is used (records.py says why)
+    from .origins import Origin
 
 DB_NAME = "inventory.sqlite3"
 LEGACY_NAME = "inventory.json"
@@ -135,6 +137,8 @@ def crash_point(step: str) -> None:
 def _origin_text(origin: Origin) -> str:
     """An origin's JSON; origins are frozen, so a record's is encoded once when it is
     added and found again when the transaction's flush compares it."""
+    from .origins import origin_to_json
+
     return json.dumps(origin_to_json(origin), sort_keys=True)
 
 
@@ -142,6 +146,8 @@ def _row_of(r: Record) -> _Row:
     try:
         origin = _origin_text(r.origin)
     except TypeError:  # a field that cannot be hashed (a list): no memo
+        from .origins import origin_to_json
+
         origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
     return (
         r.serial, r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.not_before,
@@ -151,6 +157,8 @@ def _row_of(r: Record) -> _Row:
 
 
 def parse_origin(kind: str, text: str, serial: str, path: Path) -> Origin:
+    from .origins import origin_from_json
+
     try:
         return origin_from_json(kind, json.loads(text))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
