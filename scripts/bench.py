@@ -51,6 +51,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from benchlib import cases, report, tools
 from benchlib.timer import Runner
@@ -186,6 +187,30 @@ def add(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_results(args: argparse.Namespace) -> int:
+    """Put another run's groups into --json FILE (its rows replace those of the same key):
+    groups run at the same time on a crowded machine, one results file.  The machine and
+    load of each run are kept (``runs``)."""
+    if not args.json:
+        sys.exit("bench: --add-results needs --json FILE (the results file to add to)")
+    path, other = Path(args.json), json.loads(Path(args.add_results).read_text())
+    doc = json.loads(path.read_text())
+    keys = {r["key"] for r in other["results"]}
+    doc["results"] = [r for r in doc["results"] if r["key"] not in keys] + other["results"]
+    doc["records"] = other.get("records", doc.get("records"))
+    runs = doc.setdefault("runs", [_run_of(doc)])
+    runs.append(_run_of(other))
+    doc["command"] = " + ".join(r["command"] for r in runs)
+    doc["ratios"] = report.compute_ratios(doc)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"bench: {len(keys)} case(s) of {args.add_results} in {path}")
+    return 0
+
+
+def _run_of(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in ("command", "started", "duration_s", "machine")}
+
+
 def table(args: argparse.Namespace) -> int:
     """Rewrite (or with --check, compare) the generated tables from the JSON."""
     doc = json.loads(Path(args.table).read_text())
@@ -226,9 +251,12 @@ def main() -> int:
         metavar=("NAME", "FIGURES"),
         help="put another benchmark's figures in --json FILE's measurements",
     )
+    ap.add_argument("--add-results", metavar="JSON", help="merge another run's cases into --json")
     args = ap.parse_args()
     if args.add:
         return add(args)
+    if args.add_results:
+        return add_results(args)
     if args.table:
         return table(args)
     # Ctrl-C or kill: still remove the work directory (run's finally).

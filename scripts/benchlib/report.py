@@ -273,11 +273,17 @@ def machine_line(doc: dict[str, Any]) -> str:
     m, v = doc["machine"], doc["versions"]
     names = {"openssl": "OpenSSL", "mkcert": "mkcert", "cfssl": "cfssl", "easyrsa": "easy-rsa"}
     peers = ", ".join(f"{name} {version_of(v[k])}" for k, name in names.items())
+    runs = doc.get("runs") or [{"command": doc["command"], "machine": m}]
+    loads = "; ".join(
+        f"`{r['command']}`: load average {r['machine']['load_average_at_start']} at the "
+        f"start, {r['machine']['load_average_1_5_15']} at the end"
+        for r in runs
+    )
+    together = " (run at the same time)" if len(runs) > 1 else ""
     return (
         f"Measured on {doc['started'][:10]}: {m['cpus']} cores ({m['cpu_model']}), Linux "
-        f"{m['kernel']}, Python {m['python']}; load average {m['load_average_at_start']} "
-        f"at the start, {m['load_average_1_5_15']} at the end; {v['certkit']}; {peers}. "
-        f"Command: `{doc['command']}`.{writer_line(doc)}"
+        f"{m['kernel']}, Python {m['python']}; {v['certkit']}; {peers}. "
+        f"Commands{together}: {loads}.{writer_line(doc)}"
     )
 
 
