@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         records = args.records or (200 if args.quick else 100000)
         runner = Runner(work)
         for group in cases.plan_groups(plan, only, records):
+            group.rounds = min(group.rounds, args.rounds or group.rounds)
             print(f"{group.name}: {len(group.cases)} cases, {group.rounds} rounds", flush=True)
             for row in runner.run_group(group):
                 rows.append(row)
@@ -238,6 +239,7 @@ def main() -> int:
     )
     ap.add_argument("--counts", help="the two client counts (default 100,1000)")
     ap.add_argument("--only", help=f"comma-separated groups: {','.join(cases.GROUPS)}")
+    ap.add_argument("--rounds", type=int, help="at most this many rounds per group")
     ap.add_argument("--records", type=int, help="inventory group: store size (default 100000)")
     ap.add_argument("--json", help="where to write the results (default bench-results/)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
