@@ -313,22 +313,35 @@ def make_record(
     key_type: str,
     issuer: x509.Certificate,
     origin: Origin | None = None,
+    *,
+    no_sans: bool = False,
+    subject: str | None = None,
 ) -> Record:
-    """The inventory record of ``cert``, issued by ``issuer``."""
+    """The inventory record of ``cert``, issued by ``issuer``.
+
+    A batch knows what it signed: ``no_sans`` (``cert`` has no SAN extension) and
+    ``subject`` (its common name) spare parsing them back out of each certificate.
+    """
     return Record(
         serial=certs.serial_hex(cert),
         kind=kind,
         name=name,
-        subject=certs.common_name(cert),
-        sans=certs.san_names(cert),
+        subject=subject if subject is not None else certs.common_name(cert),
+        sans=[] if no_sans else certs.san_names(cert),
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
         fingerprint=certs.fingerprint(cert),
         key_type=key_type,
-        issuer_fingerprint=certs.fingerprint(issuer),
+        issuer_fingerprint=_fingerprint_of(issuer),
         created=_now().isoformat(),
         origin=origin if origin is not None else empty_origin(kind),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_of(issuer: x509.Certificate) -> str:
+    """The issuer's fingerprint: once per CA, not once per leaf of a batch."""
+    return certs.fingerprint(issuer)
 
 
 @dataclass
@@ -476,19 +489,25 @@ def issue_many(
         if progress is not None:
             progress(1)
     results: list[Issued] = []
+    ca_end, issued_dir = signer.cert.not_valid_after_utc, store.issued_dir("")
     with store.transaction() as inv:
         writes: list[tuple[files.StrPath, bytes | str, int]] = []
+        taken = inv.taken([certs.serial_hex(cert) for _, _, cert in built])
         for req, key, cert in built:
-            while certs.serial_hex(cert) in inv:  # pragma: no cover - 2**-126 odds
+            while certs.serial_hex(cert) in taken:  # pragma: no cover - 2**-126 odds
                 cert = signer.sign(key.public_key(), req)
             kt = certs.key_type_of(key)
-            record = make_record(cert, req.kind, req.name, kt, signer.cert, req.origin)
+            record = make_record(
+                cert, req.kind, req.name, kt, signer.cert, req.origin,
+                no_sans=req.names is None or not req.names.all(),  # as certs.make_leaf decides
+                subject=certs.leaf_cn(req.common_name),
+            )  # fmt: skip
             record.installed = sorted(req.installed)
             record.superseded_by = req.superseded_by
             inv.add(record)
-            d = files.ensure_dir(store.issued_dir(record.serial))
+            d = files.ensure_dir(issued_dir / record.serial)
             one = Issued(cert, key, record, ca_pem, d / "cert.pem", d / "key.pem",
-                         issuer_not_after=signer.cert.not_valid_after_utc)  # fmt: skip
+                         issuer_not_after=ca_end)  # fmt: skip
             writes.append((one.cert_path, one.cert_pem, files.PUBLIC_FILE))
             writes.append((one.key_path, one.key_pem, files.PRIVATE_FILE))
             results.append(one)

@@ -9,6 +9,7 @@ extensions, following what strict X.509 verifiers require (Python 3.13's
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import secrets
 from typing import Literal, cast
@@ -101,11 +102,16 @@ def _general_names(names: SubjectNames) -> list[x509.GeneralName]:
     return out
 
 
+def leaf_cn(cn: str) -> str:
+    """The common name a certificate asked for ``cn`` gets (X.509 allows 64 characters)."""
+    return cn[:64]
+
+
 def _name(cn: str, org: str = "certkit") -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn[:64]),
+            x509.NameAttribute(NameOID.COMMON_NAME, leaf_cn(cn)),
         ]
     )
 
@@ -176,6 +182,34 @@ def make_ca(
     return builder.sign(key, _hash_for(key))
 
 
+# A bulk issuance signs thousands of leaves: their constant extensions are made once.
+_LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+_SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+_CLIENT_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+@functools.lru_cache(maxsize=2)
+def _leaf_usage(is_rsa: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=is_rsa,  # RSA key transport only; RFC 5480 forbids it for EC
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI extension of ``ca_cert``'s leaves (once per CA, not once per leaf)."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 def make_leaf(
     ca_cert: x509.Certificate,
     ca_key: PrivateKey,
@@ -197,32 +231,13 @@ def make_leaf(
     """
     if kind == "ca":
         raise ValueError("use make_ca for CA certificates")
-    eku = ExtendedKeyUsageOID.SERVER_AUTH if kind == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     builder = (
         _builder(_name(common_name), ca_cert.subject, public_key, days, now, not_after, serial)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,  # RSA key transport only; RFC 5480 forbids it for EC
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(_LEAF_CONSTRAINTS, critical=True)
+        .add_extension(_authority_key_id(ca_cert), critical=False)
+        .add_extension(_leaf_usage(is_rsa), critical=True)
+        .add_extension(_SERVER_EKU if kind == "server" else _CLIENT_EKU, critical=False)
     )
     if names is not None and names.all():
         builder = builder.add_extension(

@@ -162,6 +162,35 @@ def list_items(
     return sorted(items, key=_sort_key)
 
 
+def iter_items(
+    ca: str | None = None,
+    kind: str | None = None,
+    warn_days: float = DEFAULT_WARN_DAYS,
+    now: dt.datetime | None = None,
+) -> Iterator[Item]:
+    """:func:`list_items`, one item at a time as the inventories are read (same items,
+    same order): ``certkit list --json`` prints the first before the last is read, and
+    its memory does not grow with the store.  Bad arguments raise here, not when iterated."""
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"Unknown kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if warn_days < 0:
+        raise UsageError(f"--warn-days must not be negative, got {warn_days:g}.")
+    names = [CAStore(ca).require().name] if ca else list_ca_names()
+    return _stream(names, kind, warn_days, now or dt.datetime.now(dt.UTC))
+
+
+def _stream(
+    names: list[str], kind: str | None, warn_days: float, now: dt.datetime
+) -> Iterator[Item]:
+    for name in names:
+        with CAStore(name).inventory().snapshot() as inv:
+            for r, newest in inv.in_list_order(kind):
+                replaced_by = r.superseded_by
+                if replaced_by is None and newest != r.serial:
+                    replaced_by = newest
+                yield _item(name, r, replaced_by, warn_days, now)
+
+
 @dataclass
 class StatusReport:
     """What ``certkit status`` reports: how many are in use, and those needing attention."""

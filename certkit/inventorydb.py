@@ -1,95 +1,47 @@
-"""Each CA's inventory in SQLite: the schema, the queries, and the migration from JSON.
+"""Each CA's inventory in SQLite: the records, the queries, and the transactions.
 
 ``cas/<name>/inventory.sqlite3`` (WAL, ``synchronous=FULL``, 0600) holds one
-row per certificate; this module is the only code that knows its schema.
-Writers change it in ``BEGIN IMMEDIATE`` transactions, so concurrent certkit
-processes neither lose a record nor reuse a serial (a ``UNIQUE`` constraint);
-``list`` and ``status`` read through a read-only connection.
+row per certificate.  Writers change it in ``BEGIN IMMEDIATE`` transactions,
+so concurrent certkit processes neither lose a record nor reuse a serial (a
+``UNIQUE`` constraint); ``list`` and ``status`` read through a read-only
+connection.
 
-The first command that opens a CA still holding ``inventory.json`` (written by
-certkit before this database, any version of its records) migrates it in one
-transaction and renames the JSON file aside to
-``inventory.json.migrated-TIMESTAMP``.
+The file itself (schema, versions, creation, the migration from
+``inventory.json``, backups) is :mod:`certkit.inventory_schema`'s; what a failed
+SQLite call means is :mod:`certkit.inventory_errors`'.  Their public names are
+re-exported here, the module callers import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import signal
 import sqlite3
-import sys
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import files, sqlitefiles
-from .errors import OperationError
-from .origins import Origin, origin_from_json, origin_to_json
-from .records import Record, read_json_inventory
+from . import sqlitefiles
+from .inventory_errors import BUSY_SECONDS as BUSY_SECONDS
+from .inventory_errors import InventoryError as InventoryError
+from .inventory_errors import corrupted as corrupted
+from .inventory_errors import translate as _translate
+from .inventory_schema import DB_NAME as DB_NAME
+from .inventory_schema import LEGACY_NAME as LEGACY_NAME
+from .inventory_schema import SCHEMA_V1 as SCHEMA_V1
+from .inventory_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .inventory_schema import backup_to as backup_to
+from .inventory_schema import integrity_problems as integrity_problems
+from .inventory_schema import open_db as open_db
+from .records import Record
 
-DB_NAME = "inventory.sqlite3"
-LEGACY_NAME = "inventory.json"
-SCHEMA_VERSION = 2  # PRAGMA user_version
-BUSY_SECONDS = 60.0  # how long a writer waits for another one before giving up
+if TYPE_CHECKING:  # certkit.origins loads when an origin is used (records.py says why)
+    from .origins import Origin
 
-SCHEMA_V1 = (  # the first schema; _UPGRADES says what each later version added
-    # id keeps the order records were added in (the order inventory.json's list had).
-    """CREATE TABLE records (
-        id INTEGER PRIMARY KEY,
-        serial TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL CHECK (kind IN ('ca', 'server', 'client', 'ci')),
-        name TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        sans TEXT NOT NULL CHECK (json_valid(sans) AND json_type(sans) = 'array'),
-        not_before TEXT NOT NULL,
-        not_after TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        key_type TEXT NOT NULL,
-        issuer_fingerprint TEXT NOT NULL,
-        created TEXT NOT NULL,
-        origin TEXT NOT NULL CHECK (json_valid(origin) AND json_type(origin) = 'object'),
-        superseded_by TEXT
-    )""",
-    """CREATE TABLE installed (
-        serial TEXT NOT NULL REFERENCES records (serial) ON DELETE CASCADE,
-        path TEXT NOT NULL,
-        PRIMARY KEY (serial, path)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX installed_by_path ON installed (path)",
-    "CREATE INDEX records_by_kind_name ON records (kind, name)",
-    # The certificates in use (_NEWEST's probe): list, status, renew, rotation.
-    """CREATE INDEX records_active ON records (kind, name, created DESC, not_after DESC)
-        WHERE superseded_by IS NULL""",
-    "CREATE INDEX records_active_by_expiry ON records (not_after) WHERE superseded_by IS NULL",
-    """CREATE TABLE migrations (
-        source TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, at TEXT NOT NULL
-    )""",
-)
-# Each version's changes from the one before: a version-1 inventory is upgraded in place
-# (in one transaction, under the store's lock) the first time this certkit opens it.
-_UPGRADES: dict[int, tuple[str, ...]] = {
-    2: (  # certkit revoke, roles, and the hosts enforcing them (certkit.revoke)
-        "ALTER TABLE records ADD COLUMN revoked_at TEXT",
-        "ALTER TABLE records ADD COLUMN revoked_reason TEXT",
-        # status counts them on every run: found without reading the table
-        "CREATE INDEX records_revoked ON records (id) WHERE revoked_at IS NOT NULL",
-        """CREATE TABLE roles (
-            kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, set_at TEXT NOT NULL,
-            PRIMARY KEY (kind, name)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE authz_hosts (
-            host TEXT PRIMARY KEY,
-            ref TEXT NOT NULL CHECK (json_valid(ref) AND json_type(ref) = 'object'),
-            digest TEXT NOT NULL,
-            pushed_at TEXT NOT NULL
-        ) WITHOUT ROWID""",
-    ),
-}
-_FULL_SCHEMA = (*SCHEMA_V1, *(s for v in sorted(_UPGRADES) for s in _UPGRADES[v]))
 _FIELDS = (
     "serial, kind, name, subject, sans, not_before, not_after, fingerprint, key_type, "
     "issuer_fingerprint, created, origin, superseded_by, revoked_at, revoked_reason"
@@ -130,8 +82,22 @@ def crash_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@functools.lru_cache(maxsize=4096)
+def _origin_text(origin: Origin) -> str:
+    """An origin's JSON; origins are frozen, so a record's is encoded once when it is
+    added and found again when the transaction's flush compares it."""
+    from .origins import origin_to_json
+
+    return json.dumps(origin_to_json(origin), sort_keys=True)
+
+
 def _row_of(r: Record) -> _Row:
-    origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
+    try:
+        origin = _origin_text(r.origin)
+    except TypeError:  # a field that cannot be hashed (a list): no memo
+        from .origins import origin_to_json
+
+        origin = json.dumps(origin_to_json(r.origin), sort_keys=True)
     return (
         r.serial, r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.not_before,
         r.not_after, r.fingerprint, r.key_type, r.issuer_fingerprint, r.created, origin,
@@ -140,6 +106,8 @@ def _row_of(r: Record) -> _Row:
 
 
 def parse_origin(kind: str, text: str, serial: str, path: Path) -> Origin:
+    from .origins import origin_from_json
+
     try:
         return origin_from_json(kind, json.loads(text))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
@@ -174,57 +142,6 @@ class StoredRecord(Record):
         return all(getattr(self, f) == getattr(other, f) for f in Record.__dataclass_fields__)
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like Record
-
-
-class InventoryError(OperationError):
-    """The inventory database cannot be read or written (exit 1)."""
-
-
-def corrupted(path: Path, detail: str) -> InventoryError:
-    return InventoryError(
-        f"The inventory {path} is unreadable ({detail}): restore it from a backup "
-        "(`certkit ca backup` makes one) or move it aside to start an empty inventory."
-    )
-
-
-# SQLite's primary result codes that are about the disk, not the database.
-_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 3, 8, 10, 13, 14
-
-
-def _disk_full(path: Path) -> bool:
-    """True when the file system holding ``path`` is (nearly) full: SQLite reports a write
-    that hit ENOSPC in its -wal or -shm file as a plain I/O error, and by the time it is
-    reported the failed files are gone again, so "under 1 MiB left" is the sign."""
-    try:
-        st = os.statvfs(path.parent)
-        return st.f_bavail * st.f_frsize < 1 << 20
-    except OSError:
-        return False
-
-
-def _translate(path: Path, e: sqlite3.Error) -> InventoryError:
-    text = str(e)
-    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
-    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return InventoryError(
-            f"The inventory {path} stayed locked by another certkit process for "
-            f"{BUSY_SECONDS:g} s; try again when it has finished."
-        )
-    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
-        return InventoryError(
-            f"The disk holding the inventory {path} is full: free some space and run the "
-            "command again (nothing was recorded)."
-        )
-    if code in (_SQLITE_READONLY, _SQLITE_PERM) or (
-        code == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK)
-    ):
-        return InventoryError(
-            f"The inventory {path} cannot be written: its directory is read-only or not "
-            "writable by this user (read-only commands such as `certkit list` still work)."
-        )
-    if code == _SQLITE_IOERR:
-        return InventoryError(f"Reading or writing the inventory {path} failed ({text}).")
-    return corrupted(path, text)
 
 
 class Inventory:
@@ -318,8 +235,37 @@ class Inventory:
             self._loaded[serial] = (rec, _row_of(rec))
         return rec
 
+    def in_list_order(self, kind: str | None = None) -> Iterator[tuple[Record, str]]:
+        """Each record of ``kind`` (None: all) in ``certkit list``'s order (CA, server,
+        client, CI; then name, notAfter, issuance), with the serial of its (kind, name)'s
+        record in use (:meth:`newest_serials`), read as it goes: memory stays flat."""
+        clauses, args = _filters(kind, None)
+        installed = "(SELECT json_group_array(path) FROM installed i WHERE i.serial = r.serial)"
+        order = f"{_KIND_ORDER}, name, not_after, id"
+        sql = f"SELECT {_FIELDS}, id, {installed} FROM records r {_where(clauses)} ORDER BY {order}"
+        group: list[tuple[Record, _Row]] = []
+        try:
+            for row in self._conn.execute(sql, tuple(args)):
+                if group and (row[1], row[2]) != (group[0][1][1], group[0][1][2]):
+                    yield from _with_newest(group)
+                    group = []
+                group.append((self._record(row, json.loads(row[16])), row))
+        except sqlite3.Error as e:
+            raise _translate(self.path, e) from None
+        yield from _with_newest(group)
+
     def __contains__(self, serial: object) -> bool:
         return bool(self._query("SELECT 1 FROM records WHERE serial = ?", (serial,)))
+
+    def taken(self, serials: list[str]) -> set[str]:
+        """Those of ``serials`` already in the inventory (a batch's check, 500 at a time)."""
+        found: set[str] = set()
+        for i in range(0, len(serials), 500):
+            chunk = tuple(serials[i : i + 500])
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT serial FROM records WHERE serial IN ({marks})"
+            found.update(row[0] for row in self._query(sql, chunk))
+        return found
 
     def serials(self) -> set[str]:
         return {row[0] for row in self._query("SELECT serial FROM records")}
@@ -460,6 +406,19 @@ class Inventory:
         self._conn.executemany("INSERT INTO installed (serial, path) VALUES (?, ?)", rows)
 
 
+def _with_newest(group: list[tuple[Record, _Row]]) -> Iterator[tuple[Record, str]]:
+    """The records of one (kind, name), each with the serial of the one in use: not
+    superseded, the latest created, then the latest notAfter, then the first added
+    (``_NEWEST``'s rule)."""
+    live = [(rec, row) for rec, row in group if row[12] is None]
+    if not live:
+        yield from ((rec, "") for rec, _ in group)
+        return
+    # row[10]: created, row[6]: not_after, row[15]: id
+    newest = max(live, key=lambda x: (x[1][10], x[1][6], -x[1][15]))[0].serial
+    yield from ((rec, newest) for rec, _ in group)
+
+
 def _filters(kind: str | None, name: str | None) -> tuple[list[str], list[str]]:
     clauses, args = [], []
     if kind is not None:
@@ -473,177 +432,6 @@ def _filters(kind: str | None, name: str | None) -> tuple[list[str], list[str]]:
 
 def _where(clauses: list[str]) -> str:
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
-
-
-# ---------------------------------------------------------------- opening
-
-
-def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
-    # mode=rw: never create a database here (open_db creates it, 0600, under the lock).
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
-    if readonly and (immutable or not os.access(path.parent, os.W_OK)):
-        # A store on a read-only file system (or one this user may only read): SQLite
-        # could not make the -shm file a WAL reader needs.  Nobody can write here, so
-        # the file cannot change under us: read it as immutable.
-        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
-    if readonly:
-        # Refuses every write.  Not mode=ro: a mode=ro connection leaves -wal and -shm
-        # files behind, so a read would change the store's files; this one, closed
-        # last, removes them like a writer does.
-        conn.execute("PRAGMA query_only = ON")
-    else:
-        conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
-        conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-def _empty() -> sqlite3.Connection:
-    """An inventory with no record (a CA whose inventory was never written)."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in _FULL_SCHEMA:
-        conn.execute(statement)
-    return conn
-
-
-def _check_version(conn: sqlite3.Connection, path: Path) -> int:
-    """The schema version; InventoryError when a newer certkit wrote it."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise InventoryError(
-            f"The inventory {path} was written by a newer certkit (schema {version}); "
-            "upgrade certkit to use it."
-        )
-    return version
-
-
-def open_db(directory: Path, *, readonly: bool) -> sqlite3.Connection:
-    """A connection to the inventory in ``directory``, created or migrated first if needed."""
-    path = directory / DB_NAME
-    legacy = directory / LEGACY_NAME
-    if readonly and not path.exists() and not legacy.exists():
-        return _empty()
-    try:
-        if legacy.exists() or not path.exists():
-            with files.locked(directory / ".lock"):  # the lock certkit before SQLite held too
-                _initialise(path, legacy)
-        conn = (None if readonly else sqlitefiles.take(path)) or _connect(path, readonly=readonly)
-        try:
-            if 0 < _check_version(conn, path) < SCHEMA_VERSION:  # upgraded once, in place
-                conn.close()
-                with files.locked(directory / ".lock"):
-                    _initialise(path, legacy)
-                conn = (None if readonly else sqlitefiles.take(path)) or _connect(
-                    path, readonly=readonly
-                )
-        except BaseException:
-            conn.close()
-            raise
-    except sqlite3.Error as e:
-        if readonly and _disk_refused(path, e):
-            return _read_immutable(path)
-        raise _translate(path, e) from None
-    return conn
-
-
-def _disk_refused(path: Path, e: sqlite3.Error) -> bool:
-    """True when a reader failed only because it could not make its -shm file."""
-    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
-    return code in (_SQLITE_CANTOPEN, _SQLITE_FULL, _SQLITE_READONLY) or (
-        code == _SQLITE_IOERR and _disk_full(path)
-    )
-
-
-def _read_immutable(path: Path) -> sqlite3.Connection:
-    """A reader for a store on a full disk: no writer can commit there either, so the
-    file cannot change under us (``list`` and ``status`` still work)."""
-    try:
-        conn = _connect(path, readonly=True, immutable=True)
-        _check_version(conn, path)
-    except sqlite3.Error as e:
-        raise _translate(path, e) from None
-    return conn
-
-
-def _initialise(path: Path, legacy: Path) -> None:
-    """Create the database (0600, WAL, schema) and migrate ``inventory.json`` into it.
-
-    The JSON file is read first: when it is unreadable, nothing is created.
-    """
-    source = read_json_inventory(legacy) if legacy.exists() else None
-    schema = (*_FULL_SCHEMA, f"PRAGMA user_version = {SCHEMA_VERSION}")
-    created = not path.exists() and sqlitefiles.create(path, schema, files.PRIVATE_FILE)
-    try:
-        conn = _connect(path, readonly=False)
-        try:
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-                raise corrupted(path, "it cannot be switched to WAL mode")
-            _check_version(conn, path)
-            conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:  # an older certkit's
-                for statement in schema:
-                    conn.execute(statement)
-            else:
-                _upgrade(conn, version)
-            migrated = _migrate(conn, path, legacy, *source) if source else None
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        sqlitefiles.give_back(path, conn)  # kept for the next transaction, in kept_open()
-    except BaseException:
-        if created:  # leave the store as it was
-            sqlitefiles.remove(path)
-        raise
-    if migrated is not None:
-        crash_point("migration-committed")
-        _set_aside(legacy, path, migrated)
-
-
-def _upgrade(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a schema of ``version`` to :data:`SCHEMA_VERSION` (inside the caller's transaction)."""
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        for statement in _UPGRADES[target]:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _set_aside(legacy: Path, path: Path, migrated: int) -> None:
-    aside = legacy.with_name(f"{LEGACY_NAME}.migrated-{_stamp()}")
-    os.rename(legacy, aside)
-    files.fsync_dir(aside.parent)
-    print(
-        f"certkit: migrated the inventory of CA {path.parent.name!r} ({migrated} records) "
-        f"to {path.name}; the JSON file is kept as {aside.name}.",
-        file=sys.stderr,
-    )
-
-
-def _migrate(
-    conn: sqlite3.Connection, path: Path, legacy: Path, digest: str, records: list[Record]
-) -> int:
-    """Copy ``inventory.json``'s records in; how many (counted before, if a crash came between)."""
-    done = conn.execute("SELECT records FROM migrations WHERE sha256 = ?", (digest,)).fetchone()
-    if done:  # committed, then a crash came before the rename
-        return int(done[0])
-    if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone():
-        raise InventoryError(
-            f"Both {legacy} and {path} hold an inventory: move {legacy.name} aside "
-            "(the database is the current one) and run the command again."
-        )
-    inv = Inventory(conn, path, writable=True)
-    for record in records:
-        inv.add(record)
-    at = dt.datetime.now(dt.UTC).isoformat()
-    conn.execute(
-        "INSERT INTO migrations VALUES (?, ?, ?, ?)", (legacy.name, digest, len(records), at)
-    )
-    return len(records)
-
-
-def _stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 @contextlib.contextmanager
@@ -679,43 +467,3 @@ def transaction(directory: Path) -> Iterator[Inventory]:
 def reader(directory: Path) -> Inventory:
     """The inventory through a read-only connection (created or migrated first if needed)."""
     return Inventory(open_db(directory, readonly=True), directory / DB_NAME)
-
-
-def integrity_problems(directory: Path) -> list[str]:
-    """``PRAGMA integrity_check``'s findings (empty: the database is sound)."""
-    path = directory / DB_NAME
-    if not path.exists():  # not migrated yet: can it be?
-        try:
-            if (directory / LEGACY_NAME).exists():
-                read_json_inventory(directory / LEGACY_NAME)
-        except OperationError as e:
-            return [e.message]
-        return []
-    try:
-        conn = _connect(path, readonly=True)
-        try:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        return [str(e)]
-    found = [str(r[0]) for r in rows]
-    return [] if found == ["ok"] else found
-
-
-def backup_to(directory: Path, dest: Path) -> None:
-    """A consistent copy of the inventory database at ``dest`` (SQLite's backup API)."""
-    source = open_db(directory, readonly=True)
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, files.PRIVATE_FILE)
-        os.close(fd)
-        target = sqlite3.connect(dest)
-        try:
-            source.backup(target)
-            target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        finally:
-            target.close()
-    except sqlite3.Error as e:
-        raise _translate(directory / DB_NAME, e) from None
-    finally:
-        source.close()

@@ -11,11 +11,22 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import defaults
 from .errors import OperationError, UsageError
-from .origins import CAOrigin, LeafOrigin, Origin, origin_from_json, origin_to_json
+
+if TYPE_CHECKING:
+    from .origins import LeafOrigin, Origin
+
+
+def _ca_origin() -> Origin:
+    # certkit.origins (and the host targets it names) loads only when an origin is
+    # used: `status` and `list` read thousands of records and none of their origins.
+    from .origins import CAOrigin
+
+    return CAOrigin()
+
 
 # What ``superseded_by`` holds for a server certificate that is not (yet) in use although
 # nothing replaced it (certkit.placement keeps the rule): its install is under way (a run
@@ -80,7 +91,7 @@ class Record:
     issuer_fingerprint: str
     created: str
     installed: list[str] = field(default_factory=list)
-    origin: Origin = field(default_factory=CAOrigin)
+    origin: Origin = field(default_factory=_ca_origin)
     superseded_by: str | None = None
     revoked_at: str | None = None  # `certkit revoke`: when, and why
     revoked_reason: str | None = None
@@ -146,11 +157,15 @@ class Record:
     @property
     def leaf_origin(self) -> LeafOrigin:
         """The origin of a leaf certificate (server, client or CI)."""
+        from .origins import CAOrigin
+
         if isinstance(self.origin, CAOrigin):
             raise TypeError(f"record {self.serial} is a CA, not a leaf certificate")
         return self.origin
 
     def to_dict(self) -> dict[str, Any]:
+        from .origins import origin_to_json
+
         data = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "origin"}
         data["origin"] = origin_to_json(self.origin)
         return data
@@ -158,6 +173,8 @@ class Record:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """A record as :meth:`to_dict` wrote it, or as inventory version 1 did (``options``)."""
+        from .origins import origin_from_json
+
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         kind = str(data["kind"])
         if isinstance(data.get("origin"), dict):

@@ -25,6 +25,7 @@ from support import cli_json, cli_ok, run_certkit
 
 from certkit import ca as ca_ops
 from certkit import sqlitefiles
+from certkit.errors import UsageError
 from certkit.host.options import HostRef, InstallOptions
 from certkit.names import parse_names
 from certkit.origins import ClientOrigin, ServerOrigin
@@ -104,6 +105,34 @@ def test_the_newest_active_record_of_a_name_is_the_one_in_use(store: CAStore) ->
     statuses = {i["serial"]: i["status"] for i in cli_json("list", "--kind", "client")}
     assert statuses == {"a1": "superseded", "b2": "superseded", "c3": "valid",
                         "d4": "superseded", "e5": "superseded"}  # fmt: skip
+
+
+def test_list_json_streams_exactly_what_the_list_holds(store: CAStore, tmp_path: Path) -> None:
+    """`list --json` prints each item as it is read (issue 33), byte for byte what one
+    JSON document of :func:`list_items` was: servers with names, installed files, a
+    client re-issued under its name (the older one superseded), a second CA."""
+    from certkit.inventory import iter_items, list_items
+
+    cli_ok("issue-server", "h1", "--san", "10.0.0.1", "--out", str(tmp_path / "s"))
+    cli_ok("issue-client", "--count", "3", "--prefix", "c", "--out", str(tmp_path / "c"))
+    cli_ok("issue-client", "c-2", "--out", str(tmp_path / "c2"), "--force")
+    cli_ok("init-ca", "--ca", "other")
+    cli_ok("issue-client", "z", "--ca", "other", "--out", str(tmp_path / "z"))
+    now = dt.datetime.now(dt.UTC)
+    for args in ([], ["--kind", "client"], ["--kind", "ci"], ["--ca", "other"]):
+        kind = args[1] if args[:1] == ["--kind"] else None
+        ca = args[1] if args[:1] == ["--ca"] else None
+        wanted = [i.to_json() for i in list_items(ca, kind, now=now)]
+        assert [i.to_json() for i in iter_items(ca, kind, now=now)] == wanted
+        out = cli_ok("list", *args, "--json")
+        assert json.loads(out) == json.loads(json.dumps(wanted, default=str))
+        # the shape of one document too (the days left may differ by a rounding)
+        assert out.startswith("[]" if not wanted else '[\n  {\n    "ca": ') and out.endswith("]\n")
+    statuses = {i["name"]: i["status"] for i in cli_json("list", "--kind", "client")}
+    assert len(statuses) == 4 and statuses["z"] == "valid"
+    assert [i.status for i in iter_items(kind="client")].count("superseded") == 1
+    with pytest.raises(UsageError, match="Unknown kind"):
+        iter_items(kind="nope")  # at the call, before anything is printed
 
 
 def test_kept_connections_commit_durably_visibly_and_leave_no_wal(store: CAStore) -> None:

@@ -37,14 +37,16 @@ def list_(
 
     Example: certkit list --kind server
     """
-    from ..inventory import list_items
+    from ..inventory import iter_items, list_items
     from ..paths import store_root
     from ..store import list_ca_names
 
-    items = list_items(ca, kind)
-    if json_out:
-        emit(json_out, [i.to_json() for i in items])
+    if json_out:  # streamed: the first record is out before the last is read (issue 33)
+        from .output import emit_stream
+
+        emit_stream(i.to_json() for i in iter_items(ca, kind))
         return
+    items = list_items(ca, kind)
     lines = [f"{'CA':10} {'KIND':6} {'NAME':22} {'NOT AFTER':10} {'DAYS':>5}  {'STATUS':10} SERIAL"]
     for i in items:
         lines.append(

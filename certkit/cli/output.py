@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +50,21 @@ def emit(json_mode: bool, data: Any, lines: Iterable[str] = ()) -> None:
         text = list(lines)
         if text:  # one write: `certkit list` prints tens of thousands of lines
             typer.echo(escape_controls("\n".join(text), keep=LAYOUT))
+
+
+def emit_stream(items: Iterable[Any]) -> None:
+    """Print ``items`` as :func:`emit` prints a list in JSON mode, byte for byte, but each
+    item as soon as it comes: the reader has the first before the last is made."""
+    out = sys.stdout
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, default=str).replace("\n", "\n  ")
+        out.write(("[\n  " if first else ",\n  ") + text)
+        if first:
+            out.flush()
+            first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()
 
 
 def say(line: str, err: bool = False) -> None:

@@ -32,6 +32,7 @@ class Case:
     runs: int | None = None  # at most this many (default: the group's rounds)
     note: str = ""
     script: str | None = None  # bash; written to a file, argv runs it
+    stream: bool = False  # also time the second line of stdout (a streamed list's first item)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Group:
     name: str
     rounds: int
     cases: list[Case]
+    writer: bool = False  # run benchlib/writer.py (a concurrent disk writer) for all its rounds
 
 
 @dataclass
@@ -226,14 +228,37 @@ def clients_group(p: Plan) -> Group:
         if p.tools[tool]:
             cases.append(script_case(f"clients-{n}/{key}", g, label, loop(), count=n, seed=seed,
                                      runs=runs))  # fmt: skip
-    return Group(g, p.runs(10, 2), cases)
+    return Group(g, p.runs(10, 2), cases + floor_cases(p), writer=True)
+
+
+FLOOR = str(Path(__file__).with_name("floor.py"))
+
+
+def floor_cases(p: Plan) -> list[Case]:
+    """The floor of issuance (benchlib/floor.py): Python with the imports it needs, then
+    the crypto alone, then the crypto and the files, for each count."""
+    py, g = sys.executable, "clients"
+    out = [
+        Case("floor/imports", g, "floor: Python + imports", [py, FLOOR, "imports", "0"],
+             note="typer, cryptography x509+EC, sqlite3, json"),
+    ]  # fmt: skip
+    for count, runs in ((p.small, None), (p.big, p.runs(5))):
+        for mode, label, note in (
+            ("crypto", "floor: crypto", "imports + CA key decrypted + N keys, signed, PEM"),
+            ("files", "floor: crypto + files", "+ the 5 files a client gets, 2 syncfs"),
+        ):
+            argv = [py, FLOOR, mode, str(count)]
+            out.append(Case(f"floor/{mode}-{count}", g, label, argv, count, "certkit-ca",
+                            runs=runs, note=note))  # fmt: skip
+    return out
 
 
 def inventory_group(p: Plan, records: int) -> Group:
-    """One issuance, `status` and `list` in a one-record store and in a big one (opt-in).
+    """One issuance, `status` and `list --json` in a one-record store and in a big one.
 
-    No fresh copy per run (a 20,000-record store is 40,000 files): status and list
-    change nothing, and each issuance adds one record to thousands.
+    No fresh copy per run (a 100,000-record store is 200,000 directories): status
+    and list change nothing, and each issuance adds one record to thousands.
+    `list --json` is a stream case: when its first record came, and its peak memory.
     """
     cases = []
     for size in (1, records):
@@ -244,23 +269,24 @@ def inventory_group(p: Plan, records: int) -> Group:
         for name, args in (
             ("issue-client", one),
             ("status", ["status"]),
-            ("list --kind client", ["list", "--kind", "client"]),
+            ("list --kind client --json", ["list", "--kind", "client", "--json"]),
         ):
             cases.append(
                 Case(
-                    f"inventory-{size}/{name}",
+                    f"inventory-{size}/{name.split()[0]}",
                     "inventory",
                     name,
                     [p.certkit, *args],
                     count=size,
                     env=env,
+                    stream=name.startswith("list"),
                 )
             )
     return Group("inventory", p.runs(10, 2), cases)
 
 
 GROUPS = ("startup", "setup", "flow", "clients", "inventory")
-DEFAULT_GROUPS = ("startup", "setup", "flow", "clients")
+DEFAULT_GROUPS = GROUPS
 
 
 def plan_groups(p: Plan, only: set[str], records: int) -> list[Group]:
