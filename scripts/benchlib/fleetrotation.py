@@ -6,8 +6,8 @@ docs/renewal.md).  :class:`ContextPoller` sends ``GET /version`` over mutual
 TLS every ``interval`` seconds with a docker context's files, read again for
 every request as the docker CLI reads them, and sorts what went wrong:
 
-* ``pause``: the connection was refused, reset or cut with no TLS alert: dockerd
-  was restarting (the restart pause a rotation cannot avoid with the systemd
+* ``pause``: the connection was refused, reset or closed unanswered with no TLS
+  alert: dockerd was restarting (the restart pause a rotation cannot avoid with the systemd
   method);
 * ``lockout``: a certificate was refused (a TLS alert from dockerd, or this
   client refusing dockerd's certificate): what a safe rotation never does.
@@ -103,6 +103,8 @@ def classify(e: BaseException) -> str:
         return "pause"
     if isinstance(e, ssl.SSLError) and "eof" in text:
         return "pause"
+    if isinstance(e, RuntimeError) and str(e) == "answer b''":
+        return "pause"  # the session was set up, then closed unanswered: dockerd stopping
     return "lockout"
 
 
