@@ -107,11 +107,11 @@ def apply(
     lines.append(summary)
     if result.contexts:
         lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
-    if result.admin.get("issued") or result.admin.get("contexts_rewritten"):
-        n = len(result.admin["contexts_rewritten"])
-        lines.append(
-            f"Fleet client certificate {result.admin['issued'] or 'kept'}: {n} contexts rewritten."
-        )
+    admin = result.admin
+    if admin.get("issued") or admin.get("contexts_rewritten"):
+        what = f"issued (serial {admin['issued']})" if admin.get("issued") else "kept"
+        n = len(admin["contexts_rewritten"])
+        lines.append(f"Fleet client certificate {what}; {n} fleet contexts rewritten.")
     notes = {str(d["rotation"]) for d in result.hosts.values() if d.get("rotation")}
     lines += [f"CA rotation: {n}." for n in sorted(notes)]
     lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]

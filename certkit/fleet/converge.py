@@ -149,7 +149,7 @@ def check_renew_within(spec: HostSpec) -> None:
         raise UsageError(
             f"renew_within {spec.renew_within:g} days is not below the {spec.days}-day lifetime "
             f"of {spec.name}'s certificate (certkit_days): every run would re-issue it and "
-            f"restart dockerd; give fewer days (at most {spec.days // 3} renews at 2/3 of it)."
+            f"restart dockerd; give fewer days ({spec.days // 3} renews it at 2/3 of its lifetime)."
         )
 
 
@@ -161,7 +161,7 @@ def rotation_stage(
 
     1. it does not trust the new CA yet: the trust bundle is installed, the certificate kept;
     2. some client or CI certificate trusts only the old CA: the certificate is kept until
-       they are renewed (re-issued, the server would be refused by them);
+       they are renewed (they would refuse a server certificate of the new CA);
 
     else ``(None, "")``: re-issue it under the new CA now."""
     if problems != [NOT_CURRENT_CA] or not store.rotation_under_way():
@@ -344,7 +344,8 @@ class Converge:
                 f"dockerd on {self.target.host} listens on port {self.spec.options.port}, but "
                 f"{self.address}:{self.spec.options.port} is not reachable from this machine "
                 f"({why}): check the firewall on the host and on the way (ufw, firewalld, "
-                "nftables, security groups); dockerd was not restarted."
+                "nftables, security groups); dockerd was not restarted (if it hangs, "
+                "restart it: systemctl restart docker)."
             )
             return
         if serial != installed and not out.restarted and self.restart:
