@@ -23,6 +23,9 @@ from support import cli_json, cli_ok, run_certkit
 from test_fleet import docker_via_context, fleet, inventory
 from test_lab import HOLD_2376
 
+from certkit.fleet.admin import admin_record
+from certkit.store import CAStore
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -75,8 +78,10 @@ def test_fleet_rotation_locks_nobody_out(lab: Lab, tmp_path: Path, docker_config
     assert out["admin"]["issued"], out  # the fleet's client certificate is counted
     cli_ok("client-context", "laptop", "--host", h1.address)
     # Every context certkit wrote is in the inventory: the fleet's with its client cert.
-    fleet_client = [c for c in cli_json("list", "--kind", "client") if c["name"] == "certkit-fleet"]
-    assert len(fleet_client) == 1
+    record = admin_record(CAStore())
+    assert record is not None
+    contexts = {str(context_tls(docker_config, n)) for n in ("h1", "h2", "h3")}
+    assert contexts <= set(record.installed), record.installed
 
     pollers = [
         ContextPoller(n, h.address, 2376, context_tls(docker_config, n))

@@ -108,12 +108,10 @@ def ensure_admin_client(store: CAStore, renew_within: float, *, check: bool = Fa
     contexts = [d for d in fleet_copies(record) if d != admin.dir] if record else []
     bundle = store.trust_bundle_pem()
     if state == "issue" or record is None:
-        from ..client import client_files
-
-        issued = client_files(CLIENT_NAME, admin.dir, ca=store.name, force=True)
+        serial = _issue(store, admin, record)
         done = _rewrite(store, contexts, _pems(admin))
-        record_trust(store, issued.serial, bundle, [str(admin.dir), *done])
-        return AdminClient(admin.dir, issued=issued.serial, rewritten=tuple(done))
+        record_trust(store, serial, bundle, [str(admin.dir), *done])
+        return AdminClient(admin.dir, issued=serial, rewritten=tuple(done))
     if state == "bundle":
         admin_ca = [(admin.ca, bundle, files.PUBLIC_FILE)]
         files.atomic_write_many(admin_ca)
@@ -122,6 +120,26 @@ def ensure_admin_client(store: CAStore, renew_within: float, *, check: bool = Fa
     pems = _pems(admin)
     behind = [d for d in contexts if _pems_of(d) != pems]
     return replace(admin, rewritten=tuple(_rewrite(store, behind, pems)))
+
+
+def _issue(store: CAStore, admin: AdminClient, record: Record | None) -> str:
+    """A new fleet client certificate in ``admin.dir``; its serial.
+
+    During a CA rotation it keeps its key: the docker CLI reads a context's ``cert.pem``
+    and ``key.pem`` one after the other, and a command started while they are replaced
+    must not read a new certificate with the old key (measured: it happens under load).
+    """
+    if record is not None and store.rotation_under_way():
+        from ..errors import CertkitError
+        from ..renew import renew
+
+        try:
+            return renew(store, "client", CLIENT_NAME, reuse_key=True).serial
+        except CertkitError:
+            pass  # its key is not in the store, or its directory moved: a new one
+    from ..client import client_files
+
+    return client_files(CLIENT_NAME, admin.dir, ca=store.name, force=True).serial
 
 
 def _pems(admin: AdminClient) -> tuple[bytes, bytes, bytes]:
