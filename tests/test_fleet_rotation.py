@@ -87,6 +87,7 @@ def test_fleet_rotation_locks_nobody_out(lab: Lab, tmp_path: Path, docker_config
         ContextPoller(n, h.address, 2376, context_tls(docker_config, n))
         for n, h in (("h1", h1), ("h2", h2), ("h3", h3), ("laptop", h1))
     ]
+    key_before = (context_tls(docker_config, "h1") / "key.pem").read_bytes()
     timeline = Timeline()
     for p in pollers:
         p.start(timeline.t0)
@@ -119,6 +120,8 @@ def test_fleet_rotation_locks_nobody_out(lab: Lab, tmp_path: Path, docker_config
     second = o["fleet apply 2 (fleet contexts, servers)"]
     assert second["ok"] and second["issued"] == ["h1", "h2", "h3"], second
     assert second["admin"]["issued"] and len(second["admin"]["contexts_rewritten"]) == 3
+    # Renewed with its key: a context is never read with a certificate and another key.
+    assert (context_tls(docker_config, "h1") / "key.pem").read_bytes() == key_before
     status = o["status after fleet apply 2 (fleet contexts, servers)"]
     assert status["dependents"] == [], status
     assert o["rotate-ca finish"]["state"] == "finished"
