@@ -232,10 +232,11 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
     servers = [d for d in report.dependents if d.kind == "server"]
     untrusting = [d for d in servers if not d.trusts_new]
     clients = [d for d in report.dependents if d.kind != "server"]
+    fleet = fleet_servers(store)
     steps = [
         *_section(
             "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):",
-            [_server_cmd(store, d.name, " --bundle-only") for d in untrusting],
+            [_server_cmd(store, d.name, " --bundle-only", fleet) for d in untrusting],
         ),
         *_section(
             "2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):",
@@ -243,7 +244,7 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
         ),
         *_section(
             "3. Renew servers under the new CA (dockerd must restart):",
-            [_server_cmd(store, d.name, "") for d in servers],
+            [_server_cmd(store, d.name, "", fleet) for d in servers],
         ),
     ]
     steps.append(
@@ -259,10 +260,11 @@ def _section(title: str, commands: list[str]) -> list[str]:
     return [title, *(f"     {c}" for c in dict.fromkeys(commands))] if commands else []
 
 
-def _server_cmd(store: CAStore, name: str, extra: str) -> str:
-    fleet = _fleet_inventory(store, name)
-    if fleet is not None:  # the fleet installs the bundle first by itself (certkit.fleet)
-        return _fleet_cmd(store, fleet)
+def _server_cmd(store: CAStore, name: str, extra: str, fleet: dict[str, str] | None = None) -> str:
+    """``renew server NAME EXTRA --restart``; for a fleet's server, ``fleet apply``."""
+    inventory = (fleet if fleet is not None else fleet_servers(store)).get(name)
+    if inventory is not None:  # the fleet installs the bundle first by itself (certkit.fleet)
+        return _fleet_cmd(store, inventory)
     return renew_command(store, "server", name, f"{extra} --restart")
 
 
@@ -270,10 +272,11 @@ def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
     servers = [d for d in report.reinstall if d.kind == "server"]
     contexts = [d for d in report.reinstall if d.kind == "client"]
     secrets = [d for d in report.reinstall if d.kind == "ci"]
+    fleet = fleet_servers(store)
     steps = [
         *_section(
             "Re-install tlscacert on servers (dockerd must restart to drop the old CA):",
-            [_server_cmd(store, d.name, " --bundle-only") for d in servers],
+            [_server_cmd(store, d.name, " --bundle-only", fleet) for d in servers],
         ),
         *_section(
             "Re-write the contexts' ca.pem (no restart needed):", [d.command for d in contexts]
@@ -335,7 +338,10 @@ def rotation_hazards(store: CAStore, kind: str, bundle_only: bool) -> list[str]:
     if not stuck:
         return []
     names = ", ".join(r.name for r in stuck)
-    commands = "; ".join(dict.fromkeys(_server_cmd(store, r.name, " --bundle-only") for r in stuck))
+    fleet = fleet_servers(store)
+    commands = "; ".join(
+        dict.fromkeys(_server_cmd(store, r.name, " --bundle-only", fleet) for r in stuck)
+    )
     verb = "trusts" if len(stuck) == 1 else "trust"
     return [
         f"Warning: server {names} still {verb} only the old CA and will refuse this {kind}'s "
@@ -408,16 +414,19 @@ def _stale_fleet_contexts(store: CAStore, old_fp: str) -> list[Dependent]:
                       command_for(store, rec), why)]  # fmt: skip
 
 
-def _fleet_inventory(store: CAStore, server: str | None = None) -> str | None:
-    """The Ansible inventory server ``server`` (any fleet server: None) was installed
-    through, as ``fleet apply`` recorded it; None for a server not of a fleet."""
-    for r in in_use(store):
-        target = getattr(r.leaf_origin, "target", None)
-        if r.kind != "server" or not isinstance(target, AnsibleRef):
-            continue
-        if server is None or r.name == server:
-            return target.inventory or "INVENTORY"
-    return None
+def fleet_servers(store: CAStore) -> dict[str, str]:
+    """Server name -> the Ansible inventory it was installed through (``fleet apply``)."""
+    return {
+        r.name: _ansible_inventory(r) for r in in_use(store)
+        if r.kind == "server" and _ansible_inventory(r)
+    }  # fmt: skip
+
+
+def _ansible_inventory(record: Record) -> str:
+    target = getattr(record.leaf_origin, "target", None)
+    if not isinstance(target, AnsibleRef):
+        return ""
+    return target.inventory or "INVENTORY"
 
 
 def _fleet_cmd(store: CAStore, inventory: str) -> str:
@@ -430,9 +439,9 @@ def command_for(store: CAStore, record: Record, extra: str = "") -> str:
     """The command that renews (or re-installs) ``record`` where it is used: ``fleet apply``
     for the fleet's client (it rewrites every fleet context) and the fleet's servers."""
     if (record.kind, record.name) == ("client", FLEET_CLIENT):
-        return _fleet_cmd(store, _fleet_inventory(store) or "INVENTORY")
-    if record.kind == "server" and _fleet_inventory(store, record.name) is not None:
-        return _server_cmd(store, record.name, "")
+        return _fleet_cmd(store, next(iter(fleet_servers(store).values()), "INVENTORY"))
+    if record.kind == "server" and _ansible_inventory(record):
+        return _fleet_cmd(store, _ansible_inventory(record))
     return renew_command(store, record.kind, record.name, extra)
 
 
