@@ -29,8 +29,19 @@ from . import certs, constraints, defaults, keys
 from .ca import begin_rotation, distinct_common_name, require_ca, retire_previous
 from .certs import PrivateKey
 from .errors import OperationError, UsageError
-from .renew import RENEW_KINDS, ca_flag, in_use, now_utc, renew_command, rewritable, trusted
+from .records import Record
+from .renew import (
+    RENEW_KINDS,
+    bundle_fingerprints,
+    ca_flag,
+    in_use,
+    now_utc,
+    renew_command,
+    rewritable,
+    trusted,
+)
 from .store import CAStore, key_reference
+from .targets import AnsibleRef
 
 
 @dataclass
@@ -183,12 +194,12 @@ def _old_ca_dependents(store: CAStore, old_fp: str, new_fp: str) -> list[Depende
                 r.serial,
                 r.not_after,
                 list(r.installed),
-                renew_command(store, r.kind, r.name),
+                command_for(store, r),
                 why,
                 trusts_new=trusts_new,
             )
         )
-    return out
+    return out + _stale_fleet_contexts(store, old_fp)
 
 
 def _stale_trust(store: CAStore, current_fp: str) -> list[Dependent]:
@@ -205,11 +216,11 @@ def _stale_trust(store: CAStore, current_fp: str) -> list[Dependent]:
     }
     out = []
     for r in sorted(in_use(store), key=lambda r: (RENEW_KINDS.index(r.kind), r.name)):
-        if trusted(r) == [current_fp]:
+        if all(fps == [current_fp] for fps in copies_trust(r)):
             continue
         if r.kind == "client" and not rewritable(r):
             continue  # nothing certkit could rewrite
-        cmd = renew_command(store, r.kind, r.name, extra[r.kind])
+        cmd = command_for(store, r, extra[r.kind])
         out.append(
             Dependent(r.kind, r.name, r.serial, r.not_after, list(r.installed), cmd, why[r.kind])
         )
@@ -221,10 +232,11 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
     servers = [d for d in report.dependents if d.kind == "server"]
     untrusting = [d for d in servers if not d.trusts_new]
     clients = [d for d in report.dependents if d.kind != "server"]
+    fleet = fleet_servers(store)
     steps = [
         *_section(
             "1. Make every server trust both CAs (keeps its certificate; dockerd must restart):",
-            [_server_cmd(store, d.name, " --bundle-only") for d in untrusting],
+            [_server_cmd(store, d.name, " --bundle-only", fleet) for d in untrusting],
         ),
         *_section(
             "2. Renew clients and CI under the new CA (their ca.pem trusts both CAs):",
@@ -232,7 +244,7 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
         ),
         *_section(
             "3. Renew servers under the new CA (dockerd must restart):",
-            [_server_cmd(store, d.name, "") for d in servers],
+            [_server_cmd(store, d.name, "", fleet) for d in servers],
         ),
     ]
     steps.append(
@@ -244,11 +256,15 @@ def _rotation_steps(store: CAStore, report: RotationReport, new_fp: str) -> None
 
 
 def _section(title: str, commands: list[str]) -> list[str]:
-    """A numbered step and its commands, indented; nothing when no command is left."""
-    return [title, *(f"     {c}" for c in commands)] if commands else []
+    """A numbered step and its commands (each once), indented; nothing when none is left."""
+    return [title, *(f"     {c}" for c in dict.fromkeys(commands))] if commands else []
 
 
-def _server_cmd(store: CAStore, name: str, extra: str) -> str:
+def _server_cmd(store: CAStore, name: str, extra: str, fleet: dict[str, str] | None = None) -> str:
+    """``renew server NAME EXTRA --restart``; for a fleet's server, ``fleet apply``."""
+    inventory = (fleet if fleet is not None else fleet_servers(store)).get(name)
+    if inventory is not None:  # the fleet installs the bundle first by itself (certkit.fleet)
+        return _fleet_cmd(store, inventory)
     return renew_command(store, "server", name, f"{extra} --restart")
 
 
@@ -256,10 +272,11 @@ def _after_finish_steps(store: CAStore, report: RotationReport) -> None:
     servers = [d for d in report.reinstall if d.kind == "server"]
     contexts = [d for d in report.reinstall if d.kind == "client"]
     secrets = [d for d in report.reinstall if d.kind == "ci"]
+    fleet = fleet_servers(store)
     steps = [
         *_section(
             "Re-install tlscacert on servers (dockerd must restart to drop the old CA):",
-            [_server_cmd(store, d.name, " --bundle-only") for d in servers],
+            [_server_cmd(store, d.name, " --bundle-only", fleet) for d in servers],
         ),
         *_section(
             "Re-write the contexts' ca.pem (no restart needed):", [d.command for d in contexts]
@@ -317,16 +334,14 @@ def rotation_hazards(store: CAStore, kind: str, bundle_only: bool) -> list[str]:
         return []
     if kind == "server":
         return lockout_warning(store)
-    new_fp = certs.fingerprint(store.load_cert())
-    now = now_utc()
-    stuck = [
-        r for r in in_use(store) if r.kind == "server" and r.days_left(now) > 0
-        and r.installed and new_fp not in trusted(r)
-    ]  # fmt: skip
+    stuck = servers_untrusting(store)
     if not stuck:
         return []
     names = ", ".join(r.name for r in stuck)
-    commands = "; ".join(renew_command(store, "server", r.name, " --bundle-only") for r in stuck)
+    fleet = fleet_servers(store)
+    commands = "; ".join(
+        dict.fromkeys(_server_cmd(store, r.name, " --bundle-only", fleet) for r in stuck)
+    )
     verb = "trusts" if len(stuck) == 1 else "trust"
     return [
         f"Warning: server {names} still {verb} only the old CA and will refuse this {kind}'s "
@@ -336,22 +351,123 @@ def rotation_hazards(store: CAStore, kind: str, bundle_only: bool) -> list[str]:
 
 def lockout_warning(store: CAStore) -> list[str]:
     """A warning when clients that trust only the old CA will refuse a new-CA server."""
-    new_fp = certs.fingerprint(store.load_cert())
-    now = now_utc()
-    stuck = [
-        r
-        for r in in_use(store)
-        if r.kind in ("client", "ci")
-        and r.days_left(now) > 0
-        and rewritable(r)
-        and new_fp not in trusted(r)
-    ]
+    stuck = server_reissue_hazards(store)
     if not stuck:
         return []
     names = ", ".join(f"{r.kind} {r.name}" for r in stuck)
-    commands = "; ".join(renew_command(store, r.kind, r.name) for r in stuck)
+    commands = "; ".join(dict.fromkeys(command_for(store, r) for r in stuck))
     verb = "trusts" if len(stuck) == 1 else "trust"
     return [
         f"Warning: {names} still {verb} only the old CA and will refuse this server once "
         f"dockerd loads the new certificate; renew before the restart: {commands}"
     ]
+
+
+# ---------------------------------------------------------------- the fleet's part
+
+# certkit.fleet.admin.CLIENT_NAME (not imported: the fleet imports this module).
+FLEET_CLIENT = "certkit-fleet"
+
+
+def copies_trust(record: Record) -> list[list[str]]:
+    """The CA fingerprints of every ``ca.pem`` installed with ``record`` on this machine (the
+    fleet's client has one per docker context); what it was recorded to trust when none is."""
+    found = []
+    for entry in record.installed:
+        path = Path(entry)
+        candidate = path / "ca.pem" if path.is_dir() else path
+        if candidate.name != "ca.pem" or not candidate.is_file():
+            continue
+        try:
+            found.append(bundle_fingerprints(candidate.read_bytes()))
+        except (OSError, UsageError):
+            continue
+    return found or [trusted(record)]
+
+
+def fleet_copies(record: Record) -> list[Path]:
+    """The directories (its own and one per docker context) the fleet's client certificate
+    was written to, that still exist."""
+    return [Path(e) for e in record.installed if Path(e).is_dir()]
+
+
+def _stale_fleet_contexts(store: CAStore, old_fp: str) -> list[Dependent]:
+    """Fleet contexts still holding a client certificate of the old CA (a context written
+    before the fleet's client was renewed, and not rewritten since)."""
+    prev = _previous_cert(store)
+    current = in_use(store)
+    fleet = [r for r in current if (r.kind, r.name) == ("client", FLEET_CLIENT)]
+    if prev is None or not fleet or fleet[0].issuer_fingerprint == old_fp:
+        return []  # the record itself is listed (or there is no fleet client)
+    rec, stale = fleet[0], []
+    for d in fleet_copies(rec):
+        try:
+            cert = certs.load_cert((d / "cert.pem").read_bytes())
+        except (OSError, UsageError):
+            continue
+        if certs.signed_by(cert, prev) and certs.days_left(cert) > 0:
+            stale.append(str(d))
+    if not stale:
+        return []
+    why = f"{len(stale)} docker context(s) still hold its client certificate of the old CA"
+    return [Dependent("client", FLEET_CLIENT, rec.serial, rec.not_after, stale,
+                      command_for(store, rec), why)]  # fmt: skip
+
+
+def fleet_servers(store: CAStore) -> dict[str, str]:
+    """Server name -> the Ansible inventory it was installed through (``fleet apply``)."""
+    return {
+        r.name: _ansible_inventory(r) for r in in_use(store)
+        if r.kind == "server" and _ansible_inventory(r)
+    }  # fmt: skip
+
+
+def _ansible_inventory(record: Record) -> str:
+    target = getattr(record.leaf_origin, "target", None)
+    if not isinstance(target, AnsibleRef):
+        return ""
+    return target.inventory or "INVENTORY"
+
+
+def _fleet_cmd(store: CAStore, inventory: str) -> str:
+    import shlex
+
+    return f"certkit fleet apply {shlex.quote(inventory)}{ca_flag(store)} --restart"
+
+
+def command_for(store: CAStore, record: Record, extra: str = "") -> str:
+    """The command that renews (or re-installs) ``record`` where it is used: ``fleet apply``
+    for the fleet's client (it rewrites every fleet context) and the fleet's servers."""
+    if (record.kind, record.name) == ("client", FLEET_CLIENT):
+        return _fleet_cmd(store, next(iter(fleet_servers(store).values()), "INVENTORY"))
+    if record.kind == "server" and _ansible_inventory(record):
+        return _fleet_cmd(store, _ansible_inventory(record))
+    return renew_command(store, record.kind, record.name, extra)
+
+
+def server_reissue_hazards(store: CAStore) -> list[Record]:
+    """Clients and CI certificates in use that trust only the old CA somewhere they are
+    installed: a server re-issued under the new CA now would be refused by them."""
+    if not store.rotation_under_way():
+        return []
+    new_fp = certs.fingerprint(store.load_cert())
+    now = now_utc()
+    return [
+        r for r in in_use(store)
+        if r.kind in ("client", "ci") and r.days_left(now) > 0 and rewritable(r)
+        and not all(new_fp in fps for fps in copies_trust(r))
+    ]  # fmt: skip
+
+
+def servers_untrusting(store: CAStore) -> list[Record]:
+    """Installed servers in use whose dockerd does not trust the new CA yet (during a
+    rotation): a client certificate of the new CA would be refused there."""
+    if not store.rotation_under_way():
+        return []
+    new_fp = certs.fingerprint(store.load_cert())
+    now = now_utc()
+    return [
+        r for r in in_use(store)
+        if r.kind == "server" and r.days_left(now) > 0 and r.installed
+        and new_fp not in trusted(r)
+    ]  # fmt: skip

@@ -44,7 +44,7 @@ def _host_line(name: str, d: dict[str, Any], check: bool) -> str:
     if d.get("failed"):
         return f"  FAILED   {name}: {msg or 'failed'}"
     if not d.get("changed"):
-        return f"  ok       {name}: converged"
+        return f"  ok       {name}: {'kept (CA rotation)' if d.get('rotation') else 'converged'}"
     word = "pending " if check else "changed "
     return f"  {word} {name}: {msg or 'changed'}"
 
@@ -107,6 +107,13 @@ def apply(
     lines.append(summary)
     if result.contexts:
         lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
+    admin = result.admin
+    if admin.get("issued") or admin.get("contexts_rewritten"):
+        what = f"issued (serial {admin['issued']})" if admin.get("issued") else "kept"
+        n = len(admin["contexts_rewritten"])
+        lines.append(f"Fleet client certificate {what}; {n} fleet contexts rewritten.")
+    notes = {str(d["rotation"]) for d in result.hosts.values() if d.get("rotation")}
+    lines += [f"CA rotation: {n}." for n in sorted(notes)]
     lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
     if failed:
         lines.append(f"Failed: {', '.join(failed)}.")

@@ -57,6 +57,7 @@ class FleetResult:
     check: bool = False
     status: str = ""
     seconds: float = 0.0
+    admin: dict[str, Any] = field(default_factory=dict)  # the fleet client: issued, rewritten
 
     @property
     def failed(self) -> list[str]:
@@ -101,6 +102,7 @@ class FleetResult:
             "contexts_refused": self.contexts_refused,
             "ansible_status": self.status,
             "seconds": round(self.seconds, 2),
+            "admin": self.admin,
         }
 
 
@@ -159,6 +161,7 @@ def apply(opts: FleetOptions) -> FleetResult:
     started = time.monotonic()
     admin = ensure_admin_client(store, opts.renew_within, check=opts.check)
     result = _run_playbook(opts, inventory, store, admin)
+    result.admin = {"issued": admin.issued, "contexts_rewritten": list(admin.rewritten)}
     if opts.serial and result.failed:
         # Ansible ends the play at a batch where every host failed: name who was not run.
         for h in inventory_hosts(inventory, opts.group, opts.limit):
