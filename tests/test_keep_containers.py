@@ -38,10 +38,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import dockerd_available, free_port, sandbox_daemon_settings, short_tempdir, write_json
+from support import (
+    dockerd_available,
+    free_port,
+    run_certkit,
+    sandbox_daemon_settings,
+    short_tempdir,
+    write_json,
+)
 from test_authz_dockerd import tiny_image
 
 from certkit import certs
+from certkit.origins import ServerOrigin
+from certkit.store import CAStore
 
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 # systemd's part for the sandbox dockerd (this machine has no systemd: see the test's docstring).
@@ -191,7 +200,7 @@ def test_a_running_container_survives_renew_restart_keep_containers(host: Host) 
                 "ck-sleep:1", "/usr/bin/sleep", "3600")  # fmt: skip
     # Without --keep-containers: the restart is announced as stopping the container, and does.
     out = host.certkit(
-        "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--restart",
+        "issue-server", "localhost", "--san", "127.0.0.1", "--install", "--restart", "--days", "1",
         "--method", "daemon-json", "--listen", "127.0.0.1", "--port", str(host.port),
     )  # fmt: skip
     assert "the restart stops 1 running container (live-restore is off)" in out, out
@@ -216,4 +225,43 @@ def test_a_running_container_survives_renew_restart_keep_containers(host: Host) 
     assert config["live-restore"] is True
     # And the restarted dockerd serves the renewed certificate.
     cert = certs.load_cert((host.base / "etc-docker/certkit/server-cert.pem").read_bytes())
-    assert host.served_serial() == certs.serial_hex(cert) != first_serial
+    serial = certs.serial_hex(cert)
+    assert host.served_serial() == serial != first_serial
+
+    # Recorded on the server: a scheduled `renew --due --restart` (no flag) keeps the
+    # containers too, even after someone turned live-restore off again.
+    (record,) = [r for r in CAStore().inventory().find(kind="server") if r.serial == serial]
+    assert isinstance(record.origin, ServerOrigin) and record.origin.install
+    assert record.origin.install.keep_containers is True
+    config["live-restore"] = False  # (a reload leaves a setting the file does not name)
+    write_json(host.base / "etc-docker/daemon.json", config)
+    host.run("systemctl", "reload", "docker")
+    deadline = time.monotonic() + 20
+    while host.docker("info", "-f", "{{.LiveRestoreEnabled}}") != "false":
+        assert time.monotonic() < deadline, "dockerd kept live-restore after the reload"
+        time.sleep(0.2)
+    pid_before = host.dockerd_pid()
+    out = host.certkit("renew", "--due", "--renew-at", "0.001", "--restart")
+    assert "Renewed server localhost" in out and "live-restore turned on" in out, out
+    assert host.dockerd_pid() != pid_before
+    again = host.container("c1")
+    assert again["Running"] is True
+    assert (again["Id"], again["StartedAt"], again["Pid"]) == (
+        before["Id"], before["StartedAt"], before["Pid"]
+    )  # fmt: skip
+    assert host.served_serial() not in (serial, first_serial)
+
+
+def test_keep_containers_with_renew_due_needs_restart() -> None:
+    r = run_certkit("renew", "--due", "--keep-containers")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "add --restart" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_fleet_host_var_asks_for_keep_containers() -> None:
+    from certkit.fleet.action import spec_from
+
+    hostvars: dict[str, Any] = {"inventory_hostname": "h1"}
+    assert spec_from({}, hostvars).options.keep_containers is False
+    hostvars["certkit_keep_containers"] = "true"
+    assert spec_from({}, hostvars).options.keep_containers is True
