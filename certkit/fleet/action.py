@@ -148,6 +148,10 @@ def run_action(
     }
     if outcome.diff:
         result["diff"] = {"prepared": outcome.diff}
+    if not outcome.failed:  # issue 28: the authorization policy, where certkit's plugin runs
+        from .policy import with_policy
+
+        with_policy(result, store, target, {host, address}, check=check)
     return result
 
 
