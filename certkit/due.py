@@ -140,6 +140,7 @@ def renew_due(
     progress: Callable[[Renewed], None] | None = None,
     ssh: Reach | None = None,
     renew_at: float | None = None,
+    keep_containers: bool = False,
 ) -> DueReport:
     """Renew every certificate in use expiring within ``within_days`` the way it was issued;
     with ``renew_at``, every one past that fraction of its lifetime instead (``--due``).
@@ -150,6 +151,8 @@ def renew_due(
     One failure does not stop the others; it is reported.  Each server is
     reached as recorded (its target kind, key file, ssh options); ``ssh``'s
     ``--identity`` and ``--ssh-option`` replace those of servers installed over SSH.
+    ``keep_containers`` (with ``restart``) turns live-restore on before each server's
+    restart and is recorded on it; a server recorded so keeps it without the flag.
     """
     require_ca(store)
     if not dry_run:
@@ -166,7 +169,7 @@ def renew_due(
     for r in records:  # everything checked first: a refused install issues nothing
         try:
             setups[r.serial] = (
-                check_server_setup(store, r, _server_install(r, restart, ssh))
+                check_server_setup(store, r, _server_install(r, restart, ssh, keep_containers))
                 if r.kind == "server"
                 else None
             )
@@ -195,9 +198,14 @@ def renew_due(
     return report
 
 
-def _server_install(record: Record, restart: bool, ssh: Reach | None) -> ServerInstall:
+def _server_install(
+    record: Record, restart: bool, ssh: Reach | None, keep_containers: bool = False
+) -> ServerInstall:
     """How bulk renewal re-installs ``record``: as recorded, with ``ssh``'s key file and
-    options for a server installed over SSH."""
+    options for a server installed over SSH (and live-restore first when asked now or
+    recorded: :func:`certkit.renew.server_setup` adds the recorded choice)."""
     over_ssh = isinstance(getattr(record.leaf_origin, "target", None), SSHRef)
     reach = Reach(identity=ssh.identity, ssh_options=ssh.ssh_options) if ssh else Reach()
-    return ServerInstall(restart=restart, reach=reach if over_ssh else Reach())
+    return ServerInstall(
+        restart=restart, reach=reach if over_ssh else Reach(), keep_containers=keep_containers
+    )

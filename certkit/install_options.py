@@ -11,7 +11,7 @@ with :func:`install_options`, which fills what was not given.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .defaults import DEFAULT_INSTALL_METHOD, DEFAULT_LISTEN, DOCKER_TLS_PORT, INSTALL_METHODS
@@ -36,20 +36,21 @@ class InstallOptions:
     # --replace-ca: the host may trust this CA instead of the one it trusts now.  A consent
     # for one run: never recorded, so renewal never replays it.
     replace_ca: bool = False
-    # --keep-containers: turn live-restore on (daemon.json + SIGHUP) before a restart.  A
-    # consent for one run, never recorded (daemon.json keeps live-restore once it is on).
+    # --keep-containers: turn live-restore on (daemon.json + SIGHUP) before a restart.
+    # Recorded once given, so every later renewal (renew --due, the schedule) keeps asking.
     keep_containers: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["replace_ca"]
-        del data["keep_containers"]
+        if not self.keep_containers:  # records written before it existed stay the same
+            del data["keep_containers"]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InstallOptions:
         """Read back :meth:`to_json` (unknown keys ignored, missing ones defaulted)."""
-        return install_options(
+        options = install_options(
             listen=str(data["listen"]) if data.get("listen") else None,
             port=int(data["port"]) if data.get("port") else None,
             cert_dir=str(data["cert_dir"]) if data.get("cert_dir") else None,
@@ -59,6 +60,7 @@ class InstallOptions:
             allow_from=tuple(str(s) for s in data.get("allow_from") or ()),
             firewall_added=tuple(str(s) for s in data.get("firewall_added") or ()),
         )
+        return replace(options, keep_containers=bool(data.get("keep_containers", False)))
 
 
 def install_options(

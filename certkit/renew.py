@@ -494,7 +494,7 @@ def server_setup(record: Record, srv: ServerInstall) -> ServerSetup:
     options = replace(
         options,
         cert_dir=cert_dir,
-        keep_containers=srv.keep_containers,
+        keep_containers=srv.keep_containers or options.keep_containers,  # given now or recorded
         # A flag given now replaces the recorded choice (the two exclude each other).
         keep_insecure=srv.keep_insecure or (options.keep_insecure and not srv.remove_insecure),
         remove_insecure=srv.remove_insecure or (options.remove_insecure and not srv.keep_insecure),

@@ -113,6 +113,22 @@ def revoke(
     return Revoked(store.name, rec, already)
 
 
+def mark_revoked(store: CAStore, serials: list[str], reason: str | None) -> list[str]:
+    """Mark the inventory's certificates among ``serials`` (OpenBao's colon-separated hex)
+    revoked now, those not revoked yet; the inventory serials marked.  OpenBao revoked
+    them: the policy the hosts enforce must list them too."""
+    wanted = {s.replace(":", "").lower().lstrip("0") or "0" for s in serials}
+    marked = []
+    with store.transaction() as inv:
+        for serial in sorted(wanted):
+            rec = inv.get(serial)
+            if rec is not None and rec.kind in REVOKE_KINDS and not rec.revoked_at:
+                rec.revoked_at = _now().isoformat()
+                rec.revoked_reason = reason.strip() if reason else None
+                marked.append(serial)
+    return marked
+
+
 # ---------------------------------------------------------------- the CRL
 
 

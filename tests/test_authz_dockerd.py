@@ -78,7 +78,7 @@ class Host:
         return r.stdout
 
 
-def _image(base: Path) -> Path:
+def tiny_image(base: Path) -> Path:
     """A tiny image: sh, echo and sleep with their libraries (no registry needed)."""
     rootfs = base / "rootfs"
     for prog in ("/bin/sh", "/usr/bin/echo", "/usr/bin/sleep"):
@@ -144,7 +144,7 @@ def host() -> Iterator[Host]:
         )
         daemons.append(d)
         h = Host(base, root, home, config, port, name, unix, d, procs[0], d.proc.pid)
-        h.ok("unix", "import", str(_image(base)), "ck-sleep:1")
+        h.ok("unix", "import", str(tiny_image(base)), "ck-sleep:1")
         h.ok("unix", "run", "-d", "--network", "none", "--name", "s1", "ck-sleep:1",
              "/bin/sh", "-c", "echo hello from s1; exec /usr/bin/sleep 3600")  # fmt: skip
         yield h

@@ -24,7 +24,7 @@ from certkit.host.hostfiles import HostFiles
 from certkit.host.plan import plan_install
 from certkit.host.scripts import parse_docker_info
 from certkit.host.systemd import socket_listens
-from certkit.install_options import install_options
+from certkit.install_options import InstallOptions, install_options
 from certkit.paths import SystemPaths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,7 +280,9 @@ def test_keep_containers_plan_and_the_running_containers_warning() -> None:
     keep = replace(install_options(), keep_containers=True)
     p = plan_install(files_, SystemPaths(), keep, *PEMS)
     assert json.loads(p.new_daemon_json)["live-restore"] is True and p.reload_first
-    assert "keep_containers" not in keep.to_json()  # never recorded for renewal
+    assert keep.to_json()["keep_containers"] is True  # recorded: renewals keep asking
+    assert InstallOptions.from_json(keep.to_json()) == keep
+    assert "keep_containers" not in install_options().to_json()  # older records unchanged
     files_.swarm = "active"
     with pytest.raises(UsageError, match="refuses on a swarm node"):
         plan_install(files_, SystemPaths(), keep, *PEMS)

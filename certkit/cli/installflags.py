@@ -43,7 +43,7 @@ ALLOW_FROM = typer.Option(
 
 
 def with_keep_containers(options: InstallOptions, keep: bool, restart: bool) -> InstallOptions:
-    """``options`` with ``--keep-containers`` when given (a consent for this run only);
+    """``options`` with ``--keep-containers`` when given (recorded: renewals keep asking);
     refused without ``--restart`` (the reload that turns live-restore on goes with it)."""
     if not keep:
         return options

@@ -77,6 +77,12 @@ def renew_main(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --due/--expiring-within: list what is due, change nothing."
     ),
+    keep_containers: bool = typer.Option(
+        False,
+        "--keep-containers",
+        help="With --restart: turn live-restore on first on each server renewed (daemon.json, "
+        "then SIGHUP), so its running containers survive; recorded, so later runs keep it.",
+    ),
     ca: str = typer.Option(
         None,
         "--ca",
@@ -106,6 +112,7 @@ def renew_main(
             or renew_at is not None
             or restart
             or dry_run
+            or keep_containers
             or identity
             or ssh_option
         ):
@@ -121,20 +128,27 @@ def renew_main(
     if not due and expiring_within is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
+    if keep_containers and not restart:
+        raise UsageError(
+            "--keep-containers turns live-restore on just before certkit's restart: add --restart."
+        )
     ssh = reach.group(None, False, identity, ssh_option)
     fraction = None
     if due:
         from ..records import check_renew_at
 
         fraction = check_renew_at(RENEW_AT_FRACTION if renew_at is None else renew_at)
-    _renew_due(ca, Due(expiring_within or 0.0, fraction), restart, dry_run, json_out, ssh)
+    rule = Due(expiring_within or 0.0, fraction, keep_containers)
+    _renew_due(ca, rule, restart, dry_run, json_out, ssh)
 
 
 class Due(NamedTuple):
-    """Which rule selects what is due: ``within`` days of the end, or past ``renew_at``."""
+    """Which rule selects what is due: ``within`` days of the end, or past ``renew_at``
+    (and whether servers keep their containers across the restart)."""
 
     within: float
     renew_at: float | None
+    keep_containers: bool = False
 
     def rule(self) -> str:
         if self.renew_at is None:
@@ -191,6 +205,7 @@ def _renew_due_in(
         dry_run=dry_run,
         renew_at=due.renew_at,
         ssh=ssh,
+        keep_containers=due.keep_containers,
     )
     lines: list[str] = []
     if dry_run and report.due:

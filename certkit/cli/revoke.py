@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from . import reach
 from .output import CA_OPTION, JSON_OPTION, emit
 from .root import app
+
+if TYPE_CHECKING:
+    from ..store import CAStore
 
 policy_app = typer.Typer(
     help="The access policy certkit's authorization plugin enforces on each Docker host.",
@@ -51,28 +56,20 @@ def revoke(
 
     dockerd itself cannot revoke (it still completes the TLS handshake): the
     plugin installed by `certkit policy push HOST` is the gate.  Renewal never
-    re-issues a revoked certificate.
+    re-issues a revoked certificate.  For a CA bound to OpenBao, every unexpired
+    certificate OpenBao issued to that person (client or CI name) is revoked
+    there too: its CRL and OCSP say so, and her renewal login is refused.
 
     Example: certkit revoke alice --reason keyCompromise
 
     Exit codes: 0 revoked (and pushed), 1 a host could not be updated, 2 bad input.
     """
+    from ..openbao.binding import is_openbao
     from ..revoke import push_policy
-    from ..revoke import revoke as _revoke
     from ..store import CAStore
 
     store = CAStore(ca)
-    done = _revoke(store, what, reason, kind)
-    rec = done.record
-    when = (rec.revoked_at or "")[:19]
-    lines = [
-        f"{rec.kind} {rec.name} (serial {rec.serial}) "
-        + ("was already revoked" if done.already else "revoked")
-        + f" on {when}"
-        + (f": {rec.revoked_reason}" if rec.revoked_reason else "")
-        + "."
-    ]
-    data = done.to_json()
+    data, lines = _revoke_recorded(store, what, reason, kind, bound=is_openbao(store))
     ok = True
     if no_push:
         lines.append(f"Not pushed. Next: certkit policy push HOST{_flag(ca)} for each host.")
@@ -84,6 +81,54 @@ def revoke(
     emit(json_out, data, lines)
     if not ok:
         raise typer.Exit(1)
+
+
+def _revoke_recorded(
+    store: CAStore, what: str, reason: str | None, kind: str | None, *, bound: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """Revoke ``what`` in the inventory and, for a CA bound to OpenBao, the person's
+    certificates in OpenBao (a name only OpenBao knows is revoked there alone); the JSON
+    document and the lines to print."""
+    from ..errors import UsageError
+    from ..revoke import revoke as _revoke
+
+    try:
+        done = _revoke(store, what, reason, kind)
+    except UsageError:
+        if not bound or kind == "server":
+            raise
+        done = None
+    data: dict[str, Any] = {"ca": store.name, "name": what}
+    lines = []
+    if done is not None:
+        rec = done.record
+        data = done.to_json()
+        lines.append(
+            f"{rec.kind} {rec.name} (serial {rec.serial}) "
+            + ("was already revoked" if done.already else "revoked")
+            + f" on {(rec.revoked_at or '')[:19]}"
+            + (f": {rec.revoked_reason}" if rec.revoked_reason else "")
+            + "."
+        )
+    if bound and (done is None or done.record.kind != "server"):
+        from ..openbao.revoke import revoke_identity
+
+        person = done.record.subject if done is not None else what
+        serials = revoke_identity(store, person)
+        if done is None and not serials:
+            raise UsageError(
+                f"Neither CA {store.name!r}'s inventory nor its OpenBao mount has an unexpired "
+                f"certificate for {what!r}; see `certkit list`."
+            )
+        from ..revoke import mark_revoked
+
+        also = mark_revoked(store, serials, reason)  # her other certificates, in the policy too
+        data["openbao"] = {"identity": person, "revoked": serials, "also_recorded": also}
+        lines.append(
+            f"OpenBao: revoked {len(serials)} certificate(s) of {person!r} (CRL and OCSP; "
+            "the cert login got the new CRL)."
+        )
+    return data, lines
 
 
 def _flag(ca: str) -> str:

@@ -11,6 +11,7 @@ only travels inside the write script, on the connection's standard input.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def spec_from(args: dict[str, Any], hostvars: dict[str, Any]) -> HostSpec:
         remove_insecure=_bool(args.get("remove_insecure")),
         allow_from=check_sources(_sans(args.get("allow_from"))),
     )
+    if _bool(hostvars.get("certkit_keep_containers")):  # live-restore on before a restart
+        options = replace(options, keep_containers=True)
     return HostSpec(
         str(name),
         _sans(args.get("sans")),
@@ -145,6 +148,10 @@ def run_action(
     }
     if outcome.diff:
         result["diff"] = {"prepared": outcome.diff}
+    if not outcome.failed:  # issue 28: the authorization policy, where certkit's plugin runs
+        from .policy import with_policy
+
+        with_policy(result, store, target, {host, address}, check=check)
     return result
 
 

@@ -78,6 +78,9 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
     daemon.json and the drop-in (links followed only in safe directories), the certificate
     files (never links) in the certificate directory (certkit's own, under safe parents)."""
     cert_files = list(paths.cert_files.values())
+    names = [PurePosixPath(p).name for p in cert_files]
+    if PurePosixPath(paths.authz_policy).parent == PurePosixPath(paths.cert_dir):
+        names.append(PurePosixPath(paths.authz_policy).name)  # the authz plugin's policy
     return WriteTargets(
         followed=[
             PurePosixPath(paths.daemon_json),
@@ -86,7 +89,7 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
         ],
         never_links=[PurePosixPath(p) for p in cert_files],
         private_dir=PurePosixPath(paths.cert_dir),
-        private_names=[PurePosixPath(p).name for p in cert_files],
+        private_names=names,
     )
 
 

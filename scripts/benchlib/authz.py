@@ -17,6 +17,7 @@ import ssl
 import statistics
 import subprocess
 import time
+from typing import Any
 
 
 def request_latencies(host: str, port: int, ctx: ssl.SSLContext, runs: int = 300) -> list[float]:
@@ -98,3 +99,128 @@ def summary(without: list[float], with_plugin: list[float]) -> dict[str, float]:
         "p50_added_ms": round(p50_1 - p50_0, 3),
         "p99_added_ms": round(p99_1 - p99_0, 3),
     }
+
+
+# ---------------------------------------------------------------- revoke -> denial on N hosts
+
+
+def _certkit(*args: str) -> str:
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "certkit", *args], capture_output=True, text=True, timeout=1200
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"certkit {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _client(work: str, name: str) -> ssl.SSLContext:
+    """``name``'s client certificate (``client-context --client-only``) as a TLS context."""
+    out = os.path.join(work, name)
+    _certkit("client-context", name, "--client-only", "--out", out)
+    ctx = ssl.create_default_context(cafile=os.path.join(out, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(out, "cert.pem"), os.path.join(out, "key.pem"))
+    return ctx
+
+
+def _status(address: str, ctx: ssl.SSLContext) -> int:
+    conn = http.client.HTTPSConnection(address, 2376, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/_ping")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _until_denied(addresses: list[str], ctx: ssl.SSLContext, started: float) -> float:
+    """Seconds from ``started`` until every address answers 403 (polled every 50 ms)."""
+    left = set(addresses)
+    while left:
+        left = {a for a in left if _status(a, ctx) != 403}
+        if left:
+            if time.monotonic() - started > 300:
+                raise SystemExit(f"still allowed after 300 s: {sorted(left)}")
+            time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def bench_revoke(work: str, count: int = 12) -> dict[str, object]:
+    """Boot ``count`` lab hosts (tests/lab.py), install TLS with ``fleet apply``, put the
+    plugin on each (``policy push``), then time revoke -> denial on every host: pushed by
+    ``certkit revoke``, and by ``revoke --no-push`` + ``fleet apply``; and the plugin's
+    added latency on one host (kept-alive ``GET /version`` and whole ``docker version``)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from lab import booted_lab
+    from test_fleet import inventory
+
+    os.environ["CERTKIT_HOME"] = os.path.join(work, "home")
+    os.environ["DOCKER_CONFIG"] = os.path.join(work, "docker")
+    _certkit("init-ca")
+    result: dict[str, object] = {"hosts": count}
+    with booted_lab() as lab:
+        t0 = time.monotonic()
+        hosts = lab.boot(count)
+        result["boot_s"] = round(time.monotonic() - t0, 1)
+        inv = str(inventory(Path(work) / "hosts.ini", hosts))
+        _certkit("fleet", "apply", inv, "--restart")
+        for i, h in enumerate(hosts, 1):
+            _certkit("policy", "push", f"h{i}", *h.cli_args("root"))
+        addresses = [h.address for h in hosts]
+        alice, bob = _client(work, "alice"), _client(work, "bob")
+        assert all(_status(a, alice) == 200 for a in addresses)
+        known = " ".join(str(h.known_hosts) for h in hosts)
+        started = time.monotonic()
+        _certkit(
+            "revoke", "alice", "--identity", str(hosts[0].key),
+            "--ssh-option", f"UserKnownHostsFile={known}", "--ssh-option", "IdentitiesOnly=yes",
+        )  # fmt: skip
+        result["revoke_push_s"] = round(time.monotonic() - started, 2)
+        result["revoke_to_denial_s"] = round(_until_denied(addresses, alice, started), 2)
+        _certkit("revoke", "bob", "--no-push")
+        started = time.monotonic()
+        _certkit("fleet", "apply", inv)
+        result["fleet_apply_s"] = round(time.monotonic() - started, 2)
+        result["fleet_apply_to_denial_s"] = round(_until_denied(addresses, bob, started), 2)
+        result["latency"] = _lab_latency(work, hosts[0], hosts[1])
+    return result
+
+
+def _lab_latency(work: str, with_host: Any, without_host: Any) -> dict[str, object]:
+    """The plugin's added latency: two identical lab hosts, the plugin taken off the second
+    (daemon.json + SIGHUP, the docs' recovery line), measured in alternating rounds so the
+    shared machine's load drifts the same way on both."""
+    ctx = _client(work, "lat")
+    config = os.environ["DOCKER_CONFIG"]
+    for name, h in (("lat-with", with_host), ("lat-without", without_host)):
+        _certkit("client-context", name, "--host", str(h.address))
+    without_host.check(
+        'python3 -c \'import json; p="/etc/docker/daemon.json"; c=json.load(open(p)); '
+        'c.pop("authorization-plugins"); json.dump(c, open(p, "w"))\' && '
+        "kill -HUP $(cat /var/run/docker.pid) && sleep 2"
+    )
+    req: dict[str, list[float]] = {"with": [], "without": []}
+    cli: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(8):
+        req["with"] += request_latencies(str(with_host.address), 2376, ctx, 50)
+        req["without"] += request_latencies(str(without_host.address), 2376, ctx, 50)
+        cli["with"] += cli_latencies("lat-with", config, 5)
+        cli["without"] += cli_latencies("lat-without", config, 5)
+    return {
+        "get_version_kept_alive": summary(req["without"], req["with"]),
+        "docker_version_cli": summary(cli["without"], cli["with"]),
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="revoke -> denial on N lab hosts (issue 28)")
+    parser.add_argument("--hosts", type=int, default=12)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ck-authz-bench-") as tmp:
+        print(json.dumps(bench_revoke(tmp, args.hosts), indent=2))
