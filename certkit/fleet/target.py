@@ -21,7 +21,14 @@ from ..errors import CertkitError
 from ..host import engine
 from ..host.engine import Transport
 from ..host.hostfiles import HostFiles
-from ..host.remote import ScriptTarget, host_files_from_lines, read_host_script
+from ..host.remote import (
+    ScriptTarget,
+    host_files_from_lines,
+    read_host_script,
+    remote_read_paths,
+    remote_write_targets,
+)
+from ..host.scripts import DOCKER_INFO_PROBE, read_script
 from ..paths import SystemPaths
 from ..targets import AnsibleRef
 
@@ -50,6 +57,10 @@ class AnsibleTarget(ScriptTarget):
     host: str  # the inventory name, for messages
     docker_state: str = "unknown"  # docker.service's state when the host was read
     address: str = ""  # where its TLS port is reached (ansible_host); "": the inventory name
+    # Probe ufw, firewalld and nftables in the read step: only when certkit_allow_from is
+    # set (each probe costs 0.3-1.8 s a host, every run; without sources there is no rule
+    # to add or remove).
+    firewall_probe: bool = True
     _files: HostFiles | None = field(default=None, repr=False)
 
     @property
@@ -81,10 +92,19 @@ class AnsibleTarget(ScriptTarget):
         """daemon.json, units, drop-ins and certificate files (read once, then kept);
         also notes docker.service's state in :attr:`docker_state`."""
         if self._files is None:
-            lines = self.run_script(_DOCKER_STATE + "\n" + read_host_script(self.system))
+            script = read_host_script(self.system)
+            if not self.firewall_probe:
+                # read_host_script without the firewall probe (docker info's stays: it
+                # tells a restart's cost).
+                singles, globs = remote_read_paths(self.system)
+                script = read_script(singles, globs, remote_write_targets(self.system))
+                script += DOCKER_INFO_PROBE if str(self.system.root) == "/" else ""
+            lines = self.run_script(_DOCKER_STATE + "\n" + script)
             states = [ln[len(_STATE) :] for ln in lines if ln.startswith(_STATE)]
             self.docker_state = states[0].strip() if states else "unknown"
             self._files = host_files_from_lines(lines, self.system, self.host)
+            if not self.firewall_probe:
+                self._files.firewall = None  # not read: the plan leaves the firewall alone
         return self._files
 
     def where(self, path: str) -> str:
