@@ -25,7 +25,7 @@ from ..store import CAStore
 from ..targets import AnsibleRef
 from .converge import RENEW_WITHIN, Converge, HostSpec
 from .secrets import receive
-from .target import AnsibleTarget, Runner
+from .target import AnsibleTarget, HostUnreachable, Runner
 
 ARGS = frozenset(
     {
@@ -154,8 +154,10 @@ def run_action(
         restart = _bool(args.get("restart"))
         outcome = Converge(store, target, spec, address, restart, check, client).run()
     except CertkitError as e:
-        return {"changed": False, "failed": True, "msg": str(e), "certkit": {"host": host}}
+        data = {"host": host, "unreachable": isinstance(e, HostUnreachable)}
+        return {"changed": False, "failed": True, "msg": str(e), "certkit": data}
     data = outcome.to_json()
+    data["unreachable"] = target.unreachable
     result: dict[str, Any] = {
         "changed": outcome.changed,
         "failed": outcome.failed,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import CertkitError
+from ..errors import CertkitError, OperationError
 from ..host import engine
 from ..host.engine import Transport
 from ..host.hostfiles import HostFiles
@@ -47,6 +47,15 @@ _DOCKER_STATE = (
 )
 
 
+class HostUnreachable(OperationError):
+    """Ansible's connection to the host failed (refused, timed out, or its link went
+    silent and the keep-alives gave up)."""
+
+    def __init__(self, why: str) -> None:
+        why = " ".join(why.split()) or "no message"
+        super().__init__(f"The connection to the host failed: {why[:300]}")
+
+
 @dataclass
 class AnsibleTarget(ScriptTarget):
     """A host as Ansible reaches it; implements :class:`~certkit.host.target.Target`."""
@@ -61,6 +70,7 @@ class AnsibleTarget(ScriptTarget):
     # set (each probe costs 0.3-1.8 s a host, every run; without sources there is no rule
     # to add or remove).
     firewall_probe: bool = True
+    unreachable: bool = False  # the connection failed (see :class:`HostUnreachable`)
     _files: HostFiles | None = field(default=None, repr=False)
 
     @property
@@ -78,6 +88,9 @@ class AnsibleTarget(ScriptTarget):
         and reading of its output as every other target)."""
         try:
             return engine.run(self.run, script, self.host)
+        except HostUnreachable:
+            self.unreachable = True
+            raise
         except CertkitError as e:
             # The host scripts speak to --ssh users; the fleet has no --sudo: its way to
             # become root is the inventory's ansible_become.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
 
@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 # imported (about 0.6-0.9 s of imports each otherwise, all on the controller's cores).
 try:
     from certkit.fleet.action import preload, run_action
+    from certkit.fleet.target import HostUnreachable
 except ImportError as e:  # the controller's Python lacks certkit
     _MISSING: ImportError | None = e
 else:
@@ -35,9 +36,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             )
 
         def sh(script: str) -> tuple[int, str, str]:
-            done = self._low_level_execute_command(
-                "/bin/sh -s", sudoable=True, in_data=to_bytes(script)
-            )
+            try:
+                done = self._low_level_execute_command(
+                    "/bin/sh -s", sudoable=True, in_data=to_bytes(script)
+                )
+            except AnsibleConnectionFailure as e:
+                # A failed host, not only an unreachable one: --max-fail counts it.
+                raise HostUnreachable(f"{self._task.get_name()}: {e}".strip()) from None
             return int(done["rc"]), to_text(done["stdout"]), to_text(done["stderr"])
 
         hostvars = {
