@@ -171,3 +171,22 @@ def test_dead_host_fails_alone_within_the_timeout(lab: Lab, tmp_path: Path) -> N
     assert rc == 1, text
     assert "  ok       h1: converged" in text and "  FAILED   h2: " in text
     assert "  FAILED   h3: not run: an earlier batch failed" in text
+
+
+def test_refusal_names_ansible_become_not_sudo() -> None:
+    """A host script's "pass --sudo" (the --ssh wording) reads as the inventory's way."""
+    from certkit.errors import UsageError
+    from certkit.host.engine import REFUSED_PREFIX
+
+    target = AnsibleTarget(
+        _recording_local_sh([]), remote_paths(None, None), AnsibleRef(host="h1"), "h1"
+    )
+    with pytest.raises(UsageError) as caught:
+        target.run_script(
+            f'echo "{REFUSED_PREFIX}Writing /etc/docker needs root: connect as root or '
+            'pass --sudo."; exit 3'
+        )
+    assert caught.value.message == (
+        "Writing /etc/docker needs root: connect as root or set ansible_become=true for "
+        "this host in the inventory."
+    )
