@@ -71,19 +71,30 @@ def _recording_local_sh(scripts: list[str]):  # type: ignore[no-untyped-def]
     return run
 
 
-@pytest.mark.parametrize("probe", [False, True])
-def test_read_step_probes_the_firewall_only_when_asked(probe: bool) -> None:
+@pytest.mark.parametrize(
+    ("probe", "installed", "read"), [(True, True, True), (False, False, True), (False, True, False)]
+)
+def test_read_step_probes_the_firewall_only_when_asked(
+    tmp_path: Path, probe: bool, installed: bool, read: bool
+) -> None:
+    """Without certkit_allow_from the firewall is read on a first install only (for its
+    warning about an open port), not on every run of an installed host."""
+    cert_dir = tmp_path / "certs"
+    cert_dir.mkdir()
+    if installed:
+        (cert_dir / "server-cert.pem").write_text("a certificate\n")
     scripts: list[str] = []
     target = AnsibleTarget(
-        _recording_local_sh(scripts), remote_paths(None, None), AnsibleRef(host="here"), "here"
+        _recording_local_sh(scripts),
+        remote_paths(None, str(cert_dir)),
+        AnsibleRef(host="here"),
+        "here",
     )
     target.firewall_probe = probe
     files = target.read_files()
-    assert len(scripts) == 1
-    assert ("ufw status" in scripts[0]) is probe
-    assert ("firewall-cmd --state" in scripts[0]) is probe
+    assert len(scripts) == 1 and "ufw status" in scripts[0]
+    assert (files.firewall is not None) is read
     assert "docker info" in scripts[0]  # a restart's cost is still known
-    assert (files.firewall is not None) is probe
 
 
 # ---------------------------------------------------------------- lab hosts

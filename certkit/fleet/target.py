@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import CertkitError, OperationError
 from ..host import engine
 from ..host.engine import Transport
+from ..host.firewall import PROBE
 from ..host.hostfiles import HostFiles
 from ..host.remote import (
     ScriptTarget,
@@ -29,6 +30,7 @@ from ..host.remote import (
     remote_write_targets,
 )
 from ..host.scripts import DOCKER_INFO_PROBE, read_script
+from ..host.ssh import sh_quote
 from ..paths import SystemPaths
 from ..targets import AnsibleRef
 
@@ -36,6 +38,7 @@ from ..targets import AnsibleRef
 Runner = Transport
 
 _STATE = "CERTKIT-DOCKER "
+_FIREWALL = "CERTKIT-FW "  # the tag of the firewall probe's lines (host.firewall.PROBE)
 
 # docker.service's state once it settles (Restart=on-failure shows "activating" for a
 # moment before "failed": poll, don't read once; facts doc section 7).
@@ -106,17 +109,19 @@ class AnsibleTarget(ScriptTarget):
         also notes docker.service's state in :attr:`docker_state`."""
         if self._files is None:
             script = read_host_script(self.system)
-            if not self.firewall_probe:
-                # read_host_script without the firewall probe (docker info's stays: it
-                # tells a restart's cost).
+            if not self.firewall_probe and str(self.system.root) == "/":
+                # read_host_script with the firewall probe only on a first install (no
+                # certificate there yet: its warning about an open port is worth the
+                # cost once), docker info's always (it tells a restart's cost).
                 singles, globs = remote_read_paths(self.system)
+                cert = sh_quote(str(self.system.cert_files["cert"]))
                 script = read_script(singles, globs, remote_write_targets(self.system))
-                script += DOCKER_INFO_PROBE if str(self.system.root) == "/" else ""
+                script += f"if [ ! -e {cert} ]; then\n{PROBE}fi\n{DOCKER_INFO_PROBE}"
             lines = self.run_script(_DOCKER_STATE + "\n" + script)
             states = [ln[len(_STATE) :] for ln in lines if ln.startswith(_STATE)]
             self.docker_state = states[0].strip() if states else "unknown"
             self._files = host_files_from_lines(lines, self.system, self.host)
-            if not self.firewall_probe:
+            if not any(ln.startswith(_FIREWALL) for ln in lines):
                 self._files.firewall = None  # not read: the plan leaves the firewall alone
         return self._files
 
