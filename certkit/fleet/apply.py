@@ -291,9 +291,10 @@ def _run(
     """ansible-runner's run of the bundled playbook in the private data dir ``work``."""
     from .. import ansible
 
+    between = bool(opts.serial and (opts.gate or opts.pause))
     return ansible_runner.run(
         private_data_dir=work,
-        playbook=str(ansible.APPLY_PLAYBOOK),
+        playbook=str(ansible.ROLLING_PLAYBOOK if between else ansible.APPLY_PLAYBOOK),
         inventory=inventory,
         limit=opts.limit,
         forks=opts.forks,
