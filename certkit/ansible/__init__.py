@@ -14,3 +14,4 @@ from pathlib import Path
 COLLECTIONS_PATH = Path(__file__).resolve().parent
 COLLECTION = COLLECTIONS_PATH / "ansible_collections" / "certkit" / "docker"
 APPLY_PLAYBOOK = COLLECTION / "playbooks" / "apply.yml"
+ROLLING_PLAYBOOK = COLLECTION / "playbooks" / "rolling.yml"  # --gate, --pause between batches

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from ..defaults import RENEW_WINDOW_DAYS
-from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit
+from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit, say
 from .root import app
 
 fleet_app = typer.Typer(
@@ -76,6 +76,30 @@ def apply(
         help="Take names other hosts' active certificates hold (they moved); with --contexts, "
         "replace contexts certkit did not write for that host.",
     ),
+    timeout: float = typer.Option(
+        15.0,
+        "--timeout",
+        help="Seconds to connect to a host; a host whose link goes silent fails after about "
+        "as long (SSH keep-alives).",
+    ),
+    task_timeout: int = typer.Option(
+        300, "--task-timeout", help="Seconds one host's whole step may take (0: no limit)."
+    ),
+    max_fail: int = typer.Option(
+        None,
+        "--max-fail",
+        metavar="PERCENT",
+        help="Stop before the next batch once more than PERCENT of a batch failed; "
+        "--serial 1 --max-fail 0 stops at the first failure.",
+    ),
+    pause: float = typer.Option(0.0, "--pause", help="Seconds to wait between batches."),
+    gate: str = typer.Option(
+        None,
+        "--gate",
+        metavar="COMMAND",
+        help="Shell command run here after each batch (CERTKIT_BATCH: its hosts); "
+        "its failure stops the run.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Converge every host to mutual TLS: a good certificate, daemon.json, dockerd serving it.
@@ -88,16 +112,25 @@ def apply(
     from ..fleet.apply import FleetOptions
     from ..fleet.apply import apply as run_apply
 
+    printed: set[str] = set()
+
+    def progress(name: str, d: dict[str, Any]) -> None:
+        # Each host's line as it finishes (a rolling run can take minutes).
+        printed.add(name)
+        say(_host_line(name, d, check))
+        for ln in str(d.get("diff") or "").splitlines() if check else ():
+            say("      " + ln)
+
     opts = FleetOptions(
         inventory, group, limit, restart, check, serial, forks, contexts, ca, renew_within,
-        docker_config, force,
+        docker_config, force, timeout, task_timeout, max_fail, pause, gate,
+        on_host=None if json_out else progress,
     )  # fmt: skip
     result = run_apply(opts)
     lines = []
     for h, d in sorted(result.hosts.items()):
-        lines.append(_host_line(h, d, check))
-        if check and d.get("diff"):
-            lines += ["      " + ln for ln in str(d["diff"]).splitlines()]
+        if h not in printed:  # named only in Ansible's recap, or never run
+            lines.append(_host_line(h, d, check))
     changed, failed = result.changed, result.failed
     summary = (
         f"{len(result.hosts)} hosts: {len(changed)} {'to change' if check else 'changed'}, "
@@ -115,6 +148,8 @@ def apply(
     notes = {str(d["rotation"]) for d in result.hosts.values() if d.get("rotation")}
     lines += [f"CA rotation: {n}." for n in sorted(notes)]
     lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
+    if result.stopped:
+        lines.append(f"Stopped: {result.stopped}.")
     if failed:
         lines.append(f"Failed: {', '.join(failed)}.")
     elif result.not_serving and not check:

@@ -26,7 +26,7 @@ from ..store import CAStore
 from ..targets import AnsibleRef
 from .converge import RENEW_WITHIN, Converge, HostSpec
 from .secrets import receive
-from .target import AnsibleTarget, Runner
+from .target import AnsibleTarget, HostUnreachable, Runner
 
 ARGS = frozenset(
     {
@@ -35,6 +35,24 @@ ARGS = frozenset(
         "allow_from",
     }
 )  # fmt: skip
+
+
+# What a host's step imports lazily (the store's SQLite inventory, the TLS probe, the
+# issuing and planning code): :func:`preload` imports it in Ansible's main process.
+_PRELOAD = (
+    "ssl", "sqlite3", "certkit.inventory", "certkit.placement", "certkit.ca",
+    "certkit.host.target", "certkit.host.engine", "certkit.untrusted",
+    "cryptography.x509", "cryptography.hazmat.primitives.serialization",
+)  # fmt: skip
+
+
+def preload() -> None:
+    """Import what :func:`run_action` needs, once, before Ansible forks its workers (each
+    worker then starts with it imported instead of importing it again)."""
+    import importlib
+
+    for name in _PRELOAD:
+        importlib.import_module(name)
 
 
 def _bool(value: Any) -> bool:
@@ -134,12 +152,15 @@ def run_action(
         target = AnsibleTarget(
             run, remote_paths(None, spec.options.cert_dir), host_ref(hostvars), host
         )
+        target.firewall_probe = bool(spec.options.allow_from)
         address = str(hostvars.get("ansible_host") or host)
         restart = _bool(args.get("restart"))
         outcome = Converge(store, target, spec, address, restart, check, client).run()
     except CertkitError as e:
-        return {"changed": False, "failed": True, "msg": str(e), "certkit": {"host": host}}
+        data = {"host": host, "unreachable": isinstance(e, HostUnreachable)}
+        return {"changed": False, "failed": True, "msg": str(e), "certkit": data}
     data = outcome.to_json()
+    data["unreachable"] = target.unreachable
     result: dict[str, Any] = {
         "changed": outcome.changed,
         "failed": outcome.failed,

@@ -14,19 +14,23 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..paths import STORE_ENV, store_root
 from ..store import PASSPHRASE_ENV, CAStore
 from .admin import AdminClient, ensure_admin_client, write_contexts
 from .converge import RENEW_WITHIN
+from .events import Timeline, add_silent_failures, take
 from .inventory import ansible_tool, check_inventory, inventory_hosts
 from .secrets import runner_environment
 
-ACTION = "certkit.docker.daemon_tls"
-_RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
+TIMEOUT = 15.0  # seconds: SSH connect; a silent link is dropped after about as long
+TASK_TIMEOUT = 300  # seconds: one host's whole step (read, issue, write, restart, rollback)
 
 
 @dataclass
@@ -45,6 +49,12 @@ class FleetOptions:
     renew_within: float = RENEW_WITHIN
     docker_config: str | None = None
     force: bool = False  # names moved between hosts; contexts that are not certkit's replaced
+    timeout: float = TIMEOUT  # SSH connect and keep-alive bound
+    task_timeout: int = TASK_TIMEOUT  # one host's step, end to end (0: none)
+    max_fail: int | None = None  # Ansible's max_fail_percentage per batch (0: first failure)
+    pause: float = 0.0  # seconds between batches (with serial)
+    gate: str | None = None  # a controller command run after each batch; non-zero: stop
+    on_host: Callable[[str, dict[str, Any]], None] | None = None  # progress, as hosts finish
 
 
 @dataclass
@@ -58,6 +68,8 @@ class FleetResult:
     status: str = ""
     seconds: float = 0.0
     admin: dict[str, Any] = field(default_factory=dict)  # the fleet client: issued, rewritten
+    stopped: str = ""  # why later batches were not run (a health gate failed)
+    timings: dict[str, float] = field(default_factory=dict)  # where the run's time went
 
     @property
     def failed(self) -> list[str]:
@@ -75,7 +87,10 @@ class FleetResult:
         if not self.hosts:
             return False
         return (
-            not self.failed and not self.contexts_refused and (self.check or not self.not_serving)
+            not self.failed
+            and not self.stopped
+            and not self.contexts_refused
+            and (self.check or not self.not_serving)
         )
 
     @property
@@ -101,8 +116,10 @@ class FleetResult:
             "contexts": self.contexts,
             "contexts_refused": self.contexts_refused,
             "ansible_status": self.status,
+            "stopped": self.stopped,
             "seconds": round(self.seconds, 2),
             "admin": self.admin,
+            "timings": self.timings,
         }
 
 
@@ -113,6 +130,14 @@ def _check_options(opts: FleetOptions) -> None:
         raise UsageError(f"--forks must be 1 or more, got {opts.forks}.")
     if opts.renew_within < 0:
         raise UsageError(f"--renew-within must be 0 or more days, got {opts.renew_within:g}.")
+    if not 1 <= opts.timeout <= 3600:
+        raise UsageError(f"--timeout must be 1 to 3600 seconds, got {opts.timeout:g}.")
+    if not 0 <= opts.task_timeout <= 86400:
+        raise UsageError(f"--task-timeout must be 0 to 86400 seconds, got {opts.task_timeout}.")
+    if opts.max_fail is not None and not 0 <= opts.max_fail <= 100:
+        raise UsageError(f"--max-fail must be a percentage, 0 to 100, got {opts.max_fail}.")
+    if opts.pause < 0:
+        raise UsageError(f"--pause must be 0 or more seconds, got {opts.pause:g}.")
 
 
 def _need_ansible() -> None:
@@ -126,19 +151,36 @@ def _need_ansible() -> None:
     ansible_tool("ansible-playbook")
 
 
-def _env() -> dict[str, str]:
+def _env(opts: FleetOptions) -> dict[str, str]:
     """ansible-playbook's environment on top of ours (no secret: see :mod:`.secrets`)."""
     from .. import ansible
 
-    return {
+    # A silent link (a host gone mid-run) would hold a connection, even one multiplexed
+    # over an open control master, until TCP gives up (15 minutes): keep-alives drop it
+    # after about ``timeout`` seconds, and the task timeout bounds the host's whole step.
+    alive = max(1, round(opts.timeout / 3))
+    env = {
         "ANSIBLE_COLLECTIONS_PATH": str(ansible.COLLECTIONS_PATH),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         # ansible-runner turns host key checking off unless told: certkit forces it on, as
         # its --ssh does (the extra variables below override the inventory's too).
         "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_NOCOLOR": "1",  # Ansible's messages end up in ours: no colour codes
+        "ANSIBLE_TIMEOUT": str(round(opts.timeout)),
+        "ANSIBLE_TASK_TIMEOUT": str(opts.task_timeout),
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s "
+        f"-o ServerAliveInterval={alive} -o ServerAliveCountMax=3",
+        # Control masters of certkit's own, each made with those keep-alives: one that
+        # another Ansible run left open (without them) is not reused.
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(Path("~/.ansible/cp-certkit").expanduser()),
         "PATH": f"{Path(ansible_tool('ansible-playbook')).parent}{os.pathsep}"
         + os.environ.get("PATH", ""),
     }
+    if os.environ.get(STORE_ENV):
+        # The workers run in ansible-runner's temporary directory: a relative store path
+        # would name another place there.
+        env[STORE_ENV] = str(store_root().absolute())
+    return env
 
 
 def _secrets(store: CAStore) -> dict[str, str]:
@@ -152,18 +194,20 @@ def _secrets(store: CAStore) -> dict[str, str]:
 
 def apply(opts: FleetOptions) -> FleetResult:
     """Run the bundled playbook on ``opts.inventory``; every host's result."""
-    import time
 
+    started = time.monotonic()
     _check_options(opts)
     inventory = check_inventory(opts.inventory)
     store = CAStore(opts.ca).require()
     _need_ansible()
-    started = time.monotonic()
     admin = ensure_admin_client(store, opts.renew_within, check=opts.check)
-    result = _run_playbook(opts, inventory, store, admin)
+    timeline = Timeline(started)
+    result = _run_playbook(opts, inventory, store, admin, timeline)
     result.admin = {"issued": admin.issued, "contexts_rewritten": list(admin.rewritten)}
-    if opts.serial and result.failed:
-        # Ansible ends the play at a batch where every host failed: name who was not run.
+    timeline.mark("ansible_end")
+    if opts.serial and (result.failed or result.stopped):
+        # Ansible ends the play at a batch where every host failed, where more than
+        # --max-fail percent did, or where the gate failed: name who was not run.
         for h in inventory_hosts(inventory, opts.group, opts.limit):
             result.hosts.setdefault(
                 h.name,
@@ -178,15 +222,13 @@ def apply(opts: FleetOptions) -> FleetResult:
         result.contexts, result.contexts_refused = write_contexts(
             store, admin, serving, opts.docker_config, force=opts.force
         )
+    timeline.mark("end")
     result.seconds = time.monotonic() - started
+    result.timings = timeline.summary()
     return result
 
 
-def _run_playbook(
-    opts: FleetOptions, inventory: str, store: CAStore, admin: AdminClient
-) -> FleetResult:
-    import ansible_runner
-
+def _extravars(opts: FleetOptions, store: CAStore, admin: AdminClient) -> dict[str, Any]:
     extravars: dict[str, Any] = {
         "certkit_hosts": opts.group,
         "certkit_serial": opts.serial,
@@ -198,17 +240,43 @@ def _run_playbook(
         "ansible_host_key_checking": True,
         "ansible_ssh_host_key_checking": True,
     }
+    if opts.max_fail is not None:
+        extravars["certkit_max_fail_percentage"] = opts.max_fail
+    if opts.serial and opts.pause:
+        extravars["certkit_pause"] = opts.pause
+    if opts.serial and opts.gate:
+        extravars["certkit_gate"] = opts.gate
     if admin.key.exists():
-        extravars["certkit_client_cert"] = str(admin.cert)
-        extravars["certkit_client_key"] = str(admin.key)
+        # Absolute: the workers run elsewhere (a relative CERTKIT_HOME makes these relative).
+        extravars["certkit_client_cert"] = str(Path(admin.cert).absolute())
+        extravars["certkit_client_key"] = str(Path(admin.key).absolute())
+    return extravars
+
+
+def _run_playbook(
+    opts: FleetOptions, inventory: str, store: CAStore, admin: AdminClient, timeline: Timeline
+) -> FleetResult:
+    import ansible_runner
+
+    extravars = _extravars(opts, store, admin)
+    result = FleetResult(check=opts.check)
+
+    def on_event(event: dict[str, Any]) -> bool:
+        # Called as each event arrives (ansible-runner's event handler): a host's line is
+        # shown as that host finishes, not when the whole run ends.
+        timeline.event(event)
+        host = take(result, event)
+        if host and opts.on_host is not None:
+            opts.on_host(host, result.hosts[host])
+        return True
+
     work = tempfile.mkdtemp(prefix="certkit-fleet-")
     try:
+        timeline.mark("ansible_start")
         with runner_environment(_secrets(store)) as socket_env:
-            runner = _run(ansible_runner, opts, work, inventory, extravars, socket_env)
-        result = FleetResult(check=opts.check, status=str(runner.status))
-        for event in runner.events:
-            _take(result, event)
-        _add_silent_failures(result, runner)
+            runner = _run(ansible_runner, opts, work, inventory, extravars, socket_env, on_event)
+        result.status = str(runner.status)
+        add_silent_failures(result, runner, opts.group, opts.limit)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -221,63 +289,22 @@ def _run(
     inventory: str,
     extravars: dict[str, Any],
     socket_env: dict[str, str],
+    on_event: Callable[[dict[str, Any]], bool],
 ) -> Any:
     """ansible-runner's run of the bundled playbook in the private data dir ``work``."""
     from .. import ansible
 
+    between = bool(opts.serial and (opts.gate or opts.pause))
     return ansible_runner.run(
         private_data_dir=work,
-        playbook=str(ansible.APPLY_PLAYBOOK),
+        playbook=str(ansible.ROLLING_PLAYBOOK if between else ansible.APPLY_PLAYBOOK),
         inventory=inventory,
         limit=opts.limit,
         forks=opts.forks,
         extravars=extravars,
-        envvars={**_env(), **socket_env},
+        envvars={**_env(opts), **socket_env},
         cmdline="--check --diff" if opts.check else None,
         quiet=True,
         settings={"suppress_ansible_output": True},
+        event_handler=on_event,
     )
-
-
-def _take(result: FleetResult, event: dict[str, Any]) -> None:
-    """One host's result from an ansible-runner event (our action's, or unreachable)."""
-    if event.get("event") not in _RESULT_EVENTS:
-        return
-    data = event.get("event_data") or {}
-    host = str(data.get("host") or "")
-    res = data.get("res") or {}
-    if event["event"] == "runner_on_unreachable":
-        msg = str(res.get("msg") or "unreachable").strip()
-        result.hosts[host] = {"host": host, "failed": True, "unreachable": True, "msg": msg}
-        return
-    if data.get("task_action") != ACTION:
-        return
-    info = dict(res.get("certkit") or {"host": host})
-    info["failed"] = event["event"] == "runner_on_failed" or bool(res.get("failed"))
-    info["msg"] = str(res.get("msg") or info.get("msg") or "")
-    if data.get("task", "").startswith("certkit restart") and host in result.hosts:
-        # The role's handler converged it again with a restart: that result wins.
-        info["changed"] = bool(info.get("changed") or result.hosts[host].get("changed"))
-    result.hosts[host] = info
-
-
-def _add_silent_failures(result: FleetResult, runner: Any) -> None:
-    """Hosts the recap counts as failed or unreachable without an event of ours."""
-    stats = runner.stats or {}
-    for key in ("failures", "dark"):
-        for host in stats.get(key) or {}:
-            if host not in result.hosts:
-                result.hosts[host] = {"host": host, "failed": True, "msg": f"ansible: {key}"}
-    if not result.hosts and runner.rc != 0:
-        raise UsageError(
-            f"ansible-playbook failed before any host ran (exit {runner.rc}): {_last_lines(runner)}"
-        )
-
-
-def _last_lines(runner: Any) -> str:
-    try:
-        text = runner.stdout.read()
-    except (AttributeError, OSError, ValueError):
-        return "no output"
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return " ".join(lines[-3:]) or "no output"
