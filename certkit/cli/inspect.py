@@ -42,6 +42,12 @@ def list_(
     from ..store import list_ca_names
 
     items = list_items(ca, kind)
+    from ..openbao.readout import bound_cas, merge_list
+
+    if bound_cas(ca):  # OpenBao's word: people's logins, revocations (docs/team.md)
+        items, notes = merge_list(items, ca, kind)
+        for note in notes:
+            warn(note)
     if json_out:
         emit(json_out, [i.to_json() for i in items])
         return
@@ -121,6 +127,10 @@ def status(
     from ..revoke import status_lines
 
     data, extra = status_lines(report)
+    from ..openbao.readout import status_lines as openbao_lines
+
+    more, bao_lines = openbao_lines(report.cas)  # nothing when no CA is OpenBao-backed
+    data, extra = {**data, **more}, extra + bao_lines
     emit(json_out, {**report.to_json(), **data}, lines + extra)
     if not report.ok:
         raise typer.Exit(1)
@@ -195,6 +205,10 @@ def verify(
     from ..revoke import access_of
 
     access = access_of(creds.cert.read_bytes()) if creds.cert.is_file() else None
+    if access is None and creds.cert.is_file():  # issued by OpenBao: its revocation state
+        from ..openbao.readout import access_of as openbao_access
+
+        access = openbao_access(creds.cert.read_bytes())
     if access is not None:  # what the inventory says: revoked, or the role it has
         report.add("access", *access)
     lines = [f"Verifying {format_host(host, port)} with {creds.source} ({creds.cert})"]
