@@ -70,11 +70,17 @@ def renew(
 
     Example: certkit team renew
     """
+    renew_contexts(context, force, json_out)
+
+
+def renew_contexts(context: str | None, force: bool, json_out: bool) -> None:
+    """``team renew``, ``renew --contexts`` and ``renew client NAME`` of a login context:
+    through OpenBao's cert login, never the local CA."""
     from ..openbao.login import renew_due
 
     done = renew_due(context, force=force)
     lines = [f"Renewed {r.context!r} ({r.identity}), valid until {r.not_after[:16]}." for r in done]
-    emit(json_out, [r.to_json() for r in done], lines or ["Nothing due for renewal."])
+    emit(json_out, [r.to_json() for r in done], lines or ["No login context due for renewal."])
 
 
 @team_app.command("issue-server")
