@@ -190,14 +190,18 @@ def _issue_and_write(bao: Bao, state: LoginState, method: str, use: bool) -> Log
     from .binding import Binding
     from .issue import sign
 
-    chain = bao.read(f"{state.mount}/issuer/default/json")["data"]
-    pems = [p.strip() + "\n" for p in chain.get("ca_chain") or [chain["certificate"]]]
-    root, intermediates = pems[-1], pems[:-1]
-    binding = Binding(state.addresses, state.mount, "default", intermediates)
+    default = bao.read(f"{state.mount}/issuer/default/json")["data"]
+    pems = [p.strip() + "\n" for p in default.get("ca_chain") or [default["certificate"]]]
     key = certs.generate_key(defaults.DEFAULT_KEY_TYPE)
-    signed = sign(bao, binding, state.role, key, state.identity, None, state.ttl)
+    signed = sign(bao, Binding(state.addresses, state.mount, "default", []), state.role, key,
+                  state.identity, None, state.ttl)  # fmt: skip
+    # The chain of the issuer that signed (during a rotation the role's, not the default);
+    # ca.pem trusts its root and the default's: both roots while a rotation is under way.
+    chain = signed.ca_chain or pems
+    signed.chain_pem = "".join(chain[:-1]).encode()
+    roots = chain[-1] + ("" if pems[-1] == chain[-1] else pems[-1])
     info = dockercli.write_context(
-        state.context, state.host, state.port, root.encode(), signed.full_pem, certs.key_pem(key),
+        state.context, state.host, state.port, roots.encode(), signed.full_pem, certs.key_pem(key),
         description=f"certkit login: {state.identity} via OpenBao", force=True,
         docker_config=state.docker_config,
     )  # fmt: skip
