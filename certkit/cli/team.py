@@ -26,7 +26,11 @@ def login(
         "userpass",
         "--method",
         help="userpass (password: $CERTKIT_BAO_PASSWORD or asked), "
-        "token ($BAO_TOKEN) or cert (the current certificate, no password).",
+        "token ($BAO_TOKEN), jwt (the JWT in $CERTKIT_BAO_JWT) "
+        "or cert (the current certificate, no password).",
+    ),
+    jwt_role: str = typer.Option(
+        "certkit-person", "--jwt-role", help="jwt: the role of OpenBao's jwt auth method."
     ),
     username: str = typer.Option(None, "--username", help="userpass: the login (default $USER)."),
     context: str = typer.Option(None, "--context", help="Docker context (default: from --host)."),
@@ -43,11 +47,14 @@ def login(
     Example: certkit login --issuer https://bao.example.com:8200 --host docker1 --use
 
     Example (renew with the current certificate): certkit login --context docker1 --method cert
+
+    Example (a JWT): CERTKIT_BAO_JWT=$TOKEN certkit login --method jwt --host docker1
     """
     from ..openbao.login import login as _login
 
     r = _login(host, port, issuer=issuer, method=method, username=username, context=context,
-               mount=mount, ttl=ttl, docker_config=docker_config, use=use)  # fmt: skip
+               mount=mount, ttl=ttl, docker_config=docker_config, use=use,
+               jwt_role=jwt_role)  # fmt: skip
     used = "" if r.used else f" (docker --context {r.context} ps, or --use)"
     emit(
         json_out,

@@ -147,7 +147,8 @@ def _urls(addr: str, mount: str) -> dict[str, Any]:
 
 
 def _ensure_auth(bao: Bao, create: bool, created: list[str]) -> list[str]:
-    """The accessors of the ``userpass`` and ``cert`` auth methods (enabled when missing)."""
+    """The accessors of the ``userpass`` and ``cert`` auth methods (enabled when missing),
+    then those of every ``jwt`` or ``oidc`` method already enabled."""
     methods = bao.read("sys/auth")
     table = methods.get("data") or methods
     accessors = []
@@ -159,6 +160,9 @@ def _ensure_auth(bao: Bao, create: bool, created: list[str]) -> list[str]:
             created.append(f"auth method {kind}")
             table = bao.read("sys/auth").get("data") or {}
         accessors.append(str(table[f"{kind}/"]["accessor"]))
+    # JWT/OIDC logins the admin enabled (certkit makes none): the person role names them too.
+    accessors += [str(m["accessor"]) for m in table.values()
+                  if isinstance(m, dict) and m.get("type") in ("jwt", "oidc")]  # fmt: skip
     return accessors
 
 
