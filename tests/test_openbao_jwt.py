@@ -8,6 +8,7 @@ the jwt method's ``jwt_validation_pubkeys``, signing ES256 tokens with ``cryptog
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 import urllib.error
@@ -72,10 +73,12 @@ def jwt_login(node: BaoNode, token: str, *args: str) -> Any:
     return run_certkit("login", "--method", "jwt", *args, "--json", env=env)
 
 
-def test_a_jwt_login_gets_a_certificate_in_the_name_the_token_carries(
+@pytest.mark.slow
+def test_a_jwt_login_in_the_tokens_name_renewed_by_renew_contexts(
     team: BaoNode, docker_config: Path
 ) -> None:
-    r = jwt_login(team, make_jwt("alice"), "--host", "127.0.0.1", "--context", "team")
+    r = jwt_login(team, make_jwt("alice"), "--host", "127.0.0.1", "--context", "team",
+                  "--ttl", "20s")  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["identity"] == "alice" and doc["method"] == "jwt"
@@ -83,16 +86,22 @@ def test_a_jwt_login_gets_a_certificate_in_the_name_the_token_carries(
     leaf = x509.load_pem_x509_certificates(cert_pem.read_bytes())[0]
     assert leaf.subject.rfc4514_string() == "CN=alice,OU=certkit-person"
     openssl_verify(Path(doc["files"]["ca.pem"]), cert_pem, "sslclient")
-    # Renewal then needs no JWT: the current certificate logs in (cert method).
+    # Renewal needs no JWT: `renew --contexts` logs in with the current certificate once
+    # 2/3 of its lifetime has passed (20 s asked; OpenBao back-dates 30 s).
     env = {**team.env(token=None), "BAO_TOKEN": "", "CERTKIT_BAO_JWT": ""}
-    renewed = run_certkit("renew", "client", "team", "--json", env=env)
-    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
-    assert json.loads(renewed.stdout)[0]["identity"] == "alice"
-
-
-def test_a_jwt_person_cannot_sign_another_name_and_bad_tokens_are_one_sentence(
-    team: BaoNode, docker_config: Path
-) -> None:
+    due = dt.datetime.fromisoformat(doc["renew_after"])
+    time.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+    r = run_certkit("renew", "--contexts", "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (renewed,) = json.loads(r.stdout)
+    assert renewed["method"] == "cert" and renewed["identity"] == "alice"
+    assert renewed["serial"] != doc["serial"]
+    r = run_certkit("renew", "client", "team", "--json", env=env)  # by name: now
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)[0]["serial"] not in (doc["serial"], renewed["serial"])
+    bad = run_certkit("renew", "--contexts", "--due", env=env)
+    assert bad.returncode == 2 and "on its own" in bad.stderr
+    # bob (a valid JWT of his own) cannot have alice's name signed.
     bob = api(team.addr, "POST", "auth/jwt/login", body={"role": "certkit-person",
               "jwt": make_jwt("bob")}, cacert=team.cacert)["auth"]["client_token"]  # fmt: skip
     csr = make_csr(generate_key("ec-p256"), "alice")

@@ -179,28 +179,3 @@ def test_login_with_a_token_from_any_openbao_login(team: BaoNode, docker_config:
                     env={**env, "BAO_TOKEN": bare})  # fmt: skip
     assert r.returncode == 1 and "not allowed by this role" in r.stderr
     assert r.stderr.count("\n") == 1
-
-
-def test_renew_contexts_and_renew_client_go_through_openbao_not_a_local_ca(
-    team: BaoNode, docker_config: Path
-) -> None:
-    """``renew --contexts`` renews a due login context; ``renew client NAME`` one by name."""
-    import time
-
-    doc = login(team, "--host", "127.0.0.1", "--context", "team", "--ttl", "20s")
-    env = person_env(team, password=None)  # no password, no admin token
-    due = dt.datetime.fromisoformat(doc["renew_after"])
-    time.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
-    r = run_certkit("renew", "--contexts", "--json", env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
-    (renewed,) = json.loads(r.stdout)
-    assert renewed["context"] == "team" and renewed["method"] == "cert"
-    assert renewed["serial"] != doc["serial"]
-    leaf, intermediate = context_cert(docker_config, renewed)
-    assert leaf.issuer == intermediate.subject and "certkit CA default" in str(leaf.issuer)
-    r = run_certkit("renew", "client", "team", "--json", env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
-    (again,) = json.loads(r.stdout)
-    assert again["serial"] not in (doc["serial"], renewed["serial"])
-    bad = run_certkit("renew", "--contexts", "--due", env=env)
-    assert bad.returncode == 2 and "on its own" in bad.stderr

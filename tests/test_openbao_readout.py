@@ -32,11 +32,23 @@ def admin(node: BaoNode, *args: str, code: int = 0, token: str = ROOT_TOKEN) -> 
     return json.loads(r.stdout)
 
 
-def test_list_and_status_show_people_and_revocations_from_the_mount(
+def verify_access(node: BaoNode) -> dict[str, str]:
+    """``verify --context team``'s access line, from her laptop (no admin token)."""
+    person = {**node.env(token=None), "BAO_TOKEN": ""}
+    r = run_certkit("verify", "--context", "team", "--insecure-port", "0", "--timeout", "1",
+                    "--json", env=person)  # fmt: skip
+    assert r.returncode == 1  # nothing listens there: connect FAILs, the access line remains
+    (found,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "access"]
+    return found  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_list_status_and_verify_show_people_and_revocations_from_the_mount(
     team: BaoNode, docker_config: Path, tmp_path: Path
 ) -> None:
     admin(team, "issue-server", "docker1.test", "--out", str(tmp_path / "srv"))
-    doc = login(team, "--host", "127.0.0.1", "--context", "team")
+    doc = login(team, "--host", "127.0.0.1", "--port", str(free_port()), "--context", "team")
+    assert verify_access(team)["status"] == "PASS"  # her laptop: no CA, no token, not revoked
     rows = admin(team, "list")
     alice = [r for r in rows if r["name"] == "alice"]
     assert len(alice) == 1 and alice[0]["status"] == "valid" and alice[0]["kind"] == "client"
@@ -54,6 +66,8 @@ def test_list_and_status_show_people_and_revocations_from_the_mount(
     assert status["openbao"]["default"]["revoked_serials"] == [doc["serial"]]
     text = run_certkit("status", env=team.env()).stdout
     assert "1 revoked (alice)" in text
+    found = verify_access(team)
+    assert found["status"] == "FAIL" and "revoked in OpenBao (pki-docker)" in found["message"]
     # A dead OpenBao: list still shows the inventory, and says in one line what it missed.
     dead = {**team.env(), "BAO_ADDR": f"http://127.0.0.1:{free_port()}"}
     r = run_certkit("list", "--json", env=dead)
@@ -61,25 +75,7 @@ def test_list_and_status_show_people_and_revocations_from_the_mount(
     assert not any(i["name"] == "alice" for i in json.loads(r.stdout))
 
 
-def test_verify_reads_the_revocation_of_a_login_certificate(
-    team: BaoNode, docker_config: Path
-) -> None:
-    login(team, "--host", "127.0.0.1", "--port", str(free_port()), "--context", "team")
-    person = {**team.env(token=None), "BAO_TOKEN": ""}  # her laptop: no CA, no admin token
-
-    def access() -> dict[str, Any]:
-        r = run_certkit("verify", "--context", "team", "--insecure-port", "0", "--timeout", "1",
-                        "--json", env=person)  # fmt: skip
-        assert r.returncode == 1  # nothing listens there: connect FAILs
-        (found,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "access"]
-        return found  # type: ignore[no-any-return]
-
-    assert access()["status"] == "PASS" and "not revoked" in access()["message"]
-    admin(team, "team", "revoke", "--identity", "alice")
-    found = access()
-    assert found["status"] == "FAIL" and "revoked in OpenBao (pki-docker)" in found["message"]
-
-
+@pytest.mark.slow
 def test_doctor_checks_the_mount_profile_token_and_login_contexts(
     team: BaoNode, docker_config: Path, tmp_path: Path
 ) -> None:
