@@ -88,3 +88,6 @@ def test_rotation_makes_a_new_issuer_trusts_both_then_switches_the_default(
     r = run_certkit("rotate-ca", "start", "--ca", "inter", env=team.env())
     assert r.returncode == 2 and "intermediate" in r.stderr and r.stderr.count("\n") == 1
     assert api(team.addr, *listed, cacert=team.cacert)["data"]["keys"] == before
+    # The second CA added its mount to certkit's policies: alice still renews on the first.
+    r = run_certkit("team", "renew", "--force", "--json", env=person_env(team, None))
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..store import CAStore
 from . import profile
 from .binding import Binding, read_binding, write_binding
-from .client import Bao, settings
+from .client import Bao, Missing, settings
 
 
 @dataclass
@@ -195,9 +195,23 @@ def _write_roles_and_policies(
     }
     for role, params in roles.items():
         bao.write(f"{mount}/roles/{role}", params)
-    bao.write(f"sys/policies/acl/{profile.ADMIN_POLICY}", {"policy": profile.admin_policy(mount)})
-    bao.write(f"sys/policies/acl/{profile.PERSON_POLICY}", {"policy": profile.person_policy(mount)})
+    _merge_policy(bao, profile.ADMIN_POLICY, profile.admin_policy(mount))
+    _merge_policy(bao, profile.PERSON_POLICY, profile.person_policy(mount))
     bao.write(f"auth/cert/certs/{profile.CERT_AUTH_ROLE}", profile.cert_auth_role(trust))
+
+
+def _merge_policy(bao: Bao, name: str, rules: str) -> None:
+    """Policy ``name`` with ``rules`` added: the policies are named, not per mount, so a
+    second OpenBao-backed CA in the same cluster adds its mount instead of replacing the
+    first one's (whose people could not log in any more)."""
+    path = f"sys/policies/acl/{name}"
+    try:
+        have = str(bao.read(path)["data"].get("policy") or "")
+    except Missing:
+        have = ""
+    if rules.strip() in have:
+        return
+    bao.write(path, {"policy": (have.rstrip() + "\n" if have.strip() else "") + rules})
 
 
 def _record_ca(store: CAStore, issuer: Any) -> None:
