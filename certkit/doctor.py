@@ -550,6 +550,9 @@ def doctor(root: str | None = None, docker_config: str | None = None) -> DoctorR
     _check_ca_keys(report)
     _check_inventories(report)
     _check_orphans(report)
+    from .openbao.readout import doctor_checks
+
+    doctor_checks(report)  # an OpenBao-backed CA, login contexts: nothing otherwise
     return report
 
 

@@ -29,6 +29,7 @@ from . import certs, constraints, defaults, keys
 from .ca import begin_rotation, distinct_common_name, require_ca, retire_previous
 from .certs import PrivateKey
 from .errors import OperationError, UsageError
+from .openbao.binding import is_openbao
 from .records import Record
 from .renew import (
     RENEW_KINDS,
@@ -139,6 +140,11 @@ def start_rotation(
             f"A rotation of CA {store.name!r} is already under way; see "
             f"`certkit rotate-ca status{ca_flag(store)}` and finish it first."
         )
+    if is_openbao(store):  # the next issuer is made in the PKI mount: certkit/openbao/rotate.py
+        from .openbao.rotate import start_in_openbao
+
+        start_in_openbao(store, key_type=key_type, common_name=common_name, days=days)
+        return rotation_status(store, started=True)
     old_cert = store.load_cert()
     kt = certs.check_key_type(key_type or certs.cert_key_type(old_cert))
     certs.check_days(days)
@@ -311,6 +317,10 @@ def finish_rotation(store: CAStore, *, force: bool = False) -> RotationReport:
             f"{len(status.dependents)} certificate(s) in use still depend on the old CA of "
             f"{store.name!r}: {lines}. Renew them first, or pass --force to cut them off."
         )
+    if is_openbao(store):  # the mount's default issuer switches before the store archives
+        from .openbao.rotate import finish_in_openbao
+
+        finish_in_openbao(store)
     archive = retire_previous(store)
     report = rotation_status(store)
     report.state = "finished"

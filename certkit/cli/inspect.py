@@ -41,12 +41,22 @@ def list_(
     from ..paths import store_root
     from ..store import list_ca_names
 
-    if json_out:  # streamed: the first record is out before the last is read (issue 33)
+    from ..openbao.readout import bound_cas, merge_list
+
+    bound = bound_cas(ca)  # one stat per CA: OpenBao's word is asked only when one is bound
+    if json_out and not bound:  # streamed: the first record is out before the last is read
         from .output import emit_stream
 
         emit_stream(i.to_json() for i in iter_items(ca, kind))
         return
     items = list_items(ca, kind)
+    if bound:  # OpenBao's word: people's logins, revocations (docs/team.md)
+        items, notes = merge_list(items, ca, kind)
+        for note in notes:
+            warn(note)
+    if json_out:
+        emit(json_out, [i.to_json() for i in items])
+        return
     lines = [f"{'CA':10} {'KIND':6} {'NAME':22} {'NOT AFTER':10} {'DAYS':>5}  {'STATUS':10} SERIAL"]
     for i in items:
         lines.append(
@@ -123,6 +133,10 @@ def status(
     from ..revoke import status_lines
 
     data, extra = status_lines(report)
+    from ..openbao.readout import status_lines as openbao_lines
+
+    more, bao_lines = openbao_lines(report.cas)  # nothing when no CA is OpenBao-backed
+    data, extra = {**data, **more}, extra + bao_lines
     emit(json_out, {**report.to_json(), **data}, lines + extra)
     if not report.ok:
         raise typer.Exit(1)
@@ -197,6 +211,10 @@ def verify(
     from ..revoke import access_of
 
     access = access_of(creds.cert.read_bytes()) if creds.cert.is_file() else None
+    if access is None and creds.cert.is_file():  # issued by OpenBao: its revocation state
+        from ..openbao.readout import access_of as openbao_access
+
+        access = openbao_access(creds.cert.read_bytes())
     if access is not None:  # what the inventory says: revoked, or the role it has
         report.add("access", *access)
     lines = [f"Verifying {format_host(host, port)} with {creds.source} ({creds.cert})"]

@@ -88,6 +88,9 @@ def renew_main(
         "--ca",
         help="With --due/--expiring-within: only this CA (default: every CA in the store).",
     ),
+    contexts: bool = typer.Option(
+        False, "--contexts", help="Renew certkit login's contexts past 2/3, through OpenBao."
+    ),
     identity: str = reach.IDENTITY,
     ssh_option: list[str] = reach.SSH_OPTIONS,
     json_out: bool = JSON_OPTION,
@@ -121,6 +124,12 @@ def renew_main(
                 "NAME [OPTIONS] (--due or --expiring-within renews everything due)."
             )
         return
+    if contexts:  # certkit login's contexts: OpenBao's cert login (cli/team.py, docs/team.md)
+        if due or expiring_within is not None:
+            raise UsageError("Run certkit renew --contexts on its own (not with --due).")
+        from .team import renew_contexts
+
+        return renew_contexts(None, False, json_out)
     if due and expiring_within is not None:
         raise UsageError("Give --due (by lifetime) or --expiring-within DAYS, not both.")
     if renew_at is not None and not due:
@@ -379,6 +388,12 @@ def renew_client(
 
     Example: certkit renew client laptop
     """
+    from ..openbao.login import read_state
+
+    if read_state(name) is not None and not bundle_only:  # made by certkit login: OpenBao
+        from .team import renew_contexts
+
+        return renew_contexts(name, True, json_out)
     from ..renew import renew
     from ..store import CAStore
 

@@ -26,7 +26,11 @@ def login(
         "userpass",
         "--method",
         help="userpass (password: $CERTKIT_BAO_PASSWORD or asked), "
-        "token ($BAO_TOKEN) or cert (the current certificate, no password).",
+        "token ($BAO_TOKEN), jwt (the JWT in $CERTKIT_BAO_JWT) "
+        "or cert (the current certificate, no password).",
+    ),
+    jwt_role: str = typer.Option(
+        "certkit-person", "--jwt-role", help="jwt: the role of OpenBao's jwt auth method."
     ),
     username: str = typer.Option(None, "--username", help="userpass: the login (default $USER)."),
     context: str = typer.Option(None, "--context", help="Docker context (default: from --host)."),
@@ -43,11 +47,14 @@ def login(
     Example: certkit login --issuer https://bao.example.com:8200 --host docker1 --use
 
     Example (renew with the current certificate): certkit login --context docker1 --method cert
+
+    Example (a JWT): CERTKIT_BAO_JWT=$TOKEN certkit login --method jwt --host docker1
     """
     from ..openbao.login import login as _login
 
     r = _login(host, port, issuer=issuer, method=method, username=username, context=context,
-               mount=mount, ttl=ttl, docker_config=docker_config, use=use)  # fmt: skip
+               mount=mount, ttl=ttl, docker_config=docker_config, use=use,
+               jwt_role=jwt_role)  # fmt: skip
     used = "" if r.used else f" (docker --context {r.context} ps, or --use)"
     emit(
         json_out,
@@ -70,11 +77,17 @@ def renew(
 
     Example: certkit team renew
     """
+    renew_contexts(context, force, json_out)
+
+
+def renew_contexts(context: str | None, force: bool, json_out: bool) -> None:
+    """``team renew``, ``renew --contexts`` and ``renew client NAME`` of a login context:
+    through OpenBao's cert login, never the local CA."""
     from ..openbao.login import renew_due
 
     done = renew_due(context, force=force)
     lines = [f"Renewed {r.context!r} ({r.identity}), valid until {r.not_after[:16]}." for r in done]
-    emit(json_out, [r.to_json() for r in done], lines or ["Nothing due for renewal."])
+    emit(json_out, [r.to_json() for r in done], lines or ["No login context due for renewal."])
 
 
 @team_app.command("issue-server")

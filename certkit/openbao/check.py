@@ -21,10 +21,13 @@ Finding = tuple[str, str]
 ISSUER_WARN_DAYS = 90
 
 
-def check(store: CAStore) -> list[Finding]:
-    """Every way the binding of ``store`` differs from certkit's profile."""
+def check(store: CAStore, retry_seconds: float | None = None) -> list[Finding]:
+    """Every way the binding of ``store`` differs from certkit's profile (``retry_seconds``:
+    how long to try the nodes; default the client's)."""
     binding = require_binding(store)
     bao = open_bao(binding)
+    if retry_seconds is not None:
+        bao.retry_seconds = retry_seconds
     found: list[Finding] = []
     mounts = bao.read("sys/mounts")
     if f"{binding.mount}/" not in (mounts.get("data") or mounts):

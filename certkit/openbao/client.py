@@ -96,12 +96,14 @@ class Bao:
         self.token = config.token
         self.cert = cert
         self.tried: list[str] = []  # every address a request went to, for tests and reports
+        self.retry_seconds = RETRY_SECONDS  # a read-out for list/doctor waits less: it reports
         self._clients: dict[tuple[str, str | None, Any], Any] = {}
 
     def clone(self) -> Bao:
         """The same settings, token and certificate, with connections of its own (a thread's)."""
         twin = Bao(self.config, self.cert)
         twin.token = self.token
+        twin.retry_seconds = self.retry_seconds
         return twin
 
     def _client(self, addr: str) -> Any:
@@ -135,7 +137,7 @@ class Bao:
         return True
 
     def _with_failover(self, call: Callable[[Any], Any], path: str) -> Any:
-        deadline = time.monotonic() + RETRY_SECONDS
+        deadline = time.monotonic() + self.retry_seconds
         problems: dict[str, str] = {}
         while True:
             for addr in self.config.addresses:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -60,6 +60,7 @@ class Signed:
 
     cert: x509.Certificate
     chain_pem: bytes
+    ca_chain: list[str] = field(default_factory=list)  # OpenBao's: the issuer .. the root
 
     @property
     def full_pem(self) -> bytes:
@@ -92,7 +93,8 @@ def sign(
         raise OperationError(  # pragma: no cover - OpenBao signs the CSR's key
             f"OpenBao returned a certificate for another key on {binding.mount}/sign/{role}."
         )
-    return Signed(cert, binding.chain_pem)
+    chain = [str(p).strip() + "\n" for p in data.get("ca_chain") or []]
+    return Signed(cert, binding.chain_pem, chain)
 
 
 def open_bao(binding: Binding, addr: str | None = None) -> Bao:

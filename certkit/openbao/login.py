@@ -25,7 +25,9 @@ from . import profile
 from .client import Bao, Refused, settings
 
 PASSWORD_ENV = "CERTKIT_BAO_PASSWORD"
-METHODS = ("userpass", "token", "cert")
+JWT_ENV = "CERTKIT_BAO_JWT"  # --method jwt: the token itself (CI: the job's OIDC token)
+JWT_MOUNT = "jwt"
+METHODS = ("userpass", "token", "cert", "jwt")
 
 
 @dataclass
@@ -106,8 +108,16 @@ def _password(username: str) -> str:
         raise UsageError("No password given; nothing was written.") from None
 
 
-def authenticate(bao: Bao, method: str, username: str | None, state: LoginState | None) -> str:
+def authenticate(
+    bao: Bao,
+    method: str,
+    username: str | None,
+    state: LoginState | None,
+    jwt_role: str = profile.PERSON_ROLE,
+) -> str:
     """Log in with ``method``; ``bao`` then carries the token.  Returns the identity (CN)."""
+    if method == "jwt":
+        return _jwt_login(bao, jwt_role)
     if method == "userpass":
         user = username or os.environ.get("USER") or ""
         if not user:
@@ -124,6 +134,23 @@ def authenticate(bao: Bao, method: str, username: str | None, state: LoginState 
     if state is None:
         raise UsageError("--method cert renews an existing login: give its --context.")
     return _cert_login(bao, state)
+
+
+def _jwt_login(bao: Bao, role: str) -> str:
+    """``auth/jwt/login`` with the JWT in ``$CERTKIT_BAO_JWT`` (signed by the identity
+    provider OpenBao's jwt method trusts); the identity is the role's user claim, which
+    OpenBao names the token after (``jwt-<name>``)."""
+    token = os.environ.get(JWT_ENV, "").strip()
+    if not token:
+        raise UsageError(f"--method jwt needs the JWT in {JWT_ENV}.")
+    auth = bao.write(f"auth/{JWT_MOUNT}/login", {"role": role, "jwt": token})["auth"]
+    bao.token = auth["client_token"]
+    shown = str(bao.read("auth/token/lookup-self")["data"].get("display_name") or "")
+    prefix = JWT_MOUNT.replace("/", "-") + "-"
+    if not shown.startswith(prefix) or shown == prefix:
+        raise OperationError(f"OpenBao's jwt login gave no user name ({shown!r}); set the "
+                             f"role's user_claim (auth/{JWT_MOUNT}/role/{role}).")  # fmt: skip
+    return shown[len(prefix) :]
 
 
 def _cert_login(bao: Bao, state: LoginState) -> str:
@@ -155,6 +182,7 @@ def login(
     ttl: str = profile.PERSON_TTL,
     docker_config: str | None = None,
     use: bool = False,
+    jwt_role: str = profile.PERSON_ROLE,
 ) -> LoginResult:
     """Log in to OpenBao, get one's own certificate, write (or refresh) the docker context."""
     if method not in METHODS:
@@ -172,7 +200,7 @@ def login(
             "choose another --context."
         )
     bao = Bao(settings(issuer, recorded=state.addresses if state else None))
-    identity = authenticate(bao, method, username, state)
+    identity = authenticate(bao, method, username, state, jwt_role)
     new = LoginState(
         context=name,
         identity=identity,
@@ -190,14 +218,18 @@ def _issue_and_write(bao: Bao, state: LoginState, method: str, use: bool) -> Log
     from .binding import Binding
     from .issue import sign
 
-    chain = bao.read(f"{state.mount}/issuer/default/json")["data"]
-    pems = [p.strip() + "\n" for p in chain.get("ca_chain") or [chain["certificate"]]]
-    root, intermediates = pems[-1], pems[:-1]
-    binding = Binding(state.addresses, state.mount, "default", intermediates)
+    default = bao.read(f"{state.mount}/issuer/default/json")["data"]
+    pems = [p.strip() + "\n" for p in default.get("ca_chain") or [default["certificate"]]]
     key = certs.generate_key(defaults.DEFAULT_KEY_TYPE)
-    signed = sign(bao, binding, state.role, key, state.identity, None, state.ttl)
+    signed = sign(bao, Binding(state.addresses, state.mount, "default", []), state.role, key,
+                  state.identity, None, state.ttl)  # fmt: skip
+    # The chain of the issuer that signed (during a rotation the role's, not the default);
+    # ca.pem trusts its root and the default's: both roots while a rotation is under way.
+    chain = signed.ca_chain or pems
+    signed.chain_pem = "".join(chain[:-1]).encode()
+    roots = chain[-1] + ("" if pems[-1] == chain[-1] else pems[-1])
     info = dockercli.write_context(
-        state.context, state.host, state.port, root.encode(), signed.full_pem, certs.key_pem(key),
+        state.context, state.host, state.port, roots.encode(), signed.full_pem, certs.key_pem(key),
         description=f"certkit login: {state.identity} via OpenBao", force=True,
         docker_config=state.docker_config,
     )  # fmt: skip

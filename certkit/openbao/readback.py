@@ -8,6 +8,7 @@ of who holds what.  :func:`issued` lists them (``certkit team list``); ``list`` 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ class IssuedCert:
     name: str
     not_after: str
     revoked: bool
+    subject: str = ""
+    revoked_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -45,11 +48,15 @@ def _kind(cert: x509.Certificate) -> str:
     return "person" if any(a.value == "certkit-person" for a in ous) else "client"
 
 
-def issued(store: CAStore, *, include_expired: bool = False) -> list[IssuedCert]:
+def issued(
+    store: CAStore, *, include_expired: bool = False, retry_seconds: float | None = None
+) -> list[IssuedCert]:
     """The leaves the mount of ``store``'s CA holds, newest last (needs a token that may
-    list ``<mount>/certs``: the admin's)."""
+    list ``<mount>/certs``: the admin's).  ``retry_seconds``: how long to try the nodes."""
     binding = require_binding(store)
     bao = open_bao(binding)
+    if retry_seconds is not None:
+        bao.retry_seconds = retry_seconds
     listed = bao.request("LIST", f"{binding.mount}/certs") or {}
     out = []
     for serial in (listed.get("data") or {}).get("keys", []):
@@ -58,7 +65,9 @@ def issued(store: CAStore, *, include_expired: bool = False) -> list[IssuedCert]
         kind = _kind(cert)
         if kind == "ca" or (certs.days_left(cert) <= 0 and not include_expired):
             continue
-        revoked = bool(data.get("revocation_time"))
+        when = int(data.get("revocation_time") or 0)
+        at = dt.datetime.fromtimestamp(when, dt.UTC).isoformat() if when else None
         out.append(IssuedCert(str(serial), kind, certs.common_name(cert),
-                              cert.not_valid_after_utc.isoformat(), revoked))  # fmt: skip
+                              cert.not_valid_after_utc.isoformat(), bool(when),
+                              cert.subject.rfc4514_string(), at))  # fmt: skip
     return sorted(out, key=lambda c: c.not_after)

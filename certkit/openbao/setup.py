@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..store import CAStore
 from . import profile
 from .binding import Binding, read_binding, write_binding
-from .client import Bao, settings
+from .client import Bao, Missing, settings
 
 
 @dataclass
@@ -147,7 +147,8 @@ def _urls(addr: str, mount: str) -> dict[str, Any]:
 
 
 def _ensure_auth(bao: Bao, create: bool, created: list[str]) -> list[str]:
-    """The accessors of the ``userpass`` and ``cert`` auth methods (enabled when missing)."""
+    """The accessors of the ``userpass`` and ``cert`` auth methods (enabled when missing),
+    then those of every ``jwt`` or ``oidc`` method already enabled."""
     methods = bao.read("sys/auth")
     table = methods.get("data") or methods
     accessors = []
@@ -159,6 +160,9 @@ def _ensure_auth(bao: Bao, create: bool, created: list[str]) -> list[str]:
             created.append(f"auth method {kind}")
             table = bao.read("sys/auth").get("data") or {}
         accessors.append(str(table[f"{kind}/"]["accessor"]))
+    # JWT/OIDC logins the admin enabled (certkit makes none): the person role names them too.
+    accessors += [str(m["accessor"]) for m in table.values()
+                  if isinstance(m, dict) and m.get("type") in ("jwt", "oidc")]  # fmt: skip
     return accessors
 
 
@@ -191,9 +195,23 @@ def _write_roles_and_policies(
     }
     for role, params in roles.items():
         bao.write(f"{mount}/roles/{role}", params)
-    bao.write(f"sys/policies/acl/{profile.ADMIN_POLICY}", {"policy": profile.admin_policy(mount)})
-    bao.write(f"sys/policies/acl/{profile.PERSON_POLICY}", {"policy": profile.person_policy(mount)})
+    _merge_policy(bao, profile.ADMIN_POLICY, profile.admin_policy(mount))
+    _merge_policy(bao, profile.PERSON_POLICY, profile.person_policy(mount))
     bao.write(f"auth/cert/certs/{profile.CERT_AUTH_ROLE}", profile.cert_auth_role(trust))
+
+
+def _merge_policy(bao: Bao, name: str, rules: str) -> None:
+    """Policy ``name`` with ``rules`` added: the policies are named, not per mount, so a
+    second OpenBao-backed CA in the same cluster adds its mount instead of replacing the
+    first one's (whose people could not log in any more)."""
+    path = f"sys/policies/acl/{name}"
+    try:
+        have = str(bao.read(path)["data"].get("policy") or "")
+    except Missing:
+        have = ""
+    if rules.strip() in have:
+        return
+    bao.write(path, {"policy": (have.rstrip() + "\n" if have.strip() else "") + rules})
 
 
 def _record_ca(store: CAStore, issuer: Any) -> None:
