@@ -38,10 +38,9 @@ def list_(
     Example: certkit list --kind server
     """
     from ..inventory import iter_items, list_items
+    from ..openbao.readout import bound_cas, merge_list
     from ..paths import store_root
     from ..store import list_ca_names
-
-    from ..openbao.readout import bound_cas, merge_list
 
     bound = bound_cas(ca)  # one stat per CA: OpenBao's word is asked only when one is bound
     if json_out and not bound:  # streamed: the first record is out before the last is read
