@@ -5,13 +5,16 @@ Ansible is imported only inside these commands (``pip install 'certkit[fleet]'``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..defaults import RENEW_WINDOW_DAYS
 from .output import CA_OPTION, DOCKER_CONFIG_OPTION, JSON_OPTION, emit, say
 from .root import app
+
+if TYPE_CHECKING:
+    from ..fleet.apply import FleetResult
 
 fleet_app = typer.Typer(
     help="Many Docker hosts through Ansible: converge an inventory, verify it.",
@@ -47,6 +50,44 @@ def _host_line(name: str, d: dict[str, Any], check: bool) -> str:
         return f"  ok       {name}: {'kept (CA rotation)' if d.get('rotation') else 'converged'}"
     word = "pending " if check else "changed "
     return f"  {word} {name}: {msg or 'changed'}"
+
+
+def _apply_lines(result: FleetResult, inventory: str, check: bool, printed: set[str]) -> list[str]:
+    """The human lines after the hosts' progress lines: hosts not shown yet, the summary,
+    the contexts, and the next step."""
+    lines = []
+    for h, d in sorted(result.hosts.items()):
+        if h not in printed:  # named only in Ansible's recap, or never run
+            lines.append(_host_line(h, d, check))
+    changed, failed = result.changed, result.failed
+    summary = (
+        f"{len(result.hosts)} hosts: {len(changed)} {'to change' if check else 'changed'}, "
+        f"{len(result.issued)} certificates {'to issue' if check else 'issued'}, "
+        f"{len(failed)} failed ({result.seconds:.1f} s)."
+    )
+    lines.append(summary)
+    if result.contexts:
+        lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
+    admin = result.admin
+    if admin.get("issued") or admin.get("contexts_rewritten"):
+        what = f"issued (serial {admin['issued']})" if admin.get("issued") else "kept"
+        n = len(admin["contexts_rewritten"])
+        lines.append(f"Fleet client certificate {what}; {n} fleet contexts rewritten.")
+    notes = {str(d["rotation"]) for d in result.hosts.values() if d.get("rotation")}
+    lines += [f"CA rotation: {n}." for n in sorted(notes)]
+    lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
+    if result.stopped:
+        lines.append(f"Stopped: {result.stopped}.")
+    if failed:
+        lines.append(f"Failed: {', '.join(failed)}.")
+    elif result.not_serving and not check:
+        lines.append(
+            f"Not serving the new files yet: {', '.join(result.not_serving)}; "
+            "run certkit fleet apply --restart."
+        )
+    elif not check:
+        lines.append(f"Next: certkit fleet verify {inventory}")
+    return lines
 
 
 @fleet_app.command("apply")
@@ -127,38 +168,7 @@ def apply(
         on_host=None if json_out else progress,
     )  # fmt: skip
     result = run_apply(opts)
-    lines = []
-    for h, d in sorted(result.hosts.items()):
-        if h not in printed:  # named only in Ansible's recap, or never run
-            lines.append(_host_line(h, d, check))
-    changed, failed = result.changed, result.failed
-    summary = (
-        f"{len(result.hosts)} hosts: {len(changed)} {'to change' if check else 'changed'}, "
-        f"{len(result.issued)} certificates {'to issue' if check else 'issued'}, "
-        f"{len(failed)} failed ({result.seconds:.1f} s)."
-    )
-    lines.append(summary)
-    if result.contexts:
-        lines.append(f"Docker contexts written: {', '.join(result.contexts)}.")
-    admin = result.admin
-    if admin.get("issued") or admin.get("contexts_rewritten"):
-        what = f"issued (serial {admin['issued']})" if admin.get("issued") else "kept"
-        n = len(admin["contexts_rewritten"])
-        lines.append(f"Fleet client certificate {what}; {n} fleet contexts rewritten.")
-    notes = {str(d["rotation"]) for d in result.hosts.values() if d.get("rotation")}
-    lines += [f"CA rotation: {n}." for n in sorted(notes)]
-    lines += [f"Context {name}: {why}." for name, why in sorted(result.contexts_refused.items())]
-    if result.stopped:
-        lines.append(f"Stopped: {result.stopped}.")
-    if failed:
-        lines.append(f"Failed: {', '.join(failed)}.")
-    elif result.not_serving and not check:
-        lines.append(
-            f"Not serving the new files yet: {', '.join(result.not_serving)}; "
-            "run certkit fleet apply --restart."
-        )
-    elif not check:
-        lines.append(f"Next: certkit fleet verify {inventory}")
+    lines = _apply_lines(result, inventory, check, printed)
     emit(json_out, result.to_json(), lines)
     if not result.ok:
         raise typer.Exit(1)

@@ -168,8 +168,8 @@ def _env(opts: FleetOptions) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",  # Ansible's messages end up in ours: no colour codes
         "ANSIBLE_TIMEOUT": str(round(opts.timeout)),
         "ANSIBLE_TASK_TIMEOUT": str(opts.task_timeout),
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s "
-        f"-o ServerAliveInterval={alive} -o ServerAliveCountMax=3",
+        # Extra arguments: ansible.cfg's ssh_args (a ProxyJump, ControlPersist) still hold.
+        "ANSIBLE_SSH_EXTRA_ARGS": f"-o ServerAliveInterval={alive} -o ServerAliveCountMax=3",
         # Control masters of certkit's own, each made with those keep-alives: one that
         # another Ansible run left open (without them) is not reused.
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(Path("~/.ansible/cp-certkit").expanduser()),
