@@ -59,6 +59,7 @@ _NEWEST = (
     "AND (n.not_after > records.not_after "
     "OR (n.not_after = records.not_after AND n.id < records.id)))))"
 )
+_KINDS = ("ca", "server", "client", "ci")  # the schema's CHECK, in _KIND_ORDER's order
 _KIND_ORDER = "CASE kind WHEN 'ca' THEN 0 WHEN 'server' THEN 1 WHEN 'client' THEN 2 ELSE 3 END"
 _Row = tuple[Any, ...]
 
@@ -239,20 +240,24 @@ class Inventory:
         """Each record of ``kind`` (None: all) in ``certkit list``'s order (CA, server,
         client, CI; then name, notAfter, issuance), with the serial of its (kind, name)'s
         record in use (:meth:`newest_serials`), read as it goes: memory stays flat."""
-        clauses, args = _filters(kind, None)
         installed = "(SELECT json_group_array(path) FROM installed i WHERE i.serial = r.serial)"
-        order = f"{_KIND_ORDER}, name, not_after, id"
-        sql = f"SELECT {_FIELDS}, id, {installed} FROM records r {_where(clauses)} ORDER BY {order}"
-        group: list[tuple[Record, _Row]] = []
-        try:
-            for row in self._conn.execute(sql, tuple(args)):
-                if group and (row[1], row[2]) != (group[0][1][1], group[0][1][2]):
-                    yield from _with_newest(group)
-                    group = []
-                group.append((self._record(row, json.loads(row[16])), row))
-        except sqlite3.Error as e:
-            raise _translate(self.path, e) from None
-        yield from _with_newest(group)
+        # One kind at a time, in name order: SQLite walks the (kind, name) index and sorts
+        # each name's few records, so the first row comes before the last is read.
+        sql = (
+            f"SELECT {_FIELDS}, id, {installed} FROM records r WHERE kind = ? "
+            "ORDER BY name, not_after, id"
+        )
+        for one_kind in [kind] if kind is not None else _KINDS:
+            group: list[tuple[Record, _Row]] = []
+            try:
+                for row in self._conn.execute(sql, (one_kind,)):
+                    if group and row[2] != group[0][1][2]:
+                        yield from _with_newest(group)
+                        group = []
+                    group.append((self._record(row, json.loads(row[16])), row))
+            except sqlite3.Error as e:
+                raise _translate(self.path, e) from None
+            yield from _with_newest(group)
 
     def __contains__(self, serial: object) -> bool:
         return bool(self._query("SELECT 1 FROM records WHERE serial = ?", (serial,)))
