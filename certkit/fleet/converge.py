@@ -164,6 +164,8 @@ class Converge:
         return out
 
     def _converge(self, out: HostOutcome) -> None:
+        if not self.check:  # what a killed run left installing, settled from the host first
+            placement.settle(self.store, self.spec.name, self.target)
         host_files = self.target.read_files()
         out.docker = self.target.docker_state
         problems, pems = certificate_problems(self.store, self.target, self.spec)
@@ -214,6 +216,9 @@ class Converge:
         installed = new.get(cert_path, host_files.cert_files.get(cert_path))
         out.serial = certs.serial_hex(certs.load_cert(installed)) if installed else None
         self._make_it_serve(out, files_changed=plan.changed)
+        if not problems and out.serving and out.serial:  # served: its record is in use
+            placed = [self.target.where(p) for p in plan.cert_paths.values()]
+            placement.adopted(self.store, out.serial, placed)
 
     def _check_docker(self, out: HostOutcome) -> None:
         """Check mode: a host whose docker is down would be restarted (a pending change)."""
