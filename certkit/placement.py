@@ -96,9 +96,9 @@ def failed(
         if rec is not None and rec.superseded_by == INSTALLING:
             _settle_one(store, rec, via)
         return
-    with store.transaction() as inv:
+    with store.transaction() as inv:  # a record in use (a --bundle-only re-install) stays so
         rec = inv.get(serial)
-        if rec is not None and rec.superseded_by in (None, INSTALLING):
+        if rec is not None and rec.superseded_by == INSTALLING:
             rec.superseded_by = NOT_INSTALLED
 
 

@@ -202,3 +202,28 @@ def test_kill_at_every_rename_leaves_a_startable_host(
         assert_startable(daemon_json)
         assert_inventory_matches(base / "root", settle=False)  # certkit lived: it settled
     os.sync()
+
+
+@pytest.mark.slow
+def test_a_failed_bundle_only_renewal_keeps_the_certificate_in_use(
+    tmp_path: Path, certkit_home: Path
+) -> None:
+    """``renew server --bundle-only`` (rotation's server step) re-installs the certificate
+    in use; when its write fails and is undone, that certificate stays in use (it was
+    recorded "not installed" although the host kept serving it)."""
+    cli_ok("init-ca")
+    base = tmp_path / "host"
+    cli_ok(*install(base))
+    cli_ok("rotate-ca", "start")
+    before = listed_in_use("docker1")
+    assert before == [host_serial(base / "root")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mv").write_text("#!/bin/sh\nexit 1\n")  # every move fails: undone
+    (bin_dir / "mv").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(certkit_argv("renew", "server", "docker1", "--bundle-only"),
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 1 and "left as it was" in done.stderr, done.stderr
+    assert_inventory_matches(base / "root", settle=False)
+    assert listed_in_use("docker1") == before
