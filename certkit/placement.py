@@ -82,19 +82,25 @@ def adopted(store: CAStore, serial: str, placed: list[str]) -> None:
 
 
 def failed(
-    store: CAStore, serial: str, error: BaseException | None = None, via: Target | None = None
+    store: CAStore,
+    serial: str,
+    error: BaseException | None = None,
+    via: Target | None = None,
+    *,
+    restart: bool = False,
 ) -> None:
     """The install of ``serial`` failed or was rolled back: issued, not installed.
 
     An ``error`` that leaves the host's state unknown (its script died midway, or could not
     put every file back) is settled from what the host holds now (:func:`settle`, read
-    through ``via`` when it is that host); a host that cannot be read now keeps the record
+    through ``via`` when it is that host; with ``restart``, installed only if dockerd serves
+    it, where certkit reaches its port); a host that cannot be read now keeps the record
     *installing* for the next run.
     """
     if getattr(error, "host_state_unknown", False):
         rec = store.inventory().get(serial)
         if rec is not None and rec.superseded_by == INSTALLING:
-            _settle_one(store, rec, via)
+            _settle_one(store, rec, via, restart)
         return
     with store.transaction() as inv:  # a record in use (a --bundle-only re-install) stays so
         rec = inv.get(serial)
@@ -135,11 +141,15 @@ def settle(store: CAStore, name: str | None = None, via: Target | None = None) -
     return [rec.serial for rec in pending if _settle_one(store, rec, via)]
 
 
-def _settle_one(store: CAStore, rec: Record, via: Target | None = None) -> bool:
+def _settle_one(
+    store: CAStore, rec: Record, via: Target | None = None, restart: bool = False
+) -> bool:
     """Record ``rec`` installed or not installed from what its host holds; False when the
     host cannot be read now (it stays *installing*)."""
     try:
         has_it, placed = _host_has(store, rec, via)
+        if has_it and restart:
+            has_it = _serves(store, via or open_target_of(rec), rec)
     except CertkitError:
         return False
     if has_it:
@@ -181,6 +191,31 @@ def _host_has(store: CAStore, rec: Record, via: Target | None = None) -> tuple[b
     else:
         return False, []
     return on_host == pair[0], [target.where(p) for p in paths.values()]
+
+
+def open_target_of(rec: Record) -> Target:
+    """The target ``rec`` was installed on, reopened from its record."""
+    from .targets import open_target
+
+    origin = rec.leaf_origin
+    assert isinstance(origin, ServerOrigin) and origin.install is not None
+    target: Target = open_target(origin.target, origin.install.cert_dir)
+    return target
+
+
+def _serves(store: CAStore, target: Target, rec: Record) -> bool:
+    """Whether dockerd serves ``rec`` now, where certkit reaches its TLS port; True when it
+    cannot tell (no TCP path, or no TLS session: dockerd down), the files then decide."""
+    from .host import engine
+
+    origin = rec.leaf_origin
+    assert isinstance(origin, ServerOrigin) and origin.install is not None
+    how = origin.install
+    address = engine.probe_address(how.listen, getattr(target, "probe_host", lambda: None)())
+    if address is None or not engine.tcp_reaches(address, how.port, 2.0):
+        return True
+    served, _ = engine.served_serial(address, how.port, store.trust_bundle_pem(), None, 2.0)
+    return served is None or served == rec.serial
 
 
 def _same_dir(target: Target, cert_dir: str | None) -> bool:

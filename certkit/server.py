@@ -211,7 +211,7 @@ def _install_and_record(
     try:
         result.install = install(target, host_files, opts, pems, restart=restart)
     except CertkitError as e:
-        placement.failed(store, serial, e, target)
+        placement.failed(store, serial, e, target, restart=restart)
         raise
     placed = [*placed, *(target.where(p) for p in result.install.plan.cert_paths.values())]
     # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
