@@ -169,3 +169,16 @@ def test_root_is_never_told_to_pass_sudo(user: pwd.struct_passwd) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "connect as root or pass --sudo" in other.stdout, other.stdout
+
+
+def test_only_ssh_targets_are_told_to_pass_sudo() -> None:
+    """The same script failure through this machine's and a rootless daemon's transport:
+    neither has a --sudo, so neither names it (an SSH host's does: see above)."""
+    from certkit.errors import OperationError
+    from certkit.host import local, rootless
+
+    failing = 'echo "CERTKIT-ERROR cannot read /x as u: connect as root or pass --sudo."; exit 3'
+    with pytest.raises(OperationError, match=r"^cannot read /x as u: run certkit as root \(sudo\)"):
+        local.run_sh(failing)
+    with pytest.raises(OperationError, match="files must belong to the user that runs it"):
+        rootless._run(None, failing)
