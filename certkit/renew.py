@@ -540,7 +540,7 @@ def _put_server(
         try:
             outcome = setup.install((fresh.ca_pem, fresh.cert_pem, fresh.key_pem), restart=restart)
         except CertkitError as e:
-            placement.failed(store, fresh.record.serial, e)  # the host was left as it was
+            placement.failed(store, fresh.record.serial, e, target, restart=restart)
             raise
         options = installed_options(setup.options, outcome.plan)
         _firewall_notes(result, outcome, setup.options.allow_from, dry_run=False)

@@ -136,16 +136,16 @@ def issue_server(
     certs.check_days(days)
     kt = certs.check_key_type(key_type)
     if target is not None:
-        target.check(restart=restart)
+        _check_target(target, restart, dry_run)
     out_dir = check_out_dir(out, force=force) if out else None
     require_ca(store)
     check_names_free(store, primary, names.all(), moved=names_moved)
     if target is not None and not dry_run:  # what a killed run left half-recorded, first
-        placement.settle(store, primary)
+        placement.settle(store, primary, target)
     result = ServerResult(primary, names.all(), opts.port, dry_run)
     host_files = None
     if target is not None:
-        opts, host_files = _trial_install(store, primary, target, opts, result)
+        opts, host_files = _trial_install(store, primary, target, opts, result, dry_run)
     if dry_run:
         return result
 
@@ -182,6 +182,17 @@ def issue_server(
     return result
 
 
+def _check_target(target: Target, restart: bool, dry_run: bool) -> None:
+    """What ``target`` refuses before anything is issued; a dry run on this machine goes on
+    as any user (it writes nothing)."""
+    from .host.local import LocalTarget
+
+    if isinstance(target, LocalTarget):  # only this machine refuses a user who is not root
+        target.check(restart=restart, dry_run=dry_run)
+    else:
+        target.check(restart=restart)
+
+
 def _install_and_record(
     store: CAStore,
     serial: str,
@@ -200,7 +211,7 @@ def _install_and_record(
     try:
         result.install = install(target, host_files, opts, pems, restart=restart)
     except CertkitError as e:
-        placement.failed(store, serial, e)
+        placement.failed(store, serial, e, target, restart=restart)
         raise
     placed = [*placed, *(target.where(p) for p in result.install.plan.cert_paths.values())]
     # A dropped source whose rule would not go stays recorded (see FirewallPlan.recorded).
@@ -209,17 +220,29 @@ def _install_and_record(
 
 
 def _trial_install(
-    store: CAStore, primary: str, target: Target, opts: InstallOptions, result: ServerResult
+    store: CAStore,
+    primary: str,
+    target: Target,
+    opts: InstallOptions,
+    result: ServerResult,
+    dry_run: bool = False,
 ) -> tuple[InstallOptions, HostFiles]:
     """Check the host can take the install before a certificate exists.
 
     The plan is made with the real trust bundle and placeholders for the
-    certificate and key still to be made; it becomes ``result.install``.
+    certificate and key still to be made; it becomes ``result.install``.  A
+    ``dry_run`` plans from what its user can read, and says what it could not.
     """
     from .host.target import install
 
     opts = with_recorded_rules(store, primary, target, opts)
-    host_files = target.read_files()
+    host_files = target.read_for_dry_run() if dry_run else target.read_files()
+    if host_files.unreadable:
+        result.notes.append(
+            f"this user could not read {', '.join(host_files.unreadable)}: the plan below "
+            "counts them as absent; the install itself "
+            "(as root) plans from what root reads"
+        )
     pems = (store.trust_bundle_pem(), b"", b"")
     result.install = install(target, host_files, opts, pems, dry_run=True)
     return opts, host_files

@@ -91,8 +91,9 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
-def start_sshd(base: Path, timeout: float = 20) -> SSHServer:
-    """Start a test sshd under ``base`` (created) and wait until it accepts connections."""
+def start_sshd(base: Path, timeout: float = 20, user: str | None = None) -> SSHServer:
+    """Start a test sshd under ``base`` (created) and wait until it accepts connections,
+    for the current user or ``user`` (then ``base`` must be readable by that user)."""
     binary = sshd_binary()
     if binary is None:
         raise RuntimeError("sshd is not installed")
@@ -104,7 +105,7 @@ def start_sshd(base: Path, timeout: float = 20) -> SSHServer:
     bin_dir.mkdir(exist_ok=True)
     system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     port = free_port()
-    user = pwd.getpwuid(os.getuid()).pw_name
+    user = user or pwd.getpwuid(os.getuid()).pw_name
     config = base / "sshd_config"
     config.write_text(
         "\n".join(

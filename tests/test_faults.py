@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from support import cli_ok
+from support import cli_json, cli_ok
 
 
 def _strace() -> str:
@@ -76,25 +76,44 @@ def killed_at(args: list[str], n: int) -> int:
     return done.returncode
 
 
-def assert_inventory_matches(root: Path) -> None:
-    """After the next run settles: the certificate in use is the host's, none installing."""
-    from certkit import placement
-    from certkit.records import INSTALLING
-    from certkit.store import CAStore
+def host_serial(root: Path) -> str | None:
+    """The serial of the certificate dockerd would serve from these files: the one
+    daemon.json names, when it is certkit's (its file or the pair swap's next- name)."""
+    daemon_json = root / "etc" / "docker" / "daemon.json"
+    named = json.loads(daemon_json.read_text()).get("tlscert") if daemon_json.exists() else None
+    cert_dir = root / "etc" / "docker" / "certkit"
+    if named not in (str(cert_dir / "server-cert.pem"), str(cert_dir / "next-server-cert.pem")):
+        return None
+    return f"{x509.load_pem_x509_certificate(Path(named).read_bytes()).serial_number:032x}"
 
-    store = CAStore()
-    placement.settle(store)
-    records = store.inventory().find("server", "docker1")
-    assert not [r.serial for r in records if r.superseded_by == INSTALLING]
-    in_use = store.inventory().newest_active("server", "docker1").get(("server", "docker1"))
-    cert = root / "etc" / "docker" / "certkit" / "server-cert.pem"
-    if not cert.exists():
-        assert in_use is None or in_use.leaf_origin.install is None  # type: ignore[union-attr]
-        return
-    on_host = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
-    assert in_use is not None, f"the host has {on_host:032x}, the inventory nothing in use"
-    assert int(in_use.serial, 16) == on_host, (
-        f"the inventory says {in_use.serial} is installed, the host has {on_host:032x}"
+
+def listed_in_use(name: str) -> list[str]:
+    """What ``certkit list --json`` says is installed and in use for server ``name``."""
+    return [
+        r["serial"]
+        for r in cli_json("list")
+        if r["kind"] == "server" and r["name"] == name and r["installed"]
+        and r["superseded_by"] is None and r["revoked_at"] is None
+    ]  # fmt: skip
+
+
+def assert_inventory_matches(root: Path, *, settle: bool = True) -> None:
+    """The inventory (``certkit list --json``) says installed exactly what the host has,
+    nothing left installing; with ``settle``, once the next run has settled what a killed
+    run left (certkit itself killed: only the next run can)."""
+    from certkit.records import INSTALLING
+
+    if settle:
+        from certkit import placement
+        from certkit.store import CAStore
+
+        placement.settle(CAStore())
+    listed = cli_json("list")
+    assert not [r["serial"] for r in listed if r["superseded_by"] == INSTALLING]
+    on_host = host_serial(root)
+    in_use = listed_in_use("docker1")
+    assert in_use == ([on_host] if on_host else []), (
+        f"the inventory says {in_use} installed, the host has {on_host}"
     )
 
 
@@ -181,4 +200,30 @@ def test_kill_at_every_rename_leaves_a_startable_host(
         status = killed_at_move(reset(), n, bin_dir)
         assert status != 0, f"move {n}/{moves}: the host's script was not killed"
         assert_startable(daemon_json)
+        assert_inventory_matches(base / "root", settle=False)  # certkit lived: it settled
     os.sync()
+
+
+@pytest.mark.slow
+def test_a_failed_bundle_only_renewal_keeps_the_certificate_in_use(
+    tmp_path: Path, certkit_home: Path
+) -> None:
+    """``renew server --bundle-only`` (rotation's server step) re-installs the certificate
+    in use; when its write fails and is undone, that certificate stays in use (it was
+    recorded "not installed" although the host kept serving it)."""
+    cli_ok("init-ca")
+    base = tmp_path / "host"
+    cli_ok(*install(base))
+    cli_ok("rotate-ca", "start")
+    before = listed_in_use("docker1")
+    assert before == [host_serial(base / "root")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mv").write_text("#!/bin/sh\nexit 1\n")  # every move fails: undone
+    (bin_dir / "mv").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(certkit_argv("renew", "server", "docker1", "--bundle-only"),
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 1 and "left as it was" in done.stderr, done.stderr
+    assert_inventory_matches(base / "root", settle=False)
+    assert listed_in_use("docker1") == before

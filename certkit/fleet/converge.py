@@ -242,6 +242,8 @@ class Converge:
 
     def _converge(self, out: HostOutcome) -> None:
         check_renew_within(self.spec)
+        if not self.check:  # what a killed run left installing, settled from the host first
+            placement.settle(self.store, self.spec.name, self.target)
         host_files = self.target.read_files()
         out.docker = self.target.docker_state
         problems, pems = certificate_problems(self.store, self.target, self.spec)
@@ -291,6 +293,9 @@ class Converge:
         self._make_it_serve(out, files_changed=plan.changed)
         if out.serving and out.serial and self._ca_pem:
             record_trust(self.store, out.serial, self._ca_pem)
+        if not problems and out.serving and out.serial:  # served: its record is in use
+            placed = [self.target.where(p) for p in plan.cert_paths.values()]
+            placement.adopted(self.store, out.serial, placed)
 
     def _issue(self, out: HostOutcome) -> InstallOutcome | None:
         """A new certificate, installed; a failed attempt still counts as issued (its record

@@ -33,6 +33,8 @@ START_MARKER = "CERTKIT-START"  # the first line of every script's output
 EXIT_PREFIX = "CERTKIT-EXIT "  # the last line: the script's exit status
 ERROR_PREFIX = "CERTKIT-ERROR "  # a step failed: the sentence that says why
 REFUSED_PREFIX = "CERTKIT-REFUSED "  # the host's state refused before any change (exit 2)
+# What a write script's failure says when it could not put every previous file back.
+RESTORE_FAILED = "restoring failed for"
 
 MAX_OUTPUT = 4 << 20  # what certkit reads back from a host at most: its files are a few KiB
 SCRIPT_SECONDS = 600  # how long one script may run on a host before it is stopped
@@ -79,8 +81,10 @@ def too_large(where: str, cap: int = MAX_OUTPUT) -> OperationError:
 
 
 def timed_out(where: str, seconds: float = SCRIPT_SECONDS) -> OperationError:
-    """The one sentence for a script that did not finish within the time limit."""
-    return OperationError(
+    """The one sentence for a script that did not finish within the time limit.  What it
+    had done by then is unknown (:class:`HostStateUnknown`): an install is settled from
+    what the host holds."""
+    return HostStateUnknown(
         f"The step on {where} did not finish within {seconds:.0f}s and was stopped; "
         "check the host and retry."
     )
@@ -130,12 +134,20 @@ def parse(
     code = int(status) if status.isdigit() else 1
     if code == 0:
         return lines
-    if code in (124, 137, 143):  # the time limit's SIGTERM (or its SIGKILL), not trapped
+    if code in (124, 143):  # the time limit's SIGTERM, not trapped
         raise timed_out(where)
+    if code == 137:  # SIGKILL: the time limit's last resort, or someone else's kill -9
+        raise HostStateUnknown(
+            f"The step on {where} was killed before it finished (at its time limit, or by "
+            "someone on the host); check the files there (certkit records whichever "
+            "certificate the host holds)."
+        )
     refusal = [line[len(REFUSED_PREFIX) :] for line in lines if line.startswith(REFUSED_PREFIX)]
     if refusal:
         raise UsageError(refusal[-1])
     reported = [line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)]
+    if reported and RESTORE_FAILED in reported[-1]:  # some new files stayed: the host decides
+        raise HostStateUnknown(reported[-1])
     if reported:
         raise OperationError(reported[-1])
     raise OperationError(

@@ -39,3 +39,4 @@ class HostFiles:
     # Written paths that are symbolic links certkit follows (safe directories only): the
     # file each leads to, where the install writes (see certkit.host.scripts.WriteTargets).
     links: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # a dry run's user could not read these

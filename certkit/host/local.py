@@ -13,20 +13,27 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..errors import UsageError
+from ..errors import CertkitError, UsageError
 from ..paths import SystemPaths
 from ..targets import LocalRef
 from . import engine
 from .hostfiles import HostFiles
 from .plan import InstallPlan
 from .remote import ScriptTarget, host_files_from_lines, read_host_script
+from .scripts import SUDO_HINT
 
 HERE = "this machine"  # how messages from the local scripts name the host
 
 
 def run_sh(script: str) -> list[str]:
-    """Run ``script`` with sh on this machine through the engine; its output lines."""
-    return engine.run(engine.local_sh, script, HERE)
+    """Run ``script`` with sh on this machine through the engine; its output lines.  A
+    script's hint to connect as root or pass --sudo (options of SSH) says to run as root."""
+    try:
+        return engine.run(engine.local_sh, script, HERE)
+    except CertkitError as e:
+        if SUDO_HINT not in e.message:
+            raise
+        raise type(e)(e.message.replace(SUDO_HINT, "run certkit as root (sudo)")) from None
 
 
 def read_host_files(paths: SystemPaths, *, install: bool = True) -> HostFiles:
@@ -94,10 +101,13 @@ class LocalTarget(ScriptTarget):
     def ref(self) -> LocalRef:
         return LocalRef(str(self.system.root) if self.system.sandboxed else None)
 
-    def check(self, *, restart: bool) -> None:
-        """Refuse, before anything is issued, what this machine cannot do."""
+    def check(self, *, restart: bool, dry_run: bool = False) -> None:
+        """Refuse, before anything is issued, what this machine cannot do; a dry run writes
+        nothing, so any user may make one (it says what it could not read)."""
         if restart and self.system.sandboxed:
             raise UsageError("--restart restarts the real dockerd, so it cannot go with --root.")
+        if dry_run:
+            return
         if not self.system.sandboxed and hasattr(os, "geteuid") and os.geteuid() != 0:
             raise UsageError(
                 "--install writes /etc/docker and the docker unit: run as root (sudo), "

@@ -24,6 +24,7 @@ from .scripts import (
     DOCKER_INFO_PROBE,
     LINK_PREFIX,
     MADE_PREFIX,
+    UNREADABLE_PREFIX,
     WRITE_OK,
     RemoteFile,
     Write,
@@ -93,14 +94,16 @@ def remote_write_targets(paths: SystemPaths) -> WriteTargets:
     )
 
 
-def read_host_script(paths: SystemPaths, *, install: bool = True) -> str:
+def read_host_script(paths: SystemPaths, *, install: bool = True, partial: bool = False) -> str:
     """The read script for a host with these paths (and the firewall probe on a real root);
-    without ``install``, only its configuration (no write checks, certificates or probe)."""
+    without ``install``, only its configuration (no write checks, certificates or probe);
+    with ``partial`` (a dry run), files this user cannot read are named, not fatal."""
     singles, globs = remote_read_paths(paths)
     if not install:
         cert_files = set(map(PurePosixPath, paths.cert_files.values()))
         return read_script([p for p in singles if p not in cert_files], globs)
-    return read_script(singles, globs, remote_write_targets(paths)) + probe_for(paths)
+    checks = remote_write_targets(paths)
+    return read_script(singles, globs, checks, partial=partial) + probe_for(paths)
 
 
 def read_remote_host_files(ssh: SSH, paths: SystemPaths) -> HostFiles:
@@ -113,6 +116,8 @@ def host_files_from_lines(lines: list[str], paths: SystemPaths, host: str) -> Ho
     found = host_files_from_dump(parse_dump(lines), paths, host)
     followed = remote_write_targets(paths).followed
     for line in lines:
+        if line.startswith(UNREADABLE_PREFIX):
+            found.unreadable.append(line[len(UNREADABLE_PREFIX) :])
         if line.startswith(LINK_PREFIX):
             index, _, resolved = line[len(LINK_PREFIX) :].partition(" ")
             if index.isdigit() and int(index) < len(followed) and resolved.startswith("/"):
@@ -234,9 +239,16 @@ class ScriptTarget:
 
     def read_files(self) -> HostFiles:
         """daemon.json, units, drop-ins and certificate files, in one round trip."""
-        self._files = host_files_from_lines(
-            self.run_script(read_host_script(self.system)), self.system, self.label
-        )
+        return self._read(partial=False)
+
+    def read_for_dry_run(self) -> HostFiles:
+        """:meth:`read_files` for a dry run: what this user cannot read is listed in
+        ``unreadable`` (the dry run says so), not fatal."""
+        return self._read(partial=True)
+
+    def _read(self, *, partial: bool) -> HostFiles:
+        script = read_host_script(self.system, partial=partial)
+        self._files = host_files_from_lines(self.run_script(script), self.system, self.label)
         return self._files
 
     def probe_host(self) -> str | None:
@@ -260,7 +272,7 @@ class ScriptTarget:
                 job.keep = restart
                 lines = self.run_script(write_script(job, self.label))
                 if WRITE_OK not in lines:
-                    raise OperationError(
+                    raise engine.HostStateUnknown(
                         f"The install on {self.label} stopped before it finished; "
                         "check the files there."
                     )
@@ -293,7 +305,10 @@ class ScriptTarget:
                 made = [int(ln[len(MADE_PREFIX) :]) for ln in lines if ln.startswith(MADE_PREFIX)]
                 why = f"{address}:{plan.port} does not serve the new certificate {want}; {seen}"
                 self.run_script(rollback_script(job, self.label, made, why))
-        self.run_script(commit_script(job))
+        try:
+            self.run_script(commit_script(job))
+        except OperationError as e:  # dockerd serves the new certificate: the host decides
+            raise engine.HostStateUnknown(str(e)) from e
 
     def restart_docker(self) -> None:
         """Restart dockerd with the same rule as an install's restart (nothing to roll back)."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ..errors import OperationError, UsageError
+from ..errors import CertkitError, OperationError, UsageError
 from ..paths import RootlessPaths
 from ..rootless_kind import RootlessRef
 from . import engine
 from .local import HERE
 from .remote import ScriptTarget, remote_paths
+from .scripts import SUDO_HINT
 from .ssh import SSH
 
 PRELUDE = (
@@ -142,8 +143,16 @@ class RootlessTarget(ScriptTarget):
 
 
 def _run(ssh: SSH | None, script: str) -> list[str]:
-    """Run ``script`` over ``ssh``, or here as certkit's own user (None)."""
-    return ssh.run_script(script) if ssh else engine.run(engine.local_sh, script, HERE)
+    """Run ``script`` over ``ssh``, or here as certkit's own user (None).  The scripts' hint
+    to connect as root or pass --sudo is not for a rootless daemon (its files are its
+    user's, and --rootless takes no --sudo): it says so instead."""
+    try:
+        return ssh.run_script(script) if ssh else engine.run(engine.local_sh, script, HERE)
+    except CertkitError as e:
+        if SUDO_HINT not in e.message:
+            raise
+        own = "the rootless daemon's files must belong to the user that runs it"
+        raise type(e)(e.message.replace(SUDO_HINT, own)) from None
 
 
 def probe(ssh: SSH | None) -> RootlessState:

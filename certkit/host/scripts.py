@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ..errors import OperationError
+from .engine import RESTORE_FAILED, HostStateUnknown
 from .ssh import SSH, sh_quote
 
 _FILE = "CERTKIT-FILE "
@@ -45,6 +46,15 @@ class RemoteFile:
 
 
 LINK_PREFIX = "CERTKIT-LINK "  # N RESOLVED: written path N is a link certkit follows
+UNREADABLE_PREFIX = "CERTKIT-UNREADABLE "  # PATH: a dry run's user cannot read it
+
+# as_root: the end of a "cannot ..." sentence: the hint for a user who is not root; root
+# itself is told it was root (a read-only or otherwise protected file system, not rights).
+SUDO_HINT = "connect as root or pass --sudo"  # this machine says "run certkit as root"
+_AS_ROOT_FN = (
+    'as_root() { if [ "$(id -u)" = 0 ]; then echo " (as root: check the file system there)"; '
+    f'else echo ": {SUDO_HINT}"; fi; }}'
+)
 
 
 @dataclass(frozen=True)
@@ -68,26 +78,42 @@ def read_script(
     singles: Sequence[PurePosixPath],
     globs: Sequence[PurePosixPath],
     targets: WriteTargets = WriteTargets(),
+    *,
+    partial: bool = False,
 ) -> str:
     """The script printing each existing file in ``singles`` and matching ``globs``.
 
     Each file comes out as ``CERTKIT-FILE MODE PATH``, its base64 lines, then
     ``CERTKIT-EOF``; a file that exists but cannot be read stops the script
-    with a message saying to connect as root or pass ``--sudo``.  Before
+    with a message saying to connect as root or pass ``--sudo`` (to a user who is
+    not root), or with ``partial`` (a dry run) is named on a ``CERTKIT-UNREADABLE``
+    line, as is a file this user cannot even see (its directory closed to it).  Before
     anything is issued it refuses (``CERTKIT-REFUSED``) what the install must
     not write through (see :class:`WriteTargets`), and prints
     ``CERTKIT-LINK N PATH`` for each followed link.
     """
+    if partial:  # a dry run: say what this user cannot read, and go on
+        unreadable = [
+            f'unreadable() {{ echo "{UNREADABLE_PREFIX}$1"; }}',
+            'hidden() { d=$(dirname -- "$1"); [ -d "$d" ] && [ ! -x "$d" ]; }',
+        ]
+    else:
+        unreadable = [
+            'unreadable() { echo "CERTKIT-ERROR cannot read $1 on the host as $(id -un)'
+            '$(as_root)"; exit 3; }',
+            "hidden() { return 1; }",
+        ]
     lines = [
         "set -u",
         _NEED_BASE64,
+        _AS_ROOT_FN,
         *_SAFE_CHAIN,
         *_write_target_checks(targets),
+        *unreadable,
         "dump() {",
-        '  [ -e "$1" ] || return 0',
+        '  if [ ! -e "$1" ]; then hidden "$1" && unreadable "$1"; return 0; fi',
         '  [ -f "$1" ] || { echo "CERTKIT-ERROR $1 on the host is not a regular file."; exit 3; }',
-        '  [ -r "$1" ] || { echo "CERTKIT-ERROR cannot read $1 on the host as $(id -un):'
-        ' connect as root or pass --sudo."; exit 3; }',
+        '  [ -r "$1" ] || { unreadable "$1"; return 0; }',
         '  printf \'CERTKIT-FILE %s %s\\n\' "$(stat -c %a -- "$1" 2>/dev/null || echo -)" "$1"',
         '  base64 < "$1" || exit 3',
         "  echo CERTKIT-EOF",
@@ -266,9 +292,6 @@ class WriteJob:
     live_restore: bool = False
 
 
-_AS_ROOT = "connect as root or pass --sudo."
-
-
 _SAME = "Nothing was changed."
 
 
@@ -304,6 +327,7 @@ def write_script(job: WriteJob, host: str) -> str:
         "umask 077",
         _NEED_BASE64,
         'fail() { echo "CERTKIT-ERROR $*"; exit 3; }',
+        _AS_ROOT_FN,
         "command -v sha256sum >/dev/null 2>&1 || "
         "fail 'sha256sum (from coreutils) is missing on the host: install coreutils.'",
     ]
@@ -368,7 +392,7 @@ def rollback_script(job: WriteJob, host: str, made: Sequence[int], why: str) -> 
     s += [f"rmdir -- {q(job.dirs[i][0])} 2>/dev/null" for i in sorted(set(made), reverse=True)]
     s += [
         'if [ -z "$bad" ]; then st="the host was left as it was"; '
-        f'else st="restoring failed for$bad, whose previous versions are kept next to them as '
+        f'else st="{RESTORE_FAILED}$bad, whose previous versions are kept next to them as '
         f'.*.certkit-{job.token}-*.old"; fi',
         f"{{ systemctl daemon-reload && {{ {_RESET}; {_socket_first(job.socket)}"
         "systemctl restart docker; }; } </dev/null >&2 "
@@ -458,7 +482,7 @@ def _undo_functions(
         "}",
         "state() {",
         '  if restore; then echo "the host was left as it was"; '
-        'else echo "restoring failed for$bad, whose previous versions are kept next to '
+        f'else echo "{RESTORE_FAILED}$bad, whose previous versions are kept next to '
         f'them as .*.certkit-{job.token}-*.old"; fi',
         "}",
     ]
@@ -472,7 +496,7 @@ def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
     for i, (d, mode) in enumerate(job.dirs):
         s.append(
             f"[ -d {q(d)} ] || {{ mkdir -- {q(d)} && c{i}=1 && chmod {mode:o} -- {q(d)} "
-            f'|| {{ drop_dirs; fail "cannot create {_dq(d)} {on} as $(id -un): {_AS_ROOT}'
+            f'|| {{ drop_dirs; fail "cannot create {_dq(d)} {on} as $(id -un)$(as_root).'
             f' {_SAME}"; }}; }}'
         )
     for i, w in enumerate(job.writes):
@@ -484,8 +508,8 @@ def _staging(job: WriteJob, tmp: list[PurePosixPath], on: str) -> list[str]:
             f"( set -C; printf '%s\\n' {_b64_lines(w.data)} | base64 -d > {q(tmp[i])} ) "
             f"&& chmod {w.mode:o} -- {q(tmp[i])} "
             f'|| {{ discard; drop_dirs; fail "cannot write into {_dq(w.path.parent)} {on} as '
-            f"$(id -un) (if permission was denied: {_AS_ROOT[:-1]}; else the disk is full or "
-            f'read-only). {_SAME}"; }}',
+            "$(id -un) (the disk is full or read-only, or permission was denied$(as_root)). "
+            f'{_SAME}"; }}',
         ]
     return s
 
@@ -578,6 +602,6 @@ def run_write_job(ssh: SSH, job: WriteJob) -> None:
     """Carry out ``job`` on the host in one SSH session; :class:`OperationError` if it fails."""
     lines = ssh.run_script(write_script(job, ssh.target.host))
     if _OK not in lines:
-        raise OperationError(
+        raise HostStateUnknown(
             f"The install on {ssh.target} stopped before it finished; check the files there."
         )

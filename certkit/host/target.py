@@ -45,6 +45,11 @@ class Target(Protocol):
         """The host's daemon.json, docker units, drop-ins and certificate files."""
         ...
 
+    def read_for_dry_run(self) -> HostFiles:
+        """:meth:`read_files` for a dry run: what the user cannot read is listed in
+        ``unreadable``, not fatal."""
+        ...
+
     def apply(self, plan: InstallPlan, *, restart: bool) -> bool:
         """Write the plan; restart dockerd when ``restart`` (rolling back if it fails).
 
