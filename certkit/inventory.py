@@ -77,6 +77,19 @@ class Item:
         days = int(self.days_left)
         return f"expires on {self.expiry_date}, in {days} day{'' if days == 1 else 's'}"
 
+    def describe_renewal(self, now: dt.datetime | None = None) -> str:
+        """``renew --due renews it in N days`` (or ``now``).
+
+        In whole days from now, not as a date: 2/3 of a lifetime moves the time of day,
+        so the date alone would depend on the hour a certificate was issued.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        days = (dt.datetime.fromisoformat(self.renew_after) - now).total_seconds() / 86400
+        if days <= 0:
+            return "renew --due renews it now"
+        n = int(days)
+        return f"renew --due renews it in {n} day{'' if n == 1 else 's'}"
+
     def to_json(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in _ITEM_FIELDS}  # asdict(), without its deep copies
         data["sans"], data["installed"] = list(self.sans), list(self.installed)

@@ -117,7 +117,7 @@ def status(
             f"OK: {report.checked} certificates, none needs renewal yet (window {window})"
             + (
                 f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}; "
-                f"renew --due renews it from {nxt.renew_after[:10]}."
+                f"{nxt.describe_renewal()}."
                 if nxt
                 else "."
             )

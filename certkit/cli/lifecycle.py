@@ -388,9 +388,9 @@ def renew_client(
 
     Example: certkit renew client laptop
     """
-    from ..openbao.login import read_state
+    from ..openbao.login import is_login_context
 
-    if read_state(name) is not None and not bundle_only:  # made by certkit login: OpenBao
+    if is_login_context(name) and not bundle_only:  # made by certkit login: OpenBao
         from .team import renew_contexts
 
         return renew_contexts(name, True, json_out)

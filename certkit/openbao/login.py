@@ -83,6 +83,15 @@ def read_state(context: str) -> LoginState | None:
         raise UsageError(f"{state_path(context)} is damaged; run certkit login again.") from None
 
 
+def is_login_context(name: str) -> bool:
+    """True when ``name`` is a context ``certkit login`` made; any other name is False (never
+    an error: ``renew client NAME`` asks this of certificate names too)."""
+    try:
+        return state_path(name).exists()
+    except UsageError:
+        return False
+
+
 def list_states() -> list[LoginState]:
     base = logins_dir()
     found = sorted(base.glob("*.json")) if base.is_dir() else []
