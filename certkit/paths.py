@@ -100,6 +100,11 @@ SCHEDULE_UNIT = "certkit-renew"
 TEXTFILE = PurePosixPath("/var/lib/prometheus/node-exporter/certkit.prom")
 
 
+def ansible_control_dir() -> Path:
+    """Where ``certkit fleet apply``'s SSH control masters live (its own, with keep-alives)."""
+    return Path("~/.ansible/cp-certkit").expanduser()
+
+
 def user_unit_dir() -> Path:
     """Where ``systemctl --user`` reads a user's own units: ``$XDG_CONFIG_HOME/systemd/user``."""
     env = os.environ.get("XDG_CONFIG_HOME")

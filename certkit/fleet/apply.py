@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..paths import STORE_ENV, store_root
+from ..paths import STORE_ENV, ansible_control_dir, store_root
 from ..store import PASSPHRASE_ENV, CAStore
 from .admin import AdminClient, ensure_admin_client, write_contexts
 from .converge import RENEW_WITHIN
@@ -172,7 +172,7 @@ def _env(opts: FleetOptions) -> dict[str, str]:
         "ANSIBLE_SSH_EXTRA_ARGS": f"-o ServerAliveInterval={alive} -o ServerAliveCountMax=3",
         # Control masters of certkit's own, each made with those keep-alives: one that
         # another Ansible run left open (without them) is not reused.
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(Path("~/.ansible/cp-certkit").expanduser()),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(ansible_control_dir()),
         "PATH": f"{Path(ansible_tool('ansible-playbook')).parent}{os.pathsep}"
         + os.environ.get("PATH", ""),
     }
