@@ -100,7 +100,6 @@ def assert_dry_run_names_unreadable(out: str, root: Path) -> None:
         assert f"{root}/{name}" in note, note
 
 
-@pytest.mark.slow
 def test_a_dry_run_as_a_user_reads_what_it_can_and_says_what_it_could_not(
     user: pwd.struct_passwd, shared: Path
 ) -> None:
@@ -143,7 +142,6 @@ def user_sshd(user: pwd.struct_passwd, shared: Path, require_sshd: None) -> Iter
         server.stop()
 
 
-@pytest.mark.slow
 def test_a_dry_run_over_ssh_as_a_user_says_what_it_could_not_read(
     user_sshd: SSHServer, shared: Path, certkit_home: Path
 ) -> None:

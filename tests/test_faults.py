@@ -204,7 +204,6 @@ def test_kill_at_every_rename_leaves_a_startable_host(
     os.sync()
 
 
-@pytest.mark.slow
 def test_a_failed_bundle_only_renewal_keeps_the_certificate_in_use(
     tmp_path: Path, certkit_home: Path
 ) -> None:
