@@ -29,30 +29,22 @@ _SCRUB = (
 
 # -------------------------------------------------- running in parallel (pytest-xdist)
 #
-# scripts/test runs the suite with ``-n N --dist loadgroup``: each test goes to whichever
-# worker is free, except the tests of a module that share a module- or class-scoped fixture
-# (one dockerd, one lab host with a rootless daemon): those are kept together on one worker
-# (an ``xdist_group`` named after the module, added below), so the fixture is set up once
-# and its tests still run in their written order.  Every fixture is worker-safe: own temp
-# dirs, free ports, lab hosts with their own random names and reserved subnets.
+# scripts/test runs the suite with ``-n N --dist loadfile --no-loadscope-reorder``: each test
+# module goes whole to one worker, so a module- or class-scoped fixture (one dockerd, one lab
+# host with a rootless daemon) is set up once and its tests run in their written order.
+# (``--dist loadgroup`` would split modules finer, but with pytest 9 xdist 3.8 ignores the
+# ``xdist_group`` marks: it renames ``item._nodeid``, which pytest 9 no longer reads.)
+# Every fixture is worker-safe: own temp dirs, free ports, lab hosts with their own random
+# names and reserved subnets.
 #
-# The workers also send the expensive tests first (a longest-first schedule), so that no
-# lab boot is left to start when the cheap tests have run out: the expected cost of a test
-# is guessed from what it uses (see _COSTS), which needs nothing to be kept between runs.
+# Workers take modules in collection order, so under xdist the most expensive modules are
+# collected first (a longest-first schedule): no lab-heavy module is left to start when the
+# cheap ones have run out.  A test's cost is guessed from what it uses (_COSTS), which needs
+# nothing kept between runs.
 
 # Fixtures and markers that make a test expensive, with a rough cost (seconds on an idle
 # 2-core machine); anything else counts as 1.
 _COSTS = {"rootless": 120.0, "lab": 40.0, "slow": 20.0, "bao": 6.0, "dockerd": 4.0, "sshd": 3.0}
-
-
-def _shared_scope(item: pytest.Item) -> bool:
-    """True when ``item`` uses a module- or class-scoped fixture defined by the tests."""
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in getattr(info, "name2fixturedefs", {}).values():
-        for fixturedef in defs:
-            if fixturedef.scope in ("module", "class", "package") and fixturedef.baseid:
-                return True
-    return False
 
 
 def _cost(item: pytest.Item) -> float:
@@ -60,24 +52,16 @@ def _cost(item: pytest.Item) -> float:
     return max((cost for name, cost in _COSTS.items() if name in names), default=1.0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist only: group the tests sharing a module fixture, expensive tests first."""
+    """Under xdist only: the modules in falling order of expected cost, each kept whole."""
     if not hasattr(config, "workerinput"):
         return  # a plain (serial) run keeps the written order
-    groups: dict[str, float] = {}
+    modules: dict[str, float] = {}
     for item in items:
-        if _shared_scope(item):
-            module = item.nodeid.split("::", 1)[0]
-            item.add_marker(pytest.mark.xdist_group(module))
-            groups[module] = groups.get(module, 0.0) + _cost(item)
-
-    def key(item: pytest.Item) -> float:
         module = item.nodeid.split("::", 1)[0]
-        return -groups.get(module, 0.0) if module in groups else -_cost(item)
-
-    # A stable sort: the same order in every worker (xdist checks), a group's tests in order.
-    items.sort(key=key)
+        modules[module] = modules.get(module, 0.0) + _cost(item)
+    # A stable sort: the same order in every worker (xdist checks it), a module's tests in order.
+    items.sort(key=lambda item: -modules[item.nodeid.split("::", 1)[0]])
 
 
 @pytest.fixture(autouse=True)
