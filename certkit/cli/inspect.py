@@ -116,8 +116,7 @@ def status(
         lines = [
             f"OK: {report.checked} certificates, none needs renewal yet (window {window})"
             + (
-                f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}; "
-                f"{nxt.describe_renewal()}."
+                f"; next: {nxt.kind} {nxt.name}, {nxt.describe_expiry()}; {nxt.describe_renewal()}."
                 if nxt
                 else "."
             )
