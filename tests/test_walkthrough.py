@@ -49,7 +49,9 @@ class Newcomer:
         self.hosts = base / "hosts"
         self.hosts.write_text(Path("/etc/hosts").read_text() + f"\n{address}\t{HOST}\n")
         home = Path(os.path.expanduser("~root"))
-        assert (home / ".ssh").is_dir(), "the mount needs ~/.ssh to exist"
+        # The bind mount needs a mount point; a fresh machine may have no ~/.ssh yet (an
+        # empty 0700 directory is what ssh itself would make).
+        (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
         self.home = home
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:

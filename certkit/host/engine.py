@@ -293,6 +293,27 @@ def tcp_reaches(address: str, port: int, seconds: float = 5.0) -> bool:
         return False
 
 
+def tcp_reaches_after_restart(address: str, port: int, grace: float = 10.0) -> bool:
+    """:func:`tcp_reaches` just after a restart: a refused connection is a port not open
+    *yet* (a rootless daemon's port forwarder starts after the unit is active), so it is
+    tried again for ``grace`` seconds; a connection that times out (a firewall dropping
+    it) is False at once, as before."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=5.0):
+                return True
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+        except OSError:
+            return False
+
+
 def probe_address(listen: str, host: str | None) -> str | None:
     """Where certkit checks the TLS port of a host: the listen address, or for a wildcard
     the host itself (``host``; None: this machine, on loopback).  None when that cannot be

@@ -297,7 +297,8 @@ class ScriptTarget:
             for k in ("ca", "cert")
         )
         address = engine.probe_address(plan.listen, self.probe_host())
-        if address is not None and ca and cert and engine.tcp_reaches(address, plan.port):
+        reaches = address is not None and engine.tcp_reaches_after_restart(address, plan.port)
+        if address is not None and ca and cert and reaches:
             want = certs.serial_hex(certs.load_cert(cert))
             serial, why = engine.served_serial(address, plan.port, ca, None, engine.BACK_SECONDS)
             if serial != want:
