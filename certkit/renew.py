@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -112,18 +113,18 @@ def rewritable(record: Record) -> bool:
     return isinstance(origin, CIOrigin) or (isinstance(origin, ClientOrigin) and origin.rewritable)
 
 
-def _installed_trust(record: Record) -> list[str] | None:
-    """Fingerprints in the ``ca.pem`` installed with it on this machine, if one is readable."""
+def installed_trusts(record: Record) -> Iterator[list[str]]:
+    """Fingerprints in each readable ``ca.pem`` installed with it on this machine (the
+    fleet's client has one per docker context), read one at a time."""
     for entry in record.installed:
         path = Path(entry)
         candidate = path / "ca.pem" if path.is_dir() else path
         if candidate.name != "ca.pem" or not candidate.is_file():
             continue
         try:
-            return bundle_fingerprints(candidate.read_bytes())
+            yield bundle_fingerprints(candidate.read_bytes())
         except (OSError, UsageError):
             continue
-    return None
 
 
 def trusted(record: Record) -> list[str]:
@@ -132,7 +133,7 @@ def trusted(record: Record) -> list[str]:
     Read from the installed file when it is on this machine, else what
     certkit recorded when it installed it, else just its issuer.
     """
-    found = _installed_trust(record)
+    found = next(installed_trusts(record), None)
     if found is not None:
         return found
     return list(record.leaf_origin.trust) or [record.issuer_fingerprint]

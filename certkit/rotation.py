@@ -33,9 +33,9 @@ from .openbao.binding import is_openbao
 from .records import Record
 from .renew import (
     RENEW_KINDS,
-    bundle_fingerprints,
     ca_flag,
     in_use,
+    installed_trusts,
     now_utc,
     renew_command,
     rewritable,
@@ -382,17 +382,7 @@ FLEET_CLIENT = "certkit-fleet"
 def copies_trust(record: Record) -> list[list[str]]:
     """The CA fingerprints of every ``ca.pem`` installed with ``record`` on this machine (the
     fleet's client has one per docker context); what it was recorded to trust when none is."""
-    found = []
-    for entry in record.installed:
-        path = Path(entry)
-        candidate = path / "ca.pem" if path.is_dir() else path
-        if candidate.name != "ca.pem" or not candidate.is_file():
-            continue
-        try:
-            found.append(bundle_fingerprints(candidate.read_bytes()))
-        except (OSError, UsageError):
-            continue
-    return found or [trusted(record)]
+    return list(installed_trusts(record)) or [trusted(record)]
 
 
 def fleet_copies(record: Record) -> list[Path]:
